@@ -1,0 +1,1 @@
+//! Quorate's REST surface (local API and gateway); not built yet.

@@ -1,0 +1,14 @@
+//! Quorate's replicated, append-only, signed ledger.
+//!
+//! This crate owns the ledger's bytes and their meaning: canonical CBOR
+//! encoding, blake3 hashing and Merkle roots, entries, blocks and quorum
+//! certificates, the chain state they derive (through the rules in
+//! `quorate-contracts`), verification of a chain from genesis, inclusion
+//! proofs, persistence in the embedded store (redb), and the agreement
+//! algorithm (Tendermint) as a pure state machine.
+//!
+//! It must not depend on an async runtime or the network, and never reads
+//! the clock: time comes in as an argument, effects go out as values that
+//! the node turns into sends, disk writes and timers.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(missing_docs)]

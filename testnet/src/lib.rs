@@ -1,0 +1,1 @@
+//! Launches and perturbs local Quorate consortia of real node processes; not built yet.

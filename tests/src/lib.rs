@@ -1,0 +1,1 @@
+//! End-to-end tests of Quorate across real processes; the tests live in `tests/`.
