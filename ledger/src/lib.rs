@@ -12,3 +12,9 @@
 //! the node turns into sends, disk writes and timers.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs)]
+
+pub mod codec;
+pub mod consensus;
+pub mod hash;
+pub mod merkle;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Canonical CBOR: one encoding per value, strictly decoded.

@@ -1,0 +1,1 @@
+//! The Tendermint agreement algorithm as a pure state machine.

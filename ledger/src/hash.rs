@@ -1,0 +1,1 @@
+//! blake3 hashes with domain separation.

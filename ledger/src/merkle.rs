@@ -1,0 +1,1 @@
+//! blake3 Merkle trees over block entries, and inclusion proofs.

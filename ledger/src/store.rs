@@ -1,0 +1,1 @@
+//! Persistence of the chain in the embedded store (redb).
