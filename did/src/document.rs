@@ -89,7 +89,10 @@ mod tests {
             assert_eq!(rel, &vec![method.id.clone()]);
         }
         let json = serde_json::to_value(&doc).unwrap();
-        assert_eq!(json["verificationMethod"][0]["type"], "Ed25519VerificationKey2020");
+        assert_eq!(
+            json["verificationMethod"][0]["type"],
+            "Ed25519VerificationKey2020"
+        );
         assert!(json.get("capabilityInvocation").is_some());
     }
 }

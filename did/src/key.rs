@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, EncodePrivateKey, KeypairBytes, spki::der::pem::LineEnding,
+};
 use ed25519_dalek::{Signer, SigningKey};
 use zeroize::Zeroizing;
 
@@ -49,12 +51,19 @@ impl Keypair {
         Zeroizing::new(self.signing.to_bytes())
     }
 
-    /// The key as PKCS#8 v1 PEM (`-----BEGIN PRIVATE KEY-----`), readable by
-    /// OpenSSL and standard libraries.
+    /// The key as PKCS#8 v1 PEM (`-----BEGIN PRIVATE KEY-----`, RFC 8410),
+    /// the form `openssl genpkey -algorithm ed25519` writes.
+    ///
+    /// v1 on purpose: ed25519-dalek's own encoder writes v2 (with the public
+    /// key), which OpenSSL 3.0 refuses to read.
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
-        // Encoding a 32-byte Ed25519 key into a Vec-backed PEM cannot fail.
+        let bytes = KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        };
+        // Encoding 32 bytes into a Vec-backed PEM cannot fail.
         #[allow(clippy::expect_used)]
-        self.signing
+        bytes
             .to_pkcs8_pem(LineEnding::LF)
             .expect("PKCS#8 encoding of an Ed25519 key is infallible")
     }
@@ -69,7 +78,11 @@ impl Keypair {
 
 impl fmt::Debug for Keypair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Keypair {{ did: {}, secret: SecretKey(..) }}", self.did())
+        write!(
+            f,
+            "Keypair {{ did: {}, secret: SecretKey(..) }}",
+            self.did()
+        )
     }
 }
 
@@ -154,8 +167,6 @@ impl<'de> serde::Deserialize<'de> for Signature {
     }
 }
 
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +187,35 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
         let back = Keypair::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(back.did(), key.did());
+    }
+
+    #[test]
+    fn pem_is_the_pkcs8_v1_form_openssl_writes() {
+        // RFC 8410 section 10.3: the PKCS#8 v1 prefix, then the 32-byte seed.
+        let key = Keypair::from_seed(&[0x11; 32]);
+        let pem = key.to_pkcs8_pem();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(body.starts_with("MC4CAQAwBQYDK2VwBCIEI"), "{body}");
+    }
+
+    #[test]
+    fn reads_the_rfc9421_test_key_written_by_another_implementation() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/vectors/rfc9421-ed25519.json"
+        );
+        let vectors: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let key =
+            Keypair::from_pkcs8_pem(vectors["private_key_pkcs8_pem"].as_str().unwrap()).unwrap();
+        // The public half is given separately as SPKI PEM; its last 32 bytes are the key.
+        let spki = vectors["public_key_spki_pem"].as_str().unwrap();
+        assert!(spki.contains("MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs="));
+        assert_eq!(
+            key.did().public_key_bytes()[..4],
+            [0x26, 0xb4, 0x0b, 0x8f],
+            "public key of the RFC 9421 test key starts 26b40b8f"
+        );
     }
 
     #[test]

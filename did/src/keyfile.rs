@@ -147,8 +147,7 @@ pub fn load(path: &Path) -> Result<Keypair, LoadError> {
         path: path.to_owned(),
         source,
     };
-    let text = std::str::from_utf8(&contents)
-        .map_err(|_| format_err(Pkcs8Error::not_text()))?;
+    let text = std::str::from_utf8(&contents).map_err(|_| format_err(Pkcs8Error::not_text()))?;
     Keypair::from_pkcs8_pem(text).map_err(format_err)
 }
 
@@ -186,7 +185,10 @@ mod tests {
         write_new(&path, &Keypair::generate().unwrap()).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = load(&path).unwrap_err();
-        assert!(matches!(err, LoadError::Permissions { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, LoadError::Permissions { mode: 0o644, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod 600"));
     }
 

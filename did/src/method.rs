@@ -188,7 +188,10 @@ mod tests {
         );
         assert_eq!("did:key:z0OIl".parse::<Did>(), Err(ParseError::Base58));
         let long = format!("did:key:z{}", "1".repeat(200));
-        assert!(matches!(long.parse::<Did>(), Err(ParseError::TooLong { .. })));
+        assert!(matches!(
+            long.parse::<Did>(),
+            Err(ParseError::TooLong { .. })
+        ));
         // Right codec, 31 key bytes.
         let mut short = vec![0xed, 0x01];
         short.extend_from_slice(&[7u8; 31]);

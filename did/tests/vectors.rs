@@ -5,7 +5,10 @@
 use quorate_did::{Did, Keypair};
 
 fn vectors() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/did-key-ed25519.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vectors/did-key-ed25519.json"
+    );
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("conformance vectors missing at {path}: {e}"));
     serde_json::from_str(&text).expect("vector file is JSON")
@@ -33,11 +36,17 @@ fn derives_every_vector_did_from_its_seed() {
 #[test]
 fn rejects_every_must_reject_input() {
     let vectors = vectors();
-    let cases = vectors["must_reject"].as_array().expect("must_reject array");
+    let cases = vectors["must_reject"]
+        .as_array()
+        .expect("must_reject array");
     assert!(!cases.is_empty());
     for case in cases {
         let input = case["input"].as_str().unwrap();
         let result = input.parse::<Did>();
-        assert!(result.is_err(), "accepted {input:?}, which must be rejected because {}", case["why"]);
+        assert!(
+            result.is_err(),
+            "accepted {input:?}, which must be rejected because {}",
+            case["why"]
+        );
     }
 }

@@ -1,1 +1,12 @@
-//! The Quorate node.
+//! The Quorate node: configuration, the node home on disk, and (as later
+//! parts land) the libp2p swarm and the driver that turns the agreement
+//! machine's effects into sends, disk writes and timers.
+//!
+//! This is the effectful shell around the pure crates (`quorate-did`,
+//! `quorate-contracts`, `quorate-ledger`): it is the only crate that owns
+//! sockets, tasks and the clock. The `quorate` binary's command-line
+//! interface lives in `main.rs` and `cli/`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod config;
+pub mod home;

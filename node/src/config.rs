@@ -1,0 +1,183 @@
+//! The node's configuration file (`config.toml` in the node home).
+//!
+//! One typed tree, loaded once, unknown fields refused so a typo is an error
+//! rather than a silently ignored setting. `quorate node init` writes it from
+//! [`TEMPLATE`], an annotated file a person can read and edit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The annotated template `quorate node init` renders. Placeholders in
+/// braces are filled by [`render`].
+pub const TEMPLATE: &str = include_str!("config.template.toml");
+
+/// Largest config file we read; a config is a few hundred bytes.
+pub const CONFIG_BYTES_MAX: u64 = 64 * 1024;
+
+/// Default port of the local REST API.
+pub const DEFAULT_API_PORT: u16 = 7700;
+/// Default TCP port of the peer-to-peer listener.
+pub const DEFAULT_P2P_PORT: u16 = 7701;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This organization.
+    pub node: NodeSection,
+    /// The local REST API and gateway.
+    pub api: ApiSection,
+    /// The peer-to-peer network.
+    pub p2p: P2pSection,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The organization's short name (lowercase letters, digits, `-`).
+    pub name: String,
+    /// Where the ledger and objects live; relative paths are relative to the
+    /// node home.
+    pub data_dir: PathBuf,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address the local API binds to. Keep it on loopback unless a reverse
+    /// proxy with TLS stands in front.
+    pub listen: SocketAddr,
+}
+
+/// `[p2p]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pSection {
+    /// libp2p multiaddresses to listen on.
+    pub listen: Vec<String>,
+    /// Peers to dial at start (multiaddresses ending in `/p2p/<peer id>`).
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+}
+
+/// Values that fill the template.
+#[derive(Debug, Clone)]
+pub struct TemplateValues<'a> {
+    /// `[node] name`.
+    pub name: &'a str,
+    /// `[api] listen` port on 127.0.0.1.
+    pub api_port: u16,
+    /// `[p2p] listen` TCP port on 127.0.0.1.
+    pub p2p_port: u16,
+}
+
+/// Renders [`TEMPLATE`] with `values`.
+pub fn render(values: &TemplateValues<'_>) -> String {
+    TEMPLATE
+        .replace("{name}", values.name)
+        .replace("{api_port}", &values.api_port.to_string())
+        .replace("{p2p_port}", &values.p2p_port.to_string())
+}
+
+/// Why a config file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is larger than any config.
+    #[error("config {} is {len} bytes, over the {CONFIG_BYTES_MAX}-byte limit", path.display())]
+    TooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config {}: {message}", path.display())]
+    Parse {
+        /// The path.
+        path: PathBuf,
+        /// The parser's message, on one line.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses a config from TOML text.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Loads and parses the config at `path`.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let io_err = |source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(io_err)?.len();
+        if len > CONFIG_BYTES_MAX {
+            return Err(LoadError::TooLarge {
+                path: path.to_owned(),
+                len,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io_err)?;
+        Self::parse(&text).map_err(|e| LoadError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().replace('\n', " "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_template_parses_with_the_values_given() {
+        let text = render(&TemplateValues {
+            name: "org-a",
+            api_port: 8100,
+            p2p_port: 8101,
+        });
+        let config = Config::parse(&text).unwrap();
+        assert_eq!(config.node.name, "org-a");
+        assert_eq!(config.api.listen, "127.0.0.1:8100".parse().unwrap());
+        assert_eq!(
+            config.p2p.listen,
+            vec!["/ip4/127.0.0.1/tcp/8101".to_owned()]
+        );
+        assert!(config.p2p.bootstrap.is_empty());
+        assert!(!text.contains('{'), "unfilled placeholder in {text}");
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let text = include_str!("../../docs/config.example.toml");
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.node.name, "org-a");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let text = render(&TemplateValues {
+            name: "org-a",
+            api_port: 1,
+            p2p_port: 2,
+        })
+        .replace("[api]", "[api]\nlisten_typo = 3");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("listen_typo"), "{err}");
+    }
+}
