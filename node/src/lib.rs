@@ -10,3 +10,4 @@
 
 pub mod config;
 pub mod home;
+pub mod network;

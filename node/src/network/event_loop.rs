@@ -1,0 +1,533 @@
+//! The network actor: [`Client`] (commands in) and [`EventLoop`] (owns the
+//! swarm).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, ping};
+use quorate_did::{Did, Keypair};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::codec::FramedBytes;
+use super::identity::{did_of, libp2p_keypair, peer_id};
+use super::{
+    COMMANDS_MAX, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, EVENTS_MAX, GOSSIP_BYTES_MAX,
+    REDIAL_INTERVAL, REQUEST_TIMEOUT,
+};
+
+/// The gossip topics of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Agreement messages: proposals and votes.
+    Consensus,
+    /// Entries and endorsements waiting to be ordered.
+    Mempool,
+}
+
+impl Topic {
+    fn name(self, chain_id: &str) -> String {
+        match self {
+            Topic::Consensus => format!("/quorate/{chain_id}/consensus/1"),
+            Topic::Mempool => format!("/quorate/{chain_id}/mempool/1"),
+        }
+    }
+}
+
+/// A request's reply slot, handed to the driver with the request.
+#[derive(Debug)]
+pub struct ResponseHandle(request_response::ResponseChannel<Vec<u8>>);
+
+/// What peers did.
+#[derive(Debug)]
+pub enum Event {
+    /// A gossip message from a member. The driver must answer with
+    /// [`Client::validate`]: only accepted messages are forwarded further.
+    Gossip {
+        /// The member that published it (authenticated by its signature).
+        from: Did,
+        /// Its topic.
+        topic: Topic,
+        /// The payload.
+        data: Vec<u8>,
+        /// Its id, for [`Client::validate`].
+        id: MessageId,
+        /// The peer that forwarded it to us.
+        via: PeerId,
+    },
+    /// A request from a peer (member or not: the driver decides).
+    Request {
+        /// The requesting peer's DID.
+        from: Did,
+        /// The payload.
+        data: Vec<u8>,
+        /// Where the answer goes.
+        reply: ResponseHandle,
+    },
+    /// A member connected.
+    Connected(Did),
+    /// A member's last connection closed.
+    Disconnected(Did),
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The peer could not be reached, timed out, or refused.
+    #[error("request to {peer} failed: {reason}")]
+    Failed {
+        /// The peer.
+        peer: Box<Did>,
+        /// libp2p's reason.
+        reason: String,
+    },
+    /// The network task has stopped.
+    #[error("the network has stopped")]
+    Stopped,
+}
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkError {
+    /// A listen or bootstrap address is not a multiaddress.
+    #[error("invalid address {address:?}: {reason}")]
+    Address {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The transport or a behaviour could not be built.
+    #[error("cannot build the libp2p swarm: {0}")]
+    Build(String),
+    /// Listening failed (port in use, say).
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+type ReplySlot = oneshot::Sender<Result<Vec<u8>, RequestError>>;
+
+#[derive(Debug)]
+enum Command {
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    Validate {
+        id: MessageId,
+        via: PeerId,
+        accept: bool,
+    },
+    Request {
+        peer: Did,
+        data: Vec<u8>,
+        reply: ReplySlot,
+    },
+    Respond {
+        handle: ResponseHandle,
+        data: Vec<u8>,
+    },
+    SetMembers(Vec<Did>),
+    Peers(oneshot::Sender<Vec<Did>>),
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+}
+
+/// A handle on the network task; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Client {
+    /// Publishes `data` on `topic` to the members.
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) {
+        let _ = self.commands.send(Command::Publish { topic, data }).await;
+    }
+
+    /// Tells gossipsub whether a received message is valid (forward it) or
+    /// not (drop it and penalize the peer that sent it).
+    pub async fn validate(&self, id: MessageId, via: PeerId, accept: bool) {
+        let _ = self
+            .commands
+            .send(Command::Validate { id, via, accept })
+            .await;
+    }
+
+    /// Sends a request to `peer` and waits for the answer.
+    pub async fn request(&self, peer: Did, data: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request { peer, data, reply })
+            .await
+            .map_err(|_| RequestError::Stopped)?;
+        answer.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Answers a request.
+    pub async fn respond(&self, handle: ResponseHandle, data: Vec<u8>) {
+        let _ = self.commands.send(Command::Respond { handle, data }).await;
+    }
+
+    /// Replaces the member set: gossip from anyone else is refused.
+    pub async fn set_members(&self, members: Vec<Did>) {
+        let _ = self.commands.send(Command::SetMembers(members)).await;
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Vec<Did> {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Peers(reply)).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// The addresses we listen on (with the actual ports when 0 was asked).
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::ListenAddrs(reply))
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    requests: request_response::Behaviour<FramedBytes>,
+}
+
+/// The task that owns the swarm.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    chain_id: String,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    members: HashSet<PeerId>,
+    connected: HashSet<PeerId>,
+    bootstrap: Vec<Multiaddr>,
+    pending: HashMap<OutboundRequestId, (Did, ReplySlot)>,
+    dropped_events: u64,
+}
+
+fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>, NetworkError> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|e: libp2p::multiaddr::Error| NetworkError::Address {
+                    address: a.clone(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Builds the swarm, starts listening, and returns the client, the event
+/// stream and the loop to run (`tokio::spawn(event_loop.run())`).
+pub fn spawn(
+    key: &Keypair,
+    chain_id: &str,
+    listen: &[String],
+    bootstrap: &[String],
+) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), NetworkError> {
+    let listen = parse_addrs(listen)?;
+    let bootstrap = parse_addrs(bootstrap)?;
+    let build = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(GOSSIP_BYTES_MAX)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .heartbeat_interval(Duration::from_millis(500))
+        // Identical payloads are one message, whoever relays them.
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .build()
+        .map_err(|e| build(&e))?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(libp2p_keypair(key))
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| build(&e))?
+        .with_behaviour(|id| {
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
+                .with_max_established(Some(CONNECTIONS_MAX));
+            let gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(id.clone()), gossip_config)?;
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/quorate/1".to_owned(),
+                    id.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                gossipsub,
+                requests: request_response::Behaviour::with_codec(
+                    FramedBytes,
+                    [(
+                        StreamProtocol::new("/quorate/request/1"),
+                        ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+                ),
+            })
+        })
+        .map_err(|e| build(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    for topic in [Topic::Consensus, Topic::Mempool] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(topic.name(chain_id)))
+            .map_err(|e| build(&e))?;
+    }
+    for address in listen {
+        swarm
+            .listen_on(address.clone())
+            .map_err(|e| NetworkError::Listen {
+                address,
+                reason: e.to_string(),
+            })?;
+    }
+    let (commands_tx, commands) = mpsc::channel(COMMANDS_MAX);
+    let (events, events_rx) = mpsc::channel(EVENTS_MAX);
+    let event_loop = EventLoop {
+        swarm,
+        chain_id: chain_id.to_owned(),
+        commands,
+        events,
+        members: HashSet::new(),
+        connected: HashSet::new(),
+        bootstrap,
+        pending: HashMap::new(),
+        dropped_events: 0,
+    };
+    Ok((
+        Client {
+            commands: commands_tx,
+        },
+        events_rx,
+        event_loop,
+    ))
+}
+
+impl EventLoop {
+    /// Runs until every [`Client`] is dropped.
+    pub async fn run(mut self) {
+        self.redial();
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                _ = redial.tick() => self.redial(),
+            }
+        }
+        debug!(target: "network", "network loop stopped");
+    }
+
+    fn redial(&mut self) {
+        for address in &self.bootstrap {
+            let peer = address.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            });
+            if peer.is_some_and(|p| self.connected.contains(&p) || p == *self.swarm.local_peer_id())
+            {
+                continue;
+            }
+            if let Err(e) = self.swarm.dial(address.clone()) {
+                debug!(target: "network", %address, error = %e, "dial failed");
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        // Never block the swarm on a slow driver: drop and count instead.
+        if let Err(e) = self.events.try_send(event) {
+            self.dropped_events += 1;
+            if self.dropped_events.is_power_of_two() {
+                warn!(target: "network", dropped = self.dropped_events, "driver is behind; dropping network events");
+            }
+            if let mpsc::error::TrySendError::Full(Event::Gossip { id, via, .. }) = e {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &via, MessageAcceptance::Ignore);
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let behaviour = self.swarm.behaviour_mut();
+        match command {
+            Command::Publish { topic, data } => {
+                let topic = IdentTopic::new(topic.name(&self.chain_id));
+                if let Err(e) = behaviour.gossipsub.publish(topic, data) {
+                    // No peers yet, or a duplicate of a message we already
+                    // published: agreement retries on its own timeouts.
+                    debug!(target: "network", error = %e, "publish failed");
+                }
+            }
+            Command::Validate { id, via, accept } => {
+                let acceptance = if accept {
+                    MessageAcceptance::Accept
+                } else {
+                    MessageAcceptance::Reject
+                };
+                let _ = behaviour
+                    .gossipsub
+                    .report_message_validation_result(&id, &via, acceptance);
+            }
+            Command::Request { peer, data, reply } => {
+                let id = behaviour.requests.send_request(&peer_id(&peer), data);
+                self.pending.insert(id, (peer, reply));
+            }
+            Command::Respond { handle, data } => {
+                let _ = behaviour.requests.send_response(handle.0, data);
+            }
+            Command::SetMembers(members) => {
+                self.members = members.iter().map(peer_id).collect();
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.connected.iter().filter_map(did_of).collect());
+            }
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(target: "network", %address, peer = %self.swarm.local_peer_id(), "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                let Some(did) = did_of(&peer_id) else {
+                    // Not an Ed25519 identity: it cannot be a member.
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                };
+                if num_established.get() == 1 {
+                    self.connected.insert(peer_id);
+                    debug!(target: "network", %did, "connected");
+                    self.emit(Event::Connected(did));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0
+                    && self.connected.remove(&peer_id)
+                    && let Some(did) = did_of(&peer_id)
+                {
+                    self.emit(Event::Disconnected(did));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Requests(event)) => self.on_request_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, via: PeerId, id: MessageId, message: gossipsub::Message) {
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        let from = message
+            .source
+            .filter(|s| self.members.contains(s))
+            .and_then(|s| did_of(&s));
+        let topic = [Topic::Consensus, Topic::Mempool]
+            .into_iter()
+            .find(|t| IdentTopic::new(t.name(&self.chain_id)).hash() == message.topic);
+        let (Some(from), Some(topic)) = (from, topic) else {
+            // From a non-member or on a foreign topic: never forwarded.
+            let _ = gossip.report_message_validation_result(&id, &via, MessageAcceptance::Reject);
+            return;
+        };
+        self.emit(Event::Gossip {
+            from,
+            topic,
+            data: message.data,
+            id,
+            via,
+        });
+    }
+
+    fn on_request_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if let Some(from) = did_of(&peer) {
+                        self.emit(Event::Request {
+                            from,
+                            data: request,
+                            reply: ResponseHandle(channel),
+                        });
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, reply)) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some((peer, reply)) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(RequestError::Failed {
+                        peer: Box::new(peer),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}

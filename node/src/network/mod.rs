@@ -1,0 +1,44 @@
+//! The peer-to-peer network: a libp2p swarm (TCP + Noise + Yamux, identify,
+//! ping, gossipsub, request-response) owned by one event loop.
+//!
+//! The network knows nothing of ledgers or votes: it moves bytes between
+//! members and tells the driver who sent them. Every peer is named by its
+//! `did:key` — the libp2p identity is the member's Ed25519 key, so the Noise
+//! handshake proves the peer holds the key its DID names ([`identity`]).
+//!
+//! Shape (rust-libp2p's file-sharing example): a cloneable [`Client`] sends
+//! [`Command`]s over a bounded channel to [`EventLoop`], which owns the
+//! `Swarm` and `select!`s over swarm events and commands; what peers send
+//! comes out as [`Event`]s on another bounded channel.
+
+mod codec;
+mod event_loop;
+pub mod identity;
+
+pub use codec::FramedBytes;
+pub use event_loop::{
+    Client, Event, EventLoop, NetworkError, RequestError, ResponseHandle, Topic, spawn,
+};
+
+use std::time::Duration;
+
+/// Capacity of the command channel (client → event loop).
+pub const COMMANDS_MAX: usize = 1024;
+/// Capacity of the event channel (event loop → driver). When the driver
+/// falls behind, gossip beyond this is dropped and counted (agreement
+/// tolerates loss); requests beyond it are refused.
+pub const EVENTS_MAX: usize = 4096;
+/// Largest gossip message: a proposal carries a whole block.
+pub const GOSSIP_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Largest request a peer may send.
+pub const REQUEST_BYTES_MAX: u32 = 64 * 1024;
+/// Largest response we accept (a batch of blocks during sync).
+pub const RESPONSE_BYTES_MAX: u32 = 32 * 1024 * 1024;
+/// Connections per peer and in total.
+pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
+/// Total established connections.
+pub const CONNECTIONS_MAX: u32 = 256;
+/// How long a request may take before it fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often unconnected bootstrap peers are dialed again.
+pub const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
