@@ -9,5 +9,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod config;
+pub mod duration;
 pub mod home;
+pub mod lock;
 pub mod network;
