@@ -71,3 +71,52 @@ impl<'de> Deserialize<'de> for MemberId {
         deserializer.deserialize_bytes(Visitor)
     }
 }
+
+/// Parses 64 hex digits into 32 bytes.
+pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Serde for a 32-byte newtype as a CBOR byte string.
+macro_rules! bytes32_serde {
+    ($ty:ident, $expecting:literal) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_bytes(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+                impl serde::de::Visitor<'_> for Visitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<$ty, E> {
+                        <[u8; 32]>::try_from(v)
+                            .map($ty)
+                            .map_err(|_| E::invalid_length(v.len(), &self))
+                    }
+                }
+                deserializer.deserialize_bytes(Visitor)
+            }
+        }
+    };
+}
+pub(crate) use bytes32_serde;

@@ -13,8 +13,15 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs)]
 
+pub mod block;
+pub mod chain;
 pub mod codec;
 pub mod consensus;
+pub mod entry;
+pub mod export;
 pub mod hash;
+#[allow(clippy::module_inception)]
+pub mod ledger;
 pub mod merkle;
+pub mod proof;
 pub mod store;

@@ -1,0 +1,586 @@
+//! The consortium state and the rules that change it.
+//!
+//! Every node applies the same entries to the same state and gets the same
+//! result: the functions here are deterministic and read no clock. An entry
+//! that breaks a rule changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use quorate_did::Did;
+use serde::{Deserialize, Serialize};
+
+use crate::model::*;
+use crate::{MemberId, Timestamp};
+
+/// `⌊2n/3⌋ + 1`: the members whose agreement makes a decision, tolerating
+/// `⌊(n−1)/3⌋` faulty ones.
+pub fn quorum(n: usize) -> u32 {
+    (2 * n / 3 + 1) as u32
+}
+
+/// `⌊(n−1)/3⌋`: how many faulty members a consortium of `n` tolerates.
+pub fn max_faulty(n: usize) -> u32 {
+    (n.saturating_sub(1) / 3) as u32
+}
+
+/// Why an entry is refused. Each variant is one rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[non_exhaustive]
+pub enum Violation {
+    /// The proposer is not a current member.
+    #[error("proposer {0} is not a member")]
+    ProposerNotMember(MemberId),
+    /// Someone other than the grantor proposed a grant.
+    #[error("only the grantor may propose a grant of its data")]
+    NotGrantor,
+    /// A party of the grant is not a member.
+    #[error("{0} is not a member")]
+    NotAMember(MemberId),
+    /// The grantor grants to itself.
+    #[error("a member cannot grant to itself")]
+    SelfGrant,
+    /// The window is empty or already over.
+    #[error("the grant window is empty or over (not_before {not_before}, not_after {not_after})")]
+    Window {
+        /// not_before (ms).
+        not_before: u64,
+        /// not_after (ms).
+        not_after: u64,
+    },
+    /// The window is longer than the policy allows.
+    #[error("the grant lasts longer than the policy's {max_ms} ms")]
+    TooLong {
+        /// The policy's maximum.
+        max_ms: u64,
+    },
+    /// Resources or actions are empty, too many, or not sorted/unique.
+    #[error("{0}")]
+    Terms(&'static str),
+    /// The purpose is too long.
+    #[error("purpose is longer than {PURPOSE_BYTES_MAX} bytes")]
+    Purpose,
+    /// A zero rate limit.
+    #[error("a rate limit needs at least one request per at least one second")]
+    RateLimit,
+    /// No such grant.
+    #[error("no grant {0}")]
+    UnknownGrant(GrantId),
+    /// The grant is not active (revocation is terminal).
+    #[error("grant {0} is not active")]
+    GrantNotActive(GrantId),
+    /// A grant id reused.
+    #[error("grant {0} exists already: ids are never reused")]
+    GrantExists(GrantId),
+    /// A member name that is taken or malformed.
+    #[error("member name {0:?} is taken or invalid (1 to 64 of a-z, 0-9, '-')")]
+    Name(String),
+    /// A DID already used by a member.
+    #[error("{0} is already a member's key")]
+    DidInUse(String),
+    /// A member id reused.
+    #[error("member id {0} exists already")]
+    MemberExists(MemberId),
+    /// Removing the last member.
+    #[error("the last member cannot be removed")]
+    LastMember,
+    /// Too many members.
+    #[error("a consortium has at most {MEMBERS_MAX} members")]
+    TooManyMembers,
+    /// Rotation proposed by someone else.
+    #[error("only the member itself may propose a rotation of its key")]
+    NotSelf,
+    /// A policy value out of range.
+    #[error("policy out of range: {0}")]
+    Policy(&'static str),
+    /// A genesis after genesis, or an invalid genesis.
+    #[error("genesis: {0}")]
+    Genesis(&'static str),
+    /// The endorsements do not meet the requirement.
+    #[error("{have} of the {need} required endorsements{missing}")]
+    Endorsements {
+        /// Valid member endorsements.
+        have: u32,
+        /// Required.
+        need: u32,
+        /// Which required signer is missing, if any.
+        missing: String,
+    },
+    /// An endorser is not a member.
+    #[error("endorser {0} is not a member")]
+    EndorserNotMember(MemberId),
+}
+
+/// Whose endorsements an entry needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Requirement {
+    /// Distinct member endorsements needed (the proposer's counts).
+    pub quorum: u32,
+    /// Members whose endorsement is required whatever the count.
+    pub must_include: Vec<MemberId>,
+}
+
+/// Where an entry is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyContext {
+    /// The entry's id (becomes the grant or member id).
+    pub entry_id: [u8; 32],
+    /// The block height.
+    pub height: u64,
+    /// The block time.
+    pub time: Timestamp,
+}
+
+/// The part of the state that is hashed (`state_root`): ordered maps only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Snapshot {
+    chain_id: String,
+    epoch: u64,
+    members: BTreeMap<MemberId, Member>,
+    grants: BTreeMap<GrantId, GrantRecord>,
+    policy: Policy,
+}
+
+/// The consortium state: members, grants, policy. Serializes to its
+/// canonical part only; indexes are rebuilt on load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// The chain id.
+    pub chain_id: String,
+    /// Bumped by every membership change.
+    pub epoch: u64,
+    /// Current members by id.
+    pub members: BTreeMap<MemberId, Member>,
+    /// Every grant ever committed.
+    pub grants: BTreeMap<GrantId, GrantRecord>,
+    /// The policy.
+    pub policy: Policy,
+    index: Index,
+}
+
+/// Lookups for the request path; derived, never serialized.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Index {
+    member_by_key: HashMap<[u8; 32], MemberId>,
+    /// (grantee, grantor) → grants between them.
+    grants_by_pair: HashMap<(MemberId, MemberId), Vec<GrantId>>,
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct SnapshotRef<'a> {
+            chain_id: &'a String,
+            epoch: u64,
+            members: &'a BTreeMap<MemberId, Member>,
+            grants: &'a BTreeMap<GrantId, GrantRecord>,
+            policy: &'a Policy,
+        }
+        SnapshotRef {
+            chain_id: &self.chain_id,
+            epoch: self.epoch,
+            members: &self.members,
+            grants: &self.grants,
+            policy: &self.policy,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Snapshot::deserialize(d)?;
+        Ok(State::from_parts(
+            s.chain_id, s.epoch, s.members, s.grants, s.policy,
+        ))
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl State {
+    fn from_parts(
+        chain_id: String,
+        epoch: u64,
+        members: BTreeMap<MemberId, Member>,
+        grants: BTreeMap<GrantId, GrantRecord>,
+        policy: Policy,
+    ) -> Self {
+        let mut state = Self {
+            chain_id,
+            epoch,
+            members,
+            grants,
+            policy,
+            index: Index::default(),
+        };
+        state.reindex();
+        state
+    }
+
+    fn reindex(&mut self) {
+        self.index.member_by_key = self
+            .members
+            .values()
+            .map(|m| (m.did.public_key_bytes(), m.id))
+            .collect();
+        self.index.grants_by_pair.clear();
+        for (id, record) in &self.grants {
+            self.index
+                .grants_by_pair
+                .entry((record.terms.grantee, record.terms.grantor))
+                .or_default()
+                .push(*id);
+        }
+    }
+
+    /// The state genesis creates; `member_ids` are the ids the ledger
+    /// derived for `genesis.members`, in order.
+    pub fn genesis(genesis: &Genesis, member_ids: &[MemberId]) -> Result<Self, Violation> {
+        if genesis.chain_id.is_empty() || genesis.chain_id.len() > CHAIN_ID_BYTES_MAX {
+            return Err(Violation::Genesis("chain id must be 1 to 64 bytes"));
+        }
+        if genesis.members.is_empty() || genesis.members.len() > MEMBERS_MAX {
+            return Err(Violation::Genesis("1 to 256 members"));
+        }
+        if member_ids.len() != genesis.members.len() {
+            return Err(Violation::Genesis("one id per member"));
+        }
+        check_policy(&genesis.policy)?;
+        let mut members = BTreeMap::new();
+        let mut names = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for (id, m) in member_ids.iter().zip(&genesis.members) {
+            if !valid_name(&m.name) || !names.insert(m.name.clone()) {
+                return Err(Violation::Name(m.name.clone()));
+            }
+            if !keys.insert(m.did.public_key_bytes()) {
+                return Err(Violation::DidInUse(m.did.to_string()));
+            }
+            let member = Member {
+                id: *id,
+                name: m.name.clone(),
+                did: m.did,
+                joined_epoch: 0,
+            };
+            if members.insert(*id, member).is_some() {
+                return Err(Violation::MemberExists(*id));
+            }
+        }
+        Ok(Self::from_parts(
+            genesis.chain_id.clone(),
+            0,
+            members,
+            BTreeMap::new(),
+            genesis.policy.clone(),
+        ))
+    }
+
+    /// The member holding `did`, if any.
+    pub fn member_by_did(&self, did: &Did) -> Option<&Member> {
+        self.index
+            .member_by_key
+            .get(&did.public_key_bytes())
+            .and_then(|id| self.members.get(id))
+    }
+
+    /// The grants from `grantor` to `grantee`.
+    pub fn grants_between(
+        &self,
+        grantee: &MemberId,
+        grantor: &MemberId,
+    ) -> impl Iterator<Item = (&GrantId, &GrantRecord)> {
+        self.index
+            .grants_by_pair
+            .get(&(*grantee, *grantor))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.grants.get(id).map(|r| (id, r)))
+    }
+
+    /// Applies one entry: checks it fully, then changes the state. On error
+    /// nothing changes. Endorsements are checked separately
+    /// ([`check_endorsements`]), by the ledger, against the block's epoch.
+    pub fn apply(
+        &mut self,
+        ctx: ApplyContext,
+        proposer: MemberId,
+        body: &Body,
+    ) -> Result<(), Violation> {
+        check_proposal(self, proposer, body, ctx.time)?;
+        match body {
+            Body::Genesis(_) => return Err(Violation::Genesis("only at height 0")),
+            Body::AddMember(new) => {
+                let id = MemberId(ctx.entry_id);
+                if self.members.contains_key(&id) {
+                    return Err(Violation::MemberExists(id));
+                }
+                self.epoch += 1;
+                self.members.insert(
+                    id,
+                    Member {
+                        id,
+                        name: new.name.clone(),
+                        did: new.did,
+                        joined_epoch: self.epoch,
+                    },
+                );
+            }
+            Body::RemoveMember { member } => {
+                self.members.remove(member);
+                for record in self.grants.values_mut() {
+                    let party = record.terms.grantor == *member || record.terms.grantee == *member;
+                    if party && record.status == GrantStatus::Active {
+                        record.status = GrantStatus::Ended { height: ctx.height };
+                    }
+                }
+                self.epoch += 1;
+            }
+            Body::RotateKey { member, new_did } => {
+                if let Some(m) = self.members.get_mut(member) {
+                    m.did = *new_did;
+                }
+                self.epoch += 1;
+            }
+            Body::Grant(terms) => {
+                let id = GrantId(ctx.entry_id);
+                if self.grants.contains_key(&id) {
+                    return Err(Violation::GrantExists(id));
+                }
+                self.grants.insert(
+                    id,
+                    GrantRecord {
+                        terms: terms.clone(),
+                        status: GrantStatus::Active,
+                        committed_height: ctx.height,
+                    },
+                );
+            }
+            Body::Revoke { grant } => {
+                if let Some(record) = self.grants.get_mut(grant) {
+                    record.status = GrantStatus::Revoked { height: ctx.height };
+                }
+            }
+            Body::SetPolicy(policy) => self.policy = policy.clone(),
+        }
+        // Keep the request-path indexes in step, without a full rebuild on
+        // the common path (a grant).
+        match body {
+            Body::Grant(terms) => self
+                .index
+                .grants_by_pair
+                .entry((terms.grantee, terms.grantor))
+                .or_default()
+                .push(GrantId(ctx.entry_id)),
+            b if b.changes_membership() => {
+                self.index.member_by_key = self
+                    .members
+                    .values()
+                    .map(|m| (m.did.public_key_bytes(), m.id))
+                    .collect();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_policy(policy: &Policy) -> Result<(), Violation> {
+    if !(Policy::PROPOSAL_TTL_MIN_MS..=Policy::PROPOSAL_TTL_MAX_MS)
+        .contains(&policy.proposal_ttl_ms)
+    {
+        return Err(Violation::Policy(
+            "proposal_ttl_ms must be between 10 s and 7 days",
+        ));
+    }
+    if policy.grant_duration_max_ms == 0 {
+        return Err(Violation::Policy("grant_duration_max_ms must be positive"));
+    }
+    Ok(())
+}
+
+/// Checks who may propose what, and that the proposal is well-formed and
+/// possible in `state` at `now`.
+pub fn check_proposal(
+    state: &State,
+    proposer: MemberId,
+    body: &Body,
+    now: Timestamp,
+) -> Result<(), Violation> {
+    if !state.members.contains_key(&proposer) {
+        return Err(Violation::ProposerNotMember(proposer));
+    }
+    let member = |id: &MemberId| {
+        if state.members.contains_key(id) {
+            Ok(())
+        } else {
+            Err(Violation::NotAMember(*id))
+        }
+    };
+    match body {
+        Body::Genesis(_) => Err(Violation::Genesis("only at height 0")),
+        Body::Grant(t) => {
+            if proposer != t.grantor {
+                return Err(Violation::NotGrantor);
+            }
+            member(&t.grantor)?;
+            member(&t.grantee)?;
+            if t.grantor == t.grantee {
+                return Err(Violation::SelfGrant);
+            }
+            if t.not_before >= t.not_after || t.not_after <= now {
+                return Err(Violation::Window {
+                    not_before: t.not_before.0,
+                    not_after: t.not_after.0,
+                });
+            }
+            if t.not_after.0 - t.not_before.0 > state.policy.grant_duration_max_ms {
+                return Err(Violation::TooLong {
+                    max_ms: state.policy.grant_duration_max_ms,
+                });
+            }
+            if t.resources.is_empty() || t.resources.len() > GRANT_RESOURCES_MAX {
+                return Err(Violation::Terms("a grant covers 1 to 32 resource patterns"));
+            }
+            if t.actions.is_empty() || !t.actions.windows(2).all(|w| w[0] < w[1]) {
+                return Err(Violation::Terms(
+                    "actions must be non-empty, sorted and unique",
+                ));
+            }
+            if t.purpose
+                .as_ref()
+                .is_some_and(|p| p.len() > PURPOSE_BYTES_MAX)
+            {
+                return Err(Violation::Purpose);
+            }
+            if t.rate_limit
+                .is_some_and(|r| r.requests == 0 || r.per_seconds == 0)
+            {
+                return Err(Violation::RateLimit);
+            }
+            Ok(())
+        }
+        Body::Revoke { grant } => {
+            let record = state
+                .grants
+                .get(grant)
+                .ok_or(Violation::UnknownGrant(*grant))?;
+            if record.status != GrantStatus::Active {
+                return Err(Violation::GrantNotActive(*grant));
+            }
+            Ok(())
+        }
+        Body::AddMember(new) => {
+            if state.members.len() >= MEMBERS_MAX {
+                return Err(Violation::TooManyMembers);
+            }
+            if !valid_name(&new.name) || state.members.values().any(|m| m.name == new.name) {
+                return Err(Violation::Name(new.name.clone()));
+            }
+            if state.member_by_did(&new.did).is_some() {
+                return Err(Violation::DidInUse(new.did.to_string()));
+            }
+            Ok(())
+        }
+        Body::RemoveMember { member: target } => {
+            member(target)?;
+            if state.members.len() == 1 {
+                return Err(Violation::LastMember);
+            }
+            Ok(())
+        }
+        Body::RotateKey {
+            member: target,
+            new_did,
+        } => {
+            member(target)?;
+            if proposer != *target {
+                return Err(Violation::NotSelf);
+            }
+            if state.member_by_did(new_did).is_some() {
+                return Err(Violation::DidInUse(new_did.to_string()));
+            }
+            Ok(())
+        }
+        Body::SetPolicy(policy) => check_policy(policy),
+    }
+}
+
+/// Whose endorsements `body` needs in `state`.
+///
+/// - Grant: the grantor plus a quorum of current members (the grantor's
+///   endorsement counts toward the quorum).
+/// - Revoke by the grantor: the grantor alone. By anyone else: a quorum.
+/// - AddMember, RemoveMember, SetPolicy: a quorum.
+/// - RotateKey: a quorum including the member itself (its old key).
+pub fn required_endorsements(state: &State, proposer: MemberId, body: &Body) -> Requirement {
+    let q = quorum(state.members.len());
+    match body {
+        Body::Grant(t) => Requirement {
+            quorum: q,
+            must_include: vec![t.grantor],
+        },
+        Body::Revoke { grant } => match state.grants.get(grant) {
+            Some(r) if r.terms.grantor == proposer => Requirement {
+                quorum: 1,
+                must_include: vec![proposer],
+            },
+            _ => Requirement {
+                quorum: q,
+                must_include: vec![proposer],
+            },
+        },
+        Body::RotateKey { member, .. } => Requirement {
+            quorum: q,
+            must_include: vec![*member],
+        },
+        _ => Requirement {
+            quorum: q,
+            must_include: vec![proposer],
+        },
+    }
+}
+
+/// Checks that `endorsers` (members whose signatures the ledger verified)
+/// meet the requirement.
+pub fn check_endorsements(
+    state: &State,
+    proposer: MemberId,
+    body: &Body,
+    endorsers: &BTreeSet<MemberId>,
+) -> Result<(), Violation> {
+    if let Some(outsider) = endorsers.iter().find(|e| !state.members.contains_key(e)) {
+        return Err(Violation::EndorserNotMember(*outsider));
+    }
+    let requirement = required_endorsements(state, proposer, body);
+    let have = endorsers.len() as u32;
+    let missing: Vec<String> = requirement
+        .must_include
+        .iter()
+        .filter(|m| !endorsers.contains(m))
+        .map(|m| {
+            state
+                .members
+                .get(m)
+                .map(|m| m.name.clone())
+                .unwrap_or_else(|| m.to_string())
+        })
+        .collect();
+    if have < requirement.quorum || !missing.is_empty() {
+        return Err(Violation::Endorsements {
+            have,
+            need: requirement.quorum,
+            missing: if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (missing {})", missing.join(", "))
+            },
+        });
+    }
+    Ok(())
+}

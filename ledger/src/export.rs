@@ -1,0 +1,184 @@
+//! The ledger export file: a self-contained copy of a chain that anyone can
+//! verify offline (`quorate ledger verify FILE`).
+//!
+//! ```text
+//! file    = MAGIC record(header) record(committed block)*
+//! MAGIC   = "QUORATE-LEDGER\n" 0x01          (16 bytes: name, newline, version)
+//! record  = length:u32-big-endian  canonical-CBOR-item(length bytes)
+//! ```
+//! The header is an [`ExportHeader`]; blocks follow in height order from 0.
+//! Records are read one at a time, so verifying a long chain needs memory for
+//! one block, not the chain. `docs/ledger-format.md` specifies every item.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::CommittedBlock;
+use crate::codec::{self, DecodeError, EncodeError};
+use crate::hash::Hash;
+
+/// The first 16 bytes of every export file.
+pub const MAGIC: &[u8; 16] = b"QUORATE-LEDGER\n\x01";
+
+/// Largest record: one block with its certificate.
+pub const RECORD_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+/// The first record of an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportHeader {
+    /// The chain id.
+    pub chain_id: String,
+    /// Hash of the genesis block.
+    pub genesis_hash: Hash,
+    /// Height of the last block in the file.
+    pub tip_height: u64,
+    /// Hash of the last block in the file.
+    pub tip_hash: Hash,
+}
+
+/// Why an export could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The destination failed.
+    #[error("write: {0}")]
+    Io(#[from] io::Error),
+    /// A value could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A block is larger than a record may be.
+    #[error("a record of {0} bytes exceeds the {RECORD_BYTES_MAX}-byte limit")]
+    TooLarge(usize),
+}
+
+/// Why an export could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The source failed.
+    #[error("read: {0}")]
+    Io(#[from] io::Error),
+    /// The file does not start with [`MAGIC`].
+    #[error("not a Quorate ledger export (bad magic or version)")]
+    Magic,
+    /// The file ends inside a record.
+    #[error("truncated: the file ends inside record {record}")]
+    Truncated {
+        /// 0 is the header.
+        record: u64,
+    },
+    /// A record declares a length over the limit.
+    #[error("record {record} declares {len} bytes, over the {RECORD_BYTES_MAX}-byte limit")]
+    TooLarge {
+        /// 0 is the header.
+        record: u64,
+        /// Declared length.
+        len: u32,
+    },
+    /// A record is not the canonical encoding of what belongs there.
+    #[error("record {record}: {source}")]
+    Decode {
+        /// 0 is the header.
+        record: u64,
+        /// What the decoder said.
+        source: DecodeError,
+    },
+}
+
+/// Writes an export: magic, header, then `blocks` in order.
+pub fn write<W: Write>(
+    out: &mut W,
+    header: &ExportHeader,
+    blocks: impl IntoIterator<Item = CommittedBlock>,
+) -> Result<(), WriteError> {
+    out.write_all(MAGIC)?;
+    write_record(out, &codec::encode(header)?)?;
+    for block in blocks {
+        write_record(out, &codec::encode(&block)?)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn write_record<W: Write>(out: &mut W, bytes: &[u8]) -> Result<(), WriteError> {
+    let len = u32::try_from(bytes.len())
+        .ok()
+        .filter(|len| *len <= RECORD_BYTES_MAX)
+        .ok_or(WriteError::TooLarge(bytes.len()))?;
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(bytes)?;
+    Ok(())
+}
+
+/// Reads an export: the header, then an iterator over its blocks.
+pub struct Reader<R> {
+    input: R,
+    record: u64,
+    header: ExportHeader,
+}
+
+impl<R: Read> Reader<R> {
+    /// Checks the magic and reads the header.
+    pub fn new(mut input: R) -> Result<Self, ReadError> {
+        let mut magic = [0u8; 16];
+        input.read_exact(&mut magic).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => ReadError::Magic,
+            _ => ReadError::Io(e),
+        })?;
+        if &magic != MAGIC {
+            return Err(ReadError::Magic);
+        }
+        let bytes = read_record(&mut input, 0)?.ok_or(ReadError::Truncated { record: 0 })?;
+        let header =
+            codec::decode(&bytes).map_err(|source| ReadError::Decode { record: 0, source })?;
+        Ok(Self {
+            input,
+            record: 1,
+            header,
+        })
+    }
+
+    /// The export's header.
+    pub fn header(&self) -> &ExportHeader {
+        &self.header
+    }
+
+    /// The next block, `None` at a clean end of file.
+    pub fn next_block(&mut self) -> Result<Option<CommittedBlock>, ReadError> {
+        let record = self.record;
+        let Some(bytes) = read_record(&mut self.input, record)? else {
+            return Ok(None);
+        };
+        self.record += 1;
+        codec::decode(&bytes)
+            .map(Some)
+            .map_err(|source| ReadError::Decode { record, source })
+    }
+}
+
+/// Reads one record; `None` if the input ends cleanly before it.
+fn read_record<R: Read>(input: &mut R, record: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    let mut len = [0u8; 4];
+    let mut filled = 0;
+    while filled < 4 {
+        match input.read(&mut len[filled..]) {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => return Err(ReadError::Truncated { record }),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_be_bytes(len);
+    if len > RECORD_BYTES_MAX {
+        return Err(ReadError::TooLarge { record, len });
+    }
+    let mut bytes = Vec::new();
+    // `take` so a lying length cannot make us allocate more than the input has.
+    input.take(u64::from(len)).read_to_end(&mut bytes)?;
+    if bytes.len() != len as usize {
+        return Err(ReadError::Truncated { record });
+    }
+    Ok(Some(bytes))
+}
