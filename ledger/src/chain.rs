@@ -478,8 +478,10 @@ impl ChainState {
     /// chain state is unchanged.
     pub fn apply(&mut self, committed: &CommittedBlock) -> Result<(), VerifyError> {
         let header = &committed.block.header;
+        // Name the position in the chain, not the height the block claims.
+        let position = self.tip.height + 1;
         let at = |reason| VerifyError {
-            height: header.height,
+            height: position,
             reason,
         };
         let next = self.check_block(&committed.block).map_err(at)?;

@@ -239,6 +239,11 @@ impl Walker<'_> {
         let initial = self.take(1)?[0];
         let major = initial >> 5;
         let info = initial & 0x1f;
+        // Floats (and simple values in the extension byte) are major 7 with
+        // an argument; refuse them before reading it as an integer.
+        if major == 7 && info >= 24 {
+            return Err(DecodeError::Simple { at });
+        }
         let value = match info {
             0..=23 => u64::from(info),
             24 => {
@@ -275,14 +280,8 @@ impl Walker<'_> {
                 v
             }
             31 if (2..=5).contains(&major) => return Err(DecodeError::IndefiniteLength { at }),
-            31 if major == 7 => return Err(DecodeError::Simple { at }),
             _ => return Err(DecodeError::NonShortest { at }),
         };
-        // Floats use additional info 25-27 with major 7; refuse them here
-        // rather than read them as integers.
-        if major == 7 && info >= 24 {
-            return Err(DecodeError::Simple { at });
-        }
         Ok((major, value))
     }
 
@@ -498,6 +497,10 @@ mod tests {
         ));
         assert!(matches!(
             reject(&[0x82, 0x01]),
+            DecodeError::LengthOverrun { .. }
+        ));
+        assert!(matches!(
+            reject(&[0x83, 0x01, 0x19, 0x01]),
             DecodeError::Truncated { .. }
         ));
         assert!(matches!(reject(&[]), DecodeError::Truncated { .. }));

@@ -19,6 +19,7 @@ pub mod codec;
 pub mod consensus;
 pub mod entry;
 pub mod export;
+pub mod genesis;
 pub mod hash;
 #[allow(clippy::module_inception)]
 pub mod ledger;
