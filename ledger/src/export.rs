@@ -182,3 +182,77 @@ fn read_record<R: Read>(input: &mut R, record: u64) -> Result<Option<Vec<u8>>, R
     }
     Ok(Some(bytes))
 }
+
+/// Why an export does not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyExportError {
+    /// The file could not be read or decoded.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A block does not verify.
+    #[error(transparent)]
+    Chain(#[from] crate::chain::VerifyError),
+    /// The header does not describe the chain that follows it.
+    #[error("the header says {field} is {claimed}, the chain has {actual}")]
+    Header {
+        /// Which header field.
+        field: &'static str,
+        /// What the header says.
+        claimed: String,
+        /// What the chain has.
+        actual: String,
+    },
+}
+
+/// Verifies an export from genesis, one block in memory at a time, and
+/// checks that its header describes the chain. Returns the state at the tip.
+pub fn verify<R: Read>(input: R) -> Result<crate::chain::ChainState, VerifyExportError> {
+    use crate::chain::{BlockError, ChainState, VerifyError};
+    let mut reader = Reader::new(input)?;
+    let genesis = reader.next_block()?.ok_or(VerifyError {
+        height: 0,
+        reason: BlockError::EmptyChain,
+    })?;
+    let mut chain = ChainState::from_genesis(&genesis)?;
+    while let Some(block) = reader.next_block()? {
+        chain.apply(&block)?;
+    }
+    let header = reader.header();
+    let mismatch = |field, claimed: String, actual: String| {
+        Err(VerifyExportError::Header {
+            field,
+            claimed,
+            actual,
+        })
+    };
+    if header.chain_id != chain.chain_id() {
+        return mismatch(
+            "chain_id",
+            header.chain_id.clone(),
+            chain.chain_id().to_owned(),
+        );
+    }
+    if header.genesis_hash != chain.genesis_hash() {
+        return mismatch(
+            "genesis_hash",
+            header.genesis_hash.to_string(),
+            chain.genesis_hash().to_string(),
+        );
+    }
+    if header.tip_height != chain.tip().height {
+        return mismatch(
+            "tip_height",
+            header.tip_height.to_string(),
+            chain.tip().height.to_string(),
+        );
+    }
+    if header.tip_hash != chain.tip().hash {
+        return mismatch(
+            "tip_hash",
+            header.tip_hash.to_string(),
+            chain.tip().hash.to_string(),
+        );
+    }
+    Ok(chain)
+}
