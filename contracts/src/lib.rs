@@ -29,3 +29,6 @@ pub use state::{
     ApplyContext, Requirement, State, Violation, check_endorsements, check_proposal, max_faulty,
     quorum, required_endorsements,
 };
+
+#[cfg(test)]
+mod tests;

@@ -385,7 +385,11 @@ impl State {
         // the common path (a grant).
         match body {
             Body::Grant(terms) => {
-                let ids = self.index.grants_by_pair.entry((terms.grantee, terms.grantor)).or_default();
+                let ids = self
+                    .index
+                    .grants_by_pair
+                    .entry((terms.grantee, terms.grantor))
+                    .or_default();
                 let id = GrantId(ctx.entry_id);
                 // Sorted, as a rebuild would make it: the index never
                 // depends on the order entries arrived in.

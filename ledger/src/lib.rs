@@ -26,3 +26,5 @@ pub mod ledger;
 pub mod merkle;
 pub mod proof;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;

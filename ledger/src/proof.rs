@@ -133,13 +133,13 @@ impl GrantProof {
     pub fn verify(&self, trusted_genesis: Option<&Hash>) -> Result<VerifiedGrant, ProofError> {
         let chain = ChainState::from_genesis(&self.genesis)
             .map_err(|e| ProofError::Genesis(e.to_string()))?;
-        if let Some(expected) = trusted_genesis {
-            if *expected != chain.genesis_hash() {
-                return Err(ProofError::GenesisMismatch {
-                    expected: *expected,
-                    found: chain.genesis_hash(),
-                });
-            }
+        if let Some(expected) = trusted_genesis
+            && *expected != chain.genesis_hash()
+        {
+            return Err(ProofError::GenesisMismatch {
+                expected: *expected,
+                found: chain.genesis_hash(),
+            });
         }
         if self.membership_changes.len() > MEMBERSHIP_CHANGES_MAX {
             return Err(ProofError::TooLong(self.membership_changes.len()));

@@ -50,6 +50,9 @@ pub struct StoredBlock {
     pub entry_ids: Vec<[u8; 32]>,
 }
 
+/// A stored block as read back: `(height, block bytes, certificate bytes)`.
+pub type RawBlock = (u64, Vec<u8>, Vec<u8>);
+
 /// The latest stored block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tip {
@@ -327,7 +330,7 @@ impl Store {
         from: u64,
         to: u64,
         bytes_max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>, Vec<u8>)>, ReadError> {
+    ) -> Result<Vec<RawBlock>, ReadError> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let blocks = txn.open_table(BLOCKS).map_err(read_err)?;
         let certs = txn.open_table(CERTIFICATES).map_err(read_err)?;

@@ -3,9 +3,9 @@
 //! Method: a 4-member consortium built in memory, blocks certified by its
 //! members, and one tampering per test.
 
-mod common;
 
-use common::{CHAIN, Consortium, T0};
+
+use quorate_ledger::testing::{CHAIN, Consortium, T0};
 use quorate_contracts::{
     AccessRequest, Action, Body, Decision, DenyReason, GrantId, GrantStatus, NewMember,
     ResourcePath, Timestamp, Violation, authorize,
@@ -310,7 +310,8 @@ fn tampering_with_any_header_field_is_detected_with_its_height() {
     for _ in 0..3 {
         c.commit(vec![]);
     }
-    let tampered_cases: Vec<Box<dyn Fn(&mut quorate_ledger::block::CommittedBlock)>> = vec![
+    type Tamper = Box<dyn Fn(&mut quorate_ledger::block::CommittedBlock)>;
+    let tampered_cases: Vec<Tamper> = vec![
         Box::new(|b| b.block.header.time = Timestamp(b.block.header.time.0 + 1)),
         Box::new(|b| b.block.header.state_root.0[0] ^= 1),
         Box::new(|b| b.block.header.tx_root.0[0] ^= 1),

@@ -3,9 +3,9 @@
 //! ledger verifies, and any byte changed in it is caught.
 //! Method: an in-memory consortium; proofs and exports built from it.
 
-mod common;
 
-use common::Consortium;
+
+use quorate_ledger::testing::Consortium;
 use quorate_contracts::{Body, GrantId, NewMember};
 use quorate_did::Keypair;
 use quorate_ledger::block::CommittedBlock;
@@ -102,7 +102,7 @@ fn a_proof_with_anything_altered_fails() {
 
 fn export_bytes(c: &Consortium) -> Vec<u8> {
     let header = ExportHeader {
-        chain_id: common::CHAIN.to_owned(),
+        chain_id: quorate_ledger::testing::CHAIN.to_owned(),
         genesis_hash: c.chain.genesis_hash(),
         tip_height: c.chain.tip().height,
         tip_hash: c.chain.tip().hash,

@@ -3,9 +3,9 @@
 //! verifies, bad appends change nothing, and a foreign file is refused.
 //! Method: a real redb file in a temporary directory; a 4-member consortium.
 
-mod common;
 
-use common::Consortium;
+
+use quorate_ledger::testing::Consortium;
 use quorate_contracts::Body;
 use quorate_ledger::ledger::{Ledger, LedgerError};
 use quorate_ledger::store::{AppendError, OpenError, Store, StoredBlock};

@@ -24,6 +24,8 @@ pub const KEY_FILE: &str = "key.pem";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// File name of the config.
 pub const CONFIG_FILE: &str = "config.toml";
+/// File name of the ledger store in the data directory.
+pub const LEDGER_FILE: &str = "ledger.redb";
 /// Bytes of randomness in an admin token (hex-encoded in the file).
 pub const ADMIN_TOKEN_BYTES: usize = 32;
 /// Longest organization name.
@@ -135,6 +137,21 @@ impl NodeHome {
     /// Path of the config.
     pub fn config_path(&self) -> PathBuf {
         self.root.join(CONFIG_FILE)
+    }
+
+    /// The data directory the config names (relative to the home unless
+    /// absolute).
+    pub fn data_dir(&self, config: &Config) -> PathBuf {
+        if config.node.data_dir.is_absolute() {
+            config.node.data_dir.clone()
+        } else {
+            self.root.join(&config.node.data_dir)
+        }
+    }
+
+    /// The ledger store inside the data directory.
+    pub fn ledger_path(&self, config: &Config) -> PathBuf {
+        self.data_dir(config).join(LEDGER_FILE)
     }
 
     /// Creates the home: directory (0700), key, config, admin token, data dir.

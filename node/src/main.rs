@@ -26,6 +26,37 @@ enum Command {
     /// Show this node's DID, or resolve any did:key to its DID document.
     #[command(subcommand)]
     Did(DidCommand),
+    /// Export a node's ledger, or verify a ledger offline from genesis.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Write the node's whole ledger to an export file (the node must be
+    /// stopped: the store admits one process at a time).
+    Export {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify every block, certificate, signature, rule and state root from
+    /// genesis, in an export file or a node home. Prints a summary and OK,
+    /// or the first failure with its height (exit 1).
+    Verify {
+        /// An export file (from `quorate ledger export`).
+        #[arg(
+            value_name = "FILE",
+            conflicts_with = "home",
+            required_unless_present = "home"
+        )]
+        file: Option<PathBuf>,
+        /// Verify the ledger in this node home instead.
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -147,8 +178,87 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot resolve {did:?}"))?;
             print_document(&did)?;
         }
+        Command::Ledger(LedgerCommand::Export { home, out }) => {
+            let ledger = open_home_ledger(home.home)?;
+            let tmp = out.with_extension("partial");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            ledger.export(&mut writer)?;
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &out)?;
+            let tip = ledger.chain().map(|c| c.tip().height).unwrap_or(0);
+            println!("exported blocks 0..={tip} to {}", out.display());
+        }
+        Command::Ledger(LedgerCommand::Verify { file, home }) => {
+            let (chain, entries) = match (file, home) {
+                (Some(file), _) => {
+                    let input = std::fs::File::open(&file)
+                        .with_context(|| format!("cannot open {}", file.display()))?;
+                    let chain = quorate_ledger::export::verify(std::io::BufReader::new(input))
+                        .map_err(|e| anyhow::anyhow!("FAILED: {e}"))?;
+                    (chain, None)
+                }
+                (None, Some(home)) => {
+                    let ledger = open_home_ledger(home)?;
+                    let summary = ledger
+                        .verify()
+                        .map_err(|e| anyhow::anyhow!("FAILED: {e}"))?;
+                    (summary.chain, Some(summary.entries))
+                }
+                (None, None) => anyhow::bail!("give an export FILE or --home DIR"),
+            };
+            print_summary(&chain, entries);
+            println!(
+                "OK: every block, certificate, endorsement and state root verifies from genesis"
+            );
+        }
     }
     Ok(())
+}
+
+fn open_home_ledger(home: PathBuf) -> anyhow::Result<quorate_ledger::ledger::Ledger> {
+    let home = NodeHome::new(home);
+    let config = home.load_config()?;
+    let path = home.ledger_path(&config);
+    anyhow::ensure!(
+        path.exists(),
+        "{} has no ledger yet ({} is missing)",
+        home.root().display(),
+        path.display()
+    );
+    quorate_ledger::ledger::Ledger::open(&path)
+        .with_context(|| format!("cannot open the ledger {}", path.display()))
+}
+
+fn print_summary(chain: &quorate_ledger::chain::ChainState, entries: Option<u64>) {
+    let state = chain.state();
+    let active = state
+        .grants
+        .values()
+        .filter(|g| g.status == quorate_contracts::GrantStatus::Active)
+        .count();
+    println!("chain:         {}", chain.chain_id());
+    println!("genesis:       {}", chain.genesis_hash());
+    println!("height:        {}", chain.tip().height);
+    println!("tip:           {}", chain.tip().hash);
+    if let Some(entries) = entries {
+        println!("entries:       {entries}");
+    }
+    println!(
+        "members:       {} (epoch {})",
+        state.members.len(),
+        state.epoch
+    );
+    for member in state.members.values() {
+        println!("  {:<12} {}", member.name, member.did);
+    }
+    println!(
+        "grants:        {} active, {} in all",
+        active,
+        state.grants.len()
+    );
 }
 
 fn print_document(did: &Did) -> anyhow::Result<()> {

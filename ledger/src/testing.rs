@@ -1,16 +1,17 @@
-//! A small consortium for tests: keys, genesis, and helpers to propose,
-//! endorse, build and certify blocks the way live agreement would.
-#![allow(dead_code)]
+//! A small consortium for tests (feature `test-support`): keys, genesis,
+//! and helpers to propose, endorse, build and certify blocks the way live
+//! agreement would. Panics on misuse: it is for tests only.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use quorate_contracts::{
     Action, Body, GrantTerms, MemberId, Policy, RateLimit, ResourcePattern, Timestamp,
 };
 use quorate_did::Keypair;
-use quorate_ledger::block::CommittedBlock;
-use quorate_ledger::chain::ChainState;
-use quorate_ledger::consensus::certify;
-use quorate_ledger::entry::{Entry, Proposal};
-use quorate_ledger::genesis;
+use crate::block::CommittedBlock;
+use crate::chain::ChainState;
+use crate::consensus::certify;
+use crate::entry::{Entry, Proposal};
+use crate::genesis;
 
 pub const CHAIN: &str = "test-consortium";
 pub const T0: u64 = 1_800_000_000_000;
@@ -81,7 +82,7 @@ impl Consortium {
         self.certify(block)
     }
 
-    pub fn certify(&self, block: quorate_ledger::block::Block) -> CommittedBlock {
+    pub fn certify(&self, block: crate::block::Block) -> CommittedBlock {
         let signers: Vec<&Keypair> = self.keys.iter().collect();
         let validators = self.chain.validators();
         let certificate = certify(

@@ -1,0 +1,517 @@
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+use quorate_did::{Did, Keypair};
+
+use crate::*;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn did(i: u8) -> Did {
+    Keypair::from_seed(&[i + 1; 32]).did()
+}
+
+fn member_id(i: u8) -> MemberId {
+    MemberId([i + 1; 32])
+}
+
+/// A state of `n` members (ids `[i+1; 32]`, keys from seeds `[i+1; 32]`).
+fn state(n: u8) -> State {
+    let genesis = Genesis {
+        chain_id: "c".into(),
+        members: (0..n)
+            .map(|i| NewMember {
+                name: format!("org-{i}"),
+                did: did(i),
+            })
+            .collect(),
+        policy: Policy::default(),
+        time: Timestamp(T0),
+    };
+    let ids: Vec<MemberId> = (0..n).map(member_id).collect();
+    State::genesis(&genesis, &ids).unwrap()
+}
+
+fn terms(
+    grantor: u8,
+    grantee: u8,
+    patterns: &[&str],
+    actions: &[Action],
+    from: u64,
+    to: u64,
+) -> GrantTerms {
+    GrantTerms {
+        grantor: member_id(grantor),
+        grantee: member_id(grantee),
+        resources: patterns
+            .iter()
+            .map(|p| ResourcePattern::parse(p).unwrap())
+            .collect(),
+        actions: actions.to_vec(),
+        not_before: Timestamp(from),
+        not_after: Timestamp(to),
+        purpose: None,
+        rate_limit: None,
+    }
+}
+
+fn ctx(id: u8, height: u64) -> ApplyContext {
+    ApplyContext {
+        entry_id: [100 + id; 32],
+        height,
+        time: Timestamp(T0 + height),
+    }
+}
+
+#[test]
+fn paths_refuse_traversal_and_odd_characters() {
+    for good in ["a", "datasets/shipments/2026-11.csv", "A.b_c-d/e"] {
+        ResourcePath::parse(good).unwrap();
+    }
+    let cases = [
+        ("", PathError::Empty),
+        ("../etc/passwd", PathError::DotSegment),
+        ("a/./b", PathError::DotSegment),
+        ("a//b", PathError::EmptySegment),
+        ("/a", PathError::EmptySegment),
+        ("a/", PathError::EmptySegment),
+        ("a\\b", PathError::Character('\\')),
+        ("a%2e%2e", PathError::Character('%')),
+        ("a b", PathError::Character(' ')),
+    ];
+    for (bad, err) in cases {
+        assert_eq!(ResourcePath::parse(bad), Err(err), "{bad:?}");
+    }
+    assert_eq!(
+        ResourcePath::parse(&"a".repeat(1025)),
+        Err(PathError::TooLong)
+    );
+    assert_eq!(
+        ResourcePath::parse(&vec!["a"; 33].join("/")),
+        Err(PathError::TooManySegments)
+    );
+}
+
+#[test]
+fn patterns_match_exact_prefix_and_all() {
+    let p = |s| ResourcePath::parse(s).unwrap();
+    let prefix = ResourcePattern::parse("datasets/shipments/*").unwrap();
+    assert!(prefix.matches(&p("datasets/shipments/a.csv")));
+    assert!(prefix.matches(&p("datasets/shipments/2026/a.csv")));
+    assert!(!prefix.matches(&p("datasets/shipments")));
+    assert!(!prefix.matches(&p("datasets/shipmentsX/a.csv")));
+    let exact = ResourcePattern::parse("datasets/a.csv").unwrap();
+    assert!(exact.matches(&p("datasets/a.csv")));
+    assert!(!exact.matches(&p("datasets/a.csv2")));
+    assert!(
+        ResourcePattern::parse("*")
+            .unwrap()
+            .matches(&p("anything/at/all"))
+    );
+    assert!(ResourcePattern::parse("a/../*").is_err());
+    assert_eq!(prefix.to_string(), "datasets/shipments/*");
+}
+
+#[test]
+fn quorum_arithmetic() {
+    for (n, q, f) in [
+        (1, 1, 0),
+        (2, 2, 0),
+        (3, 3, 0),
+        (4, 3, 1),
+        (5, 4, 1),
+        (7, 5, 2),
+        (10, 7, 3),
+    ] {
+        assert_eq!((quorum(n), max_faulty(n)), (q, f), "n={n}");
+    }
+}
+
+#[test]
+fn who_may_propose_what() {
+    let s = state(4);
+    let now = Timestamp(T0);
+    let grant = terms(0, 1, &["*"], &[Action::Read], T0, T0 + 1000);
+    check_proposal(&s, member_id(0), &Body::Grant(grant.clone()), now).unwrap();
+    assert_eq!(
+        check_proposal(&s, member_id(1), &Body::Grant(grant.clone()), now),
+        Err(Violation::NotGrantor)
+    );
+    assert_eq!(
+        check_proposal(&s, member_id(9), &Body::Grant(grant), now),
+        Err(Violation::ProposerNotMember(member_id(9)))
+    );
+    let to_self = terms(0, 0, &["*"], &[Action::Read], T0, T0 + 1000);
+    assert_eq!(
+        check_proposal(&s, member_id(0), &Body::Grant(to_self), now),
+        Err(Violation::SelfGrant)
+    );
+    let over = terms(0, 1, &["*"], &[Action::Read], T0, T0 + 1000);
+    assert!(matches!(
+        check_proposal(&s, member_id(0), &Body::Grant(over), Timestamp(T0 + 1000)),
+        Err(Violation::Window { .. })
+    ));
+    let unsorted = terms(0, 1, &["*"], &[Action::Write, Action::Read], T0, T0 + 1000);
+    assert!(matches!(
+        check_proposal(&s, member_id(0), &Body::Grant(unsorted), now),
+        Err(Violation::Terms(_))
+    ));
+    let too_long = terms(
+        0,
+        1,
+        &["*"],
+        &[Action::Read],
+        T0,
+        T0 + Policy::default().grant_duration_max_ms + 1,
+    );
+    assert!(matches!(
+        check_proposal(&s, member_id(0), &Body::Grant(too_long), now),
+        Err(Violation::TooLong { .. })
+    ));
+
+    let rotate = Body::RotateKey {
+        member: member_id(1),
+        new_did: did(50),
+    };
+    assert_eq!(
+        check_proposal(&s, member_id(0), &rotate, now),
+        Err(Violation::NotSelf)
+    );
+    check_proposal(&s, member_id(1), &rotate, now).unwrap();
+    let reuse = Body::RotateKey {
+        member: member_id(1),
+        new_did: did(2),
+    };
+    assert!(matches!(
+        check_proposal(&s, member_id(1), &reuse, now),
+        Err(Violation::DidInUse(_))
+    ));
+
+    let dup_name = Body::AddMember(NewMember {
+        name: "org-0".into(),
+        did: did(60),
+    });
+    assert!(matches!(
+        check_proposal(&s, member_id(0), &dup_name, now),
+        Err(Violation::Name(_))
+    ));
+    let lone = state(1);
+    assert_eq!(
+        check_proposal(
+            &lone,
+            member_id(0),
+            &Body::RemoveMember {
+                member: member_id(0)
+            },
+            now
+        ),
+        Err(Violation::LastMember)
+    );
+    let bad_policy = Body::SetPolicy(Policy {
+        proposal_ttl_ms: 1,
+        ..Policy::default()
+    });
+    assert!(matches!(
+        check_proposal(&s, member_id(0), &bad_policy, now),
+        Err(Violation::Policy(_))
+    ));
+}
+
+#[test]
+fn endorsement_requirements() {
+    let mut s = state(4);
+    let grant = Body::Grant(terms(0, 1, &["*"], &[Action::Read], T0, T0 + 1000));
+    let set = |ids: &[u8]| ids.iter().map(|i| member_id(*i)).collect::<BTreeSet<_>>();
+    assert!(check_endorsements(&s, member_id(0), &grant, &set(&[0, 1])).is_err());
+    assert!(
+        check_endorsements(&s, member_id(0), &grant, &set(&[1, 2, 3])).is_err(),
+        "grantor required"
+    );
+    check_endorsements(&s, member_id(0), &grant, &set(&[0, 1, 2])).unwrap();
+    assert_eq!(
+        check_endorsements(&s, member_id(0), &grant, &set(&[0, 1, 9])),
+        Err(Violation::EndorserNotMember(member_id(9)))
+    );
+
+    s.apply(ctx(1, 1), member_id(0), &grant).unwrap();
+    let id = GrantId([101; 32]);
+    let revoke = Body::Revoke { grant: id };
+    check_endorsements(&s, member_id(0), &revoke, &set(&[0])).unwrap();
+    assert!(check_endorsements(&s, member_id(2), &revoke, &set(&[2])).is_err());
+    check_endorsements(&s, member_id(2), &revoke, &set(&[1, 2, 3])).unwrap();
+    let rotate = Body::RotateKey {
+        member: member_id(1),
+        new_did: did(50),
+    };
+    assert!(
+        check_endorsements(&s, member_id(1), &rotate, &set(&[0, 2, 3])).is_err(),
+        "old key required"
+    );
+}
+
+#[test]
+fn apply_each_kind() {
+    let mut s = state(4);
+    s.apply(
+        ctx(1, 1),
+        member_id(0),
+        &Body::Grant(terms(0, 1, &["*"], &[Action::Read], T0, T0 + 10_000)),
+    )
+    .unwrap();
+    let g = GrantId([101; 32]);
+    assert_eq!(
+        s.apply(
+            ctx(1, 2),
+            member_id(0),
+            &Body::Grant(terms(0, 1, &["*"], &[Action::Read], T0, T0 + 10_000))
+        ),
+        Err(Violation::GrantExists(g)),
+        "grant ids are never reused"
+    );
+    s.apply(
+        ctx(2, 2),
+        member_id(0),
+        &Body::AddMember(NewMember {
+            name: "org-new".into(),
+            did: did(70),
+        }),
+    )
+    .unwrap();
+    assert_eq!(s.epoch, 1);
+    let new = MemberId([102; 32]);
+    assert_eq!(s.members[&new].joined_epoch, 1);
+    assert_eq!(s.member_by_did(&did(70)).map(|m| m.id), Some(new));
+    s.apply(
+        ctx(3, 3),
+        member_id(1),
+        &Body::RotateKey {
+            member: member_id(1),
+            new_did: did(71),
+        },
+    )
+    .unwrap();
+    assert_eq!(s.member_by_did(&did(71)).map(|m| m.id), Some(member_id(1)));
+    assert!(
+        s.member_by_did(&did(1)).is_none(),
+        "the old key no longer names the member"
+    );
+    s.apply(
+        ctx(4, 4),
+        member_id(2),
+        &Body::RemoveMember {
+            member: member_id(1),
+        },
+    )
+    .unwrap();
+    assert_eq!(s.grants[&g].status, GrantStatus::Ended { height: 4 });
+    assert_eq!(s.epoch, 3);
+}
+
+#[test]
+fn every_deny_reason_and_allow() {
+    let mut s = state(3);
+    let caller = did(1);
+    let p = ResourcePath::parse("data/x.csv").unwrap();
+    let ask = |s: &State, action, path: &ResourcePath, now| {
+        authorize(
+            s,
+            &AccessRequest {
+                owner: member_id(0),
+                caller: &caller,
+                action,
+                path,
+                now: Timestamp(now),
+            },
+        )
+    };
+    let stranger = did(99);
+    assert_eq!(
+        authorize(
+            &s,
+            &AccessRequest {
+                owner: member_id(0),
+                caller: &stranger,
+                action: Action::Read,
+                path: &p,
+                now: Timestamp(T0)
+            }
+        ),
+        Decision::Deny(DenyReason::NotAMember)
+    );
+    assert_eq!(
+        ask(&s, Action::Read, &p, T0),
+        Decision::Deny(DenyReason::NoGrant)
+    );
+    s.apply(
+        ctx(1, 1),
+        member_id(0),
+        &Body::Grant(terms(
+            0,
+            1,
+            &["data/*"],
+            &[Action::Read],
+            T0 + 100,
+            T0 + 200,
+        )),
+    )
+    .unwrap();
+    let g = GrantId([101; 32]);
+    let other = ResourcePath::parse("secret/x").unwrap();
+    assert_eq!(
+        ask(&s, Action::Read, &other, T0 + 150),
+        Decision::Deny(DenyReason::OutOfScope)
+    );
+    assert_eq!(
+        ask(&s, Action::Read, &p, T0 + 50),
+        Decision::Deny(DenyReason::NotYetValid { grant: g })
+    );
+    assert_eq!(
+        ask(&s, Action::Read, &p, T0 + 200),
+        Decision::Deny(DenyReason::Expired { grant: g })
+    );
+    assert_eq!(
+        ask(&s, Action::Write, &p, T0 + 150),
+        Decision::Deny(DenyReason::ActionNotGranted { grant: g })
+    );
+    assert_eq!(
+        ask(&s, Action::Read, &p, T0 + 150),
+        Decision::Allow {
+            grant: g,
+            rate_limit: None
+        }
+    );
+    s.apply(ctx(2, 2), member_id(0), &Body::Revoke { grant: g })
+        .unwrap();
+    assert_eq!(
+        ask(&s, Action::Read, &p, T0 + 150),
+        Decision::Deny(DenyReason::Revoked { grant: g })
+    );
+    assert_eq!(DenyReason::Revoked { grant: g }.code(), "revoked-grant");
+}
+
+#[test]
+fn the_same_state_serializes_identically_however_it_was_built() {
+    let g1 = Body::Grant(terms(0, 1, &["*"], &[Action::Read], T0, T0 + 1000));
+    let g2 = Body::Grant(terms(1, 2, &["a/*"], &[Action::List], T0, T0 + 1000));
+    let mut a = state(3);
+    a.apply(ctx(1, 1), member_id(0), &g1).unwrap();
+    a.apply(ctx(2, 1), member_id(1), &g2).unwrap();
+    let mut b = state(3);
+    b.apply(ctx(2, 1), member_id(1), &g2).unwrap();
+    b.apply(ctx(1, 1), member_id(0), &g1).unwrap();
+    let encode = |s: &State| {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(s, &mut out).unwrap();
+        out
+    };
+    assert_eq!(encode(&a), encode(&b));
+    let back: State = ciborium::de::from_reader(encode(&a).as_slice()).unwrap();
+    assert_eq!(back, a);
+    // The rebuilt index answers like the original.
+    let caller = did(1);
+    let path = ResourcePath::parse("z").unwrap();
+    let request = AccessRequest {
+        owner: member_id(0),
+        caller: &caller,
+        action: Action::Read,
+        path: &path,
+        now: Timestamp(T0 + 1),
+    };
+    assert_eq!(authorize(&back, &request), authorize(&a, &request));
+    assert!(matches!(authorize(&back, &request), Decision::Allow { .. }));
+}
+
+fn arb_grant() -> impl Strategy<Value = (u8, u8, Vec<&'static str>, Vec<Action>, u64, u64, u8)> {
+    let patterns = prop::sample::subsequence(vec!["*", "a/*", "a/b/*", "a/b/c", "b/*", "c"], 1..3);
+    let actions = prop::sample::subsequence(vec![Action::Read, Action::List, Action::Write], 1..3);
+    (
+        0u8..4,
+        0u8..4,
+        patterns,
+        actions,
+        0u64..100,
+        1u64..100,
+        0u8..3,
+    )
+}
+
+fn arb_path() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "a", "a/b", "a/b/c", "a/b/c/d", "b", "b/x", "c", "cc", "a/bb",
+    ])
+}
+
+proptest! {
+    #[test]
+    fn authorize_agrees_with_a_brute_force_reference(
+        grants in prop::collection::vec(arb_grant(), 0..12),
+        caller in 0u8..5,
+        owner in 0u8..4,
+        action in prop::sample::select(vec![Action::Read, Action::List, Action::Write]),
+        path in arb_path(),
+        now in 0u64..250,
+    ) {
+        let mut s = state(4);
+        for (i, (grantor, grantee, patterns, mut actions, from, len, fate)) in grants.into_iter().enumerate() {
+            actions.sort();
+            let t = terms(grantor, grantee, &patterns, &actions, T0 + from, T0 + from + len);
+            let c = ApplyContext { entry_id: [i as u8 + 1; 32], height: 1, time: Timestamp(T0) };
+            // A third of the grants are revoked afterwards.
+            if s.apply(c, member_id(grantor), &Body::Grant(t)).is_ok() && fate == 0 {
+                let revoke = Body::Revoke { grant: GrantId(c.entry_id) };
+                let at = ApplyContext { entry_id: [200 + i as u8; 32], height: 2, time: Timestamp(T0) };
+                let _ = s.apply(at, member_id(grantor), &revoke);
+            }
+        }
+        let caller_did = did(caller);
+        let path = ResourcePath::parse(path).unwrap();
+        let now = Timestamp(T0 + now);
+        let decision = authorize(&s, &AccessRequest { owner: member_id(owner), caller: &caller_did, action, path: &path, now });
+        // Reference: scan every grant.
+        let allowed = s.member_by_did(&caller_did).is_some_and(|m| s.grants.values().any(|r| {
+            r.terms.grantor == member_id(owner) && r.terms.grantee == m.id
+                && r.status == GrantStatus::Active
+                && r.terms.not_before <= now && now < r.terms.not_after
+                && r.terms.actions.contains(&action)
+                && r.terms.resources.iter().any(|p| p.matches(&path))
+        }));
+        prop_assert_eq!(matches!(decision, Decision::Allow { .. }), allowed, "{:?}", decision);
+        if let Decision::Allow { grant, .. } = decision {
+            let r = &s.grants[&grant];
+            prop_assert!(r.status == GrantStatus::Active && r.terms.resources.iter().any(|p| p.matches(&path)));
+        }
+    }
+
+    #[test]
+    fn a_refused_entry_changes_nothing(grantor in 0u8..5, grantee in 0u8..5, from in 0u64..10, len in 0u64..10, proposer in 0u8..5, revoke in any::<bool>()) {
+        let mut s = state(4);
+        s.apply(ctx(1, 1), member_id(0), &Body::Grant(terms(0, 1, &["*"], &[Action::Read], T0, T0 + 50))).unwrap();
+        let before = s.clone();
+        let body = if revoke {
+            Body::Revoke { grant: GrantId([grantor; 32]) }
+        } else {
+            Body::Grant(terms(grantor, grantee, &["*"], &[Action::Read], T0 + from, T0 + from + len))
+        };
+        if s.apply(ctx(9, 2), member_id(proposer), &body).is_err() {
+            prop_assert_eq!(&s, &before);
+        }
+    }
+
+    #[test]
+    fn path_parsing_never_panics_and_never_admits_traversal(text in "[a-z./\\\\%]{0,40}") {
+        if let Ok(p) = ResourcePath::parse(&text) {
+            prop_assert!(!p.as_str().split('/').any(|s| s.is_empty() || s == "." || s == ".."));
+            prop_assert!(!p.as_str().contains('\\') && !p.as_str().contains('%'));
+        }
+    }
+
+    #[test]
+    fn prefix_matching_agrees_with_a_segment_reference(prefix in "[ab](/[ab]){0,3}", path in "[ab](/[ab]){0,4}") {
+        let pattern = ResourcePattern::parse(&format!("{prefix}/*")).unwrap();
+        let path = ResourcePath::parse(&path).unwrap();
+        let p: Vec<&str> = prefix.split('/').collect();
+        let q: Vec<&str> = path.as_str().split('/').collect();
+        let reference = q.len() > p.len() && q[..p.len()] == p[..];
+        prop_assert_eq!(pattern.matches(&path), reference);
+    }
+}
