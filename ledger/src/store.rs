@@ -325,12 +325,7 @@ impl Store {
 
     /// Blocks `from..=to` with their certificates, stopping before the total
     /// would exceed `bytes_max` (at least one block is returned if any).
-    pub fn blocks(
-        &self,
-        from: u64,
-        to: u64,
-        bytes_max: usize,
-    ) -> Result<Vec<RawBlock>, ReadError> {
+    pub fn blocks(&self, from: u64, to: u64, bytes_max: usize) -> Result<Vec<RawBlock>, ReadError> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let blocks = txn.open_table(BLOCKS).map_err(read_err)?;
         let certs = txn.open_table(CERTIFICATES).map_err(read_err)?;

@@ -3,15 +3,15 @@
 //! agreement would. Panics on misuse: it is for tests only.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use quorate_contracts::{
-    Action, Body, GrantTerms, MemberId, Policy, RateLimit, ResourcePattern, Timestamp,
-};
-use quorate_did::Keypair;
 use crate::block::CommittedBlock;
 use crate::chain::ChainState;
 use crate::consensus::certify;
 use crate::entry::{Entry, Proposal};
 use crate::genesis;
+use quorate_contracts::{
+    Action, Body, GrantTerms, MemberId, Policy, RateLimit, ResourcePattern, Timestamp,
+};
+use quorate_did::Keypair;
 
 pub const CHAIN: &str = "test-consortium";
 pub const T0: u64 = 1_800_000_000_000;

@@ -3,9 +3,6 @@
 //! Method: a 4-member consortium built in memory, blocks certified by its
 //! members, and one tampering per test.
 
-
-
-use quorate_ledger::testing::{CHAIN, Consortium, T0};
 use quorate_contracts::{
     AccessRequest, Action, Body, Decision, DenyReason, GrantId, GrantStatus, NewMember,
     ResourcePath, Timestamp, Violation, authorize,
@@ -13,6 +10,7 @@ use quorate_contracts::{
 use quorate_did::Keypair;
 use quorate_ledger::chain::{BlockError, ChainState, EntryError, verify_chain};
 use quorate_ledger::entry::Endorsement;
+use quorate_ledger::testing::{CHAIN, Consortium, T0};
 
 fn entry_reason(err: BlockError) -> EntryError {
     match err {

@@ -3,15 +3,13 @@
 //! ledger verifies, and any byte changed in it is caught.
 //! Method: an in-memory consortium; proofs and exports built from it.
 
-
-
-use quorate_ledger::testing::Consortium;
 use quorate_contracts::{Body, GrantId, NewMember};
 use quorate_did::Keypair;
 use quorate_ledger::block::CommittedBlock;
 use quorate_ledger::export::{self, ExportHeader};
 use quorate_ledger::merkle;
 use quorate_ledger::proof::{EntryProof, GrantProof};
+use quorate_ledger::testing::Consortium;
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> EntryProof {
     let ids = block.block.entry_ids().unwrap();

@@ -3,12 +3,10 @@
 //! verifies, bad appends change nothing, and a foreign file is refused.
 //! Method: a real redb file in a temporary directory; a 4-member consortium.
 
-
-
-use quorate_ledger::testing::Consortium;
 use quorate_contracts::Body;
 use quorate_ledger::ledger::{Ledger, LedgerError};
 use quorate_ledger::store::{AppendError, OpenError, Store, StoredBlock};
+use quorate_ledger::testing::Consortium;
 
 #[test]
 fn appended_blocks_survive_reopen_and_verify() {

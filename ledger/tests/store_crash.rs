@@ -99,7 +99,10 @@ fn crash_at_any_moment_loses_nothing_acknowledged() {
             "round {round}: tip {} < acknowledged {acked}",
             tip.height
         );
-        eprintln!("round {round}: acknowledged {acked}, tip after kill -9 {}", tip.height);
+        eprintln!(
+            "round {round}: acknowledged {acked}, tip after kill -9 {}",
+            tip.height
+        );
         assert_eq!(tip.hash, hash_of(tip.height));
         assert_eq!(store.state().unwrap().unwrap(), tip.height.to_be_bytes());
         for h in 0..=tip.height {
