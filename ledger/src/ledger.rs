@@ -14,7 +14,10 @@ use crate::chain::{ChainState, ChainSummary, VerifyError, verify_chain};
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::export::{self, ExportHeader};
 use crate::hash::Hash;
+use crate::merkle;
+use crate::proof::{EntryProof, GrantProof};
 use crate::store::{self, Store, StoredBlock};
+use quorate_contracts::GrantId;
 
 /// Most bytes of blocks [`Ledger::blocks`] returns at once.
 pub const BLOCKS_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -227,6 +230,35 @@ impl Ledger {
         }
     }
 
+    /// A proof, checkable offline from genesis, that grant `id` was
+    /// committed: its block header, certificate and Merkle path, plus every
+    /// membership change before it. Reads the chain up to the grant's block.
+    pub fn grant_proof(&self, id: &GrantId) -> Result<Option<GrantProof>, LedgerError> {
+        let Some((height, index)) = self.store.entry_location(&id.0)? else {
+            return Ok(None);
+        };
+        let genesis = self.block(0)?.ok_or(LedgerError::NoGenesis)?;
+        let mut membership_changes = Vec::new();
+        for h in 1..height {
+            let block = self.block(h)?.ok_or(LedgerError::NoGenesis)?;
+            for (i, entry) in block.block.entries.iter().enumerate() {
+                if entry.proposal.body.changes_membership() {
+                    membership_changes.push(entry_proof(&block, i)?);
+                }
+            }
+        }
+        let block = self.block(height)?.ok_or(LedgerError::NoGenesis)?;
+        let grant = entry_proof(&block, index as usize)?;
+        if !matches!(grant.entry.proposal.body, quorate_contracts::Body::Grant(_)) {
+            return Ok(None);
+        }
+        Ok(Some(GrantProof {
+            genesis,
+            membership_changes,
+            grant,
+        }))
+    }
+
     /// The agreement machine's persisted state.
     pub fn consensus_state(&self) -> Result<Option<Vec<u8>>, LedgerError> {
         Ok(self.store.consensus_state()?)
@@ -236,4 +268,19 @@ impl Ledger {
     pub fn put_consensus_state(&self, bytes: &[u8]) -> Result<(), LedgerError> {
         Ok(self.store.put_consensus_state(bytes)?)
     }
+}
+
+fn entry_proof(block: &CommittedBlock, index: usize) -> Result<EntryProof, LedgerError> {
+    let ids = block.block.entry_ids()?;
+    let path = merkle::prove(&ids, index).ok_or(LedgerError::Inconsistent {
+        state: block.block.header.height,
+        tip: index as u64,
+    })?;
+    let entry = block.block.entries[index].clone();
+    Ok(EntryProof {
+        header: block.block.header.clone(),
+        certificate: block.certificate.clone(),
+        entry,
+        path,
+    })
 }

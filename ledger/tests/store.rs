@@ -140,3 +140,40 @@ fn range_reads_are_bounded_by_bytes() {
     );
     assert_eq!(store.blocks(5, 2, 100_000).unwrap().len(), 0);
 }
+
+#[test]
+fn a_stored_grant_proves_itself_from_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Consortium::new(4);
+    let mut ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
+    ledger.init_genesis(&c.blocks[0]).unwrap();
+    let key = quorate_did::Keypair::from_seed(&[80; 32]);
+    let add = c.entry(
+        0,
+        Body::AddMember(quorate_contracts::NewMember {
+            name: "org-e".into(),
+            did: key.did(),
+        }),
+        &c.all(),
+    );
+    ledger.append(&c.commit(vec![add])).unwrap();
+    c.keys.push(key);
+    let filler = c.entry(2, Body::Grant(c.grant_terms(2, 3)), &c.all());
+    let grant = c.entry(0, Body::Grant(c.grant_terms(0, 1)), &c.all());
+    let id = quorate_contracts::GrantId(grant.id().unwrap().0);
+    ledger.append(&c.commit(vec![filler, grant])).unwrap();
+
+    let proof = ledger
+        .grant_proof(&id)
+        .unwrap()
+        .expect("a proof for a committed grant");
+    assert_eq!(proof.membership_changes.len(), 1);
+    let verified = proof.verify(Some(&c.chain.genesis_hash())).unwrap();
+    assert_eq!((verified.id, verified.height), (id, 2));
+    assert!(
+        ledger
+            .grant_proof(&quorate_contracts::GrantId([9; 32]))
+            .unwrap()
+            .is_none()
+    );
+}
