@@ -76,3 +76,11 @@ impl Block {
 pub fn tx_root(ids: &[EntryId]) -> Hash {
     merkle::root(ids)
 }
+
+impl crate::consensus::ConsensusValue for Block {
+    /// The block hash. A block that cannot be encoded (over the limits) has
+    /// the all-zero id, which no valid block has, so nothing can decide it.
+    fn id(&self) -> [u8; 32] {
+        self.hash().map(|h| h.0).unwrap_or([0; 32])
+    }
+}

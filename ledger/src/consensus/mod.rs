@@ -19,6 +19,13 @@
 //! ```
 
 mod certificate;
+mod machine;
+
+pub use machine::{
+    Config, ConsensusValue, Effect, Equivocation, Input, Machine, Message,
+    NEXT_HEIGHT_MESSAGES_MAX, PROPOSAL_SIGNING_TAG, PersistedState, ROUNDS_AHEAD_MAX,
+    ROUNDS_BEHIND_MAX, SignedProposal, Step, TimeoutKind, proposal_sign_bytes,
+};
 
 pub use certificate::{
     CertificateError, QuorumCertificate, SignedVote, VOTE_SIGNING_TAG, Validators, VoteKind,
