@@ -230,7 +230,7 @@ impl Sim {
             return message.clone();
         };
         match self.s.byzantine {
-            Byzantine::Equivocate if to % 2 == 0 => {
+            Byzantine::Equivocate if to.is_multiple_of(2) => {
                 let other = Some([0xee; 32]);
                 let value_id = if vote.value_id.is_some() { None } else { other };
                 Message::Vote(SignedVote::sign(

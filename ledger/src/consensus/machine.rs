@@ -748,36 +748,35 @@ impl<V: ConsensusValue> Machine<V> {
             let state = self.rounds.entry(round).or_insert_with(RoundState::new);
             let proposal = state.proposal.clone();
 
-            if self.step == Step::Propose {
-                if let Some((p, valid)) = &proposal {
-                    let id = p.value.id();
-                    match p.valid_round {
-                        // Line 22.
-                        None => {
-                            let ok =
-                                *valid && self.locked.as_ref().is_none_or(|(_, v)| v.id() == id);
+            if self.step == Step::Propose
+                && let Some((p, valid)) = &proposal
+            {
+                let id = p.value.id();
+                match p.valid_round {
+                    // Line 22.
+                    None => {
+                        let ok = *valid && self.locked.as_ref().is_none_or(|(_, v)| v.id() == id);
+                        self.vote(VoteKind::Prevote, ok.then_some(id), now, fx);
+                        continue;
+                    }
+                    // Line 28.
+                    Some(vr) if vr < round => {
+                        let support = self
+                            .rounds
+                            .get(&vr)
+                            .map(|s| Self::count(&s.prevotes, Some(&id)))
+                            .unwrap_or(0);
+                        if support >= quorum {
+                            let ok = *valid
+                                && self
+                                    .locked
+                                    .as_ref()
+                                    .is_none_or(|(lr, v)| *lr <= vr || v.id() == id);
                             self.vote(VoteKind::Prevote, ok.then_some(id), now, fx);
                             continue;
                         }
-                        // Line 28.
-                        Some(vr) if vr < round => {
-                            let support = self
-                                .rounds
-                                .get(&vr)
-                                .map(|s| Self::count(&s.prevotes, Some(&id)))
-                                .unwrap_or(0);
-                            if support >= quorum {
-                                let ok = *valid
-                                    && self
-                                        .locked
-                                        .as_ref()
-                                        .is_none_or(|(lr, v)| *lr <= vr || v.id() == id);
-                                self.vote(VoteKind::Prevote, ok.then_some(id), now, fx);
-                                continue;
-                            }
-                        }
-                        Some(_) => {}
                     }
+                    Some(_) => {}
                 }
             }
             let state = self.rounds.entry(round).or_insert_with(RoundState::new);
@@ -796,21 +795,22 @@ impl<V: ConsensusValue> Machine<V> {
                 continue;
             }
             // Line 36.
-            if self.step >= Step::Prevote && !state.locked_in_this_round {
-                if let Some((p, true)) = &proposal {
-                    let id = p.value.id();
-                    if Self::count(&state.prevotes, Some(&id)) >= quorum {
-                        state.locked_in_this_round = true;
-                        let value = p.value.clone();
-                        if self.step == Step::Prevote {
-                            self.locked = Some((round, value.clone()));
-                            self.valid = Some((round, value));
-                            self.vote(VoteKind::Precommit, Some(id), now, fx);
-                        } else {
-                            self.valid = Some((round, value));
-                        }
-                        continue;
+            if self.step >= Step::Prevote
+                && !state.locked_in_this_round
+                && let Some((p, true)) = &proposal
+            {
+                let id = p.value.id();
+                if Self::count(&state.prevotes, Some(&id)) >= quorum {
+                    state.locked_in_this_round = true;
+                    let value = p.value.clone();
+                    if self.step == Step::Prevote {
+                        self.locked = Some((round, value.clone()));
+                        self.valid = Some((round, value));
+                        self.vote(VoteKind::Precommit, Some(id), now, fx);
+                    } else {
+                        self.valid = Some((round, value));
                     }
+                    continue;
                 }
             }
             let state = self.rounds.entry(round).or_insert_with(RoundState::new);
