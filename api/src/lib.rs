@@ -12,5 +12,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod local;
 pub mod problem;
 pub mod signature;

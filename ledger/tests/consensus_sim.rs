@@ -468,6 +468,18 @@ impl Sim {
             );
         }
         // Liveness: after the network stabilised, everyone got there.
+        if self
+            .honest()
+            .any(|(_, n)| (n.decided.len() as u64) < self.s.heights)
+        {
+            for (i, n) in self.nodes.iter().enumerate() {
+                let at = n.machine.as_ref().map(|m| (m.height(), m.round()));
+                eprintln!(
+                    "seed={seed} node {i}: decided {}, machine at (height, round) {at:?}",
+                    n.decided.len()
+                );
+            }
+        }
         for (i, n) in self.honest() {
             assert_eq!(
                 n.decided.len() as u64,

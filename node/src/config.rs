@@ -7,7 +7,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+use crate::duration::HumanDuration;
 
 /// The annotated template `quorate node init` renders. Placeholders in
 /// braces are filled by [`render`].
@@ -31,6 +35,56 @@ pub struct Config {
     pub api: ApiSection,
     /// The peer-to-peer network.
     pub p2p: P2pSection,
+    /// Agreement and endorsement.
+    #[serde(default)]
+    pub consensus: ConsensusSection,
+}
+
+/// `[consensus]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusSection {
+    /// `auto`: endorse every proposal the contract rules accept; `manual`:
+    /// wait for the operator.
+    pub approval: crate::driver::ApprovalPolicy,
+    /// With nothing to order, commit an empty block this often.
+    pub heartbeat: HumanDuration,
+    /// How long to wait for a round's proposal (grows by `timeout_delta`
+    /// per round).
+    pub timeout_propose: HumanDuration,
+    /// How long to wait for more votes after a quorum of any.
+    pub timeout_vote: HumanDuration,
+    /// Added to each timeout per round.
+    pub timeout_delta: HumanDuration,
+    /// How often to compare tips with peers and catch up.
+    pub sync_interval: HumanDuration,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        Self {
+            approval: crate::driver::ApprovalPolicy::Auto,
+            heartbeat: HumanDuration(Duration::from_secs(1)),
+            timeout_propose: HumanDuration(Duration::from_secs(3)),
+            timeout_vote: HumanDuration(Duration::from_secs(1)),
+            timeout_delta: HumanDuration(Duration::from_millis(500)),
+            sync_interval: HumanDuration(Duration::from_secs(2)),
+        }
+    }
+}
+
+impl ConsensusSection {
+    /// The agreement machine's timeouts for `chain_id`.
+    pub fn machine_config(&self, chain_id: &str) -> quorate_ledger::consensus::Config {
+        let ms = |d: &HumanDuration| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX);
+        quorate_ledger::consensus::Config {
+            chain_id: chain_id.to_owned(),
+            propose_ms: ms(&self.timeout_propose),
+            prevote_ms: ms(&self.timeout_vote),
+            precommit_ms: ms(&self.timeout_vote),
+            delta_ms: ms(&self.timeout_delta),
+        }
+    }
 }
 
 /// `[node]`.

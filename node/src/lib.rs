@@ -8,8 +8,13 @@
 //! interface lives in `main.rs` and `cli/`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod api;
 pub mod config;
+pub mod driver;
 pub mod duration;
 pub mod home;
 pub mod lock;
+pub mod mempool;
 pub mod network;
+pub mod protocol;
+pub mod run;

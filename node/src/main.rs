@@ -68,6 +68,13 @@ struct HomeArg {
 
 #[derive(Debug, Subcommand)]
 enum NodeCommand {
+    /// Run the node in the foreground: ledger, peer-to-peer agreement and
+    /// the local API, until SIGINT or SIGTERM. Logs go to stderr
+    /// (`RUST_LOG` filters them; `QUORATE_LOG_JSON=1` for JSON lines).
+    Run {
+        #[command(flatten)]
+        home: HomeArg,
+    },
     /// Create a node home: an Ed25519 key (key.pem, 0600), an annotated
     /// config.toml, an admin token (admin.token, 0600) and a data directory.
     Init {
@@ -141,6 +148,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Node(NodeCommand::Run { home }) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(run_node(NodeHome::new(home.home)))?;
+        }
         Command::Node(NodeCommand::Init {
             home,
             name,
@@ -216,6 +230,53 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn run_node(home: NodeHome) -> anyhow::Result<()> {
+    use quorate_api::auth::AdminToken;
+    use quorate_node::api::LocalNode;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var_os("QUORATE_LOG_JSON").is_some() {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        quorate_node::run::shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = on_signal.send(true);
+    });
+
+    let config = home.load_config()?;
+    let token = quorate_did::keyfile::read_secret_file(&home.admin_token_path(), 1024)?;
+    let token = AdminToken::new(std::str::from_utf8(&token).context("admin.token is not text")?);
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the local API", config.api.listen))?;
+    let node = quorate_node::run::start(&home, shutdown()).await?;
+    let router = quorate_api::local::router(LocalNode::new(node.handle.clone()), token);
+    tracing::info!(address = %config.api.listen, "local API listening");
+    let api = tokio::spawn(quorate_api::local::serve(listener, router, shutdown()));
+    let result = node.task.await.context("the node task panicked")?;
+    // The driver stopped (shutdown or failure): stop the API too.
+    let _ = stop.send(true);
+    let _ = api.await;
+    drop(node.lock);
+    result
 }
 
 fn open_home_ledger(home: PathBuf) -> anyhow::Result<quorate_ledger::ledger::Ledger> {

@@ -1,1 +1,141 @@
-//! Launches and perturbs local Quorate consortia of real node processes; not built yet.
+//! Local Quorate consortia of real node processes.
+//!
+//! Built so far: [`generate`], which creates N organizations' node homes
+//! (through the `quorate` binary's own `node init`, on free ports of
+//! 127.0.0.1), a genesis block signed by all of them, and the bootstrap
+//! addresses that connect them. Launching and perturbing the processes
+//! (`quorate testnet up|down|kill|…`) come with issue 6; the end-to-end
+//! tests start the processes themselves for now.
+//!
+//! It drives nodes only through the binary and their files, never through
+//! the node crate's internals, so what it tests is what users run.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail, ensure};
+use quorate_contracts::{Policy, Timestamp};
+use quorate_did::{Keypair, keyfile};
+use quorate_ledger::{codec, genesis};
+
+/// One generated organization.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Its name (`org-a`, …).
+    pub name: String,
+    /// Its node home.
+    pub home: PathBuf,
+    /// Its DID.
+    pub did: String,
+    /// Local API address.
+    pub api: String,
+    /// libp2p listen address with its peer id.
+    pub p2p: String,
+    /// Its admin token.
+    pub token: String,
+}
+
+/// A free TCP port on 127.0.0.1 (released before use; good enough for a
+/// local testnet, and `node run` reports a port taken in the meantime).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The name of the `i`th organization: `org-a` … `org-z`, then `org-26` ….
+pub fn org_name(i: usize) -> String {
+    if i < 26 {
+        format!("org-{}", (b'a' + i as u8) as char)
+    } else {
+        format!("org-{i}")
+    }
+}
+
+fn peer_id(key: &Keypair) -> anyhow::Result<String> {
+    let public =
+        libp2p_identity::ed25519::PublicKey::try_from_bytes(&key.did().public_key_bytes())?;
+    Ok(libp2p_identity::PublicKey::from(public)
+        .to_peer_id()
+        .to_string())
+}
+
+/// Creates `n` node homes under `dir`, a genesis signed by all of them, and
+/// configs whose bootstrap lists name every other node.
+pub fn generate(
+    dir: &Path,
+    n: usize,
+    chain_id: &str,
+    quorate: &Path,
+) -> anyhow::Result<Vec<NodeSpec>> {
+    ensure!((1..=64).contains(&n), "a local testnet has 1 to 64 nodes");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut specs = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let name = org_name(i);
+        let home = dir.join(&name);
+        let (api_port, p2p_port) = (free_port()?, free_port()?);
+        let out = Command::new(quorate)
+            .args([
+                "node",
+                "init",
+                "--name",
+                &name,
+                "--api-port",
+                &api_port.to_string(),
+            ])
+            .args(["--p2p-port", &p2p_port.to_string(), "--home"])
+            .arg(&home)
+            .output()
+            .with_context(|| format!("cannot run {}", quorate.display()))?;
+        if !out.status.success() {
+            bail!(
+                "quorate node init failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let key = keyfile::load(&home.join("key.pem"))?;
+        let token = String::from_utf8(
+            keyfile::read_secret_file(&home.join("admin.token"), 1024)?.to_vec(),
+        )?;
+        specs.push(NodeSpec {
+            did: key.did().to_string(),
+            api: format!("127.0.0.1:{api_port}"),
+            p2p: format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{}", peer_id(&key)?),
+            token: token.trim().to_owned(),
+            name,
+            home,
+        });
+        keys.push(key);
+    }
+    let members: Vec<(&str, &Keypair)> = specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .zip(keys.iter())
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let block = genesis::build(chain_id, &members, Policy::default(), Timestamp(now))?;
+    let bytes = codec::encode(&block)?;
+    for spec in &specs {
+        std::fs::write(spec.home.join("genesis.cbor"), &bytes)?;
+        let config_path = spec.home.join("config.toml");
+        let config = std::fs::read_to_string(&config_path)?;
+        let peers: Vec<String> = specs
+            .iter()
+            .filter(|s| s.name != spec.name)
+            .map(|s| format!("\"{}\"", s.p2p))
+            .collect();
+        let config = config.replace(
+            "bootstrap = []",
+            &format!("bootstrap = [{}]", peers.join(", ")),
+        );
+        ensure!(
+            config.contains("bootstrap = ["),
+            "config template changed: no bootstrap line"
+        );
+        std::fs::write(&config_path, config)?;
+    }
+    Ok(specs)
+}

@@ -48,3 +48,150 @@ pub fn run_ok(args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
+
+/// A minimal HTTP/1.1 client for the local API on loopback (std only):
+/// one request per connection. Returns the status and the body.
+pub fn http(
+    method: &str,
+    address: &str,
+    path: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    // The local API answers small bodies; chunked ones are de-chunked here.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Running `quorate node run` processes, killed when dropped (so a failing
+/// test never leaves nodes behind).
+pub struct Processes {
+    children: Vec<Option<std::process::Child>>,
+    homes: Vec<PathBuf>,
+}
+
+impl Processes {
+    /// Starts a node for each home; logs go to `HOME/node.log`.
+    pub fn start(homes: &[PathBuf]) -> Self {
+        let mut this = Self {
+            children: Vec::new(),
+            homes: homes.to_vec(),
+        };
+        for i in 0..homes.len() {
+            let child = this.spawn(i);
+            this.children.push(Some(child));
+        }
+        this
+    }
+
+    fn spawn(&self, i: usize) -> std::process::Child {
+        let home = &self.homes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("node.log"))
+            .expect("node log");
+        Command::new(quorate_bin())
+            .args(["node", "run", "--home"])
+            .arg(home)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn quorate node run")
+    }
+
+    /// SIGKILL: the node gets no chance to clean up.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.children[i] = Some(self.spawn(i));
+    }
+
+    /// SIGTERM to every node, then waits for each to exit (up to 10 s),
+    /// returning whether each exited successfully.
+    pub fn stop_all(&mut self) -> Vec<bool> {
+        let mut ok = Vec::new();
+        for child in self.children.iter_mut().flatten() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        for slot in &mut self.children {
+            let Some(mut child) = slot.take() else {
+                ok.push(false);
+                continue;
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let status = loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    break None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
+            ok.push(status.is_some_and(|s| s.success()));
+        }
+        ok
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}

@@ -21,9 +21,11 @@ pub const PROPOSAL_SIGNING_TAG: &[u8] = b"QUORATE_PROPOSAL_V1";
 /// round-skip rule); later ones are dropped.
 pub const ROUNDS_AHEAD_MAX: u32 = 8;
 
-/// Rounds behind the current one whose messages are kept (a decision may
-/// still complete there); older ones are dropped and left to sync.
-pub const ROUNDS_BEHIND_MAX: u32 = 4;
+/// Rounds behind the current one whose messages are kept: a decision may
+/// still complete there, and a re-proposed value needs the prevotes of its
+/// valid round (its proof of lock). Older rounds are dropped; memory stays
+/// bounded by this window × 2 votes × validators.
+pub const ROUNDS_BEHIND_MAX: u32 = 64;
 
 /// Messages for the next height kept until it starts (peers that decided
 /// first are already there); beyond this they are dropped and left to sync.
@@ -493,7 +495,15 @@ impl<V: ConsensusValue> Machine<V> {
         {
             fx.push(Effect::Broadcast(Message::Proposal(proposal.clone())));
         }
-        for vote in self.signed_votes.iter().filter(|v| v.round == round) {
+        // Our votes of this round, and our non-nil prevotes of earlier ones:
+        // a value re-proposed with a valid round is only accepted by peers
+        // that hold that round's prevote quorum (Tendermint gossips these
+        // proof-of-lock votes for the same reason).
+        for vote in self
+            .signed_votes
+            .iter()
+            .filter(|v| v.round == round || (v.kind == VoteKind::Prevote && v.value_id.is_some()))
+        {
             fx.push(Effect::Broadcast(Message::Vote(vote.clone())));
         }
         fx.push(Effect::ArmTimeout {

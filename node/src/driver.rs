@@ -1,0 +1,952 @@
+//! The driver: one task that owns the ledger, the agreement machine and the
+//! mempool, and turns the machine's effects into durable writes, gossip
+//! and timers (STYLE.md: pure core, effectful shell).
+//!
+//! Order matters for safety: a `Persist` effect is written (fsync) before
+//! any later effect of the same step is carried out, so a vote is never
+//! sent unless a restart would remember it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use quorate_contracts::{Body, MemberId, Timestamp};
+use quorate_did::Keypair;
+use quorate_ledger::block::{Block, CommittedBlock, ENTRIES_PER_BLOCK_MAX};
+use quorate_ledger::chain::PROPOSAL_CLOCK_SKEW_MS;
+use quorate_ledger::consensus::{
+    self, Effect, Input, Machine, Message, PersistedState, TimeoutKind,
+};
+use quorate_ledger::entry::{Entry, EntryId, Proposal};
+use quorate_ledger::hash::Hash;
+use quorate_ledger::ledger::{Ledger, LedgerError};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::mempool::{LocalDecision, Mempool, ProposalState};
+use crate::network::{self, Topic};
+use crate::protocol::{self, ConsensusMessage, MempoolMessage, Request, Response, SYNC_BLOCKS_MAX};
+
+/// Capacity of the command channel from the API.
+pub const COMMANDS_MAX: usize = 256;
+/// Capacity of the channel of blocks fetched by the sync task.
+pub const SYNCED_MAX: usize = 4;
+/// Most consensus messages buffered for the next height.
+pub const FUTURE_MESSAGES_MAX: usize = 1024;
+/// Most equivocation evidence kept in memory.
+pub const EVIDENCE_MAX: usize = 100;
+
+/// How a node decides whether to endorse others' proposals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalPolicy {
+    /// Endorse every proposal the contract rules accept.
+    Auto,
+    /// Wait for the operator (`quorate proposal approve|reject`).
+    Manual,
+}
+
+/// The driver's settings.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// With nothing to order, a block is still committed this often.
+    pub heartbeat: Duration,
+    /// How this node endorses.
+    pub approval: ApprovalPolicy,
+    /// Agreement timeouts.
+    pub consensus: consensus::Config,
+    /// How often to compare tips with peers and catch up.
+    pub sync_interval: Duration,
+}
+
+/// What the node reports about itself.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// Tip height.
+    pub height: u64,
+    /// Tip hash.
+    pub tip_hash: String,
+    /// Tip time (ms since the Unix epoch).
+    pub tip_time_ms: u64,
+    /// The member set's epoch.
+    pub epoch: u64,
+    /// Members in the epoch.
+    pub members: usize,
+    /// Whether this node is a member (a validator).
+    pub is_member: bool,
+    /// Connected peers.
+    pub peers: usize,
+    /// Open proposals in the mempool.
+    pub pending_proposals: usize,
+    /// Equivocations detected.
+    pub evidence: usize,
+    /// Milliseconds since this node last committed or synced a block.
+    #[serde(skip)]
+    pub last_commit: Option<Instant>,
+}
+
+/// A proposal as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProposalView {
+    /// Its id.
+    pub id: String,
+    /// The proposer.
+    pub proposer: String,
+    /// What is proposed.
+    pub body: Body,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub state: ProposalState,
+    /// This node's decision.
+    pub decision: LocalDecision,
+    /// Members that endorsed it.
+    pub endorsers: Vec<String>,
+}
+
+/// Requests from the API.
+#[derive(Debug)]
+pub enum Command {
+    /// Propose an entry as this member.
+    Propose {
+        /// What to propose.
+        body: Body,
+        /// Its id, or why it was refused.
+        reply: oneshot::Sender<Result<EntryId, String>>,
+    },
+    /// Approve (endorse) or reject a proposal.
+    Decide {
+        /// The proposal.
+        id: EntryId,
+        /// Endorse it?
+        approve: bool,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Propose from an API request (names and DIDs resolved here).
+    ProposeRequest {
+        /// The request.
+        request: quorate_api::local::ProposalRequest,
+        /// Its id, or why it was refused.
+        reply: oneshot::Sender<Result<EntryId, String>>,
+    },
+    /// The grants on the ledger, as JSON.
+    Grants {
+        /// The list.
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+    /// List proposals.
+    Proposals {
+        /// The list.
+        reply: oneshot::Sender<Vec<ProposalView>>,
+    },
+}
+
+/// A client of the driver, for the API; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+}
+
+impl Handle {
+    /// Sends a command; `None` if the driver has stopped.
+    pub async fn send(&self, command: Command) -> Option<()> {
+        self.commands.send(command).await.ok()
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Consensus {
+        kind: TimeoutKind,
+        height: u64,
+        round: u32,
+    },
+    ProposeDue {
+        height: u64,
+        round: u32,
+    },
+}
+
+/// Why the driver stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The ledger failed in a way that makes going on unsafe.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// The agreement state could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(#[from] quorate_ledger::codec::EncodeError),
+    /// The ledger has no genesis.
+    #[error("the ledger has no genesis block")]
+    NoGenesis,
+}
+
+/// The driver task.
+pub struct Driver {
+    key: Keypair,
+    ledger: Ledger,
+    machine: Option<Machine<Block>>,
+    mempool: Mempool,
+    net: network::Client,
+    config: DriverConfig,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    timer_seq: u64,
+    inputs: VecDeque<Input<Block>>,
+    future: Vec<ConsensusMessage>,
+    evidence: Vec<consensus::Equivocation>,
+    last_commit: Instant,
+    status: watch::Sender<Status>,
+    commands: mpsc::Receiver<Command>,
+    peers: usize,
+}
+
+/// The wall clock as the pure crates see it.
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+impl Driver {
+    /// A driver over `ledger` (which must have its genesis).
+    pub fn new(
+        key: Keypair,
+        ledger: Ledger,
+        net: network::Client,
+        config: DriverConfig,
+    ) -> Result<(Self, Handle), DriverError> {
+        let (commands_tx, commands) = mpsc::channel(COMMANDS_MAX);
+        let (status, status_rx) = watch::channel(Status::default());
+        let mut driver = Self {
+            key,
+            ledger,
+            machine: None,
+            mempool: Mempool::new(),
+            net,
+            config,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            inputs: VecDeque::new(),
+            future: Vec::new(),
+            evidence: Vec::new(),
+            last_commit: Instant::now(),
+            status,
+            commands,
+            peers: 0,
+        };
+        driver.start_height(true)?;
+        Ok((
+            driver,
+            Handle {
+                commands: commands_tx,
+                status: status_rx,
+            },
+        ))
+    }
+
+    fn chain(&self) -> Result<&quorate_ledger::chain::ChainState, DriverError> {
+        self.ledger.chain().ok_or(DriverError::NoGenesis)
+    }
+
+    fn me(&self) -> Option<MemberId> {
+        let did = self.key.did();
+        self.ledger
+            .chain()?
+            .state()
+            .members
+            .iter()
+            .find(|(_, m)| m.did == did)
+            .map(|(id, _)| *id)
+    }
+
+    /// (Re)starts agreement at the height after the tip, resuming from the
+    /// persisted state when it is for that height.
+    fn start_height(&mut self, resume: bool) -> Result<(), DriverError> {
+        let chain = self.chain()?;
+        let height = chain.tip().height + 1;
+        let validators = chain.validators();
+        let members: Vec<_> = chain.state().members.values().map(|m| m.did).collect();
+        self.timers.clear();
+        self.machine = None;
+        if self.me().is_some() {
+            let persisted = if resume {
+                self.ledger
+                    .consensus_state()?
+                    .and_then(|bytes| protocol::decode::<PersistedState<Block>>(&bytes).ok())
+                    .filter(|p| p.height == height)
+            } else {
+                None
+            };
+            let mut machine = match persisted {
+                Some(p) => Machine::restore(self.config.consensus.clone(), self.key.clone(), p),
+                None => Machine::new(self.config.consensus.clone(), self.key.clone()),
+            };
+            let effects = machine.apply(Input::StartHeight { height, validators }, now());
+            self.machine = Some(machine);
+            self.queue_effects(effects)?;
+        }
+        let net = self.net.clone();
+        tokio::spawn(async move { net.set_members(members).await });
+        // Messages that arrived early for this height.
+        let future = std::mem::take(&mut self.future);
+        for message in future {
+            self.on_consensus_message(message);
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    /// Runs until `shutdown` resolves or an unrecoverable error.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<network::Event>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), DriverError> {
+        let (synced_tx, mut synced) = mpsc::channel(SYNCED_MAX);
+        let sync_task = tokio::spawn(sync_loop(
+            self.net.clone(),
+            self.status.subscribe(),
+            self.chain()?.genesis_hash(),
+            self.config.sync_interval,
+            synced_tx,
+        ));
+        tokio::pin!(shutdown);
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        let result = loop {
+            if let Err(e) = self.drain_inputs().await {
+                break Err(e);
+            }
+            let next_timer = self.timers.first_key_value().map(|((at, _), _)| *at);
+            let step = tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                Some(event) = events.recv() => self.on_network(event).await,
+                Some(command) = self.commands.recv() => self.on_command(command).await,
+                Some(blocks) = synced.recv() => self.on_synced(blocks),
+                _ = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
+                _ = housekeeping.tick() => {
+                    self.mempool.expire(now(), self.chain()?.state().policy.proposal_ttl_ms);
+                    self.peers = self.net.peers().await.len();
+                    self.publish_status();
+                    Ok(())
+                }
+            };
+            if let Err(e) = step {
+                break Err(e);
+            }
+        };
+        sync_task.abort();
+        result
+    }
+
+    /// Applies queued inputs to the machine and carries out its effects.
+    async fn drain_inputs(&mut self) -> Result<(), DriverError> {
+        while let Some(input) = self.inputs.pop_front() {
+            let Some(machine) = self.machine.as_mut() else {
+                self.inputs.clear();
+                break;
+            };
+            let effects = machine.apply(input, now());
+            self.queue_effects(effects)?;
+        }
+        Ok(())
+    }
+
+    fn queue_effects(&mut self, effects: Vec<Effect<Block>>) -> Result<(), DriverError> {
+        for effect in effects {
+            match effect {
+                Effect::Persist(state) => {
+                    // Durable before anything after it is sent.
+                    self.ledger
+                        .put_consensus_state(&protocol::encode(&state)?)?;
+                }
+                Effect::Broadcast(message) => {
+                    let message = match message {
+                        Message::Proposal(p) => ConsensusMessage::Proposal(p),
+                        Message::Vote(v) => ConsensusMessage::Vote(v),
+                    };
+                    let bytes = protocol::encode(&message)?;
+                    let net = self.net.clone();
+                    tokio::spawn(async move { net.publish(Topic::Consensus, bytes).await });
+                }
+                Effect::ArmTimeout {
+                    kind,
+                    height,
+                    round,
+                    at,
+                } => self.arm(
+                    at,
+                    Timer::Consensus {
+                        kind,
+                        height,
+                        round,
+                    },
+                ),
+                Effect::RequestValue { height, round } => self.on_request_value(height, round)?,
+                Effect::Decide {
+                    height,
+                    value,
+                    certificate,
+                } => self.on_decide(height, value, certificate)?,
+                Effect::Evidence(evidence) => {
+                    warn!(target: "consensus", ?evidence, "equivocation detected");
+                    if self.evidence.len() < EVIDENCE_MAX {
+                        self.evidence.push(evidence);
+                    }
+                }
+                other => debug!(target: "consensus", ?other, "effect"),
+            }
+        }
+        Ok(())
+    }
+
+    fn arm(&mut self, at: Timestamp, timer: Timer) {
+        let delay = Duration::from_millis(at.saturating_ms_since(now()));
+        self.timer_seq += 1;
+        self.timers
+            .insert((Instant::now() + delay, self.timer_seq), timer);
+    }
+
+    fn fire_timers(&mut self) -> Result<(), DriverError> {
+        let now_instant = Instant::now();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now_instant {
+                break;
+            }
+            match entry.remove() {
+                Timer::Consensus {
+                    kind,
+                    height,
+                    round,
+                } => self.inputs.push_back(Input::TimeoutElapsed {
+                    kind,
+                    height,
+                    round,
+                }),
+                Timer::ProposeDue { height, round } => self.propose_block(height, round)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// We are the proposer: propose now if there is work or the heartbeat is
+    /// due, else when the heartbeat falls due.
+    fn on_request_value(&mut self, height: u64, round: u32) -> Result<(), DriverError> {
+        let due = self.last_commit + self.config.heartbeat;
+        let has_work = !self.mempool.eligible(1).is_empty();
+        if has_work || Instant::now() >= due || round > 0 {
+            self.propose_block(height, round)
+        } else {
+            let wait = due.saturating_duration_since(Instant::now());
+            self.arm(
+                now().saturating_add_ms(wait.as_millis() as u64),
+                Timer::ProposeDue { height, round },
+            );
+            Ok(())
+        }
+    }
+
+    fn propose_block(&mut self, height: u64, round: u32) -> Result<(), DriverError> {
+        let chain = self.chain()?;
+        if chain.tip().height + 1 != height {
+            return Ok(());
+        }
+        let Some(me) = self.me() else { return Ok(()) };
+        let time = Timestamp(now().0.max(chain.tip().time.0 + 1));
+        let (block, skipped) =
+            chain.build_block(me, time, self.mempool.eligible(ENTRIES_PER_BLOCK_MAX))?;
+        for (id, reason) in skipped {
+            debug!(target: "consensus", %id, %reason, "entry left out of the block");
+        }
+        debug!(target: "consensus", height, round, entries = block.entries.len(), "proposing");
+        self.inputs.push_back(Input::ProposeValue {
+            height,
+            round,
+            value: block,
+        });
+        Ok(())
+    }
+
+    fn on_decide(
+        &mut self,
+        height: u64,
+        block: Block,
+        certificate: consensus::QuorumCertificate,
+    ) -> Result<(), DriverError> {
+        let committed = CommittedBlock { block, certificate };
+        let ids = committed.block.entry_ids()?;
+        match self.ledger.append(&committed) {
+            Ok(()) => {
+                info!(target: "consensus", height, entries = ids.len(), "committed");
+            }
+            Err(LedgerError::Verify(e)) if self.chain()?.tip().height >= height => {
+                debug!(target: "consensus", height, %e, "decided block already applied by sync");
+            }
+            Err(e) => {
+                // A decided block that does not verify means the machine and
+                // the ledger disagree: stop rather than diverge.
+                error!(target: "consensus", height, error = %e, "decided block refused by the ledger");
+                return Err(e.into());
+            }
+        }
+        self.after_commit(height, &ids)
+    }
+
+    fn after_commit(&mut self, height: u64, ids: &[EntryId]) -> Result<(), DriverError> {
+        self.last_commit = Instant::now();
+        if let Some(chain) = self.ledger.chain() {
+            self.mempool.on_commit(height, ids, chain);
+        }
+        self.start_height(false)
+    }
+
+    fn on_synced(&mut self, blocks: Vec<CommittedBlock>) -> Result<(), DriverError> {
+        let tip = self.chain()?.tip().height;
+        let fresh: Vec<CommittedBlock> = blocks
+            .into_iter()
+            .filter(|b| b.block.header.height > tip)
+            .collect();
+        let Some(last) = fresh.last().map(|b| b.block.header.height) else {
+            return Ok(());
+        };
+        if fresh[0].block.header.height != tip + 1 {
+            return Ok(());
+        }
+        match self.ledger.append_batch(&fresh) {
+            Ok(()) => {
+                info!(target: "sync", from = tip + 1, to = last, "caught up");
+                let mut ids = Vec::new();
+                for b in &fresh {
+                    ids.extend(b.block.entry_ids()?);
+                }
+                self.after_commit(last, &ids)
+            }
+            Err(e) => {
+                warn!(target: "sync", error = %e, "blocks from a peer refused");
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_network(&mut self, event: network::Event) -> Result<(), DriverError> {
+        match event {
+            network::Event::Gossip {
+                topic: Topic::Consensus,
+                data,
+                id,
+                via,
+                ..
+            } => {
+                let message = protocol::decode::<ConsensusMessage>(&data);
+                self.net.validate(id, via, message.is_ok()).await;
+                if let Ok(message) = message {
+                    self.on_consensus_message(message);
+                }
+            }
+            network::Event::Gossip {
+                topic: Topic::Mempool,
+                data,
+                id,
+                via,
+                ..
+            } => {
+                let accept = match protocol::decode::<MempoolMessage>(&data) {
+                    Ok(message) => self.on_mempool_message(message).await?,
+                    Err(_) => false,
+                };
+                self.net.validate(id, via, accept).await;
+            }
+            network::Event::Request { from, data, reply } => {
+                let response = self.answer(&from, &data);
+                let bytes = protocol::encode(&response)?;
+                self.net.respond(reply, bytes).await;
+            }
+            network::Event::Connected(_) | network::Event::Disconnected(_) => {}
+        }
+        Ok(())
+    }
+
+    fn on_consensus_message(&mut self, message: ConsensusMessage) {
+        let Some(chain) = self.ledger.chain() else {
+            return;
+        };
+        let next = chain.tip().height + 1;
+        let height = match &message {
+            ConsensusMessage::Proposal(p) => p.height,
+            ConsensusMessage::Vote(v) => v.height,
+        };
+        if height > next {
+            // Early, or we are behind (sync will catch up): keep a bounded few.
+            if height == next + 1 && self.future.len() < FUTURE_MESSAGES_MAX {
+                self.future.push(message);
+            }
+            return;
+        }
+        if height < next {
+            return;
+        }
+        let input = match message {
+            ConsensusMessage::Proposal(proposal) => {
+                let valid = chain.check_block(&proposal.value).is_ok()
+                    && proposal.value.header.time.0 <= now().0 + PROPOSAL_CLOCK_SKEW_MS;
+                Input::Proposal { proposal, valid }
+            }
+            ConsensusMessage::Vote(vote) => Input::Vote(vote),
+        };
+        self.inputs.push_back(input);
+    }
+
+    /// Returns whether the message is valid to forward.
+    async fn on_mempool_message(&mut self, message: MempoolMessage) -> Result<bool, DriverError> {
+        let Some(chain) = self.ledger.chain() else {
+            return Ok(false);
+        };
+        match message {
+            MempoolMessage::Entry(entry) => match self.mempool.add_proposal(*entry, chain, now()) {
+                Ok(id) => {
+                    self.maybe_auto_endorse(id).await?;
+                    Ok(true)
+                }
+                Err(e) => {
+                    debug!(target: "mempool", error = %e, "proposal not taken");
+                    Ok(!matches!(e, crate::mempool::AddError::Unsigned))
+                }
+            },
+            MempoolMessage::Endorsement { entry, endorsement } => Ok(self
+                .mempool
+                .add_endorsement(&entry, endorsement, chain)
+                .is_ok()),
+        }
+    }
+
+    async fn maybe_auto_endorse(&mut self, id: EntryId) -> Result<(), DriverError> {
+        if self.config.approval != ApprovalPolicy::Auto {
+            return Ok(());
+        }
+        let undecided = self.mempool.get(&id).is_some_and(|p| {
+            p.decision == LocalDecision::Undecided && p.state != ProposalState::Expired
+        });
+        if undecided && let Err(reason) = self.endorse(id).await {
+            debug!(target: "mempool", %id, %reason, "not endorsed");
+        }
+        Ok(())
+    }
+
+    async fn endorse(&mut self, id: EntryId) -> Result<(), String> {
+        let Some(me) = self.me() else {
+            return Err("this node is not a member".to_owned());
+        };
+        let Some(chain) = self.ledger.chain() else {
+            return Err("no ledger".to_owned());
+        };
+        let Some(pending) = self.mempool.get(&id) else {
+            return Err(format!("no proposal {id}"));
+        };
+        let mut entry = pending.entry.clone();
+        entry.endorse(me, &self.key).map_err(|e| e.to_string())?;
+        let Some(endorsement) = entry.endorsements.iter().find(|e| e.member == me).cloned() else {
+            return Err("endorsement missing".to_owned());
+        };
+        self.mempool
+            .add_endorsement(&id, endorsement.clone(), chain)
+            .map_err(|e| e.to_string())?;
+        let _ = self.mempool.decide(&id, LocalDecision::Endorsed);
+        let bytes = protocol::encode(&MempoolMessage::Endorsement {
+            entry: id,
+            endorsement,
+        })
+        .map_err(|e| e.to_string())?;
+        self.net.publish(Topic::Mempool, bytes).await;
+        Ok(())
+    }
+
+    async fn on_command(&mut self, command: Command) -> Result<(), DriverError> {
+        match command {
+            Command::Propose { body, reply } => {
+                let result = self.propose(body).await;
+                let _ = reply.send(result);
+            }
+            Command::ProposeRequest { request, reply } => {
+                let result = match self.body_of(request) {
+                    Ok(body) => self.propose(body).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Grants { reply } => {
+                let _ = reply.send(self.grants_json());
+            }
+            Command::Decide { id, approve, reply } => {
+                let result = if approve {
+                    self.endorse(id).await
+                } else {
+                    self.mempool
+                        .decide(&id, LocalDecision::Refused)
+                        .map_err(|e| e.to_string())
+                };
+                let _ = reply.send(result);
+            }
+            Command::Proposals { reply } => {
+                let chain = self.ledger.chain();
+                let name = |id: &MemberId| {
+                    chain
+                        .and_then(|c| c.state().members.get(id))
+                        .map(|m| m.name.clone())
+                        .unwrap_or_else(|| id.to_string())
+                };
+                let views = self
+                    .mempool
+                    .iter()
+                    .map(|(id, p)| ProposalView {
+                        id: id.to_string(),
+                        proposer: name(&p.entry.proposal.proposer),
+                        body: p.entry.proposal.body.clone(),
+                        state: p.state.clone(),
+                        decision: p.decision,
+                        endorsers: p
+                            .entry
+                            .endorsements
+                            .iter()
+                            .map(|e| name(&e.member))
+                            .collect(),
+                    })
+                    .collect();
+                let _ = reply.send(views);
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns an API request into an entry body against the current state.
+    fn body_of(&self, request: quorate_api::local::ProposalRequest) -> Result<Body, String> {
+        use quorate_api::local::ProposalRequest;
+        let chain = self.ledger.chain().ok_or("no ledger")?;
+        let state = chain.state();
+        match request {
+            ProposalRequest::Grant {
+                grantee,
+                resources,
+                mut actions,
+                not_before_ms,
+                not_after_ms,
+                purpose,
+            } => {
+                let grantor = self.me().ok_or("this node is not a member")?;
+                let grantee = state
+                    .members
+                    .values()
+                    .find(|m| m.name == grantee || m.did.to_string() == grantee)
+                    .map(|m| m.id)
+                    .ok_or_else(|| format!("no member named {grantee:?}"))?;
+                let resources = resources
+                    .iter()
+                    .map(|r| {
+                        quorate_contracts::ResourcePattern::parse(r)
+                            .map_err(|e| format!("resource {r:?}: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                actions.sort();
+                actions.dedup();
+                Ok(Body::Grant(quorate_contracts::GrantTerms {
+                    grantor,
+                    grantee,
+                    resources,
+                    actions,
+                    not_before: Timestamp(not_before_ms.unwrap_or(now().0)),
+                    not_after: Timestamp(not_after_ms),
+                    purpose,
+                    rate_limit: None,
+                }))
+            }
+            ProposalRequest::Revoke { grant } => Ok(Body::Revoke {
+                grant: grant.parse()?,
+            }),
+        }
+    }
+
+    fn grants_json(&self) -> serde_json::Value {
+        let Some(chain) = self.ledger.chain() else {
+            return serde_json::json!([]);
+        };
+        let state = chain.state();
+        let name = |id: &MemberId| {
+            state
+                .members
+                .get(id)
+                .map(|m| m.name.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let grants: Vec<serde_json::Value> = state
+            .grants
+            .iter()
+            .map(|(id, record)| {
+                let t = &record.terms;
+                serde_json::json!({
+                    "id": id.to_string(),
+                    "grantor": name(&t.grantor),
+                    "grantee": name(&t.grantee),
+                    "resources": t.resources.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                    "actions": t.actions,
+                    "not_before_ms": t.not_before.0,
+                    "not_after_ms": t.not_after.0,
+                    "purpose": t.purpose,
+                    "status": record.status,
+                    "committed_height": record.committed_height,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(grants)
+    }
+
+    async fn propose(&mut self, body: Body) -> Result<EntryId, String> {
+        let me = self.me().ok_or("this node is not a member")?;
+        let chain = self.ledger.chain().ok_or("no ledger")?;
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+        let proposal = Proposal {
+            chain_id: chain.chain_id().to_owned(),
+            epoch: chain.state().epoch,
+            proposer: me,
+            nonce: u64::from_be_bytes(nonce),
+            created_at: now(),
+            body,
+        };
+        let entry = Entry::propose(proposal, &self.key).map_err(|e| e.to_string())?;
+        let id = self
+            .mempool
+            .add_proposal(entry.clone(), chain, now())
+            .map_err(|e| e.to_string())?;
+        let _ = self.mempool.decide(&id, LocalDecision::Endorsed);
+        let bytes =
+            protocol::encode(&MempoolMessage::Entry(Box::new(entry))).map_err(|e| e.to_string())?;
+        self.net.publish(Topic::Mempool, bytes).await;
+        info!(target: "mempool", %id, "proposed");
+        Ok(id)
+    }
+
+    fn answer(&self, from: &quorate_did::Did, data: &[u8]) -> Response {
+        let Some(chain) = self.ledger.chain() else {
+            return Response::Refused("no ledger yet".to_owned());
+        };
+        match protocol::decode::<Request>(data) {
+            Ok(Request::Status) => Response::Status {
+                genesis: chain.genesis_hash(),
+                height: chain.tip().height,
+                hash: chain.tip().hash,
+            },
+            Ok(Request::Blocks { from: first, to }) => {
+                let last = to
+                    .min(first.saturating_add(SYNC_BLOCKS_MAX - 1))
+                    .min(chain.tip().height);
+                match self.ledger.blocks(first, last) {
+                    Ok(blocks) => Response::Blocks(blocks),
+                    Err(e) => {
+                        warn!(target: "sync", peer = %from, error = %e, "cannot serve blocks");
+                        Response::Refused("cannot read blocks".to_owned())
+                    }
+                }
+            }
+            Err(_) => Response::Refused("malformed request".to_owned()),
+        }
+    }
+
+    fn publish_status(&self) {
+        let Some(chain) = self.ledger.chain() else {
+            return;
+        };
+        let tip = chain.tip();
+        let status = Status {
+            height: tip.height,
+            tip_hash: tip.hash.to_string(),
+            tip_time_ms: tip.time.0,
+            epoch: chain.state().epoch,
+            members: chain.state().members.len(),
+            is_member: self.me().is_some(),
+            peers: self.peers,
+            pending_proposals: self
+                .mempool
+                .iter()
+                .filter(|(_, p)| {
+                    matches!(
+                        p.state,
+                        ProposalState::Pending { .. } | ProposalState::Eligible
+                    )
+                })
+                .count(),
+            evidence: self.evidence.len(),
+            last_commit: Some(self.last_commit),
+        };
+        self.status.send_replace(status);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Compares tips with peers and fetches the blocks we lack. Runs beside the
+/// driver so a slow peer never stalls agreement; the driver verifies
+/// everything it sends.
+async fn sync_loop(
+    net: network::Client,
+    status: watch::Receiver<Status>,
+    genesis: Hash,
+    interval: Duration,
+    synced: mpsc::Sender<Vec<CommittedBlock>>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let ours = status.borrow().height;
+        for peer in net.peers().await {
+            let Ok(bytes) = protocol::encode(&Request::Status) else {
+                return;
+            };
+            let Ok(answer) = net.request(peer, bytes).await else {
+                continue;
+            };
+            let Ok(Response::Status {
+                genesis: theirs,
+                height,
+                ..
+            }) = protocol::decode(&answer)
+            else {
+                continue;
+            };
+            if theirs != genesis || height <= ours {
+                continue;
+            }
+            let mut from = ours + 1;
+            while from <= height {
+                let Ok(bytes) = protocol::encode(&Request::Blocks { from, to: height }) else {
+                    return;
+                };
+                let Ok(answer) = net.request(peer, bytes).await else {
+                    break;
+                };
+                let Ok(Response::Blocks(blocks)) = protocol::decode(&answer) else {
+                    break;
+                };
+                let Some(last) = blocks.last().map(|b| b.block.header.height) else {
+                    break;
+                };
+                if synced.send(blocks).await.is_err() {
+                    return;
+                }
+                from = last + 1;
+            }
+            break;
+        }
+    }
+}

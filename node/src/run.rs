@@ -1,0 +1,141 @@
+//! `quorate node run`: wires a node together and runs it until SIGINT or
+//! SIGTERM (mini-redis's `server::run(listener, shutdown)` shape: the caller
+//! owns shutdown).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use quorate_ledger::block::CommittedBlock;
+use quorate_ledger::codec;
+use quorate_ledger::ledger::Ledger;
+use tracing::info;
+
+use crate::config::Config;
+use crate::driver::{Driver, DriverConfig, Handle};
+use crate::home::NodeHome;
+use crate::lock::HomeLock;
+use crate::network;
+
+/// File name of the genesis block a new node starts from.
+pub const GENESIS_FILE: &str = "genesis.cbor";
+/// Largest genesis file read.
+pub const GENESIS_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// The ledger file inside the data directory.
+pub fn ledger_path(home: &NodeHome, config: &Config) -> PathBuf {
+    let data = if config.node.data_dir.is_absolute() {
+        config.node.data_dir.clone()
+    } else {
+        home.root().join(&config.node.data_dir)
+    };
+    data.join("ledger.redb")
+}
+
+/// Opens the node's ledger, writing genesis from `HOME/genesis.cbor` on
+/// first start.
+pub fn open_ledger(home: &NodeHome, config: &Config) -> anyhow::Result<Ledger> {
+    let path = ledger_path(home, config);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mut ledger = Ledger::open(&path)
+        .with_context(|| format!("cannot open the ledger {}", path.display()))?;
+    if ledger.chain().is_none() {
+        let genesis_path = home.root().join(GENESIS_FILE);
+        let len = std::fs::metadata(&genesis_path)
+            .with_context(|| {
+                format!(
+                    "the ledger is empty and there is no genesis at {}",
+                    genesis_path.display()
+                )
+            })?
+            .len();
+        anyhow::ensure!(
+            len <= GENESIS_BYTES_MAX,
+            "{} is {len} bytes; not a genesis",
+            genesis_path.display()
+        );
+        let bytes = std::fs::read(&genesis_path)?;
+        let genesis: CommittedBlock = codec::decode(&bytes)
+            .with_context(|| format!("{} is not a genesis block", genesis_path.display()))?;
+        ledger
+            .init_genesis(&genesis)
+            .with_context(|| format!("{} does not verify", genesis_path.display()))?;
+    }
+    Ok(ledger)
+}
+
+/// A started node: its driver handle and the task running it.
+pub struct RunningNode {
+    /// Talks to the driver.
+    pub handle: Handle,
+    /// Ends when the node stops.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Holds the home while the node runs.
+    pub lock: HomeLock,
+}
+
+/// Starts the node of `home`; it stops when `shutdown` resolves.
+pub async fn start(
+    home: &NodeHome,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningNode> {
+    let lock = HomeLock::acquire(home.root())?;
+    let config = home.load_config()?;
+    let key = home.load_key()?;
+    let ledger = open_ledger(home, &config)?;
+    let chain = ledger.chain().context("ledger without genesis")?;
+    info!(
+        did = %key.did(),
+        chain = chain.chain_id(),
+        height = chain.tip().height,
+        "starting node {}",
+        config.node.name
+    );
+    let (net, events, event_loop) = network::spawn(
+        &key,
+        chain.chain_id(),
+        &config.p2p.listen,
+        &config.p2p.bootstrap,
+    )?;
+    tokio::spawn(event_loop.run());
+    let driver_config = DriverConfig {
+        heartbeat: config.consensus.heartbeat.0,
+        approval: config.consensus.approval,
+        consensus: config.consensus.machine_config(chain.chain_id()),
+        sync_interval: config.consensus.sync_interval.0,
+    };
+    let (driver, handle) = Driver::new(key, ledger, net, driver_config)?;
+    let task = tokio::spawn(async move {
+        driver
+            .run(events, shutdown)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    Ok(RunningNode { handle, task, lock })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
