@@ -80,6 +80,8 @@ pub struct Status {
     pub pending_proposals: usize,
     /// Equivocations detected.
     pub evidence: usize,
+    /// Peer messages dropped, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
     /// Milliseconds since this node last committed or synced a block.
     #[serde(skip)]
     pub last_commit: Option<Instant>,
@@ -198,14 +200,27 @@ pub struct Driver {
     config: DriverConfig,
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
-    inputs: VecDeque<Input<Block>>,
-    future: Vec<ConsensusMessage>,
+    inputs: VecDeque<(Input<Block>, Option<quorate_did::Did>)>,
+    future: Vec<(ConsensusMessage, Option<quorate_did::Did>)>,
     evidence: Vec<consensus::Equivocation>,
     last_commit: Instant,
     status: watch::Sender<Status>,
     commands: mpsc::Receiver<Command>,
     peers: usize,
+    /// Set while we are the proposer waiting for the heartbeat: proposing
+    /// as soon as an entry becomes eligible keeps commit latency low.
+    waiting_to_propose: Option<(u64, u32)>,
+    /// Messages dropped, by reason (a metric), and the (peer, reason) pairs
+    /// already logged, so a misbehaving peer cannot flood the log.
+    rejected: BTreeMap<&'static str, u64>,
+    logged: std::collections::HashSet<(String, &'static str)>,
+    /// The peer whose message is being applied, to attribute rejections.
+    current_peer: Option<quorate_did::Did>,
 }
+
+/// Most (peer, reason) pairs remembered for log-once; past this, rejections
+/// are still counted but no longer logged.
+pub const LOGGED_REJECTIONS_MAX: usize = 4096;
 
 /// The wall clock as the pure crates see it.
 pub fn now() -> Timestamp {
@@ -242,6 +257,10 @@ impl Driver {
             status,
             commands,
             peers: 0,
+            waiting_to_propose: None,
+            rejected: BTreeMap::new(),
+            logged: std::collections::HashSet::new(),
+            current_peer: None,
         };
         driver.start_height(true)?;
         Ok((
@@ -298,8 +317,8 @@ impl Driver {
         tokio::spawn(async move { net.set_members(members).await });
         // Messages that arrived early for this height.
         let future = std::mem::take(&mut self.future);
-        for message in future {
-            self.on_consensus_message(message);
+        for (message, from) in future {
+            self.on_consensus_message(message, from);
         }
         self.publish_status();
         Ok(())
@@ -349,13 +368,16 @@ impl Driver {
 
     /// Applies queued inputs to the machine and carries out its effects.
     async fn drain_inputs(&mut self) -> Result<(), DriverError> {
-        while let Some(input) = self.inputs.pop_front() {
+        while let Some((input, peer)) = self.inputs.pop_front() {
             let Some(machine) = self.machine.as_mut() else {
                 self.inputs.clear();
                 break;
             };
             let effects = machine.apply(input, now());
-            self.queue_effects(effects)?;
+            self.current_peer = peer;
+            let result = self.queue_effects(effects);
+            self.current_peer = None;
+            result?;
         }
         Ok(())
     }
@@ -402,8 +424,31 @@ impl Driver {
                         self.evidence.push(evidence);
                     }
                 }
-                other => debug!(target: "consensus", ?other, "effect"),
+                Effect::Rejected { reason } => self.reject(reason),
             }
+        }
+        Ok(())
+    }
+
+    /// Counts a dropped message; logs it once per peer and reason.
+    fn reject(&mut self, reason: &'static str) {
+        *self.rejected.entry(reason).or_default() += 1;
+        let peer = self
+            .current_peer
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        if self.logged.len() < LOGGED_REJECTIONS_MAX && self.logged.insert((peer.clone(), reason)) {
+            warn!(target: "consensus", %peer, reason, "message dropped (logged once per peer and reason)");
+        }
+    }
+
+    /// Whether an entry became eligible while we wait to propose: then
+    /// propose now rather than at the heartbeat.
+    fn propose_if_work(&mut self) -> Result<(), DriverError> {
+        if let Some((height, round)) = self.waiting_to_propose
+            && !self.mempool.eligible(1).is_empty()
+        {
+            self.propose_block(height, round)?;
         }
         Ok(())
     }
@@ -426,11 +471,14 @@ impl Driver {
                     kind,
                     height,
                     round,
-                } => self.inputs.push_back(Input::TimeoutElapsed {
-                    kind,
-                    height,
-                    round,
-                }),
+                } => self.inputs.push_back((
+                    Input::TimeoutElapsed {
+                        kind,
+                        height,
+                        round,
+                    },
+                    None,
+                )),
                 Timer::ProposeDue { height, round } => self.propose_block(height, round)?,
             }
         }
@@ -445,6 +493,7 @@ impl Driver {
         if has_work || Instant::now() >= due || round > 0 {
             self.propose_block(height, round)
         } else {
+            self.waiting_to_propose = Some((height, round));
             let wait = due.saturating_duration_since(Instant::now());
             self.arm(
                 now().saturating_add_ms(wait.as_millis() as u64),
@@ -455,6 +504,10 @@ impl Driver {
     }
 
     fn propose_block(&mut self, height: u64, round: u32) -> Result<(), DriverError> {
+        // Proposing early and the heartbeat timer may both get here; the
+        // machine signs at most one proposal per round, so a second call
+        // only builds a block that is ignored.
+        self.waiting_to_propose = None;
         let chain = self.chain()?;
         if chain.tip().height + 1 != height {
             return Ok(());
@@ -467,11 +520,14 @@ impl Driver {
             debug!(target: "consensus", %id, %reason, "entry left out of the block");
         }
         debug!(target: "consensus", height, round, entries = block.entries.len(), "proposing");
-        self.inputs.push_back(Input::ProposeValue {
-            height,
-            round,
-            value: block,
-        });
+        self.inputs.push_back((
+            Input::ProposeValue {
+                height,
+                round,
+                value: block,
+            },
+            None,
+        ));
         Ok(())
     }
 
@@ -539,30 +595,41 @@ impl Driver {
     async fn on_network(&mut self, event: network::Event) -> Result<(), DriverError> {
         match event {
             network::Event::Gossip {
+                from,
                 topic: Topic::Consensus,
                 data,
                 id,
                 via,
-                ..
             } => {
                 let message = protocol::decode::<ConsensusMessage>(&data);
                 self.net.validate(id, via, message.is_ok()).await;
-                if let Ok(message) = message {
-                    self.on_consensus_message(message);
+                match message {
+                    Ok(message) => self.on_consensus_message(message, Some(from)),
+                    Err(_) => {
+                        self.current_peer = Some(from);
+                        self.reject("malformed consensus message");
+                        self.current_peer = None;
+                    }
                 }
             }
             network::Event::Gossip {
+                from,
                 topic: Topic::Mempool,
                 data,
                 id,
                 via,
-                ..
             } => {
                 let accept = match protocol::decode::<MempoolMessage>(&data) {
                     Ok(message) => self.on_mempool_message(message).await?,
                     Err(_) => false,
                 };
+                if !accept {
+                    self.current_peer = Some(from);
+                    self.reject("invalid mempool message");
+                    self.current_peer = None;
+                }
                 self.net.validate(id, via, accept).await;
+                self.propose_if_work()?;
             }
             network::Event::Request { from, data, reply } => {
                 let response = self.answer(&from, &data);
@@ -574,7 +641,7 @@ impl Driver {
         Ok(())
     }
 
-    fn on_consensus_message(&mut self, message: ConsensusMessage) {
+    fn on_consensus_message(&mut self, message: ConsensusMessage, from: Option<quorate_did::Did>) {
         let Some(chain) = self.ledger.chain() else {
             return;
         };
@@ -586,7 +653,7 @@ impl Driver {
         if height > next {
             // Early, or we are behind (sync will catch up): keep a bounded few.
             if height == next + 1 && self.future.len() < FUTURE_MESSAGES_MAX {
-                self.future.push(message);
+                self.future.push((message, from));
             }
             return;
         }
@@ -601,7 +668,7 @@ impl Driver {
             }
             ConsensusMessage::Vote(vote) => Input::Vote(vote),
         };
-        self.inputs.push_back(input);
+        self.inputs.push_back((input, from));
     }
 
     /// Returns whether the message is valid to forward.
@@ -673,6 +740,7 @@ impl Driver {
             Command::Propose { body, reply } => {
                 let result = self.propose(body).await;
                 let _ = reply.send(result);
+                self.propose_if_work()?;
             }
             Command::ProposeRequest { request, reply } => {
                 let result = match self.body_of(request) {
@@ -680,6 +748,7 @@ impl Driver {
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(result);
+                self.propose_if_work()?;
             }
             Command::Grants { reply } => {
                 let _ = reply.send(self.grants_json());
@@ -882,6 +951,7 @@ impl Driver {
                 })
                 .count(),
             evidence: self.evidence.len(),
+            rejected: self.rejected.clone(),
             last_commit: Some(self.last_commit),
         };
         self.status.send_replace(status);
