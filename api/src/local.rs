@@ -8,6 +8,7 @@ use std::future::Future;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
@@ -65,6 +66,9 @@ pub trait Node: Clone + Send + Sync + 'static {
     -> impl Future<Output = Result<(), Problem>> + Send;
     /// Grants on the ledger.
     fn grants(&self) -> impl Future<Output = serde_json::Value> + Send;
+    /// A committed grant's proof, as canonical CBOR (see
+    /// `docs/ledger-format.md`), checkable offline from genesis.
+    fn grant_proof(&self, id: String) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
 }
 
 /// The local API's routes, behind the admin token.
@@ -75,6 +79,7 @@ pub fn router<N: Node>(node: N, token: AdminToken) -> Router {
         .route("/v1/proposals/{id}/approve", post(approve::<N>))
         .route("/v1/proposals/{id}/reject", post(reject::<N>))
         .route("/v1/grants", get(grants::<N>))
+        .route("/v1/grants/{id}/proof", get(grant_proof::<N>))
         .layer(middleware::from_fn_with_state(token, require_admin))
         .with_state(node);
     Router::new()
@@ -93,6 +98,13 @@ async fn proposals<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
 
 async fn grants<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
     Json(node.grants().await)
+}
+
+async fn grant_proof<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
+    match node.grant_proof(id).await {
+        Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
+        Err(problem) => problem.into_response(),
+    }
 }
 
 async fn propose<N: Node>(

@@ -82,4 +82,26 @@ impl Node for LocalNode {
             .await
             .unwrap_or_default()
     }
+
+    async fn grant_proof(&self, id: String) -> Result<Vec<u8>, Problem> {
+        let grant: quorate_contracts::GrantId = id.parse().map_err(|_| {
+            Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
+        })?;
+        self.ask(|reply| Command::GrantProof { id: grant, reply })
+            .await?
+            .map_err(|reason| {
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ledger-read-failed",
+                    reason,
+                )
+            })?
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("no committed grant {id}"),
+                )
+            })
+    }
 }

@@ -94,8 +94,8 @@ pub struct ProposalView {
     pub id: String,
     /// The proposer.
     pub proposer: String,
-    /// What is proposed.
-    pub body: Body,
+    /// What is proposed, readably (names instead of member ids).
+    pub body: serde_json::Value,
     /// Where it stands.
     #[serde(flatten)]
     pub state: ProposalState,
@@ -135,6 +135,13 @@ pub enum Command {
     Grants {
         /// The list.
         reply: oneshot::Sender<serde_json::Value>,
+    },
+    /// A committed grant's proof (canonical CBOR), `None` if no such grant.
+    GrantProof {
+        /// The grant.
+        id: quorate_contracts::GrantId,
+        /// The proof, or why it could not be built.
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
     },
     /// List proposals.
     Proposals {
@@ -753,6 +760,20 @@ impl Driver {
             Command::Grants { reply } => {
                 let _ = reply.send(self.grants_json());
             }
+            Command::GrantProof { id, reply } => {
+                // Reads the chain up to the grant's block: membership
+                // changes are few, so this stays small.
+                let proof = self
+                    .ledger
+                    .grant_proof(&id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|proof| {
+                        proof
+                            .map(|p| quorate_ledger::codec::encode(&p).map_err(|e| e.to_string()))
+                            .transpose()
+                    });
+                let _ = reply.send(proof);
+            }
             Command::Decide { id, approve, reply } => {
                 let result = if approve {
                     self.endorse(id).await
@@ -777,7 +798,7 @@ impl Driver {
                     .map(|(id, p)| ProposalView {
                         id: id.to_string(),
                         proposer: name(&p.entry.proposal.proposer),
-                        body: p.entry.proposal.body.clone(),
+                        body: body_json(&p.entry.proposal.body, &name),
                         state: p.state.clone(),
                         decision: p.decision,
                         endorsers: p
@@ -857,19 +878,16 @@ impl Driver {
             .grants
             .iter()
             .map(|(id, record)| {
-                let t = &record.terms;
-                serde_json::json!({
-                    "id": id.to_string(),
-                    "grantor": name(&t.grantor),
-                    "grantee": name(&t.grantee),
-                    "resources": t.resources.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-                    "actions": t.actions,
-                    "not_before_ms": t.not_before.0,
-                    "not_after_ms": t.not_after.0,
-                    "purpose": t.purpose,
-                    "status": record.status,
-                    "committed_height": record.committed_height,
-                })
+                let mut json = terms_json(&record.terms, &name);
+                if let Some(map) = json.as_object_mut() {
+                    map.insert("id".into(), id.to_string().into());
+                    map.insert("status".into(), serde_json::json!(record.status));
+                    map.insert(
+                        "committed_height".into(),
+                        serde_json::json!(record.committed_height),
+                    );
+                }
+                json
             })
             .collect();
         serde_json::Value::Array(grants)
@@ -1019,4 +1037,41 @@ async fn sync_loop(
             break;
         }
     }
+}
+
+/// A grant's terms as the API shows them.
+fn terms_json(
+    t: &quorate_contracts::GrantTerms,
+    name: &dyn Fn(&MemberId) -> String,
+) -> serde_json::Value {
+    serde_json::json!({
+        "grantor": name(&t.grantor),
+        "grantee": name(&t.grantee),
+        "resources": t.resources.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        "actions": t.actions,
+        "not_before_ms": t.not_before.0,
+        "not_after_ms": t.not_after.0,
+        "purpose": t.purpose,
+    })
+}
+
+/// A proposal's body as the API shows it.
+fn body_json(body: &Body, name: &dyn Fn(&MemberId) -> String) -> serde_json::Value {
+    let mut json = match body {
+        Body::Grant(terms) => terms_json(terms, name),
+        Body::Revoke { grant } => serde_json::json!({ "grant": grant.to_string() }),
+        Body::AddMember(member) => {
+            serde_json::json!({ "name": member.name, "did": member.did.to_string() })
+        }
+        Body::RemoveMember { member } => serde_json::json!({ "member": name(member) }),
+        Body::RotateKey { member, new_did } => {
+            serde_json::json!({ "member": name(member), "new_did": new_did.to_string() })
+        }
+        Body::SetPolicy(policy) => serde_json::json!({ "policy": format!("{policy:?}") }),
+        Body::Genesis(_) => serde_json::json!({}),
+    };
+    if let Some(map) = json.as_object_mut() {
+        map.insert("kind".into(), body.kind().into());
+    }
+    json
 }

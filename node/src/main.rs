@@ -1,5 +1,8 @@
 //! `quorate`: the command-line interface of a Quorate node.
 
+mod cli_api;
+mod cli_testnet;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +32,16 @@ enum Command {
     /// Export a node's ledger, or verify a ledger offline from genesis.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Propose grants and revocations; list, approve or reject proposals
+    /// (through the running node's local API).
+    #[command(subcommand)]
+    Proposal(cli_api::ProposalCommand),
+    /// List committed grants; write and verify grant proofs.
+    #[command(subcommand)]
+    Grant(cli_api::GrantCommand),
+    /// Start, inspect, perturb and stop a local multi-node testnet.
+    #[command(subcommand)]
+    Testnet(cli_testnet::TestnetCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,10 +73,10 @@ enum LedgerCommand {
 }
 
 #[derive(Debug, Args)]
-struct HomeArg {
+pub(crate) struct HomeArg {
     /// The node home directory.
     #[arg(long, env = "QUORATE_HOME", value_name = "DIR", default_value_os_t = default_home())]
-    home: PathBuf,
+    pub(crate) home: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +161,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Proposal(command) => cli_api::proposal(command)?,
+        Command::Grant(command) => cli_api::grant(command)?,
+        Command::Testnet(command) => cli_testnet::run(command)?,
         Command::Node(NodeCommand::Run { home }) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -240,7 +256,8 @@ async fn run_node(home: NodeHome) -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var_os("QUORATE_LOG_JSON").is_some() {
         builder.json().init();
     } else {

@@ -1,14 +1,17 @@
 //! Local Quorate consortia of real node processes.
 //!
-//! Built so far: [`generate`], which creates N organizations' node homes
-//! (through the `quorate` binary's own `node init`, on free ports of
-//! 127.0.0.1), a genesis block signed by all of them, and the bootstrap
-//! addresses that connect them. Launching and perturbing the processes
-//! (`quorate testnet up|down|kill|…`) come with issue 6; the end-to-end
-//! tests start the processes themselves for now.
+//! [`generate`] creates N organizations' node homes (through the `quorate`
+//! binary's own `node init`, on free ports of 127.0.0.1), a genesis block
+//! signed by all of them, and the bootstrap addresses that connect them.
+//! [`launch::Testnet`] keeps such a directory and starts, stops and perturbs
+//! its node processes (`quorate testnet up|down|kill|pause|…`);
+//! [`client::ApiClient`] talks to their local APIs.
 //!
 //! It drives nodes only through the binary and their files, never through
 //! the node crate's internals, so what it tests is what users run.
+
+pub mod client;
+pub mod launch;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

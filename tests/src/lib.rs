@@ -49,8 +49,8 @@ pub fn run_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
 
-/// A minimal HTTP/1.1 client for the local API on loopback (std only):
-/// one request per connection. Returns the status and the body.
+/// One request to a node's local API with its admin token; returns the
+/// status and the body as text.
 pub fn http(
     method: &str,
     address: &str,
@@ -58,50 +58,16 @@ pub fn http(
     token: &str,
     body: Option<&serde_json::Value>,
 ) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    use std::time::Duration;
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-        payload.len()
+    let client = quorate_testnet::client::ApiClient::new(address, token);
+    let payload = body.map(|b| b.to_string());
+    let response = client.request(
+        method,
+        path,
+        payload
+            .as_deref()
+            .map(|p| ("application/json", p.as_bytes())),
     )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    // The local API answers small bodies; chunked ones are de-chunked here.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
+    Ok((response.status, response.text()))
 }
 
 /// Running `quorate node run` processes, killed when dropped (so a failing

@@ -1,0 +1,270 @@
+//! `quorate proposal …` and `quorate grant …`: a running node's local API
+//! from the command line, and offline proof verification.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use quorate_node::home::NodeHome;
+use quorate_testnet::client::{ApiClient, Response};
+
+use crate::HomeArg;
+
+/// Longest grant the CLI writes in days (the ledger policy may allow less).
+const GRANT_DAYS_MAX: u64 = 3650;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProposalCommand {
+    /// Propose a grant of this organization's data to another member.
+    Grant {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The grantee: a member name (e.g. org-b) or its did:key.
+        #[arg(long)]
+        to: String,
+        /// A resource pattern: `*`, `prefix/*` or an exact path (repeatable).
+        #[arg(long = "resource", required = true)]
+        resources: Vec<String>,
+        /// `read`, `list` or `write` (repeatable).
+        #[arg(long = "action", default_values_t = ["read".to_owned()])]
+        actions: Vec<String>,
+        /// How long the grant lasts from now.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=GRANT_DAYS_MAX))]
+        days: u64,
+        /// Why the data is shared.
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+    /// Propose revoking a grant (alone, if this organization granted it).
+    Revoke {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The grant id (64 hex digits).
+        grant: String,
+    },
+    /// List the proposals the node knows, with their state.
+    List {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Endorse a pending proposal (manual approval).
+    Approve {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The proposal id.
+        id: String,
+    },
+    /// Refuse a pending proposal (manual approval).
+    Reject {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The proposal id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GrantCommand {
+    /// List the grants on the committed ledger.
+    List {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Write a committed grant's proof (block header, quorum certificate,
+    /// Merkle path and the membership history since genesis) to a file.
+    Proof {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The grant id.
+        id: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify a grant proof offline and print the grant it proves.
+    Verify {
+        /// A proof file from `quorate grant proof`.
+        file: PathBuf,
+        /// The genesis hash you trust (otherwise the proof's own genesis is
+        /// checked for internal consistency only and its hash printed).
+        #[arg(long, value_name = "HASH")]
+        genesis: Option<String>,
+    },
+}
+
+/// The local API of the node in `home`.
+fn client(home: HomeArg) -> anyhow::Result<ApiClient> {
+    let home = NodeHome::new(home.home);
+    let config = home.load_config()?;
+    let token = quorate_did::keyfile::read_secret_file(&home.admin_token_path(), 1024)?;
+    let token = std::str::from_utf8(&token).context("admin.token is not text")?;
+    Ok(ApiClient::new(
+        config.api.listen.to_string(),
+        token.trim().to_owned(),
+    ))
+}
+
+/// The response if 2xx, else its problem as an error.
+fn checked(response: std::io::Result<Response>, client: &ApiClient) -> anyhow::Result<Response> {
+    let response = response.with_context(|| {
+        format!(
+            "cannot reach the node's API at {} (is `quorate node run` running?)",
+            client.address()
+        )
+    })?;
+    if !response.is_success() {
+        bail!("{} ({})", response.problem_detail(), response.status);
+    }
+    Ok(response)
+}
+
+fn print_json(response: &Response) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&response.json()?)?);
+    Ok(())
+}
+
+pub(crate) fn proposal(command: ProposalCommand) -> anyhow::Result<()> {
+    match command {
+        ProposalCommand::Grant {
+            home,
+            to,
+            resources,
+            actions,
+            days,
+            purpose,
+        } => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+            let body = serde_json::json!({ "grant": {
+                "grantee": to,
+                "resources": resources,
+                "actions": actions,
+                "not_after_ms": now + days * 86_400_000,
+                "purpose": purpose,
+            }});
+            let api = client(home)?;
+            let response = checked(api.post_json("/v1/proposals", &body), &api)?;
+            println!("{}", id_of(&response)?);
+        }
+        ProposalCommand::Revoke { home, grant } => {
+            let api = client(home)?;
+            let body = serde_json::json!({ "revoke": { "grant": grant } });
+            let response = checked(api.post_json("/v1/proposals", &body), &api)?;
+            println!("{}", id_of(&response)?);
+        }
+        ProposalCommand::List { home } => {
+            let api = client(home)?;
+            print_json(&checked(api.get("/v1/proposals"), &api)?)?;
+        }
+        ProposalCommand::Approve { home, id } => decide(home, &id, "approve", "endorsed")?,
+        ProposalCommand::Reject { home, id } => decide(home, &id, "reject", "rejected")?,
+    }
+    Ok(())
+}
+
+fn decide(home: HomeArg, id: &str, verb: &str, done: &str) -> anyhow::Result<()> {
+    ensure_hex_id(id)?;
+    let api = client(home)?;
+    let path = format!("/v1/proposals/{id}/{verb}");
+    checked(api.request("POST", &path, None), &api)?;
+    println!("{done} {id}");
+    Ok(())
+}
+
+fn id_of(response: &Response) -> anyhow::Result<String> {
+    response
+        .json()?
+        .get("id")
+        .and_then(|id| id.as_str())
+        .map(str::to_owned)
+        .context("the node's answer has no id")
+}
+
+/// Ids go into a URL path: refuse anything but 64 hex digits up front.
+fn ensure_hex_id(id: &str) -> anyhow::Result<()> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{id:?} is not an id (64 hex digits)");
+    }
+    Ok(())
+}
+
+pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
+    match command {
+        GrantCommand::List { home } => {
+            let api = client(home)?;
+            print_json(&checked(api.get("/v1/grants"), &api)?)?;
+        }
+        GrantCommand::Proof { home, id, out } => {
+            ensure_hex_id(&id)?;
+            let api = client(home)?;
+            let response = checked(api.get(&format!("/v1/grants/{id}/proof")), &api)?;
+            // Check before writing: never hand out a proof that fails.
+            let proof: quorate_ledger::proof::GrantProof =
+                quorate_ledger::codec::decode(&response.body)
+                    .context("the node sent a malformed proof")?;
+            let verified = proof
+                .verify(None)
+                .context("the node sent a proof that does not verify")?;
+            std::fs::write(&out, &response.body)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote the proof of grant {} (block {}, {} bytes) to {}",
+                verified.id,
+                verified.height,
+                response.body.len(),
+                out.display()
+            );
+        }
+        GrantCommand::Verify { file, genesis } => {
+            const PROOF_BYTES_MAX: u64 = 64 * 1024 * 1024;
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .len();
+            anyhow::ensure!(
+                size <= PROOF_BYTES_MAX,
+                "{} is too large for a proof",
+                file.display()
+            );
+            let bytes = std::fs::read(&file)?;
+            let trusted: Option<quorate_ledger::hash::Hash> = genesis
+                .map(|g| {
+                    g.parse()
+                        .map_err(|_| anyhow::anyhow!("{g:?} is not a hash (64 hex digits)"))
+                })
+                .transpose()?;
+            let proof: quorate_ledger::proof::GrantProof = quorate_ledger::codec::decode(&bytes)
+                .map_err(|e| {
+                    anyhow::anyhow!("FAILED: {} is not a grant proof: {e}", file.display())
+                })?;
+            let grant = proof
+                .verify(trusted.as_ref())
+                .map_err(|e| anyhow::anyhow!("FAILED: {e}"))?;
+            let t = &grant.terms;
+            println!("grant:      {}", grant.id);
+            println!("block:      {}", grant.height);
+            println!("genesis:    {}", grant.genesis_hash);
+            println!("grantor:    {}", t.grantor);
+            println!("grantee:    {}", t.grantee);
+            let resources: Vec<String> = t.resources.iter().map(|r| r.to_string()).collect();
+            println!("resources:  {}", resources.join(", "));
+            let actions: Vec<String> = t
+                .actions
+                .iter()
+                .map(|a| format!("{a:?}").to_lowercase())
+                .collect();
+            println!("actions:    {}", actions.join(", "));
+            println!("valid (ms): {} .. {}", t.not_before.0, t.not_after.0);
+            if let Some(purpose) = &t.purpose {
+                println!("purpose:    {purpose}");
+            }
+            if trusted.is_some() {
+                println!("OK: committed by a quorum of the chain with the trusted genesis");
+            } else {
+                println!(
+                    "OK: committed by a quorum of this genesis's members; compare the genesis hash with your own (or pass --genesis)"
+                );
+            }
+        }
+    }
+    Ok(())
+}

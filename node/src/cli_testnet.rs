@@ -1,0 +1,373 @@
+//! `quorate testnet …`: a local consortium of real node processes.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use quorate_testnet::launch::{Approval, NodeStatus, Testnet};
+
+/// How long `up` waits for every node to connect and commit.
+const UP_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TestnetCommand {
+    /// Create (or resume) a local testnet and start its nodes; waits until
+    /// all are connected and committing, prints how to reach them, then
+    /// shows live status until Ctrl-C, which stops them all.
+    Up {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Number of organizations (for a new testnet).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        nodes: u16,
+        /// Return once the nodes are up and leave them running.
+        #[arg(long)]
+        detach: bool,
+        /// How the nodes decide on proposals (for a new testnet).
+        #[arg(long, value_enum, default_value_t = ApprovalArg::Auto)]
+        approval: ApprovalArg,
+    },
+    /// Show each node's state, height, peers and pending proposals.
+    Status {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Stop every node (SIGTERM, then SIGKILL after 10 s).
+    Down {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Stop every node and delete the testnet directory.
+    Reset {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Print the end of a node's log.
+    Logs {
+        /// The organization, e.g. org-a.
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
+        /// How many lines.
+        #[arg(long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// SIGKILL a node (no chance to clean up), for crash testing.
+    Kill {
+        /// The organization.
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Stop a node if it runs, then start it again.
+    Restart {
+        /// The organization.
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// SIGSTOP a node: it holds its connections but answers nothing.
+    Pause {
+        /// The organization.
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// SIGCONT a paused node.
+    Resume {
+        /// The organization.
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DirArg {
+    /// The testnet directory.
+    #[arg(long, env = "QUORATE_TESTNET_DIR", value_name = "DIR", default_value_os_t = default_dir())]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ApprovalArg {
+    Auto,
+    Manual,
+}
+
+fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("quorate-testnet")
+}
+
+fn quorate_bin() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the quorate binary")
+}
+
+pub(crate) fn run(command: TestnetCommand) -> anyhow::Result<()> {
+    use rustix::process::Signal;
+    match command {
+        TestnetCommand::Up {
+            dir,
+            nodes,
+            detach,
+            approval,
+        } => up(&dir.dir, nodes.into(), detach, approval),
+        TestnetCommand::Status { dir } => {
+            print_status(&Testnet::open(&dir.dir)?);
+            Ok(())
+        }
+        TestnetCommand::Down { dir } => down(&Testnet::open(&dir.dir)?),
+        TestnetCommand::Reset { dir } => {
+            down(&Testnet::open(&dir.dir)?)?;
+            std::fs::remove_dir_all(&dir.dir)
+                .with_context(|| format!("cannot remove {}", dir.dir.display()))?;
+            println!("removed {}", dir.dir.display());
+            Ok(())
+        }
+        TestnetCommand::Logs { name, dir, lines } => {
+            let testnet = Testnet::open(&dir.dir)?;
+            println!("{}", testnet.log_tail(testnet.node(&name)?, lines)?);
+            Ok(())
+        }
+        TestnetCommand::Kill { name, dir } => signal(&dir.dir, &name, Signal::KILL, "killed"),
+        TestnetCommand::Pause { name, dir } => signal(&dir.dir, &name, Signal::STOP, "paused"),
+        TestnetCommand::Resume { name, dir } => signal(&dir.dir, &name, Signal::CONT, "resumed"),
+        TestnetCommand::Restart { name, dir } => {
+            let testnet = Testnet::open(&dir.dir)?;
+            let node = testnet.node(&name)?;
+            testnet.stop(node)?;
+            let child = testnet.start(node, &quorate_bin()?)?;
+            println!("restarted {name} (pid {})", child.id());
+            Ok(())
+        }
+    }
+}
+
+fn signal(
+    dir: &Path,
+    name: &str,
+    signal: rustix::process::Signal,
+    done: &str,
+) -> anyhow::Result<()> {
+    let testnet = Testnet::open(dir)?;
+    let pid = testnet.signal(testnet.node(name)?, signal)?;
+    println!("{done} {name} (pid {pid})");
+    Ok(())
+}
+
+fn up(dir: &Path, n: usize, detach: bool, approval: ApprovalArg) -> anyhow::Result<()> {
+    let started_at = Instant::now();
+    let quorate = quorate_bin()?;
+    let testnet = if Testnet::exists(dir) {
+        let testnet = Testnet::open(dir)?;
+        println!(
+            "resuming the testnet in {} ({} organizations)",
+            dir.display(),
+            testnet.nodes().len()
+        );
+        testnet
+    } else {
+        println!("creating {n} organizations in {}", dir.display());
+        let approval = match approval {
+            ApprovalArg::Auto => Approval::Auto,
+            ApprovalArg::Manual => Approval::Manual,
+        };
+        Testnet::create(dir, n, approval, &quorate)?
+    };
+    let mut started = Vec::new();
+    for node in testnet.nodes() {
+        if let Some(pid) = quorate_testnet::launch::running_pid(&node.home) {
+            println!("  {:<8} already running (pid {pid})", node.name);
+            continue;
+        }
+        match testnet.start(node, &quorate) {
+            Ok(child) => {
+                println!("  {:<8} started (pid {})", node.name, child.id());
+                started.push((node.name.clone(), child));
+            }
+            Err(e) => {
+                for (name, _) in &started {
+                    let _ = testnet.node(name).and_then(|node| testnet.stop(node));
+                }
+                return Err(e);
+            }
+        }
+    }
+    let waited = testnet.wait_committing(UP_TIMEOUT, &mut started, |ready, total| {
+        println!("  connected and committing: {ready}/{total}");
+    });
+    if let Err(e) = waited {
+        if !detach {
+            let _ = down(&testnet);
+        }
+        return Err(e);
+    }
+    println!(
+        "\nthe testnet is up and committing ({:.1} s)\n",
+        started_at.elapsed().as_secs_f64()
+    );
+    print_status(&testnet);
+    print_walkthrough(&testnet);
+    if detach {
+        println!(
+            "\nthe nodes keep running; `quorate testnet status|down --dir {}`",
+            dir.display()
+        );
+        return Ok(());
+    }
+    monitor(&testnet)?;
+    down(&testnet)
+}
+
+/// Live status until SIGINT or SIGTERM.
+fn monitor(testnet: &Testnet) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let flag = stop.clone();
+    runtime.spawn(async move {
+        quorate_node::run::shutdown_signal().await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    let tty = std::io::stdout().is_terminal();
+    println!("\nlive status (Ctrl-C stops every node):");
+    let mut drawn = 0usize;
+    let mut last_print = Instant::now() - Duration::from_secs(60);
+    while !stop.load(Ordering::SeqCst) {
+        let every = if tty {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        if last_print.elapsed() >= every {
+            let lines = status_lines(testnet);
+            let mut out = std::io::stdout().lock();
+            if tty && drawn > 0 {
+                // Redraw in place: up `drawn` lines, clear to the end.
+                let _ = write!(out, "\x1b[{drawn}A\x1b[J");
+            }
+            for line in &lines {
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = out.flush();
+            drawn = lines.len();
+            last_print = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("\nstopping…");
+    Ok(())
+}
+
+fn down(testnet: &Testnet) -> anyhow::Result<()> {
+    // SIGTERM all first, so they stop in parallel; `stop` then waits.
+    let mut failed = Vec::new();
+    let running: Vec<bool> = testnet
+        .nodes()
+        .iter()
+        .map(|node| testnet.status(node).pid.is_some())
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = testnet
+            .nodes()
+            .iter()
+            .map(|node| (node, scope.spawn(|| testnet.stop(node))))
+            .collect();
+        for ((node, handle), was_running) in handles.into_iter().zip(running) {
+            match handle.join() {
+                Ok(Ok(true)) => println!("  {:<8} stopped", node.name),
+                Ok(Ok(false)) if !was_running => println!("  {:<8} not running", node.name),
+                Ok(Ok(false)) => {
+                    println!("  {:<8} did not stop in time: killed", node.name);
+                    failed.push(node.name.clone());
+                }
+                Ok(Err(e)) => {
+                    println!("  {:<8} {e:#}", node.name);
+                    failed.push(node.name.clone());
+                }
+                Err(_) => failed.push(node.name.clone()),
+            }
+        }
+    });
+    anyhow::ensure!(
+        failed.is_empty(),
+        "not stopped cleanly: {}",
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+fn status_lines(testnet: &Testnet) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{:<8} {:<9} {:>7} {:>6} {:>8} {:>10}  API",
+        "NAME", "STATE", "HEIGHT", "PEERS", "PENDING", "LAST BLOCK"
+    )];
+    for node in testnet.nodes() {
+        let status: NodeStatus = testnet.status(node);
+        let show = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let age = status
+            .last_commit_age_ms()
+            .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        lines.push(format!(
+            "{:<8} {:<9} {:>7} {:>6} {:>8} {:>10}  http://{}",
+            node.name,
+            status.state(),
+            show(status.height()),
+            show(status.peers()),
+            show(status.pending()),
+            age,
+            node.api
+        ));
+    }
+    lines
+}
+
+fn print_status(testnet: &Testnet) {
+    println!(
+        "chain {}  ({})",
+        testnet.chain_id(),
+        testnet.dir().display()
+    );
+    for line in status_lines(testnet) {
+        println!("{line}");
+    }
+}
+
+fn print_walkthrough(testnet: &Testnet) {
+    println!();
+    for node in testnet.nodes() {
+        println!("{:<8} {}", node.name, node.did);
+        println!("         p2p   {}", node.p2p);
+        println!(
+            "         home  {}   (admin token: admin.token)",
+            node.home.display()
+        );
+    }
+    let [a, b, ..] = testnet.nodes() else {
+        return;
+    };
+    let (home_a, home_b) = (a.home.display(), b.home.display());
+    println!("\ntry it:");
+    println!(
+        "  # {} grants {} read access to its shipments for 30 days; the others endorse it",
+        a.name, b.name
+    );
+    println!(
+        "  quorate proposal grant --home {home_a} --to {} --resource 'datasets/shipments/*' --action read --days 30",
+        b.name
+    );
+    println!("  # every node holds the committed grant");
+    println!("  quorate grant list --home {home_b}");
+    println!("  # a proof of it, checked offline from genesis");
+    println!(
+        "  quorate grant proof GRANT_ID --home {home_b} --out grant.proof && quorate grant verify grant.proof"
+    );
+}

@@ -1,0 +1,265 @@
+//! A small blocking client for a node's local API on loopback.
+//!
+//! The CLI's `testnet`, `proposal` and `grant` commands and the end-to-end
+//! tests talk to running nodes through it. It speaks just enough HTTP/1.1
+//! for one request per connection (`Connection: close`), with a time limit
+//! on every read and a size limit on every response, so a wedged or hostile
+//! server can neither hang nor exhaust the caller.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Largest response body read.
+pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest response head (status line and headers).
+const HEAD_BYTES_MAX: usize = 64 * 1024;
+/// Connect and per-read time limit.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A local API endpoint and its admin token.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    address: String,
+    token: String,
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as (lossy) text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> std::io::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).map_err(std::io::Error::other)
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The problem's `detail` (or the body) for an error message.
+    pub fn problem_detail(&self) -> String {
+        self.json()
+            .ok()
+            .and_then(|json| {
+                json.get("detail")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| self.text().trim().to_owned())
+    }
+}
+
+impl ApiClient {
+    /// A client for `address` (`host:port`) with `token`.
+    pub fn new(address: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            token: token.into(),
+        }
+    }
+
+    /// The endpoint's address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> std::io::Result<Response> {
+        self.request("GET", path, None)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> std::io::Result<Response> {
+        self.request(
+            "POST",
+            path,
+            Some(("application/json", body.to_string().as_bytes())),
+        )
+    }
+
+    /// One request; `body` is `(content type, bytes)`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> std::io::Result<Response> {
+        let address =
+            self.address.to_socket_addrs()?.next().ok_or_else(|| {
+                std::io::Error::other(format!("{} does not resolve", self.address))
+            })?;
+        let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        let (content_type, payload) = body.unwrap_or(("application/json", b""));
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.address,
+            self.token,
+            payload.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(payload)?;
+        read_response(BufReader::new(stream))
+    }
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+fn read_line(reader: &mut impl BufRead, budget: &mut usize) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let read = reader
+        .by_ref()
+        .take(*budget as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if read > *budget {
+        return Err(invalid("response head too large"));
+    }
+    *budget -= read;
+    let line = String::from_utf8(line).map_err(|_| invalid("response head is not UTF-8"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn read_response(mut reader: impl BufRead) -> std::io::Result<Response> {
+    let mut budget = HEAD_BYTES_MAX;
+    let status_line = read_line(&mut reader, &mut budget)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid("bad status line"))?;
+    let (mut length, mut chunked, mut content_type) = (None, false, None);
+    loop {
+        let line = read_line(&mut reader, &mut budget)?;
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(invalid("bad header line"));
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => {
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| invalid("bad content-length"))?,
+                )
+            }
+            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+            "content-type" => content_type = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    let body = if chunked {
+        read_chunked(&mut reader)?
+    } else {
+        let limit = length.unwrap_or(RESPONSE_BYTES_MAX);
+        if limit > RESPONSE_BYTES_MAX {
+            return Err(invalid("response body too large"));
+        }
+        let mut body = Vec::new();
+        reader
+            .by_ref()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut body)?;
+        if body.len() > RESPONSE_BYTES_MAX || length.is_some_and(|l| body.len() != l) {
+            return Err(invalid("response body length does not match"));
+        }
+        body
+    };
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut budget = 1024;
+        let line = read_line(reader, &mut budget)?;
+        let size = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size"))?;
+        if size == 0 {
+            return Ok(body);
+        }
+        if body.len() + size > RESPONSE_BYTES_MAX {
+            return Err(invalid("response body too large"));
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> std::io::Result<Response> {
+        read_response(BufReader::new(raw.as_bytes()))
+    }
+
+    #[test]
+    fn reads_a_content_length_body() {
+        let r =
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: a/b\r\n\r\nhi").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hi"[..]));
+        assert_eq!(r.content_type.as_deref(), Some("a/b"));
+    }
+
+    #[test]
+    fn reads_a_chunked_body() {
+        let r = parse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.body, b"abcde");
+    }
+
+    #[test]
+    fn refuses_truncated_oversized_and_garbled_responses() {
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhi").is_err());
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            RESPONSE_BYTES_MAX + 1
+        );
+        assert!(parse(&huge).is_err());
+        assert!(parse("garbage").is_err());
+        assert!(parse("HTTP/1.1 200 OK\r\nno colon\r\n\r\n").is_err());
+        let long_head = format!(
+            "HTTP/1.1 200 OK\r\nX: {}\r\n\r\n",
+            "a".repeat(HEAD_BYTES_MAX)
+        );
+        assert!(parse(&long_head).is_err());
+    }
+
+    #[test]
+    fn problem_detail_prefers_the_problem_json_detail() {
+        let r =
+            parse("HTTP/1.1 400 Bad\r\nContent-Length: 17\r\n\r\n{\"detail\":\"nope\"}").unwrap();
+        assert_eq!(r.problem_detail(), "nope");
+    }
+}
