@@ -6,16 +6,22 @@
 
 use std::future::Future;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
-use quorate_contracts::Action;
+use quorate_contracts::{Action, ResourcePath};
+use quorate_did::Did;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AdminToken, require_admin};
+use crate::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo, object_headers, range_of};
 use crate::problem::Problem;
 
 /// Largest JSON body the local API reads.
@@ -69,10 +75,99 @@ pub trait Node: Clone + Send + Sync + 'static {
     /// A committed grant's proof, as canonical CBOR (see
     /// `docs/ledger-format.md`), checkable offline from genesis.
     fn grant_proof(&self, id: String) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
+    /// This node: name, DID, member id.
+    fn identity(&self) -> impl Future<Output = serde_json::Value> + Send;
+    /// The current members, with whether each is connected.
+    fn members(&self) -> impl Future<Output = serde_json::Value> + Send;
+    /// Stores an object, streaming `body` to disk (durable on return).
+    fn put_object(
+        &self,
+        path: ResourcePath,
+        content_type: String,
+        body: Body,
+    ) -> impl Future<Output = Result<ObjectInfo, Problem>> + Send;
+    /// Reads one of this organization's objects.
+    fn get_object(
+        &self,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
+    /// An object's metadata.
+    fn head_object(
+        &self,
+        path: ResourcePath,
+    ) -> impl Future<Output = Result<ObjectInfo, Problem>> + Send;
+    /// Deletes an object.
+    fn delete_object(&self, path: ResourcePath)
+    -> impl Future<Output = Result<(), Problem>> + Send;
+    /// Lists this organization's objects.
+    fn list_objects(
+        &self,
+        query: ListQuery,
+    ) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// Fetches a member's object over libp2p; the member's gateway decides.
+    fn peer_get(
+        &self,
+        peer: String,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
+    /// Lists what a member's gateway lets this organization list.
+    fn peer_list(
+        &self,
+        peer: String,
+        query: ListQuery,
+    ) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// Audit records, newest last.
+    fn audit(
+        &self,
+        query: AuditQuery,
+    ) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// The gateway pipeline for an authenticated caller's read: authorize
+    /// against the committed grants, rate-limit, serve, audit.
+    fn gateway_read(
+        &self,
+        caller: Did,
+        transport: &'static str,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
+    /// The gateway pipeline for an authenticated caller's listing.
+    fn gateway_list(
+        &self,
+        caller: Did,
+        transport: &'static str,
+        query: ListQuery,
+    ) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// Audits a request refused before authorization (unsigned, bad
+    /// signature, replay, bad path).
+    fn gateway_refused(
+        &self,
+        caller: Option<Did>,
+        transport: &'static str,
+        resource: String,
+        problem: &Problem,
+    ) -> impl Future<Output = ()> + Send;
+    /// Prometheus text.
+    fn metrics(&self) -> impl Future<Output = String> + Send;
 }
 
-/// The local API's routes, behind the admin token.
-pub fn router<N: Node>(node: N, token: AdminToken) -> Router {
+/// Filters of `GET /v1/audit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only this caller (a did:key).
+    pub caller: Option<String>,
+    /// Only `allow` or `deny`.
+    pub decision: Option<String>,
+    /// At most this many, newest last (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// The local API's routes, behind the admin token, and the gateway's
+/// signed routes (see [`crate::gateway`]).
+pub fn router<N: Node>(node: N, token: AdminToken, signature_skew_secs: u64) -> Router {
+    let node_for_gateway = node.clone();
     let admin = Router::new()
         .route("/v1/status", get(status::<N>))
         .route("/v1/proposals", get(proposals::<N>).post(propose::<N>))
@@ -80,12 +175,166 @@ pub fn router<N: Node>(node: N, token: AdminToken) -> Router {
         .route("/v1/proposals/{id}/reject", post(reject::<N>))
         .route("/v1/grants", get(grants::<N>))
         .route("/v1/grants/{id}/proof", get(grant_proof::<N>))
+        .route("/v1/identity", get(identity::<N>))
+        .route("/v1/members", get(members::<N>))
+        .route("/v1/peers", get(members::<N>))
+        .route("/v1/objects", get(list_objects::<N>))
+        .route(
+            "/v1/objects/{*path}",
+            get(get_object::<N>)
+                .put(put_object::<N>)
+                .delete(delete_object::<N>)
+                .head(head_object::<N>),
+        )
+        .route("/v1/peers/{peer}/objects", get(peer_list::<N>))
+        .route("/v1/peers/{peer}/objects/{*path}", get(peer_get::<N>))
+        .route("/v1/audit", get(audit::<N>))
+        .route("/metrics", get(metrics::<N>))
         .layer(middleware::from_fn_with_state(token, require_admin))
         .with_state(node);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(admin)
+        .merge(crate::gateway::router(
+            node_for_gateway,
+            signature_skew_secs,
+        ))
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))
+}
+
+fn resource(path: &str) -> Result<ResourcePath, Problem> {
+    ResourcePath::parse(path).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-path",
+            format!("{path:?} is not a resource path: {e}"),
+        )
+    })
+}
+
+fn json_or_problem(result: Result<serde_json::Value, Problem>) -> Response {
+    match result {
+        Ok(json) => Json(json).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn identity<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
+    Json(node.identity().await)
+}
+
+async fn members<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
+    Json(node.members().await)
+}
+
+async fn metrics<N: Node>(State(node): State<N>) -> Response {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        node.metrics().await,
+    )
+        .into_response()
+}
+
+async fn list_objects<N: Node>(
+    State(node): State<N>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(query)) => json_or_problem(node.list_objects(query).await),
+        Err(e) => Problem::bad_request(e.body_text()).into_response(),
+    }
+}
+
+async fn get_object<N: Node>(
+    State(node): State<N>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let range = range_of(&headers)?;
+        node.get_object(resource(&path)?, range).await
+    };
+    match result.await {
+        Ok(object) => object.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn head_object<N: Node>(State(node): State<N>, Path(path): Path<String>) -> Response {
+    let result = async { node.head_object(resource(&path)?).await };
+    match result.await {
+        Ok(info) => {
+            let mut response = StatusCode::OK.into_response();
+            object_headers(&info, response.headers_mut());
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(info.size));
+            response
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn put_object<N: Node>(
+    State(node): State<N>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let result = async { node.put_object(resource(&path)?, content_type, body).await };
+    match result.await {
+        Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn delete_object<N: Node>(State(node): State<N>, Path(path): Path<String>) -> Response {
+    let result = async { node.delete_object(resource(&path)?).await };
+    match result.await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn peer_get<N: Node>(
+    State(node): State<N>,
+    Path((peer, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let range = range_of(&headers)?;
+        node.peer_get(peer, resource(&path)?, range).await
+    };
+    match result.await {
+        Ok(object) => object.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn peer_list<N: Node>(
+    State(node): State<N>,
+    Path(peer): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(query)) => json_or_problem(node.peer_list(peer, query).await),
+        Err(e) => Problem::bad_request(e.body_text()).into_response(),
+    }
+}
+
+async fn audit<N: Node>(
+    State(node): State<N>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(query)) => json_or_problem(node.audit(query).await),
+        Err(e) => Problem::bad_request(e.body_text()).into_response(),
+    }
 }
 
 async fn status<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {

@@ -1,22 +1,91 @@
 //! The node behind the local API ([`quorate_api::local::Node`]).
 
+use axum::body::Body;
 use axum::http::StatusCode;
-use quorate_api::local::{Node, ProposalRequest};
+use futures::StreamExt as _;
+use quorate_api::local::{AuditQuery, Node, ProposalRequest};
+use quorate_api::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
 use quorate_api::problem::Problem;
+use quorate_contracts::ResourcePath;
+use quorate_did::Did;
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 
 use crate::driver::{Command, Handle};
+use crate::gateway::{Gateway, open_range};
+use crate::network;
+use crate::protocol::{self, Request, Response};
 
-/// The local API's view of the running node: a driver handle.
+/// The local API's view of the running node: a driver handle, the gateway
+/// and the network (for fetching from peers).
 #[derive(Debug, Clone)]
 pub struct LocalNode {
     handle: Handle,
+    gateway: Gateway,
+    net: network::Client,
+    object_bytes_max: u64,
 }
 
 impl LocalNode {
-    /// Wraps a driver handle.
-    pub fn new(handle: Handle) -> Self {
-        Self { handle }
+    /// The API's node.
+    pub fn new(
+        handle: Handle,
+        gateway: Gateway,
+        net: network::Client,
+        object_bytes_max: u64,
+    ) -> Self {
+        Self {
+            handle,
+            gateway,
+            net,
+            object_bytes_max,
+        }
+    }
+
+    /// A member's DID from its name or did:key.
+    fn peer_did(&self, peer: &str) -> Result<Did, Problem> {
+        let state = self.gateway.state();
+        state
+            .members
+            .values()
+            .find(|m| m.name == peer || m.did.to_string() == peer)
+            .map(|m| m.did)
+            .ok_or_else(|| Problem::not_found(format!("no member {peer:?}")))
+    }
+
+    /// One request to a peer's gateway.
+    async fn ask_peer(&self, peer: &Did, request: &Request) -> Result<Response, Problem> {
+        let bytes = protocol::encode(request).map_err(|_| Problem::internal())?;
+        let unreachable = |detail: String| {
+            let mut p = Problem::new(StatusCode::BAD_GATEWAY, "peer-unreachable", detail);
+            p.retry_after_secs = Some(1);
+            p
+        };
+        let answer = self
+            .net
+            .request(*peer, bytes)
+            .await
+            .map_err(|e| unreachable(format!("the peer did not answer: {e}")))?;
+        let response: Response = protocol::decode(&answer)
+            .map_err(|_| unreachable("the peer's answer is malformed".into()))?;
+        match response {
+            Response::Denied {
+                status,
+                code,
+                detail,
+            } => {
+                // The peer's refusal, passed through with its status and a
+                // code from our own vocabulary.
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                Err(Problem::new(
+                    status,
+                    peer_code(&code),
+                    format!("the peer refused: {detail}"),
+                ))
+            }
+            Response::Refused(reason) => Err(unreachable(format!("the peer refused: {reason}"))),
+            other => Ok(other),
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Problem> {
@@ -104,4 +173,374 @@ impl Node for LocalNode {
                 )
             })
     }
+
+    async fn identity(&self) -> serde_json::Value {
+        let state = self.gateway.state();
+        let member = state.member_by_did(self.gateway.me());
+        serde_json::json!({
+            "name": self.gateway.name(),
+            "did": self.gateway.me().to_string(),
+            "member_id": member.map(|m| m.id.to_string()),
+            "document": self.gateway.me().document(),
+        })
+    }
+
+    async fn members(&self) -> serde_json::Value {
+        let state = self.gateway.state();
+        let members: Vec<serde_json::Value> = state
+            .members
+            .values()
+            .map(|m| {
+                serde_json::json!({
+                    "name": m.name,
+                    "did": m.did.to_string(),
+                    "id": m.id.to_string(),
+                    "is_me": &m.did == self.gateway.me(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "epoch": state.epoch, "members": members })
+    }
+
+    async fn put_object(
+        &self,
+        path: ResourcePath,
+        content_type: String,
+        body: Body,
+    ) -> Result<ObjectInfo, Problem> {
+        let store = self.gateway.objects().clone();
+        let upload = store.upload_path().map_err(|_| Problem::internal())?;
+        let written = write_upload(&upload, body, self.object_bytes_max).await;
+        let (etag, size) = match written {
+            Ok(done) => done,
+            Err(problem) => {
+                let _ = tokio::fs::remove_file(&upload).await;
+                return Err(problem);
+            }
+        };
+        let now = crate::driver::now().0;
+        tokio::task::spawn_blocking(move || {
+            store.commit(&path, &upload, etag, size, &content_type, now)
+        })
+        .await
+        .map_err(|_| Problem::internal())?
+        .map_err(|e| {
+            tracing::error!(target: "objects", error = %e, "cannot store an object");
+            Problem::internal()
+        })
+    }
+
+    async fn get_object(
+        &self,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, Problem> {
+        open_range(self.gateway.objects(), &path, range).await
+    }
+
+    async fn head_object(&self, path: ResourcePath) -> Result<ObjectInfo, Problem> {
+        let store = self.gateway.objects().clone();
+        let shown = path.to_string();
+        tokio::task::spawn_blocking(move || store.meta(&path))
+            .await
+            .map_err(|_| Problem::internal())?
+            .map_err(|_| Problem::internal())?
+            .ok_or_else(|| Problem::not_found(format!("no object {shown}")))
+    }
+
+    async fn delete_object(&self, path: ResourcePath) -> Result<(), Problem> {
+        let store = self.gateway.objects().clone();
+        let shown = path.to_string();
+        let existed = tokio::task::spawn_blocking(move || store.delete(&path))
+            .await
+            .map_err(|_| Problem::internal())?
+            .map_err(|_| Problem::internal())?;
+        if existed {
+            Ok(())
+        } else {
+            Err(Problem::not_found(format!("no object {shown}")))
+        }
+    }
+
+    async fn list_objects(&self, query: ListQuery) -> Result<serde_json::Value, Problem> {
+        let store = self.gateway.objects().clone();
+        let limit = query.limit.unwrap_or(100);
+        let listing = tokio::task::spawn_blocking(move || {
+            store.list(&query.prefix, query.after.as_deref(), limit)
+        })
+        .await
+        .map_err(|_| Problem::internal())?
+        .map_err(|_| Problem::internal())?;
+        serde_json::to_value(listing).map_err(|_| Problem::internal())
+    }
+
+    async fn peer_get(
+        &self,
+        peer: String,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, Problem> {
+        let peer = self.peer_did(&peer)?;
+        let first = Request::Object {
+            path: path.to_string(),
+            range,
+            if_match: None,
+        };
+        let Response::Object {
+            info,
+            start,
+            end,
+            data,
+        } = self.ask_peer(&peer, &first).await?
+        else {
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "peer-unreachable",
+                "unexpected answer",
+            ));
+        };
+        if start + data.len() as u64 > end || end > info.size {
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "peer-unreachable",
+                "inconsistent answer",
+            ));
+        }
+        // The first chunk is in hand; the rest is fetched as the client
+        // reads, one chunk at a time, pinned to the same content (ETag).
+        let next = start + data.len() as u64;
+        let this = self.clone();
+        let (etag, path) = (info.etag.clone(), path.to_string());
+        let rest = futures::stream::unfold(next, move |at| {
+            let (this, peer, etag, path) = (this.clone(), peer, etag.clone(), path.clone());
+            async move {
+                if at >= end {
+                    return None;
+                }
+                let request = Request::Object {
+                    path,
+                    range: Some(ByteRange::Bounded(at, end - 1)),
+                    if_match: Some(etag),
+                };
+                match this.ask_peer(&peer, &request).await {
+                    Ok(Response::Object { start, data, .. }) if start == at && !data.is_empty() => {
+                        let next = at + data.len() as u64;
+                        Some((Ok(axum::body::Bytes::from(data.into_vec())), next))
+                    }
+                    Ok(_) => Some((
+                        Err(std::io::Error::other("the peer's chunk does not fit")),
+                        end,
+                    )),
+                    Err(p) => Some((Err(std::io::Error::other(p.detail)), end)),
+                }
+            }
+        });
+        let first = futures::stream::once(async move {
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(data.into_vec()))
+        });
+        Ok(ObjectBody {
+            info,
+            span: (start, end),
+            partial: range.is_some(),
+            body: Body::from_stream(first.chain(rest)),
+        })
+    }
+
+    async fn peer_list(
+        &self,
+        peer: String,
+        query: ListQuery,
+    ) -> Result<serde_json::Value, Problem> {
+        let peer = self.peer_did(&peer)?;
+        let request = Request::List {
+            prefix: query.prefix,
+            after: query.after,
+            limit: query
+                .limit
+                .unwrap_or(100)
+                .min(crate::objects::LIST_LIMIT_MAX) as u32,
+        };
+        match self.ask_peer(&peer, &request).await? {
+            Response::Listing(listing) => {
+                serde_json::to_value(listing).map_err(|_| Problem::internal())
+            }
+            _ => Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "peer-unreachable",
+                "unexpected answer",
+            )),
+        }
+    }
+
+    async fn audit(&self, query: AuditQuery) -> Result<serde_json::Value, Problem> {
+        let path = self.gateway.auditor().path().to_owned();
+        let query = crate::audit::Query {
+            caller: query.caller,
+            decision: query.decision,
+            limit: query.limit,
+        };
+        let records = tokio::task::spawn_blocking(move || crate::audit::query(&path, &query))
+            .await
+            .map_err(|_| Problem::internal())?
+            .map_err(|_| Problem::internal())?;
+        serde_json::to_value(records).map_err(|_| Problem::internal())
+    }
+
+    async fn gateway_read(
+        &self,
+        caller: Did,
+        transport: &'static str,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, Problem> {
+        self.gateway.read(&caller, transport, &path, range).await
+    }
+
+    async fn gateway_list(
+        &self,
+        caller: Did,
+        transport: &'static str,
+        query: ListQuery,
+    ) -> Result<serde_json::Value, Problem> {
+        let listing = self.gateway.list(&caller, transport, &query).await?;
+        serde_json::to_value(listing).map_err(|_| Problem::internal())
+    }
+
+    async fn gateway_refused(
+        &self,
+        caller: Option<Did>,
+        transport: &'static str,
+        resource: String,
+        problem: &Problem,
+    ) {
+        self.gateway
+            .refused(transport, caller.as_ref(), &resource, problem)
+            .await;
+    }
+
+    async fn metrics(&self) -> String {
+        let status = self.handle.status();
+        let (allowed, denied) = self.gateway.decisions();
+        let age = status
+            .last_commit
+            .map(|at| at.elapsed().as_secs_f64())
+            .unwrap_or(-1.0);
+        let mut out = String::new();
+        let mut metric = |name: &str, help: &str, kind: &str, value: String| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        };
+        metric(
+            "quorate_ledger_height",
+            "Committed height.",
+            "gauge",
+            status.height.to_string(),
+        );
+        metric(
+            "quorate_last_commit_age_seconds",
+            "Seconds since the last commit.",
+            "gauge",
+            format!("{age:.3}"),
+        );
+        metric(
+            "quorate_peers",
+            "Connected peers.",
+            "gauge",
+            status.peers.to_string(),
+        );
+        metric(
+            "quorate_members",
+            "Members in the epoch.",
+            "gauge",
+            status.members.to_string(),
+        );
+        metric(
+            "quorate_pending_proposals",
+            "Open proposals.",
+            "gauge",
+            status.pending_proposals.to_string(),
+        );
+        metric(
+            "quorate_equivocations",
+            "Equivocations detected.",
+            "gauge",
+            status.evidence.to_string(),
+        );
+        out.push_str("# HELP quorate_gateway_decisions_total Gateway decisions.\n# TYPE quorate_gateway_decisions_total counter\n");
+        out.push_str(&format!(
+            "quorate_gateway_decisions_total{{decision=\"allow\"}} {allowed}\n"
+        ));
+        out.push_str(&format!(
+            "quorate_gateway_decisions_total{{decision=\"deny\"}} {denied}\n"
+        ));
+        out.push_str("# HELP quorate_rejected_messages_total Peer messages dropped, by reason.\n# TYPE quorate_rejected_messages_total counter\n");
+        for (reason, count) in &status.rejected {
+            out.push_str(&format!(
+                "quorate_rejected_messages_total{{reason=\"{reason}\"}} {count}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// Our problem code for a peer's refusal code (so a peer cannot put
+/// arbitrary text in our problem types).
+fn peer_code(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "not-a-member",
+        "no-grant",
+        "out-of-scope",
+        "action-not-granted",
+        "not-yet-valid",
+        "expired-grant",
+        "ended-grant",
+        "revoked-grant",
+        "rate-limited",
+        "stale-ledger",
+        "not-found",
+        "bad-path",
+        "range-not-satisfiable",
+        "bad-range",
+        "changed",
+        "not-serving",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == code)
+        .copied()
+        .unwrap_or("peer-refused")
+}
+
+/// Streams `body` to `upload`, hashing as it goes; refuses more than `max`
+/// bytes with 413. Returns (blake3 hex, size).
+async fn write_upload(
+    upload: &std::path::Path,
+    body: Body,
+    max: u64,
+) -> Result<(String, u64), Problem> {
+    let mut file = tokio::fs::File::create(upload)
+        .await
+        .map_err(|_| Problem::internal())?;
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| Problem::bad_request(format!("the upload broke off: {e}")))?;
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("objects are limited to {max} bytes"),
+            ));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|_| Problem::internal())?;
+    }
+    file.flush().await.map_err(|_| Problem::internal())?;
+    Ok((hasher.finalize().to_hex().to_string(), size))
 }

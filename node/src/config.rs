@@ -38,6 +38,43 @@ pub struct Config {
     /// Agreement and endorsement.
     #[serde(default)]
     pub consensus: ConsensusSection,
+    /// The gateway's limits.
+    #[serde(default)]
+    pub gateway: GatewaySection,
+}
+
+/// `[gateway]`: what every inbound request from a member is held to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// How far a signature's `created` may be from this node's clock; the
+    /// replay window is as long.
+    pub signature_skew: HumanDuration,
+    /// Refuse (503) every peer request when the last commit is older than
+    /// this: a node cut off from the consortium may have missed a
+    /// revocation, so it fails closed.
+    pub max_ledger_age: HumanDuration,
+    /// Requests per second each member may make (a token bucket).
+    pub member_rate: u32,
+    /// Burst above `member_rate`.
+    pub member_burst: u32,
+    /// Largest object accepted by a put (bytes).
+    pub object_bytes_max: u64,
+    /// Peer requests served at once; more wait their turn.
+    pub concurrency: usize,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            signature_skew: HumanDuration(Duration::from_secs(60)),
+            max_ledger_age: HumanDuration(Duration::from_secs(30)),
+            member_rate: 1000,
+            member_burst: 2000,
+            object_bytes_max: 1 << 30,
+            concurrency: 256,
+        }
+    }
 }
 
 /// `[consensus]`.

@@ -7,6 +7,7 @@
 //! sent unless a restart would remember it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quorate_contracts::{Body, MemberId, Timestamp};
@@ -155,12 +156,23 @@ pub enum Command {
 pub struct Handle {
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
+    state: watch::Receiver<Arc<quorate_contracts::State>>,
 }
 
 impl Handle {
     /// Sends a command; `None` if the driver has stopped.
     pub async fn send(&self, command: Command) -> Option<()> {
         self.commands.send(command).await.ok()
+    }
+
+    /// The committed state, updated as blocks with entries commit.
+    pub fn state(&self) -> watch::Receiver<Arc<quorate_contracts::State>> {
+        self.state.clone()
+    }
+
+    /// The status channel (for freshness checks without a copy).
+    pub fn status_receiver(&self) -> watch::Receiver<Status> {
+        self.status.clone()
     }
 
     /// The latest status.
@@ -223,7 +235,19 @@ pub struct Driver {
     logged: std::collections::HashSet<(String, &'static str)>,
     /// The peer whose message is being applied, to attribute rejections.
     current_peer: Option<quorate_did::Did>,
+    /// The committed state, for the gateway (republished when it changes).
+    state: watch::Sender<Arc<quorate_contracts::State>>,
+    /// Peers' object and listing requests, handed to the gateway so disk
+    /// reads never hold up agreement.
+    gateway: Option<mpsc::Sender<GatewayRequest>>,
 }
+
+/// A peer's request for the gateway: who asked (Noise-authenticated), what,
+/// and where to answer.
+pub type GatewayRequest = (quorate_did::Did, Request, network::ResponseHandle);
+
+/// Peer requests queued for the gateway; past this a peer is told to retry.
+pub const GATEWAY_QUEUE_MAX: usize = 1024;
 
 /// Most (peer, reason) pairs remembered for log-once; past this, rejections
 /// are still counted but no longer logged.
@@ -248,6 +272,11 @@ impl Driver {
     ) -> Result<(Self, Handle), DriverError> {
         let (commands_tx, commands) = mpsc::channel(COMMANDS_MAX);
         let (status, status_rx) = watch::channel(Status::default());
+        let initial = ledger
+            .chain()
+            .map(|c| c.state().clone())
+            .ok_or(DriverError::NoGenesis)?;
+        let (state, state_rx) = watch::channel(Arc::new(initial));
         let mut driver = Self {
             key,
             ledger,
@@ -268,6 +297,8 @@ impl Driver {
             rejected: BTreeMap::new(),
             logged: std::collections::HashSet::new(),
             current_peer: None,
+            state,
+            gateway: None,
         };
         driver.start_height(true)?;
         Ok((
@@ -275,6 +306,7 @@ impl Driver {
             Handle {
                 commands: commands_tx,
                 status: status_rx,
+                state: state_rx,
             },
         ))
     }
@@ -567,6 +599,12 @@ impl Driver {
         self.last_commit = Instant::now();
         if let Some(chain) = self.ledger.chain() {
             self.mempool.on_commit(height, ids, chain);
+            if !ids.is_empty() {
+                // The gateway sees a revocation as soon as it commits. The
+                // clone is O(state); heartbeat blocks change nothing and
+                // skip it.
+                self.state.send_replace(Arc::new(chain.state().clone()));
+            }
         }
         self.start_height(false)
     }
@@ -639,6 +677,27 @@ impl Driver {
                 self.propose_if_work()?;
             }
             network::Event::Request { from, data, reply } => {
+                if let Ok(request @ (Request::Object { .. } | Request::List { .. })) =
+                    protocol::decode::<Request>(&data)
+                {
+                    let refused = match &self.gateway {
+                        Some(gateway) => {
+                            gateway
+                                .try_send((from, request, reply))
+                                .err()
+                                .map(|e| match e {
+                                    mpsc::error::TrySendError::Full((_, _, reply))
+                                    | mpsc::error::TrySendError::Closed((_, _, reply)) => reply,
+                                })
+                        }
+                        None => Some(reply),
+                    };
+                    if let Some(reply) = refused {
+                        let busy = Response::Refused("the gateway is busy; retry".to_owned());
+                        self.net.respond(reply, protocol::encode(&busy)?).await;
+                    }
+                    return Ok(());
+                }
                 let response = self.answer(&from, &data);
                 let bytes = protocol::encode(&response)?;
                 self.net.respond(reply, bytes).await;
@@ -941,8 +1000,17 @@ impl Driver {
                     }
                 }
             }
+            Ok(Request::Object { .. } | Request::List { .. }) => {
+                Response::Refused("no gateway".to_owned())
+            }
             Err(_) => Response::Refused("malformed request".to_owned()),
         }
+    }
+
+    /// Hands peers' object and listing requests to `gateway`.
+    pub fn with_gateway(mut self, gateway: mpsc::Sender<GatewayRequest>) -> Self {
+        self.gateway = Some(gateway);
+        self
     }
 
     fn publish_status(&self) {

@@ -9,12 +9,15 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod driver;
 pub mod duration;
+pub mod gateway;
 pub mod home;
 pub mod lock;
 pub mod mempool;
 pub mod network;
+pub mod objects;
 pub mod protocol;
 pub mod run;

@@ -250,7 +250,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_node(home: NodeHome) -> anyhow::Result<()> {
     use quorate_api::auth::AdminToken;
-    use quorate_node::api::LocalNode;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -285,7 +284,8 @@ async fn run_node(home: NodeHome) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} for the local API", config.api.listen))?;
     let node = quorate_node::run::start(&home, shutdown()).await?;
-    let router = quorate_api::local::router(LocalNode::new(node.handle.clone()), token);
+    let skew = config.gateway.signature_skew.0.as_secs().max(1);
+    let router = quorate_api::local::router(node.local.clone(), token, skew);
     tracing::info!(address = %config.api.listen, "local API listening");
     let api = tokio::spawn(quorate_api::local::serve(listener, router, shutdown()));
     let result = node.task.await.context("the node task panicked")?;

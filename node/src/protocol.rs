@@ -4,6 +4,7 @@
 //! peer's bytes are decoded strictly, with size and depth limits, before
 //! anything looks at them.
 
+use quorate_api::objects::{ByteRange, Listing, ObjectInfo};
 use quorate_ledger::block::{Block, CommittedBlock};
 use quorate_ledger::codec::{self, DecodeError, EncodeError};
 use quorate_ledger::consensus::{SignedProposal, SignedVote};
@@ -50,7 +51,30 @@ pub enum Request {
         /// Last height wanted.
         to: u64,
     },
+    /// Part of one of the peer's objects, through its gateway.
+    Object {
+        /// The path.
+        path: String,
+        /// The range asked for (the whole object if absent).
+        range: Option<ByteRange>,
+        /// Serve the range only if the object still has this ETag (the
+        /// later chunks of one download).
+        if_match: Option<String>,
+    },
+    /// A listing of the peer's objects, filtered by its gateway.
+    List {
+        /// Paths starting with this.
+        prefix: String,
+        /// After this path.
+        after: Option<String>,
+        /// Page size.
+        limit: u32,
+    },
 }
+
+/// Most content bytes one object response carries; longer ranges take
+/// several requests.
+pub const OBJECT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +92,31 @@ pub enum Response {
     Blocks(Vec<CommittedBlock>),
     /// The peer will not answer (not a member, unknown request, overloaded).
     Refused(String),
+    /// Object content: `data` is `[start, start + data.len())` of the
+    /// object (at most [`OBJECT_CHUNK_BYTES`]); `end` is where the range
+    /// asked for ends.
+    Object {
+        /// The object.
+        info: ObjectInfo,
+        /// First byte of `data`.
+        start: u64,
+        /// End (exclusive) of the whole range asked for.
+        end: u64,
+        /// The bytes.
+        data: serde_bytes::ByteBuf,
+    },
+    /// A listing page.
+    Listing(Listing),
+    /// The gateway refused: the HTTP status and problem code it would have
+    /// answered, and its detail.
+    Denied {
+        /// HTTP status.
+        status: u16,
+        /// Problem code.
+        code: String,
+        /// Which check failed.
+        detail: String,
+    },
 }
 
 /// Encodes any protocol message.

@@ -21,14 +21,18 @@ pub const GENESIS_FILE: &str = "genesis.cbor";
 /// Largest genesis file read.
 pub const GENESIS_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
-/// The ledger file inside the data directory.
-pub fn ledger_path(home: &NodeHome, config: &Config) -> PathBuf {
-    let data = if config.node.data_dir.is_absolute() {
+/// The data directory (ledger, objects, audit log).
+pub fn data_dir(home: &NodeHome, config: &Config) -> PathBuf {
+    if config.node.data_dir.is_absolute() {
         config.node.data_dir.clone()
     } else {
         home.root().join(&config.node.data_dir)
-    };
-    data.join("ledger.redb")
+    }
+}
+
+/// The ledger file inside the data directory.
+pub fn ledger_path(home: &NodeHome, config: &Config) -> PathBuf {
+    data_dir(home, config).join("ledger.redb")
 }
 
 /// Opens the node's ledger, writing genesis from `HOME/genesis.cbor` on
@@ -70,6 +74,8 @@ pub fn open_ledger(home: &NodeHome, config: &Config) -> anyhow::Result<Ledger> {
 pub struct RunningNode {
     /// Talks to the driver.
     pub handle: Handle,
+    /// What the local API and the gateway serve.
+    pub local: crate::api::LocalNode,
     /// Ends when the node stops.
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Holds the home while the node runs.
@@ -106,14 +112,42 @@ pub async fn start(
         consensus: config.consensus.machine_config(chain.chain_id()),
         sync_interval: config.consensus.sync_interval.0,
     };
-    let (driver, handle) = Driver::new(key, ledger, net, driver_config)?;
+    let did = key.did();
+    let (driver, handle) = Driver::new(key, ledger, net.clone(), driver_config)?;
+    let data = data_dir(home, &config);
+    let objects = crate::objects::ObjectStore::open(&data.join("objects"))
+        .with_context(|| format!("cannot open the object store in {}", data.display()))?;
+    let (auditor, _audit_task) = crate::audit::Auditor::start(data.join("audit.log"))
+        .context("cannot open the audit log")?;
+    let gateway = crate::gateway::Gateway::new(
+        did,
+        config.node.name.clone(),
+        &handle,
+        std::sync::Arc::new(objects),
+        auditor,
+        config.gateway.clone(),
+    );
+    let (inbox_tx, inbox) = tokio::sync::mpsc::channel(crate::driver::GATEWAY_QUEUE_MAX);
+    let driver = driver.with_gateway(inbox_tx);
+    tokio::spawn(gateway.clone().serve_peers(inbox, net.clone()));
+    let local = crate::api::LocalNode::new(
+        handle.clone(),
+        gateway,
+        net,
+        config.gateway.object_bytes_max,
+    );
     let task = tokio::spawn(async move {
         driver
             .run(events, shutdown)
             .await
             .map_err(anyhow::Error::from)
     });
-    Ok(RunningNode { handle, task, lock })
+    Ok(RunningNode {
+        handle,
+        local,
+        task,
+        lock,
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,0 +1,209 @@
+//! Objects over HTTP: the types both the local API and the gateway use,
+//! `Range` parsing, and the streamed response.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::problem::Problem;
+
+/// What is known of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// Its path.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// blake3 of the content (hex), the `ETag`.
+    pub etag: String,
+    /// Media type.
+    pub content_type: String,
+    /// Last written (ms since the Unix epoch).
+    pub modified_ms: u64,
+}
+
+/// A single byte range as `Range: bytes=…` asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ByteRange {
+    /// `bytes=a-b` (inclusive).
+    Bounded(u64, u64),
+    /// `bytes=a-`.
+    From(u64),
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Parses a `Range` value. `Ok(None)` for forms we serve whole (several
+    /// ranges, other units: RFC 9110 lets a server ignore `Range`); `Err`
+    /// for a malformed one.
+    pub fn parse(value: &str) -> Result<Option<Self>, Problem> {
+        let Some(spec) = value.trim().strip_prefix("bytes=") else {
+            return Ok(None);
+        };
+        if spec.contains(',') {
+            return Ok(None);
+        }
+        let bad = || {
+            Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad-range",
+                format!("Range {value:?} is malformed"),
+            )
+        };
+        let (first, last) = spec.split_once('-').ok_or_else(bad)?;
+        let number = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+        match (first.trim().is_empty(), last.trim().is_empty()) {
+            (false, false) => {
+                let (a, b) = (number(first)?, number(last)?);
+                if b < a {
+                    return Err(bad());
+                }
+                Ok(Some(ByteRange::Bounded(a, b)))
+            }
+            (false, true) => Ok(Some(ByteRange::From(number(first)?))),
+            (true, false) => Ok(Some(ByteRange::Suffix(number(last)?))),
+            (true, true) => Err(bad()),
+        }
+    }
+
+    /// The half-open span `[start, end)` of an object of `size` bytes, or
+    /// `None` when unsatisfiable.
+    pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        let span = match self {
+            ByteRange::Bounded(a, b) => (a, b.saturating_add(1).min(size)),
+            ByteRange::From(a) => (a, size),
+            ByteRange::Suffix(0) => return None,
+            ByteRange::Suffix(n) => (size.saturating_sub(n), size),
+        };
+        (span.0 < span.1).then_some(span)
+    }
+}
+
+/// The `Range` of `headers`, if any.
+pub fn range_of(headers: &HeaderMap) -> Result<Option<ByteRange>, Problem> {
+    match headers.get(header::RANGE) {
+        None => Ok(None),
+        Some(value) => ByteRange::parse(value.to_str().unwrap_or_default()),
+    }
+}
+
+/// A `416` for an object of `size` bytes.
+pub fn unsatisfiable(size: u64) -> Problem {
+    Problem::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range-not-satisfiable",
+        format!("the object has {size} bytes"),
+    )
+}
+
+/// An object's content on its way out: `span` is what `body` yields.
+pub struct ObjectBody {
+    /// The object.
+    pub info: ObjectInfo,
+    /// `[start, end)` of the content in `body`.
+    pub span: (u64, u64),
+    /// Whether a range was asked for (then the answer is 206).
+    pub partial: bool,
+    /// The bytes, streamed.
+    pub body: Body,
+}
+
+impl std::fmt::Debug for ObjectBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBody")
+            .field("info", &self.info)
+            .field("span", &self.span)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Headers describing `info` (no body).
+pub fn object_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
+        headers.insert(header::ETAG, etag);
+    }
+    let content_type = HeaderValue::from_str(&info.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+}
+
+impl IntoResponse for ObjectBody {
+    fn into_response(self) -> Response {
+        let (start, end) = self.span;
+        let status = if self.partial {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        };
+        let mut response = (status, self.body).into_response();
+        let headers = response.headers_mut();
+        object_headers(&self.info, headers);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        if self.partial
+            && let Ok(range) = HeaderValue::from_str(&format!(
+                "bytes {start}-{}/{}",
+                end.saturating_sub(1),
+                self.info.size
+            ))
+        {
+            headers.insert(header::CONTENT_RANGE, range);
+        }
+        response
+    }
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// Objects, in path order.
+    pub objects: Vec<ObjectInfo>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// Query of a listing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Paths starting with this.
+    #[serde(default)]
+    pub prefix: String,
+    /// Continue after this path (the previous page's `next`).
+    pub after: Option<String>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_and_resolve() {
+        assert_eq!(
+            ByteRange::parse("bytes=0-9").unwrap(),
+            Some(ByteRange::Bounded(0, 9))
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=5-").unwrap(),
+            Some(ByteRange::From(5))
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-3").unwrap(),
+            Some(ByteRange::Suffix(3))
+        );
+        assert_eq!(ByteRange::parse("bytes=0-1,4-5").unwrap(), None);
+        assert_eq!(ByteRange::parse("items=0-1").unwrap(), None);
+        for bad in ["bytes=9-0", "bytes=-", "bytes=a-b", "bytes=1"] {
+            assert!(ByteRange::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ByteRange::Bounded(0, 9).resolve(5), Some((0, 5)));
+        assert_eq!(ByteRange::From(5).resolve(5), None);
+        assert_eq!(ByteRange::Suffix(3).resolve(10), Some((7, 10)));
+        assert_eq!(ByteRange::Suffix(30).resolve(10), Some((0, 10)));
+        assert_eq!(ByteRange::Suffix(0).resolve(10), None);
+    }
+}

@@ -1,0 +1,685 @@
+//! The gateway: the one pipeline every inbound request from a member goes
+//! through, whether it came signed over HTTP or over libp2p:
+//!
+//! freshness (fail closed on a stale ledger) → member lookup →
+//! `contracts::authorize` on the committed state → rate limits (per member,
+//! per grant) → serve or refuse → audit record.
+//!
+//! The committed state comes from the driver through a watch channel, so a
+//! check is a few hash lookups with no lock held across I/O, and a
+//! revocation applies from the moment its block commits.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo, unsatisfiable};
+use quorate_api::problem::Problem;
+use quorate_contracts::{
+    AccessRequest, Action, Decision, GrantId, RateLimit, ResourcePath, State, authorize,
+};
+use quorate_did::Did;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::io::ReaderStream;
+
+use crate::audit::{self, Auditor};
+use crate::config::GatewaySection;
+use crate::driver::{self, GatewayRequest, Status};
+use crate::network;
+use crate::objects::{LIST_LIMIT_MAX, ObjectError, ObjectStore};
+use crate::protocol::{self, OBJECT_CHUNK_BYTES, Request, Response};
+
+/// Rate-limit buckets kept; past this the oldest are forgotten (members and
+/// grants are bounded by the ledger, so this is a backstop).
+const BUCKETS_MAX: usize = 65_536;
+/// Bytes per read of a streamed object.
+const STREAM_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The gateway of one node; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    me: Did,
+    name: String,
+    state: watch::Receiver<Arc<State>>,
+    status: watch::Receiver<Status>,
+    objects: Arc<ObjectStore>,
+    auditor: Auditor,
+    config: GatewaySection,
+    limits: Mutex<Limits>,
+    permits: Arc<Semaphore>,
+    allowed: AtomicU64,
+    denied: AtomicU64,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("me", &self.inner.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Token buckets per member key and per grant.
+#[derive(Default)]
+struct Limits {
+    members: HashMap<[u8; 32], Bucket>,
+    grants: HashMap<GrantId, Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes a token at `rate` per second with `burst`; on refusal, the
+    /// seconds until one is available.
+    fn take(&mut self, rate: f64, burst: f64, now: Instant) -> Result<(), u64> {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - self.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+fn take<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Bucket>,
+    key: K,
+    rate: f64,
+    burst: f64,
+    now: Instant,
+) -> Result<(), u64> {
+    if map.len() >= BUCKETS_MAX && !map.contains_key(&key) {
+        map.clear();
+    }
+    map.entry(key)
+        .or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        })
+        .take(rate, burst, now)
+}
+
+/// A request that passed the pipeline.
+struct Allowed {
+    grant: GrantId,
+}
+
+fn problem(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+    Problem::new(status, code, detail)
+}
+
+fn storage_problem(e: ObjectError) -> Problem {
+    tracing::error!(target: "gateway", error = %e, "object storage failed");
+    Problem::internal()
+}
+
+impl Gateway {
+    /// A gateway for the node `me` (named `name`).
+    pub fn new(
+        me: Did,
+        name: String,
+        handle: &driver::Handle,
+        objects: Arc<ObjectStore>,
+        auditor: Auditor,
+        config: GatewaySection,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                me,
+                name,
+                state: handle.state(),
+                status: handle.status_receiver(),
+                objects,
+                auditor,
+                config,
+                limits: Mutex::new(Limits::default()),
+                permits,
+                allowed: AtomicU64::new(0),
+                denied: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// This node's DID.
+    pub fn me(&self) -> &Did {
+        &self.inner.me
+    }
+
+    /// This organization's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The committed state now.
+    pub fn state(&self) -> Arc<State> {
+        self.inner.state.borrow().clone()
+    }
+
+    /// The object store.
+    pub fn objects(&self) -> &Arc<ObjectStore> {
+        &self.inner.objects
+    }
+
+    /// The audit log's writer.
+    pub fn auditor(&self) -> &Auditor {
+        &self.inner.auditor
+    }
+
+    /// (allowed, denied) decisions so far.
+    pub fn decisions(&self) -> (u64, u64) {
+        (
+            self.inner.allowed.load(Ordering::Relaxed),
+            self.inner.denied.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Freshness, membership, grants, rate limits.
+    fn check(&self, caller: &Did, action: Action, path: &ResourcePath) -> Result<Allowed, Problem> {
+        let config = &self.inner.config;
+        let age = self
+            .inner
+            .status
+            .borrow()
+            .last_commit
+            .map(|at| at.elapsed());
+        if age.is_none_or(|age| age > config.max_ledger_age.0) {
+            let mut p = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stale-ledger",
+                "this node's ledger is not fresh enough to decide; it may have missed a revocation",
+            );
+            p.retry_after_secs = Some(1);
+            return Err(p);
+        }
+        let state = self.state();
+        let Some(owner) = state.member_by_did(&self.inner.me) else {
+            return Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-serving",
+                "this node is not a member of the consortium",
+            ));
+        };
+        let decision = authorize(
+            &state,
+            &AccessRequest {
+                owner: owner.id,
+                caller,
+                action,
+                path,
+                now: driver::now(),
+            },
+        );
+        let (grant, rate_limit) = match decision {
+            Decision::Allow { grant, rate_limit } => (grant, rate_limit),
+            Decision::Deny(reason) => {
+                let detail = match reason.grant() {
+                    Some(grant) => format!("{} (grant {grant})", reason.code()),
+                    None => reason.code().to_owned(),
+                };
+                return Err(problem(StatusCode::FORBIDDEN, reason.code(), detail));
+            }
+        };
+        self.rate_limit(caller, grant, rate_limit)?;
+        Ok(Allowed { grant })
+    }
+
+    fn rate_limit(
+        &self,
+        caller: &Did,
+        grant: GrantId,
+        limit: Option<RateLimit>,
+    ) -> Result<(), Problem> {
+        let config = &self.inner.config;
+        let now = Instant::now();
+        let Ok(mut limits) = self.inner.limits.lock() else {
+            return Err(Problem::internal());
+        };
+        let mut result = take(
+            &mut limits.members,
+            caller.public_key_bytes(),
+            f64::from(config.member_rate.max(1)),
+            f64::from(config.member_burst.max(1)),
+            now,
+        );
+        if result.is_ok()
+            && let Some(limit) = limit
+        {
+            let rate = f64::from(limit.requests.max(1)) / f64::from(limit.per_seconds.max(1));
+            result = take(
+                &mut limits.grants,
+                grant,
+                rate,
+                f64::from(limit.requests.max(1)),
+                now,
+            );
+        }
+        result.map_err(|wait| {
+            let mut p = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "over the request rate allowed to this member or grant",
+            );
+            p.retry_after_secs = Some(wait);
+            p
+        })
+    }
+
+    async fn record(
+        &self,
+        transport: &str,
+        caller: Option<&Did>,
+        action: Action,
+        resource: &str,
+        outcome: Result<(Option<GrantId>, u64), &Problem>,
+    ) {
+        let (decision, reason, grant, bytes) = match outcome {
+            Ok((grant, bytes)) => {
+                self.inner.allowed.fetch_add(1, Ordering::Relaxed);
+                ("allow", None, grant, bytes)
+            }
+            Err(problem) => {
+                self.inner.denied.fetch_add(1, Ordering::Relaxed);
+                ("deny", Some(problem.code.to_owned()), None, 0)
+            }
+        };
+        self.inner
+            .auditor
+            .record(audit::Decision {
+                transport: transport.to_owned(),
+                caller: caller.map(|c| c.to_string()),
+                action: action_name(action).to_owned(),
+                resource: resource.to_owned(),
+                decision: decision.to_owned(),
+                reason,
+                grant: grant.map(|g| g.to_string()),
+                bytes,
+            })
+            .await;
+    }
+
+    /// Audits a request refused before authorization.
+    pub async fn refused(
+        &self,
+        transport: &str,
+        caller: Option<&Did>,
+        resource: &str,
+        problem: &Problem,
+    ) {
+        self.record(transport, caller, Action::Read, resource, Err(problem))
+            .await;
+    }
+
+    /// The pipeline for a read; the body streams the object's range.
+    pub async fn read(
+        &self,
+        caller: &Did,
+        transport: &str,
+        path: &ResourcePath,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, Problem> {
+        let outcome = async {
+            let allowed = self.check(caller, Action::Read, path)?;
+            let object = open_range(&self.inner.objects, path, range).await?;
+            Ok((allowed, object))
+        }
+        .await;
+        match outcome {
+            Ok((allowed, object)) => {
+                let bytes = object.span.1 - object.span.0;
+                self.record(
+                    transport,
+                    Some(caller),
+                    Action::Read,
+                    path.as_str(),
+                    Ok((Some(allowed.grant), bytes)),
+                )
+                .await;
+                Ok(object)
+            }
+            Err(problem) => {
+                self.record(
+                    transport,
+                    Some(caller),
+                    Action::Read,
+                    path.as_str(),
+                    Err(&problem),
+                )
+                .await;
+                Err(problem)
+            }
+        }
+    }
+
+    /// The pipeline for a listing: only objects the caller may `list`.
+    pub async fn list(
+        &self,
+        caller: &Did,
+        transport: &str,
+        query: &ListQuery,
+    ) -> Result<Listing, Problem> {
+        let resource = format!("{}*", query.prefix);
+        let outcome = self.list_allowed(caller, query).await;
+        match &outcome {
+            Ok(listing) => {
+                self.record(
+                    transport,
+                    Some(caller),
+                    Action::List,
+                    &resource,
+                    Ok((None, listing.objects.len() as u64)),
+                )
+                .await
+            }
+            Err(problem) => {
+                self.record(
+                    transport,
+                    Some(caller),
+                    Action::List,
+                    &resource,
+                    Err(problem),
+                )
+                .await
+            }
+        }
+        outcome
+    }
+
+    async fn list_allowed(&self, caller: &Did, query: &ListQuery) -> Result<Listing, Problem> {
+        // Freshness, membership and the member's rate, once per listing.
+        let state = self.state();
+        if state.member_by_did(caller).is_none() {
+            return Err(problem(
+                StatusCode::FORBIDDEN,
+                "not-a-member",
+                "refused: not-a-member",
+            ));
+        }
+        let store = self.inner.objects.clone();
+        let (prefix, after) = (query.prefix.clone(), query.after.clone());
+        let limit = query.limit.unwrap_or(100).min(LIST_LIMIT_MAX);
+        let page =
+            tokio::task::spawn_blocking(move || store.list(&prefix, after.as_deref(), limit))
+                .await
+                .map_err(|_| Problem::internal())?
+                .map_err(storage_problem)?;
+        let mut objects = Vec::new();
+        let mut refused = None;
+        for object in page.objects {
+            let Ok(path) = ResourcePath::parse(&object.path) else {
+                continue;
+            };
+            match self.check_quiet(caller, &path) {
+                Ok(()) => objects.push(object),
+                Err(p) if p.status == StatusCode::FORBIDDEN => {}
+                Err(p) => refused = Some(p),
+            }
+        }
+        if let Some(p) = refused {
+            return Err(p);
+        }
+        Ok(Listing {
+            objects,
+            next: page.next,
+        })
+    }
+
+    /// `check` for one listed object, without spending rate tokens per
+    /// object.
+    fn check_quiet(&self, caller: &Did, path: &ResourcePath) -> Result<(), Problem> {
+        let state = self.state();
+        let owner = state
+            .member_by_did(&self.inner.me)
+            .ok_or_else(Problem::internal)?;
+        match authorize(
+            &state,
+            &AccessRequest {
+                owner: owner.id,
+                caller,
+                action: Action::List,
+                path,
+                now: driver::now(),
+            },
+        ) {
+            Decision::Allow { .. } => Ok(()),
+            Decision::Deny(reason) => Err(problem(StatusCode::FORBIDDEN, reason.code(), "refused")),
+        }
+    }
+
+    /// Serves peers' requests from `inbox` until it closes, each in its own
+    /// task, at most `concurrency` at once.
+    pub async fn serve_peers(
+        self,
+        mut inbox: mpsc::Receiver<GatewayRequest>,
+        net: network::Client,
+    ) {
+        while let Some((from, request, reply)) = inbox.recv().await {
+            let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (gateway, net) = (self.clone(), net.clone());
+            tokio::spawn(async move {
+                let response = gateway.answer_peer(&from, request).await;
+                match protocol::encode(&response) {
+                    Ok(bytes) => net.respond(reply, bytes).await,
+                    Err(e) => {
+                        tracing::error!(target: "gateway", error = %e, "cannot encode a response")
+                    }
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    async fn answer_peer(&self, from: &Did, request: Request) -> Response {
+        const TRANSPORT: &str = "p2p";
+        let denied = |p: Problem| Response::Denied {
+            status: p.status.as_u16(),
+            code: p.code.to_owned(),
+            detail: p.detail,
+        };
+        match request {
+            Request::Object {
+                path,
+                range,
+                if_match,
+            } => {
+                let path = match ResourcePath::parse(&path) {
+                    Ok(path) => path,
+                    Err(e) => {
+                        let p = problem(
+                            StatusCode::BAD_REQUEST,
+                            "bad-path",
+                            format!("{path:?}: {e}"),
+                        );
+                        self.refused(TRANSPORT, Some(from), &path, &p).await;
+                        return denied(p);
+                    }
+                };
+                match self.read_chunk(from, &path, range, if_match).await {
+                    Ok(response) => response,
+                    Err(p) => denied(p),
+                }
+            }
+            Request::List {
+                prefix,
+                after,
+                limit,
+            } => {
+                let query = ListQuery {
+                    prefix,
+                    after,
+                    limit: Some(limit as usize),
+                };
+                match self.list(from, TRANSPORT, &query).await {
+                    Ok(listing) => Response::Listing(listing),
+                    Err(p) => denied(p),
+                }
+            }
+            _ => Response::Refused("not a gateway request".to_owned()),
+        }
+    }
+
+    /// One chunk of a range, through the pipeline.
+    async fn read_chunk(
+        &self,
+        from: &Did,
+        path: &ResourcePath,
+        range: Option<ByteRange>,
+        if_match: Option<String>,
+    ) -> Result<Response, Problem> {
+        let outcome = async {
+            let allowed = self.check(from, Action::Read, path)?;
+            let store = self.inner.objects.clone();
+            let owned = path.clone();
+            let read =
+                tokio::task::spawn_blocking(move || read_span(&store, &owned, range, if_match))
+                    .await
+                    .map_err(|_| Problem::internal())??;
+            Ok((allowed, read))
+        }
+        .await;
+        match outcome {
+            Ok((allowed, (info, start, end, data))) => {
+                self.record(
+                    "p2p",
+                    Some(from),
+                    Action::Read,
+                    path.as_str(),
+                    Ok((Some(allowed.grant), data.len() as u64)),
+                )
+                .await;
+                Ok(Response::Object {
+                    info,
+                    start,
+                    end,
+                    data: serde_bytes::ByteBuf::from(data),
+                })
+            }
+            Err(p) => {
+                self.record("p2p", Some(from), Action::Read, path.as_str(), Err(&p))
+                    .await;
+                Err(p)
+            }
+        }
+    }
+}
+
+/// `read`, `list`, `write`.
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Read => "read",
+        Action::List => "list",
+        Action::Write => "write",
+    }
+}
+
+fn not_found(path: &ResourcePath) -> Problem {
+    Problem::not_found(format!("no object {path}"))
+}
+
+/// Opens `range` of `path` as a streamed body.
+pub async fn open_range(
+    store: &Arc<ObjectStore>,
+    path: &ResourcePath,
+    range: Option<ByteRange>,
+) -> Result<ObjectBody, Problem> {
+    let store = store.clone();
+    let owned = path.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, Problem> {
+        let Some(info) = store.meta(&owned).map_err(storage_problem)? else {
+            return Err(not_found(&owned));
+        };
+        let span = match range {
+            None => (0, info.size),
+            Some(range) => range
+                .resolve(info.size)
+                .ok_or_else(|| unsatisfiable(info.size))?,
+        };
+        let Some((info, file)) = store.open_at(&owned, span.0).map_err(storage_problem)? else {
+            return Err(not_found(&owned));
+        };
+        Ok((info, span, file))
+    })
+    .await
+    .map_err(|_| Problem::internal())??;
+    let (info, span, file) = opened;
+    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), span.1 - span.0);
+    let stream = ReaderStream::with_capacity(reader, STREAM_CHUNK_BYTES);
+    Ok(ObjectBody {
+        info,
+        span,
+        partial: range.is_some(),
+        body: Body::from_stream(stream),
+    })
+}
+
+/// Reads at most [`OBJECT_CHUNK_BYTES`] of `range` (blocking).
+fn read_span(
+    store: &ObjectStore,
+    path: &ResourcePath,
+    range: Option<ByteRange>,
+    if_match: Option<String>,
+) -> Result<(ObjectInfo, u64, u64, Vec<u8>), Problem> {
+    let Some(info) = store.meta(path).map_err(storage_problem)? else {
+        return Err(not_found(path));
+    };
+    if if_match.is_some_and(|etag| etag != info.etag) {
+        return Err(problem(
+            StatusCode::PRECONDITION_FAILED,
+            "changed",
+            "the object changed during the download",
+        ));
+    }
+    let (start, end) = match range {
+        None if info.size == 0 => (0, 0),
+        None => (0, info.size),
+        Some(range) => range
+            .resolve(info.size)
+            .ok_or_else(|| unsatisfiable(info.size))?,
+    };
+    let Some((info, file)) = store.open_at(path, start).map_err(storage_problem)? else {
+        return Err(not_found(path));
+    };
+    let length = (end - start).min(OBJECT_CHUNK_BYTES);
+    let mut data = Vec::with_capacity(length as usize);
+    file.take(length)
+        .read_to_end(&mut data)
+        .map_err(|e| storage_problem(e.into()))?;
+    Ok((info, start, end, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let start = Instant::now();
+        let mut bucket = Bucket {
+            tokens: 3.0,
+            at: start,
+        };
+        for _ in 0..3 {
+            bucket.take(1.0, 3.0, start).unwrap();
+        }
+        assert_eq!(bucket.take(1.0, 3.0, start), Err(1));
+        let later = start + std::time::Duration::from_millis(1100);
+        bucket.take(1.0, 3.0, later).unwrap();
+        assert!(bucket.take(1.0, 3.0, later).is_err());
+    }
+}
