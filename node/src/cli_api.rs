@@ -93,6 +93,79 @@ pub(crate) enum GrantCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Show the newest gateway decisions (through the running node).
+    Tail {
+        #[command(flatten)]
+        home: HomeArg,
+        /// How many (at most 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only refusals.
+        #[arg(long)]
+        denied: bool,
+    },
+    /// Check every record's hash and link in an audit log, offline (the
+    /// node may be running).
+    Verify {
+        /// An audit log file (default: the node home's).
+        #[arg(value_name = "FILE", conflicts_with = "home")]
+        file: Option<PathBuf>,
+        /// The node home whose log to check.
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Tail {
+            home,
+            limit,
+            denied,
+        } => {
+            let api = client(home)?;
+            let mut path = format!("/v1/audit?limit={}", limit.clamp(1, 1000));
+            if denied {
+                path.push_str("&decision=deny");
+            }
+            let response = checked(api.get(&path), &api)?;
+            let records = response.json()?;
+            for r in records.as_array().into_iter().flatten() {
+                let text = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
+                println!(
+                    "{:>6} {} {:<5} {:<4} {:<5} {:<40} {:<20} {}",
+                    r["seq"],
+                    r["time_ms"],
+                    text("transport"),
+                    text("action"),
+                    text("decision"),
+                    text("resource"),
+                    text("reason"),
+                    text("caller")
+                );
+            }
+        }
+        AuditCommand::Verify { file, home } => {
+            let path = match (file, home) {
+                (Some(file), _) => file,
+                (None, home) => {
+                    let home = NodeHome::new(home.unwrap_or_else(crate::default_home));
+                    let config = home.load_config()?;
+                    quorate_node::run::data_dir(&home, &config).join("audit.log")
+                }
+            };
+            let verified = quorate_node::audit::verify(&path)
+                .map_err(|e| anyhow::anyhow!("FAILED: {}: {e}", path.display()))?;
+            println!("records: {}", verified.records);
+            println!("head:    {}", verified.head);
+            println!("OK: every record's hash and link verify");
+        }
+    }
+    Ok(())
+}
+
 /// The local API of the node in `home`.
 fn client(home: HomeArg) -> anyhow::Result<ApiClient> {
     let home = NodeHome::new(home.home);

@@ -39,6 +39,9 @@ enum Command {
     /// List committed grants; write and verify grant proofs.
     #[command(subcommand)]
     Grant(cli_api::GrantCommand),
+    /// Show gateway decisions; verify an audit log's hash chain.
+    #[command(subcommand)]
+    Audit(cli_api::AuditCommand),
     /// Start, inspect, perturb and stop a local multi-node testnet.
     #[command(subcommand)]
     Testnet(cli_testnet::TestnetCommand),
@@ -127,7 +130,7 @@ enum DidCommand {
     },
 }
 
-fn default_home() -> PathBuf {
+pub(crate) fn default_home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default()
@@ -163,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Proposal(command) => cli_api::proposal(command)?,
         Command::Grant(command) => cli_api::grant(command)?,
+        Command::Audit(command) => cli_api::audit(command)?,
         Command::Testnet(command) => cli_testnet::run(command)?,
         Command::Node(NodeCommand::Run { home }) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -99,6 +99,19 @@ impl ApiClient {
         path: &str,
         body: Option<(&str, &[u8])>,
     ) -> std::io::Result<Response> {
+        let authorization = format!("Bearer {}", self.token);
+        self.request_with(method, path, &[("Authorization", &authorization)], body)
+    }
+
+    /// One request with exactly these extra header fields (no admin token):
+    /// what a peer's signed gateway request looks like.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> std::io::Result<Response> {
         let address =
             self.address.to_socket_addrs()?.next().ok_or_else(|| {
                 std::io::Error::other(format!("{} does not resolve", self.address))
@@ -107,13 +120,17 @@ impl ApiClient {
         stream.set_read_timeout(Some(TIMEOUT))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
         let (content_type, payload) = body.unwrap_or(("application/json", b""));
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.address,
-            self.token,
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.address);
+        for (name, value) in headers {
+            if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
+                return Err(invalid("a header contains a line break"));
+            }
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             payload.len()
-        );
+        ));
         stream.write_all(head.as_bytes())?;
         stream.write_all(payload)?;
         read_response(BufReader::new(stream))

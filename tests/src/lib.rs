@@ -5,8 +5,9 @@
 //! It depends on no Quorate crate's internals, only on the binary's
 //! command-line contract.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The `quorate` binary: `$QUORATE_BIN` if set, else the one cargo built next
 /// to this test executable (`target/<profile>/quorate`).
@@ -160,4 +161,81 @@ impl Drop for Processes {
             self.kill(i);
         }
     }
+}
+
+/// Stops the testnet when the test ends, pass or fail.
+pub struct Testnet {
+    /// The testnet directory (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl Testnet {
+    /// `testnet up --detach` in a fresh directory, with `args`.
+    pub fn up(args: &[&str]) -> (Self, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let this = Self { dir };
+        let mut all = vec!["testnet", "up", "--detach", "--dir", this.path_str()];
+        all.extend_from_slice(args);
+        let out = run_ok(&all);
+        (this, out)
+    }
+
+    /// The directory as text.
+    pub fn path_str(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    /// An organization's node home.
+    pub fn home(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `quorate ARGS --dir DIR`, requiring success.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--dir", self.path_str()]);
+        run_ok(&all)
+    }
+
+    /// The status table's row for `name`.
+    pub fn row(&self, name: &str) -> Vec<String> {
+        let status = self.cli(&["testnet", "status"]);
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in {status}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = run(&["testnet", "down", "--dir", self.path_str()]);
+    }
+}
+
+/// A path as a CLI argument.
+pub fn home_arg(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The grants a node's CLI lists.
+pub fn grants(home: &Path) -> Vec<serde_json::Value> {
+    let out = run_ok(&["grant", "list", "--home", &home_arg(home)]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }

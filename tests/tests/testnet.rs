@@ -7,80 +7,10 @@
 //! Method: the real `quorate` binary, each test its own testnet directory,
 //! every wait bounded; the directory's nodes are stopped on drop.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use quorate_tests::{run, run_ok};
-
-/// Stops the testnet when the test ends, pass or fail.
-struct Testnet {
-    dir: tempfile::TempDir,
-}
-
-impl Testnet {
-    fn up(args: &[&str]) -> (Self, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let this = Self { dir };
-        let mut all = vec!["testnet", "up", "--detach", "--dir", this.path_str()];
-        all.extend_from_slice(args);
-        let out = run_ok(&all);
-        (this, out)
-    }
-
-    fn path_str(&self) -> &str {
-        self.dir.path().to_str().unwrap()
-    }
-
-    fn home(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--dir", self.path_str()]);
-        run_ok(&all)
-    }
-
-    /// The status table's row for `name`.
-    fn row(&self, name: &str) -> Vec<String> {
-        let status = self.cli(&["testnet", "status"]);
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no {name} row in {status}"))
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Testnet {
-    fn drop(&mut self) {
-        let _ = run(&["testnet", "down", "--dir", self.path_str()]);
-    }
-}
-
-fn home_arg(path: &Path) -> String {
-    path.to_str().unwrap().to_owned()
-}
-
-/// Polls `check` every 100 ms until it holds or `limit` passes.
-fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn grants(home: &Path) -> Vec<serde_json::Value> {
-    let out = run_ok(&["grant", "list", "--home", &home_arg(home)]);
-    serde_json::from_str::<serde_json::Value>(&out)
-        .unwrap()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
+use quorate_tests::{Testnet, eventually, grants, home_arg, run, run_ok};
 
 #[test]
 fn testnet_up_grant_proof_and_process_control() {
