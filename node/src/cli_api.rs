@@ -93,6 +93,222 @@ pub(crate) enum GrantCommand {
     },
 }
 
+/// Largest object the CLI moves in one go (use the HTTP API, which
+/// streams, for larger ones).
+const CLI_OBJECT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DataCommand {
+    /// Store an object from FILE (or standard input).
+    Put {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The object's path, e.g. datasets/shipments/2026-11.csv.
+        path: String,
+        /// The file to upload; standard input if absent.
+        file: Option<PathBuf>,
+        /// Its media type.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+    },
+    /// Write one of this organization's objects to standard output (or --out).
+    Get {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The object's path.
+        path: String,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List this organization's objects.
+    Ls {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Only paths starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Delete an object.
+    Rm {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The object's path.
+        path: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeerCommand {
+    /// Fetch another member's object through this node (over libp2p; the
+    /// member's gateway checks this organization's grants).
+    Get {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The member: its name (org-a) or did:key.
+        member: String,
+        /// The object's path.
+        path: String,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List what another member's gateway lets this organization list.
+    Ls {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The member.
+        member: String,
+        /// Only paths starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+}
+
+/// Object paths go into URLs: the node checks them strictly; here only
+/// what would break the request line is refused.
+fn url_path(path: &str) -> anyhow::Result<&str> {
+    anyhow::ensure!(
+        !path.is_empty()
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#' && b != b'%'),
+        "{path:?} is not an object path (letters, digits, '.', '_', '-', separated by '/')"
+    );
+    Ok(path)
+}
+
+fn query_value(value: &str) -> anyhow::Result<&str> {
+    anyhow::ensure!(
+        value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b)),
+        "{value:?} is not a path prefix"
+    );
+    Ok(value)
+}
+
+fn write_out(out: Option<PathBuf>, body: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => std::io::stdout()
+            .write_all(body)
+            .context("cannot write to standard output"),
+    }
+}
+
+fn print_listing(response: &Response) -> anyhow::Result<()> {
+    let listing = response.json()?;
+    for object in listing["objects"].as_array().into_iter().flatten() {
+        println!(
+            "{:>10}  {}  {}",
+            object["size"],
+            object["etag"]
+                .as_str()
+                .map(|e| &e[..12.min(e.len())])
+                .unwrap_or("-"),
+            object["path"].as_str().unwrap_or("-")
+        );
+    }
+    if let Some(next) = listing["next"].as_str() {
+        println!("(more after {next})");
+    }
+    Ok(())
+}
+
+pub(crate) fn data(command: DataCommand) -> anyhow::Result<()> {
+    match command {
+        DataCommand::Put {
+            home,
+            path,
+            file,
+            content_type,
+        } => {
+            use std::io::Read as _;
+            let mut body = Vec::new();
+            let limit = CLI_OBJECT_BYTES_MAX + 1;
+            match &file {
+                Some(file) => std::fs::File::open(file)
+                    .with_context(|| format!("cannot open {}", file.display()))?
+                    .take(limit)
+                    .read_to_end(&mut body)?,
+                None => std::io::stdin().take(limit).read_to_end(&mut body)?,
+            };
+            anyhow::ensure!(
+                body.len() as u64 <= CLI_OBJECT_BYTES_MAX,
+                "the CLI uploads at most {CLI_OBJECT_BYTES_MAX} bytes; PUT larger objects to /v1/objects/PATH, which streams"
+            );
+            let api = client(home)?;
+            let target = format!("/v1/objects/{}", url_path(&path)?);
+            let response = checked(
+                api.request("PUT", &target, Some((&content_type, &body))),
+                &api,
+            )?;
+            let info = response.json()?;
+            println!(
+                "stored {} ({} bytes, etag {})",
+                path,
+                info["size"],
+                info["etag"].as_str().unwrap_or("-")
+            );
+        }
+        DataCommand::Get { home, path, out } => {
+            let api = client(home)?;
+            let response = checked(api.get(&format!("/v1/objects/{}", url_path(&path)?)), &api)?;
+            write_out(out, &response.body)?;
+        }
+        DataCommand::Ls { home, prefix } => {
+            let api = client(home)?;
+            let target = format!("/v1/objects?prefix={}", query_value(&prefix)?);
+            print_listing(&checked(api.get(&target), &api)?)?;
+        }
+        DataCommand::Rm { home, path } => {
+            let api = client(home)?;
+            let target = format!("/v1/objects/{}", url_path(&path)?);
+            checked(api.request("DELETE", &target, None), &api)?;
+            println!("deleted {path}");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn peer(command: PeerCommand) -> anyhow::Result<()> {
+    match command {
+        PeerCommand::Get {
+            home,
+            member,
+            path,
+            out,
+        } => {
+            let api = client(home)?;
+            let target = format!(
+                "/v1/peers/{}/objects/{}",
+                url_path(&member)?,
+                url_path(&path)?
+            );
+            let response = checked(api.get(&target), &api)?;
+            write_out(out, &response.body)?;
+        }
+        PeerCommand::Ls {
+            home,
+            member,
+            prefix,
+        } => {
+            let api = client(home)?;
+            let target = format!(
+                "/v1/peers/{}/objects?prefix={}",
+                url_path(&member)?,
+                query_value(&prefix)?
+            );
+            print_listing(&checked(api.get(&target), &api)?)?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Show the newest gateway decisions (through the running node).

@@ -355,18 +355,24 @@ fn print_walkthrough(testnet: &Testnet) {
         return;
     };
     let (home_a, home_b) = (a.home.display(), b.home.display());
+    let (name_a, name_b) = (&a.name, &b.name);
     println!("\ntry it:");
+    println!("  # {name_a} stores a file");
     println!(
-        "  # {} grants {} read access to its shipments for 30 days; the others endorse it",
-        a.name, b.name
+        "  printf 'id,port\\n1,Rotterdam\\n' | quorate data put --home {home_a} datasets/shipments/2026-11.csv --content-type text/csv"
+    );
+    println!("  # {name_b} asks for it through its own node: refused, it holds no grant");
+    println!("  quorate peer get --home {home_b} {name_a} datasets/shipments/2026-11.csv");
+    println!(
+        "  # {name_a} grants {name_b} read access to its shipments for 30 days; the others endorse it"
     );
     println!(
-        "  quorate proposal grant --home {home_a} --to {} --resource 'datasets/shipments/*' --action read --days 30",
-        b.name
+        "  quorate proposal grant --home {home_a} --to {name_b} --resource 'datasets/shipments/*' --action read --days 30"
     );
-    println!("  # every node holds the committed grant");
-    println!("  quorate grant list --home {home_b}");
-    println!("  # a proof of it, checked offline from genesis");
+    println!("  # now it is served (and both decisions are in {name_a}'s audit log)");
+    println!("  quorate peer get --home {home_b} {name_a} datasets/shipments/2026-11.csv");
+    println!("  quorate audit tail --home {home_a}");
+    println!("  # a proof of the grant, checked offline from genesis");
     println!(
         "  quorate grant proof GRANT_ID --home {home_b} --out grant.proof && quorate grant verify grant.proof"
     );

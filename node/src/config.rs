@@ -258,6 +258,9 @@ mod tests {
         let text = include_str!("../../docs/config.example.toml");
         let config = Config::parse(text).unwrap();
         assert_eq!(config.node.name, "org-a");
+        // The documented values are the defaults.
+        assert_eq!(config.consensus, ConsensusSection::default());
+        assert_eq!(config.gateway, GatewaySection::default());
     }
 
     #[test]

@@ -39,6 +39,12 @@ enum Command {
     /// List committed grants; write and verify grant proofs.
     #[command(subcommand)]
     Grant(cli_api::GrantCommand),
+    /// Store, read, list and delete this organization's objects.
+    #[command(subcommand)]
+    Data(cli_api::DataCommand),
+    /// Read other members' objects under their grants.
+    #[command(subcommand)]
+    Peer(cli_api::PeerCommand),
     /// Show gateway decisions; verify an audit log's hash chain.
     #[command(subcommand)]
     Audit(cli_api::AuditCommand),
@@ -167,6 +173,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Proposal(command) => cli_api::proposal(command)?,
         Command::Grant(command) => cli_api::grant(command)?,
         Command::Audit(command) => cli_api::audit(command)?,
+        Command::Data(command) => cli_api::data(command)?,
+        Command::Peer(command) => cli_api::peer(command)?,
         Command::Testnet(command) => cli_testnet::run(command)?,
         Command::Node(NodeCommand::Run { home }) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
