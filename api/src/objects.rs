@@ -106,6 +106,9 @@ pub struct ObjectBody {
     pub span: (u64, u64),
     /// Whether a range was asked for (then the answer is 206).
     pub partial: bool,
+    /// Whether `span` is known to be exact (else no `Content-Length`: a
+    /// proxied upstream that did not say).
+    pub sized: bool,
     /// The bytes, streamed.
     pub body: Body,
 }
@@ -121,7 +124,9 @@ impl std::fmt::Debug for ObjectBody {
 
 /// Headers describing `info` (no body).
 pub fn object_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
+    if info.etag.is_empty() {
+        // A proxied upstream answer has no ETag of ours.
+    } else if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
         headers.insert(header::ETAG, etag);
     }
     let content_type = HeaderValue::from_str(&info.content_type)
@@ -141,7 +146,9 @@ impl IntoResponse for ObjectBody {
         let mut response = (status, self.body).into_response();
         let headers = response.headers_mut();
         object_headers(&self.info, headers);
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        if self.sized {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        }
         if self.partial
             && let Ok(range) = HeaderValue::from_str(&format!(
                 "bytes {start}-{}/{}",

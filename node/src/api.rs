@@ -342,6 +342,7 @@ impl Node for LocalNode {
             info,
             span: (start, end),
             partial: range.is_some(),
+            sized: true,
             body: Body::from_stream(first.chain(rest)),
         })
     }

@@ -41,6 +41,9 @@ pub struct Config {
     /// The gateway's limits.
     #[serde(default)]
     pub gateway: GatewaySection,
+    /// Resource prefixes served by existing HTTP services.
+    #[serde(default)]
+    pub upstream: Vec<crate::upstream::UpstreamSection>,
 }
 
 /// `[gateway]`: what every inbound request from a member is held to.

@@ -32,6 +32,7 @@ use crate::driver::{self, GatewayRequest, Status};
 use crate::network;
 use crate::objects::{LIST_LIMIT_MAX, ObjectError, ObjectStore};
 use crate::protocol::{self, OBJECT_CHUNK_BYTES, Request, Response};
+use crate::upstream::Upstreams;
 
 /// Rate-limit buckets kept; past this the oldest are forgotten (members and
 /// grants are bounded by the ledger, so this is a backstop).
@@ -51,6 +52,7 @@ struct Inner {
     state: watch::Receiver<Arc<State>>,
     status: watch::Receiver<Status>,
     objects: Arc<ObjectStore>,
+    upstreams: Arc<Upstreams>,
     auditor: Auditor,
     config: GatewaySection,
     limits: Mutex<Limits>,
@@ -134,6 +136,7 @@ impl Gateway {
         name: String,
         handle: &driver::Handle,
         objects: Arc<ObjectStore>,
+        upstreams: Arc<Upstreams>,
         auditor: Auditor,
         config: GatewaySection,
     ) -> Self {
@@ -145,6 +148,7 @@ impl Gateway {
                 state: handle.state(),
                 status: handle.status_receiver(),
                 objects,
+                upstreams,
                 auditor,
                 config,
                 limits: Mutex::new(Limits::default()),
@@ -334,7 +338,11 @@ impl Gateway {
     ) -> Result<ObjectBody, Problem> {
         let outcome = async {
             let allowed = self.check(caller, Action::Read, path)?;
-            let object = open_range(&self.inner.objects, path, range).await?;
+            let object = if self.inner.upstreams.serves(path) {
+                self.proxy(path).await?
+            } else {
+                open_range(&self.inner.objects, path, range).await?
+            };
             Ok((allowed, object))
         }
         .await;
@@ -363,6 +371,71 @@ impl Gateway {
                 Err(problem)
             }
         }
+    }
+
+    /// An upstream's answer as an object body (streamed, whole: `Range`
+    /// is not forwarded, which RFC 9110 allows).
+    async fn proxy(&self, path: &ResourcePath) -> Result<ObjectBody, Problem> {
+        let response = self.inner.upstreams.get(path).await?;
+        let size = response.length.unwrap_or(0);
+        Ok(ObjectBody {
+            info: ObjectInfo {
+                path: path.to_string(),
+                size,
+                etag: String::new(),
+                content_type: response.content_type,
+                modified_ms: 0,
+            },
+            span: (0, size),
+            partial: false,
+            sized: response.length.is_some(),
+            body: response.body,
+        })
+    }
+
+    /// An upstream's answer for the libp2p path: buffered, so at most one
+    /// chunk; `range` applied here.
+    async fn proxy_chunk(
+        &self,
+        path: &ResourcePath,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, u64, u64, Vec<u8>), Problem> {
+        let response = self.inner.upstreams.get(path).await?;
+        let limit = OBJECT_CHUNK_BYTES as usize;
+        let mut data = Vec::new();
+        let mut stream = response.body.into_data_stream();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| {
+                problem(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-failed",
+                    format!("the upstream body broke off: {e}"),
+                )
+            })?;
+            if data.len() + chunk.len() > limit {
+                return Err(problem(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-too-large",
+                    format!("upstream answers over {limit} bytes are served over signed HTTP only"),
+                ));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        let info = ObjectInfo {
+            path: path.to_string(),
+            size: data.len() as u64,
+            etag: blake3::hash(&data).to_hex().to_string(),
+            content_type: response.content_type,
+            modified_ms: 0,
+        };
+        let (start, end) = match range {
+            None => (0, info.size),
+            Some(range) => range
+                .resolve(info.size)
+                .ok_or_else(|| unsatisfiable(info.size))?,
+        };
+        let data = data[start as usize..end as usize].to_vec();
+        Ok((info, start, end, data))
     }
 
     /// The pipeline for a listing: only objects the caller may `list`.
@@ -544,6 +617,9 @@ impl Gateway {
     ) -> Result<Response, Problem> {
         let outcome = async {
             let allowed = self.check(from, Action::Read, path)?;
+            if self.inner.upstreams.serves(path) {
+                return Ok((allowed, self.proxy_chunk(path, range).await?));
+            }
             let store = self.inner.objects.clone();
             let owned = path.clone();
             let read =
@@ -624,6 +700,7 @@ pub async fn open_range(
         info,
         span,
         partial: range.is_some(),
+        sized: true,
         body: Body::from_stream(stream),
     })
 }

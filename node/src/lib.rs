@@ -21,3 +21,4 @@ pub mod network;
 pub mod objects;
 pub mod protocol;
 pub mod run;
+pub mod upstream;

@@ -117,6 +117,8 @@ pub async fn start(
     let data = data_dir(home, &config);
     let objects = crate::objects::ObjectStore::open(&data.join("objects"))
         .with_context(|| format!("cannot open the object store in {}", data.display()))?;
+    let upstreams =
+        crate::upstream::Upstreams::new(&config.upstream).context("config [[upstream]]")?;
     let (auditor, _audit_task) = crate::audit::Auditor::start(data.join("audit.log"))
         .context("cannot open the audit log")?;
     let gateway = crate::gateway::Gateway::new(
@@ -124,6 +126,7 @@ pub async fn start(
         config.node.name.clone(),
         &handle,
         std::sync::Arc::new(objects),
+        std::sync::Arc::new(upstreams),
         auditor,
         config.gateway.clone(),
     );

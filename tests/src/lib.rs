@@ -7,7 +7,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use quorate_api::signature::{RequestParts, sign_request};
+use quorate_did::Keypair;
+use quorate_testnet::client::{ApiClient, Response};
 
 /// The `quorate` binary: `$QUORATE_BIN` if set, else the one cargo built next
 /// to this test executable (`target/<profile>/quorate`).
@@ -238,4 +242,72 @@ pub fn grants(home: &Path) -> Vec<serde_json::Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// Org `name`'s local API, with its admin token.
+pub fn admin(net: &Testnet, name: &str) -> ApiClient {
+    let home = net.home(name);
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    let listen = config
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+        .map(|rest| format!("127.0.0.1:{}", rest.trim_end_matches('"')))
+        .unwrap();
+    let token = std::fs::read_to_string(home.join("admin.token")).unwrap();
+    ApiClient::new(listen, token.trim())
+}
+
+/// An organization's key.
+pub fn key(net: &Testnet, name: &str) -> Keypair {
+    quorate_did::keyfile::load(&net.home(name).join("key.pem")).unwrap()
+}
+
+/// A GET to `api`'s gateway signed by `signer` (keyid = `keyid`'s DID).
+pub fn signed_get(
+    api: &ApiClient,
+    path: &str,
+    signer: &Keypair,
+    nonce: &str,
+) -> (Response, Vec<(String, String)>) {
+    let target = format!("http://{}{path}", api.address());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let parts = RequestParts {
+        method: "GET",
+        target_uri: &target,
+        headers: &[],
+    };
+    let sig = sign_request(&parts, &["@method", "@target-uri"], signer, created, nonce).unwrap();
+    let headers = vec![
+        ("Signature-Input".to_owned(), sig.signature_input),
+        ("Signature".to_owned(), sig.signature),
+    ];
+    (send(api, path, &headers), headers)
+}
+
+/// A GET with exactly these header fields.
+pub fn send(api: &ApiClient, path: &str, headers: &[(String, String)]) -> Response {
+    let borrowed: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    api.request_with("GET", path, &borrowed, None).unwrap()
+}
+
+/// The problem type's code of a problem+json response.
+pub fn problem_type(response: &Response) -> String {
+    assert_eq!(
+        response.content_type.as_deref(),
+        Some("application/problem+json"),
+        "status {} body {}",
+        response.status,
+        response.text()
+    );
+    response.json().unwrap()["type"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("urn:quorate:problem:")
+        .to_owned()
 }

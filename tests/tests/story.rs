@@ -6,77 +6,11 @@
 //! A's audit log holds every decision and its hash chain verifies.
 //! Method: a 4-node testnet of real processes; every wait bounded.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use quorate_api::signature::{RequestParts, sign_request};
-use quorate_did::Keypair;
-use quorate_testnet::client::{ApiClient, Response};
-use quorate_tests::{Testnet, eventually, grants, home_arg, run, run_ok};
-
-/// A's local API as org `name` sees it (admin token of that node).
-fn admin(net: &Testnet, name: &str) -> ApiClient {
-    let home = net.home(name);
-    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
-    let listen = config
-        .lines()
-        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
-        .map(|rest| format!("127.0.0.1:{}", rest.trim_end_matches('"')))
-        .unwrap();
-    let token = std::fs::read_to_string(home.join("admin.token")).unwrap();
-    ApiClient::new(listen, token.trim())
-}
-
-fn key(net: &Testnet, name: &str) -> Keypair {
-    quorate_did::keyfile::load(&net.home(name).join("key.pem")).unwrap()
-}
-
-/// A GET to `api`'s gateway signed by `signer` (keyid = `keyid`'s DID).
-fn signed_get(
-    api: &ApiClient,
-    path: &str,
-    signer: &Keypair,
-    nonce: &str,
-) -> (Response, Vec<(String, String)>) {
-    let target = format!("http://{}{path}", api.address());
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let parts = RequestParts {
-        method: "GET",
-        target_uri: &target,
-        headers: &[],
-    };
-    let sig = sign_request(&parts, &["@method", "@target-uri"], signer, created, nonce).unwrap();
-    let headers = vec![
-        ("Signature-Input".to_owned(), sig.signature_input),
-        ("Signature".to_owned(), sig.signature),
-    ];
-    (send(api, path, &headers), headers)
-}
-
-fn send(api: &ApiClient, path: &str, headers: &[(String, String)]) -> Response {
-    let borrowed: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    api.request_with("GET", path, &borrowed, None).unwrap()
-}
-
-fn problem_type(response: &Response) -> String {
-    assert_eq!(
-        response.content_type.as_deref(),
-        Some("application/problem+json"),
-        "status {} body {}",
-        response.status,
-        response.text()
-    );
-    response.json().unwrap()["type"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("urn:quorate:problem:")
-        .to_owned()
-}
+use quorate_tests::{
+    Testnet, admin, eventually, grants, home_arg, key, problem_type, run, run_ok, send, signed_get,
+};
 
 #[test]
 fn grant_fetch_refuse_revoke_and_audit() {
