@@ -48,6 +48,9 @@ pub enum ProposalRequest {
         /// Why.
         #[serde(default)]
         purpose: Option<String>,
+        /// At most this many requests per window under this grant.
+        #[serde(default)]
+        rate_limit: Option<quorate_contracts::RateLimit>,
     },
     /// Revoke a grant (alone if this organization granted it).
     Revoke {

@@ -35,6 +35,9 @@ pub(crate) enum ProposalCommand {
         /// Why the data is shared.
         #[arg(long)]
         purpose: Option<String>,
+        /// A rate limit under this grant: REQUESTS/SECONDS, e.g. 100/60.
+        #[arg(long, value_name = "N/SECS", value_parser = parse_rate)]
+        rate: Option<(u32, u32)>,
     },
     /// Propose revoking a grant (alone, if this organization granted it).
     Revoke {
@@ -382,6 +385,17 @@ pub(crate) fn audit(command: AuditCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_rate(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?} is not REQUESTS/SECONDS (e.g. 100/60)");
+    let (n, secs) = text.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.parse().map_err(|_| bad())?;
+    let secs: u32 = secs.parse().map_err(|_| bad())?;
+    if n == 0 || secs == 0 {
+        return Err(bad());
+    }
+    Ok((n, secs))
+}
+
 /// The local API of the node in `home`.
 fn client(home: HomeArg) -> anyhow::Result<ApiClient> {
     let home = NodeHome::new(home.home);
@@ -422,6 +436,7 @@ pub(crate) fn proposal(command: ProposalCommand) -> anyhow::Result<()> {
             actions,
             days,
             purpose,
+            rate,
         } => {
             let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
             let body = serde_json::json!({ "grant": {
@@ -430,6 +445,9 @@ pub(crate) fn proposal(command: ProposalCommand) -> anyhow::Result<()> {
                 "actions": actions,
                 "not_after_ms": now + days * 86_400_000,
                 "purpose": purpose,
+                "rate_limit": rate.map(|(requests, per_seconds)| serde_json::json!({
+                    "requests": requests, "per_seconds": per_seconds
+                })),
             }});
             let api = client(home)?;
             let response = checked(api.post_json("/v1/proposals", &body), &api)?;

@@ -887,6 +887,7 @@ impl Driver {
                 not_before_ms,
                 not_after_ms,
                 purpose,
+                rate_limit,
             } => {
                 let grantor = self.me().ok_or("this node is not a member")?;
                 let grantee = state
@@ -912,7 +913,7 @@ impl Driver {
                     not_before: Timestamp(not_before_ms.unwrap_or(now().0)),
                     not_after: Timestamp(not_after_ms),
                     purpose,
-                    rate_limit: None,
+                    rate_limit,
                 }))
             }
             ProposalRequest::Revoke { grant } => Ok(Body::Revoke {

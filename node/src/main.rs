@@ -297,7 +297,10 @@ async fn run_node(home: NodeHome) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} for the local API", config.api.listen))?;
     let node = quorate_node::run::start(&home, shutdown()).await?;
     let skew = config.gateway.signature_skew.0.as_secs().max(1);
-    let router = quorate_api::local::router(node.local.clone(), token, skew);
+    // Requests beyond the limit wait for a slot rather than pile up work.
+    let router = quorate_api::local::router(node.local.clone(), token, skew).layer(
+        tower::limit::GlobalConcurrencyLimitLayer::new(config.gateway.concurrency.max(1)),
+    );
     tracing::info!(address = %config.api.listen, "local API listening");
     let api = tokio::spawn(quorate_api::local::serve(listener, router, shutdown()));
     let result = node.task.await.context("the node task panicked")?;

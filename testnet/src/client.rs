@@ -31,11 +31,22 @@ pub struct Response {
     pub status: u16,
     /// `Content-Type`, if any.
     pub content_type: Option<String>,
+    /// Every header field, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as (lossy) text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -164,6 +175,7 @@ fn read_response(mut reader: impl BufRead) -> std::io::Result<Response> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| invalid("bad status line"))?;
     let (mut length, mut chunked, mut content_type) = (None, false, None);
+    let mut headers = Vec::new();
     loop {
         let line = read_line(&mut reader, &mut budget)?;
         if line.is_empty() {
@@ -173,7 +185,9 @@ fn read_response(mut reader: impl BufRead) -> std::io::Result<Response> {
             return Err(invalid("bad header line"));
         };
         let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
+        let name = name.trim().to_ascii_lowercase();
+        headers.push((name.clone(), value.to_owned()));
+        match name.as_str() {
             "content-length" => {
                 length = Some(
                     value
@@ -206,6 +220,7 @@ fn read_response(mut reader: impl BufRead) -> std::io::Result<Response> {
     Ok(Response {
         status,
         content_type,
+        headers,
         body,
     })
 }
