@@ -483,6 +483,10 @@ impl Node for LocalNode {
         }
         out
     }
+
+    async fn ready(&self) -> Result<(), Problem> {
+        self.gateway.ready()
+    }
 }
 
 /// Our problem code for a peer's refusal code (so a peer cannot put

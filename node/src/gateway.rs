@@ -192,16 +192,15 @@ impl Gateway {
         )
     }
 
-    /// Freshness, membership, grants, rate limits.
-    fn check(&self, caller: &Did, action: Action, path: &ResourcePath) -> Result<Allowed, Problem> {
-        let config = &self.inner.config;
+    /// Fresh enough to decide: refuses with `stale-ledger` otherwise.
+    pub fn ready(&self) -> Result<(), Problem> {
         let age = self
             .inner
             .status
             .borrow()
             .last_commit
             .map(|at| at.elapsed());
-        if age.is_none_or(|age| age > config.max_ledger_age.0) {
+        if age.is_none_or(|age| age > self.inner.config.max_ledger_age.0) {
             let mut p = problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stale-ledger",
@@ -210,6 +209,12 @@ impl Gateway {
             p.retry_after_secs = Some(1);
             return Err(p);
         }
+        Ok(())
+    }
+
+    /// Freshness, membership, grants, rate limits.
+    fn check(&self, caller: &Did, action: Action, path: &ResourcePath) -> Result<Allowed, Problem> {
+        self.ready()?;
         let state = self.state();
         let Some(owner) = state.member_by_did(&self.inner.me) else {
             return Err(problem(
