@@ -57,6 +57,18 @@ pub enum ProposalRequest {
         /// The grant id (hex).
         grant: String,
     },
+    /// Admit a new organization (a quorum must endorse).
+    AddMember {
+        /// Its short name.
+        name: String,
+        /// Its did:key.
+        did: String,
+    },
+    /// Remove a member (a quorum must endorse); its grants end.
+    RemoveMember {
+        /// The member's name or did:key.
+        member: String,
+    },
 }
 
 /// The node as the API sees it.

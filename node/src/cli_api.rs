@@ -46,6 +46,25 @@ pub(crate) enum ProposalCommand {
         /// The grant id (64 hex digits).
         grant: String,
     },
+    /// Propose admitting a new organization (its did:key from
+    /// `quorate did show --did-only` on its node).
+    AddMember {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Its short name.
+        #[arg(long)]
+        name: String,
+        /// Its did:key.
+        #[arg(long)]
+        did: String,
+    },
+    /// Propose removing a member; its grants end when it is removed.
+    RemoveMember {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The member's name or did:key.
+        member: String,
+    },
     /// List the proposals the node knows, with their state.
     List {
         #[command(flatten)]
@@ -456,6 +475,18 @@ pub(crate) fn proposal(command: ProposalCommand) -> anyhow::Result<()> {
         ProposalCommand::Revoke { home, grant } => {
             let api = client(home)?;
             let body = serde_json::json!({ "revoke": { "grant": grant } });
+            let response = checked(api.post_json("/v1/proposals", &body), &api)?;
+            println!("{}", id_of(&response)?);
+        }
+        ProposalCommand::AddMember { home, name, did } => {
+            let api = client(home)?;
+            let body = serde_json::json!({ "add_member": { "name": name, "did": did } });
+            let response = checked(api.post_json("/v1/proposals", &body), &api)?;
+            println!("{}", id_of(&response)?);
+        }
+        ProposalCommand::RemoveMember { home, member } => {
+            let api = client(home)?;
+            let body = serde_json::json!({ "remove_member": { "member": member } });
             let response = checked(api.post_json("/v1/proposals", &body), &api)?;
             println!("{}", id_of(&response)?);
         }

@@ -31,6 +31,21 @@ pub(crate) enum TestnetCommand {
         #[arg(long, value_enum, default_value_t = ApprovalArg::Auto)]
         approval: ApprovalArg,
     },
+    /// A new organization joins: its own home and key, a node that syncs
+    /// and verifies the ledger from genesis, and an AddMember proposal
+    /// (filed by a member, the sponsor). Under auto approval it becomes a
+    /// member once a quorum endorses; under manual approval the command
+    /// prints the approvals to run.
+    Join {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The new organization's name (lowercase letters, digits, '-').
+        #[arg(long)]
+        name: String,
+        /// The member that files the proposal (default: the first running).
+        #[arg(long)]
+        sponsor: Option<String>,
+    },
     /// Show each node's state, height, peers and pending proposals.
     Status {
         #[command(flatten)]
@@ -116,6 +131,7 @@ pub(crate) fn run(command: TestnetCommand) -> anyhow::Result<()> {
             detach,
             approval,
         } => up(&dir.dir, nodes.into(), detach, approval),
+        TestnetCommand::Join { dir, name, sponsor } => join(&dir.dir, &name, sponsor.as_deref()),
         TestnetCommand::Status { dir } => {
             print_status(&Testnet::open(&dir.dir)?);
             Ok(())
@@ -221,6 +237,90 @@ fn up(dir: &Path, n: usize, detach: bool, approval: ApprovalArg) -> anyhow::Resu
     }
     monitor(&testnet)?;
     down(&testnet)
+}
+
+fn join(dir: &Path, name: &str, sponsor: Option<&str>) -> anyhow::Result<()> {
+    let quorate = quorate_bin()?;
+    let mut testnet = Testnet::open(dir)?;
+    let sponsor = match sponsor {
+        Some(sponsor) => testnet.node(sponsor)?.clone(),
+        None => testnet
+            .nodes()
+            .iter()
+            .find(|n| testnet.status(n).status.is_some())
+            .cloned()
+            .context("no node of the testnet is running; `quorate testnet up` first")?,
+    };
+    let spec = testnet.add_node(name, &quorate)?;
+    let mut child = testnet.start(&spec, &quorate)?;
+    println!("started {name} (pid {}): {}", child.id(), spec.did);
+    // Synced: within a few blocks of the sponsor, from genesis, verified.
+    let deadline = Instant::now() + UP_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!("{name} exited ({status}): {}", testnet.log_tail(&spec, 1)?);
+        }
+        let mine = testnet.status(&spec).height();
+        let theirs = testnet.status(&sponsor).height();
+        if let (Some(mine), Some(theirs)) = (mine, theirs)
+            && mine + 2 >= theirs
+            && mine > 0
+        {
+            println!("{name} synced and verified the ledger to height {mine}");
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name} did not sync within {UP_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = serde_json::json!({ "add_member": { "name": name, "did": spec.did } });
+    let response = Testnet::client(&sponsor)
+        .post_json("/v1/proposals", &body)
+        .with_context(|| format!("cannot reach {}", sponsor.name))?;
+    anyhow::ensure!(
+        response.is_success(),
+        "{} refused the proposal: {}",
+        sponsor.name,
+        response.problem_detail()
+    );
+    let id = response.json()?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!("{} proposed adding {name}: {id}", sponsor.name);
+    let manual = std::fs::read_to_string(sponsor.home.join("config.toml"))?
+        .contains("approval = \"manual\"");
+    if manual {
+        println!("manual approval: a quorum must endorse it, e.g.");
+        for node in testnet
+            .nodes()
+            .iter()
+            .filter(|n| n.name != sponsor.name && n.name != name)
+        {
+            println!(
+                "  quorate proposal approve {id} --home {}",
+                node.home.display()
+            );
+        }
+        return Ok(());
+    }
+    while Instant::now() < deadline {
+        let member = testnet
+            .status(&spec)
+            .status
+            .is_some_and(|s| s["is_member"] == true);
+        if member {
+            println!("{name} is a member");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!(
+        "{name} was not admitted within {UP_TIMEOUT:?}; see `quorate proposal list --home {}`",
+        sponsor.home.display()
+    )
 }
 
 /// Live status until SIGINT or SIGTERM.

@@ -919,6 +919,21 @@ impl Driver {
             ProposalRequest::Revoke { grant } => Ok(Body::Revoke {
                 grant: grant.parse()?,
             }),
+            ProposalRequest::AddMember { name, did } => {
+                let did = did
+                    .parse()
+                    .map_err(|e| format!("{did:?} is not a did:key: {e}"))?;
+                Ok(Body::AddMember(quorate_contracts::NewMember { name, did }))
+            }
+            ProposalRequest::RemoveMember { member } => {
+                let member = state
+                    .members
+                    .values()
+                    .find(|m| m.name == member || m.did.to_string() == member)
+                    .map(|m| m.id)
+                    .ok_or_else(|| format!("no member named {member:?}"))?;
+                Ok(Body::RemoveMember { member })
+            }
         }
     }
 

@@ -139,9 +139,21 @@ impl Testnet {
                 )?;
             }
         }
+        let testnet = Self {
+            dir: dir.to_owned(),
+            chain_id,
+            nodes,
+        };
+        testnet.write_manifest()?;
+        Ok(testnet)
+    }
+
+    /// Writes the manifest atomically: a directory with one is whole.
+    fn write_manifest(&self) -> anyhow::Result<()> {
         let manifest = Manifest {
-            chain_id: chain_id.clone(),
-            nodes: nodes
+            chain_id: self.chain_id.clone(),
+            nodes: self
+                .nodes
                 .iter()
                 .map(|n| ManifestNode {
                     name: n.name.clone(),
@@ -152,15 +164,38 @@ impl Testnet {
                 })
                 .collect(),
         };
-        // Written last and atomically: a directory with a manifest is whole.
-        let tmp = dir.join(format!("{MANIFEST_FILE}.partial"));
+        let tmp = self.dir.join(format!("{MANIFEST_FILE}.partial"));
         std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
-        std::fs::rename(&tmp, dir.join(MANIFEST_FILE))?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            chain_id,
-            nodes,
-        })
+        std::fs::rename(&tmp, self.dir.join(MANIFEST_FILE))?;
+        Ok(())
+    }
+
+    /// A new organization's home for this testnet: its own key, the
+    /// testnet's genesis, the others as bootstrap peers, the same approval
+    /// mode. It is not a member until a quorum admits it.
+    pub fn add_node(&mut self, name: &str, quorate: &Path) -> anyhow::Result<NodeSpec> {
+        ensure!(
+            self.nodes.iter().all(|n| n.name != name),
+            "{name} is already in this testnet"
+        );
+        let first = self.nodes.first().context("the testnet has no nodes")?;
+        let genesis = std::fs::read(first.home.join("genesis.cbor"))?;
+        let approval_line = std::fs::read_to_string(first.home.join("config.toml"))?
+            .lines()
+            .find(|l| l.starts_with("approval = "))
+            .map(str::to_owned)
+            .context("no approval line in the first node's config")?;
+        let (spec, _key) = crate::init_home(&self.dir, name, quorate)?;
+        std::fs::write(spec.home.join("genesis.cbor"), genesis)?;
+        let peers: Vec<&str> = self.nodes.iter().map(|n| n.p2p.as_str()).collect();
+        crate::set_bootstrap(&spec.home, &peers)?;
+        let config_path = spec.home.join("config.toml");
+        let config =
+            std::fs::read_to_string(&config_path)?.replace("approval = \"auto\"", &approval_line);
+        std::fs::write(&config_path, config)?;
+        self.nodes.push(spec.clone());
+        self.write_manifest()?;
+        Ok(spec)
     }
 
     /// Opens the testnet in `dir`.

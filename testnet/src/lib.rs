@@ -62,6 +62,60 @@ fn peer_id(key: &Keypair) -> anyhow::Result<String> {
         .to_string())
 }
 
+/// Creates `DIR/NAME` with `quorate node init` on free ports of 127.0.0.1.
+pub fn init_home(dir: &Path, name: &str, quorate: &Path) -> anyhow::Result<(NodeSpec, Keypair)> {
+    let home = dir.join(name);
+    let (api_port, p2p_port) = (free_port()?, free_port()?);
+    let out = Command::new(quorate)
+        .args([
+            "node",
+            "init",
+            "--name",
+            name,
+            "--api-port",
+            &api_port.to_string(),
+        ])
+        .args(["--p2p-port", &p2p_port.to_string(), "--home"])
+        .arg(&home)
+        .output()
+        .with_context(|| format!("cannot run {}", quorate.display()))?;
+    if !out.status.success() {
+        bail!(
+            "quorate node init failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let key = keyfile::load(&home.join("key.pem"))?;
+    let token =
+        String::from_utf8(keyfile::read_secret_file(&home.join("admin.token"), 1024)?.to_vec())?;
+    let spec = NodeSpec {
+        did: key.did().to_string(),
+        api: format!("127.0.0.1:{api_port}"),
+        p2p: format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{}", peer_id(&key)?),
+        token: token.trim().to_owned(),
+        name: name.to_owned(),
+        home,
+    };
+    Ok((spec, key))
+}
+
+/// Points `home`'s config at `peers` (bootstrap multiaddrs).
+pub fn set_bootstrap(home: &Path, peers: &[&str]) -> anyhow::Result<()> {
+    let config_path = home.join("config.toml");
+    let config = std::fs::read_to_string(&config_path)?;
+    ensure!(
+        config.contains("bootstrap = []"),
+        "config template changed: no empty bootstrap line"
+    );
+    let quoted: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    let config = config.replace(
+        "bootstrap = []",
+        &format!("bootstrap = [{}]", quoted.join(", ")),
+    );
+    std::fs::write(&config_path, config)?;
+    Ok(())
+}
+
 /// Creates `n` node homes under `dir`, a genesis signed by all of them, and
 /// configs whose bootstrap lists name every other node.
 pub fn generate(
@@ -75,40 +129,8 @@ pub fn generate(
     let mut specs = Vec::new();
     let mut keys = Vec::new();
     for i in 0..n {
-        let name = org_name(i);
-        let home = dir.join(&name);
-        let (api_port, p2p_port) = (free_port()?, free_port()?);
-        let out = Command::new(quorate)
-            .args([
-                "node",
-                "init",
-                "--name",
-                &name,
-                "--api-port",
-                &api_port.to_string(),
-            ])
-            .args(["--p2p-port", &p2p_port.to_string(), "--home"])
-            .arg(&home)
-            .output()
-            .with_context(|| format!("cannot run {}", quorate.display()))?;
-        if !out.status.success() {
-            bail!(
-                "quorate node init failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let key = keyfile::load(&home.join("key.pem"))?;
-        let token = String::from_utf8(
-            keyfile::read_secret_file(&home.join("admin.token"), 1024)?.to_vec(),
-        )?;
-        specs.push(NodeSpec {
-            did: key.did().to_string(),
-            api: format!("127.0.0.1:{api_port}"),
-            p2p: format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{}", peer_id(&key)?),
-            token: token.trim().to_owned(),
-            name,
-            home,
-        });
+        let (spec, key) = init_home(dir, &org_name(i), quorate)?;
+        specs.push(spec);
         keys.push(key);
     }
     let members: Vec<(&str, &Keypair)> = specs
@@ -123,22 +145,12 @@ pub fn generate(
     let bytes = codec::encode(&block)?;
     for spec in &specs {
         std::fs::write(spec.home.join("genesis.cbor"), &bytes)?;
-        let config_path = spec.home.join("config.toml");
-        let config = std::fs::read_to_string(&config_path)?;
-        let peers: Vec<String> = specs
+        let peers: Vec<&str> = specs
             .iter()
             .filter(|s| s.name != spec.name)
-            .map(|s| format!("\"{}\"", s.p2p))
+            .map(|s| s.p2p.as_str())
             .collect();
-        let config = config.replace(
-            "bootstrap = []",
-            &format!("bootstrap = [{}]", peers.join(", ")),
-        );
-        ensure!(
-            config.contains("bootstrap = ["),
-            "config template changed: no bootstrap line"
-        );
-        std::fs::write(&config_path, config)?;
+        set_bootstrap(&spec.home, &peers)?;
     }
     Ok(specs)
 }

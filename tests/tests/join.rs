@@ -1,0 +1,116 @@
+//! Goal: a fifth organization joins a running consortium: its node syncs
+//! and verifies the ledger from genesis, a quorum of operators votes it in,
+//! and from then on it counts: a grant needs its approval to reach the new,
+//! larger quorum, and it can be granted data and fetch it.
+//! Method: a 4-node testnet under manual approval; `testnet join`;
+//! approvals through the CLI; every wait bounded.
+
+use std::path::Path;
+use std::time::Duration;
+
+use quorate_tests::{Testnet, admin, eventually, grants, home_arg, run_ok};
+
+fn approve(id: &str, home: &Path) {
+    run_ok(&["proposal", "approve", id, "--home", &home_arg(home)]);
+}
+
+#[test]
+fn a_fifth_organization_joins_is_voted_in_and_then_counts() {
+    let (net, _) = Testnet::up(&["--nodes", "4", "--approval", "manual"]);
+    let out = net.cli(&["testnet", "join", "--name", "org-e"]);
+    assert!(out.contains("synced and verified"), "{out}");
+    let id = out
+        .lines()
+        .find_map(|l| l.split_once("proposed adding org-e: "))
+        .map(|(_, id)| id.trim().to_owned())
+        .unwrap_or_else(|| panic!("no proposal id in {out}"));
+    let e = admin(&net, "org-e");
+    let is_member = || {
+        e.get("/v1/status")
+            .ok()
+            .and_then(|r| r.json().ok())
+            .is_some_and(|s| s["is_member"] == true)
+    };
+    assert!(!is_member());
+
+    // The sponsor (org-a) proposed; b and c approve: 3 of 4 is the quorum.
+    for name in ["org-b", "org-c"] {
+        eventually(
+            Duration::from_secs(10),
+            "the proposal reaches every node",
+            || run_ok(&["proposal", "list", "--home", &home_arg(&net.home(name))]).contains(&id),
+        );
+        approve(&id, &net.home(name));
+    }
+    eventually(Duration::from_secs(20), "org-e is a member", is_member);
+    assert_eq!(net.row("org-e")[1], "running");
+
+    // Five members: a grant needs 4 signatures (grantor included).
+    let a = admin(&net, "org-a");
+    let put = a
+        .request(
+            "PUT",
+            "/v1/objects/welcome/pack.txt",
+            Some(("text/plain", b"hello")),
+        )
+        .unwrap();
+    assert_eq!(put.status, 201);
+    let grant = run_ok(&[
+        "proposal",
+        "grant",
+        "--home",
+        &home_arg(&net.home("org-a")),
+        "--to",
+        "org-e",
+        "--resource",
+        "welcome/*",
+        "--days",
+        "1",
+    ]);
+    let grant = grant.trim().to_owned();
+    for name in ["org-b", "org-c"] {
+        eventually(
+            Duration::from_secs(10),
+            "the grant proposal everywhere",
+            || run_ok(&["proposal", "list", "--home", &home_arg(&net.home(name))]).contains(&grant),
+        );
+        approve(&grant, &net.home(name));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        grants(&net.home("org-a"))
+            .iter()
+            .all(|g| g["id"] != grant.as_str()),
+        "committed with 3 of 5"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the grant proposal on org-e",
+        || run_ok(&["proposal", "list", "--home", &home_arg(&net.home("org-e"))]).contains(&grant),
+    );
+    approve(&grant, &net.home("org-e"));
+    eventually(
+        Duration::from_secs(20),
+        "the grant committed with org-e's approval",
+        || {
+            grants(&net.home("org-a"))
+                .iter()
+                .any(|g| g["id"] == grant.as_str())
+        },
+    );
+    let got = e.get("/v1/peers/org-a/objects/welcome/pack.txt").unwrap();
+    assert_eq!(
+        (got.status, got.body.as_slice()),
+        (200, &b"hello"[..]),
+        "{}",
+        got.text()
+    );
+
+    // The newcomer's ledger verifies from genesis.
+    net.cli(&["testnet", "down"]);
+    let verified = run_ok(&["ledger", "verify", "--home", &home_arg(&net.home("org-e"))]);
+    assert!(
+        verified.contains("members:       5") && verified.contains("OK"),
+        "{verified}"
+    );
+}
