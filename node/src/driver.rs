@@ -240,6 +240,9 @@ pub struct Driver {
     /// Peers' object and listing requests, handed to the gateway so disk
     /// reads never hold up agreement.
     gateway: Option<mpsc::Sender<GatewayRequest>>,
+    /// Test-only misbehaviour (`QUORATE_FAULT`).
+    #[cfg(feature = "fault-injection")]
+    faults: crate::fault::Faults,
 }
 
 /// A peer's request for the gateway: who asked (Noise-authenticated), what,
@@ -299,6 +302,8 @@ impl Driver {
             current_peer: None,
             state,
             gateway: None,
+            #[cfg(feature = "fault-injection")]
+            faults: crate::fault::Faults::from_env(),
         };
         driver.start_height(true)?;
         Ok((
@@ -391,6 +396,8 @@ impl Driver {
                 Some(blocks) = synced.recv() => self.on_synced(blocks),
                 _ = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
                 _ = housekeeping.tick() => {
+                    #[cfg(feature = "fault-injection")]
+                    self.forge().await;
                     self.mempool.expire(now(), self.chain()?.state().policy.proposal_ttl_ms);
                     self.peers = self.net.peers().await.len();
                     self.publish_status();
@@ -434,6 +441,19 @@ impl Driver {
                         Message::Proposal(p) => ConsensusMessage::Proposal(p),
                         Message::Vote(v) => ConsensusMessage::Vote(v),
                     };
+                    #[cfg(feature = "fault-injection")]
+                    if self.faults.equivocate
+                        && let ConsensusMessage::Vote(vote) = &message
+                    {
+                        let other = crate::fault::conflicting_vote(
+                            &self.config.consensus.chain_id,
+                            vote,
+                            &self.key,
+                        );
+                        let bytes = protocol::encode(&ConsensusMessage::Vote(other))?;
+                        let net = self.net.clone();
+                        tokio::spawn(async move { net.publish(Topic::Consensus, bytes).await });
+                    }
                     let bytes = protocol::encode(&message)?;
                     let net = self.net.clone();
                     tokio::spawn(async move { net.publish(Topic::Consensus, bytes).await });
@@ -458,8 +478,10 @@ impl Driver {
                     certificate,
                 } => self.on_decide(height, value, certificate)?,
                 Effect::Evidence(evidence) => {
-                    warn!(target: "consensus", ?evidence, "equivocation detected");
+                    // Kept (and logged) up to a bound: a peer equivocating
+                    // at every step must not flood memory or the log.
                     if self.evidence.len() < EVIDENCE_MAX {
+                        warn!(target: "consensus", ?evidence, "equivocation detected");
                         self.evidence.push(evidence);
                     }
                 }
@@ -1020,6 +1042,24 @@ impl Driver {
                 Response::Refused("no gateway".to_owned())
             }
             Err(_) => Response::Refused("malformed request".to_owned()),
+        }
+    }
+
+    /// Gossips forged grant proposals (fault injection).
+    #[cfg(feature = "fault-injection")]
+    async fn forge(&mut self) {
+        if !self.faults.forge_grant {
+            return;
+        }
+        let (Some(me), Some(chain)) = (self.me(), self.ledger.chain()) else {
+            return;
+        };
+        for entry in
+            crate::fault::forged_entries(chain.state(), chain.chain_id(), me, &self.key, now())
+        {
+            if let Ok(bytes) = protocol::encode(&MempoolMessage::Entry(Box::new(entry))) {
+                self.net.publish(Topic::Mempool, bytes).await;
+            }
         }
     }
 

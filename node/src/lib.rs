@@ -13,6 +13,8 @@ pub mod audit;
 pub mod config;
 pub mod driver;
 pub mod duration;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod gateway;
 pub mod home;
 pub mod lock;

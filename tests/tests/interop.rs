@@ -1,0 +1,90 @@
+//! Goal: a member needs no Quorate code to call a gateway: a request
+//! signed by an ordinary third-party RFC 9421 library (Python's
+//! `http-message-signatures`, Ed25519, keyid = the member's did:key) is
+//! served under a grant and refused without one.
+//! Method: a 4-node testnet; `tests/interop/rfc9421_client.py`. Skipped
+//! when the library is absent, unless QUORATE_REQUIRE_INTEROP is set
+//! (`.ci/run` installs it and sets it).
+
+use std::time::Duration;
+
+use quorate_tests::{Testnet, admin, eventually, grants, home_arg, run_ok};
+
+fn library_present() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import http_message_signatures, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_third_party_rfc9421_client_is_served_under_a_grant() {
+    if !library_present() {
+        assert!(
+            std::env::var_os("QUORATE_REQUIRE_INTEROP").is_none(),
+            "python3 with http-message-signatures is required"
+        );
+        eprintln!("skipped: python3 http-message-signatures is not installed");
+        return;
+    }
+    let (net, _) = Testnet::up(&["--nodes", "4"]);
+    let a = admin(&net, "org-a");
+    let put = a
+        .request(
+            "PUT",
+            "/v1/objects/pub/hello.txt",
+            Some(("text/plain", b"hello from A")),
+        )
+        .unwrap();
+    assert_eq!(put.status, 201);
+    let id = run_ok(&[
+        "proposal",
+        "grant",
+        "--home",
+        &home_arg(&net.home("org-a")),
+        "--to",
+        "org-b",
+        "--resource",
+        "pub/*",
+        "--days",
+        "1",
+    ]);
+    eventually(Duration::from_secs(20), "the grant on A", || {
+        grants(&net.home("org-a"))
+            .iter()
+            .any(|g| g["id"] == id.trim())
+    });
+
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/rfc9421_client.py");
+    let url = format!("http://{}/gateway/objects/pub/hello.txt", a.address());
+    let call = |name: &str| {
+        let did = run_ok(&[
+            "did",
+            "show",
+            "--home",
+            &home_arg(&net.home(name)),
+            "--did-only",
+        ]);
+        let out = std::process::Command::new("python3")
+            .args([
+                client,
+                &home_arg(&net.home(name).join("key.pem")),
+                did.trim(),
+                &url,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(call("org-b"), "200\nhello from A");
+    let refused = call("org-c");
+    assert!(
+        refused.starts_with("403\n") && refused.contains("urn:quorate:problem:no-grant"),
+        "{refused}"
+    );
+}
