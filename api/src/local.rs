@@ -165,6 +165,9 @@ pub trait Node: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
     /// Prometheus text.
     fn metrics(&self) -> impl Future<Output = String> + Send;
+    /// Where a committed entry (grant, revocation, membership change) is
+    /// on the ledger.
+    fn entry(&self, id: String) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
     /// Whether the node can decide requests now (its ledger is fresh).
     fn ready(&self) -> impl Future<Output = Result<(), Problem>> + Send;
 }
@@ -211,6 +214,7 @@ pub fn router<N: Node>(node: N, token: AdminToken, signature_skew_secs: u64) -> 
         .route("/v1/peers/{peer}/objects", get(peer_list::<N>))
         .route("/v1/peers/{peer}/objects/{*path}", get(peer_get::<N>))
         .route("/v1/audit", get(audit::<N>))
+        .route("/v1/ledger/entries/{id}", get(entry::<N>))
         .route("/metrics", get(metrics::<N>))
         .layer(middleware::from_fn_with_state(token, require_admin))
         .with_state(node);
@@ -252,6 +256,10 @@ async fn readyz<N: Node>(State(node): State<N>) -> Response {
         Ok(()) => "ready".into_response(),
         Err(problem) => problem.into_response(),
     }
+}
+
+async fn entry<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
+    json_or_problem(node.entry(id).await)
 }
 
 async fn identity<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {

@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::entry::EntryId;
 use crate::block::CommittedBlock;
 use crate::chain::{ChainState, ChainSummary, VerifyError, verify_chain};
 use crate::codec::{self, DecodeError, EncodeError};
@@ -257,6 +258,11 @@ impl Ledger {
             membership_changes,
             grant,
         }))
+    }
+
+    /// Where entry `id` was committed: (height, index in the block).
+    pub fn entry_location(&self, id: &EntryId) -> Result<Option<(u64, u32)>, LedgerError> {
+        Ok(self.store.entry_location(&id.0)?)
     }
 
     /// The agreement machine's persisted state.

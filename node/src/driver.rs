@@ -144,6 +144,13 @@ pub enum Command {
         /// The proof, or why it could not be built.
         reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
     },
+    /// Where an entry was committed: (height, index), `None` if it is not.
+    EntryLocation {
+        /// The entry.
+        id: EntryId,
+        /// The answer.
+        reply: oneshot::Sender<Result<Option<(u64, u32)>, String>>,
+    },
     /// List proposals.
     Proposals {
         /// The list.
@@ -840,6 +847,9 @@ impl Driver {
             }
             Command::Grants { reply } => {
                 let _ = reply.send(self.grants_json());
+            }
+            Command::EntryLocation { id, reply } => {
+                let _ = reply.send(self.ledger.entry_location(&id).map_err(|e| e.to_string()));
             }
             Command::GrantProof { id, reply } => {
                 // Reads the chain up to the grant's block: membership
