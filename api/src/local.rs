@@ -428,12 +428,20 @@ async fn decide<N: Node>(node: N, id: String, approve: bool) -> Response {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves. Small answers
+/// go out at once (`TCP_NODELAY`): without it, Nagle's algorithm and the
+/// client's delayed ACK hold keep-alive responses for ~40 ms.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -9,10 +9,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::entry::EntryId;
 use crate::block::CommittedBlock;
 use crate::chain::{ChainState, ChainSummary, VerifyError, verify_chain};
 use crate::codec::{self, DecodeError, EncodeError};
+use crate::entry::EntryId;
 use crate::export::{self, ExportHeader};
 use crate::hash::Hash;
 use crate::merkle;

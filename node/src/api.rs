@@ -485,15 +485,17 @@ impl Node for LocalNode {
     }
 
     async fn entry(&self, id: String) -> Result<serde_json::Value, Problem> {
-        let entry: quorate_ledger::entry::EntryId = id
-            .parse()
-            .map_err(|_| Problem::bad_request(format!("{id:?} is not an entry id (64 hex digits)")))?;
+        let entry: quorate_ledger::entry::EntryId = id.parse().map_err(|_| {
+            Problem::bad_request(format!("{id:?} is not an entry id (64 hex digits)"))
+        })?;
         let location = self
             .ask(|reply| Command::EntryLocation { id: entry, reply })
             .await?
             .map_err(|_| Problem::internal())?;
         match location {
-            Some((height, index)) => Ok(serde_json::json!({ "id": id, "height": height, "index": index })),
+            Some((height, index)) => {
+                Ok(serde_json::json!({ "id": id, "height": height, "index": index }))
+            }
             None => Err(Problem::not_found(format!("entry {id} is not committed"))),
         }
     }

@@ -311,3 +311,78 @@ pub fn problem_type(response: &Response) -> String {
         .trim_start_matches("urn:quorate:problem:")
         .to_owned()
 }
+
+impl Testnet {
+    /// `quorate proposal grant` from `from` to `to` for `resource` (read,
+    /// one day); waits until it is committed on every node of `on`.
+    /// Returns the grant id.
+    pub fn grant(&self, from: &str, to: &str, resource: &str, on: &[&str]) -> String {
+        let id = run_ok(&[
+            "proposal",
+            "grant",
+            "--home",
+            &home_arg(&self.home(from)),
+            "--to",
+            to,
+            "--resource",
+            resource,
+            "--days",
+            "1",
+        ]);
+        let id = id.trim().to_owned();
+        eventually(Duration::from_secs(20), "the grant committed", || {
+            on.iter().all(|name| {
+                grants(&self.home(name))
+                    .iter()
+                    .any(|g| g["id"] == id.as_str())
+            })
+        });
+        id
+    }
+
+    /// Stops every node, runs `quorate ledger verify` on each of `names`,
+    /// and checks that all hold the same blocks up to the lowest tip, which
+    /// it returns.
+    pub fn down_and_verify(&self, names: &[&str]) -> u64 {
+        self.cli(&["testnet", "down"]);
+        let mut heights = Vec::new();
+        for name in names {
+            let out = run(&["ledger", "verify", "--home", &home_arg(&self.home(name))]);
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success() && stdout.contains("OK"),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let height = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("height:"))
+                .and_then(|h| h.trim().parse::<u64>().ok())
+                .expect("a height line");
+            heights.push(height);
+        }
+        let common = heights.iter().copied().min().unwrap_or(0);
+        let chains: Vec<Vec<String>> = names
+            .iter()
+            .map(|name| {
+                let path = self.home(name).join("data/ledger.redb");
+                let ledger = quorate_ledger::ledger::Ledger::open(&path).expect("open the ledger");
+                (1..=common)
+                    .map(|h| {
+                        let block = ledger.block(h).expect("read").expect("a block");
+                        block.block.hash().expect("hash").to_string()
+                    })
+                    .collect()
+            })
+            .collect();
+        for (name, chain) in names.iter().zip(&chains).skip(1) {
+            let differs = chain.iter().zip(&chains[0]).position(|(x, y)| x != y);
+            assert_eq!(
+                differs, None,
+                "{name} and {} hold different blocks",
+                names[0]
+            );
+        }
+        common
+    }
+}

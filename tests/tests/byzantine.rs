@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quorate_tests::{Testnet, admin, eventually, home_arg, quorate_bin, run};
+use quorate_tests::{Testnet, admin, eventually, quorate_bin};
 
 #[test]
 fn an_equivocating_forging_member_cannot_break_agreement_or_grants() {
@@ -99,54 +99,6 @@ fn an_equivocating_forging_member_cannot_break_agreement_or_grants() {
     );
 
     // One chain: every ledger verifies, and all agree at the lowest tip.
-    net.cli(&["testnet", "down"]);
-    let mut heights = Vec::new();
-    for name in names {
-        let out = run(&["ledger", "verify", "--home", &home_arg(&net.home(name))]);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        heights.push(
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("height:"))
-                .unwrap()
-                .trim()
-                .parse::<u64>()
-                .unwrap(),
-        );
-    }
-    let common = *heights.iter().min().unwrap();
-    let chains: Vec<Vec<String>> = names
-        .iter()
-        .map(|name| {
-            let ledger =
-                quorate_ledger::ledger::Ledger::open(&net.home(name).join("data/ledger.redb"))
-                    .unwrap();
-            (1..=common)
-                .map(|h| {
-                    ledger
-                        .block(h)
-                        .unwrap()
-                        .unwrap()
-                        .block
-                        .hash()
-                        .unwrap()
-                        .to_string()
-                })
-                .collect()
-        })
-        .collect();
-    for (i, chain) in chains.iter().enumerate().skip(1) {
-        let first_difference = chain.iter().zip(&chains[0]).position(|(x, y)| x != y);
-        assert_eq!(
-            first_difference, None,
-            "{} and org-a hold conflicting blocks",
-            names[i]
-        );
-    }
+    let common = net.down_and_verify(&names);
     assert!(common > 5, "too few blocks to mean anything ({common})");
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use quorate_tests::{Testnet, admin, eventually, home_arg, run};
+use quorate_tests::{Testnet, admin, eventually};
 
 fn grant_ids(api: &quorate_testnet::client::ApiClient) -> Vec<String> {
     api.get("/v1/grants")
@@ -103,46 +103,6 @@ fn a_kill_during_a_stream_of_proposals_loses_nothing() {
             })
         },
     );
-    net.cli(&["testnet", "down"]);
-    let mut summaries = Vec::new();
-    for name in names {
-        let out = run(&["ledger", "verify", "--home", &home_arg(&net.home(name))]);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success() && stdout.contains("OK"),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let height: u64 = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("height:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        summaries.push((name, height));
-    }
-    // Agreement: at the lowest tip, every node holds the same block.
-    let common = summaries.iter().map(|(_, h)| *h).min().unwrap();
+    let common = net.down_and_verify(&names);
     assert!(common >= target);
-    let hashes: Vec<String> = names
-        .iter()
-        .map(|name| {
-            let ledger =
-                quorate_ledger::ledger::Ledger::open(&net.home(name).join("data/ledger.redb"))
-                    .unwrap();
-            ledger
-                .block(common)
-                .unwrap()
-                .unwrap()
-                .block
-                .hash()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "disagreement at {common}: {hashes:?}"
-    );
 }

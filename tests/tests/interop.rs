@@ -6,9 +6,7 @@
 //! when the library is absent, unless QUORATE_REQUIRE_INTEROP is set
 //! (`.ci/run` installs it and sets it).
 
-use std::time::Duration;
-
-use quorate_tests::{Testnet, admin, eventually, grants, home_arg, run_ok};
+use quorate_tests::{Testnet, admin, home_arg, run_ok};
 
 fn library_present() -> bool {
     std::process::Command::new("python3")
@@ -37,23 +35,7 @@ fn a_third_party_rfc9421_client_is_served_under_a_grant() {
         )
         .unwrap();
     assert_eq!(put.status, 201);
-    let id = run_ok(&[
-        "proposal",
-        "grant",
-        "--home",
-        &home_arg(&net.home("org-a")),
-        "--to",
-        "org-b",
-        "--resource",
-        "pub/*",
-        "--days",
-        "1",
-    ]);
-    eventually(Duration::from_secs(20), "the grant on A", || {
-        grants(&net.home("org-a"))
-            .iter()
-            .any(|g| g["id"] == id.trim())
-    });
+    net.grant("org-a", "org-b", "pub/*", &["org-a"]);
 
     let client = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/rfc9421_client.py");
     let url = format!("http://{}/gateway/objects/pub/hello.txt", a.address());

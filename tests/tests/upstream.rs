@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use quorate_tests::{
-    Testnet, admin, eventually, grants, home_arg, key, problem_type, run_ok, signed_get,
-};
+use quorate_tests::{Testnet, admin, eventually, key, problem_type, signed_get};
 
 /// A tiny HTTP service: `/api/orders/42` answers JSON, `/api/slow` never
 /// answers in time, anything else is a 404. Counts the requests it gets.
@@ -93,24 +91,7 @@ fn an_upstream_service_is_shared_under_grants_and_fails_cleanly() {
             })
     });
 
-    let id = run_ok(&[
-        "proposal",
-        "grant",
-        "--home",
-        &home_arg(&net.home("org-a")),
-        "--to",
-        "org-b",
-        "--resource",
-        "erp/*",
-        "--days",
-        "1",
-    ]);
-    let id = id.trim().to_owned();
-    eventually(Duration::from_secs(20), "the grant on A and B", || {
-        ["org-a", "org-b"]
-            .iter()
-            .all(|n| grants(&net.home(n)).iter().any(|g| g["id"] == id.as_str()))
-    });
+    net.grant("org-a", "org-b", "erp/*", &["org-a", "org-b"]);
 
     let order = br#"{"order":42,"status":"shipped"}"#.to_vec();
     let got = b.get("/v1/peers/org-a/objects/erp/orders/42").unwrap();
