@@ -27,10 +27,14 @@ fn an_equivocating_forging_member_cannot_break_agreement_or_grants() {
     );
     let names = ["org-a", "org-b", "org-c", "org-d"];
     let apis: Vec<_> = names.iter().map(|n| admin(&net, n)).collect();
-    eventually(Duration::from_secs(10), "org-d misbehaving", || {
-        std::fs::read_to_string(net.home("org-d").join("node.log"))
-            .is_ok_and(|log| log.contains("FAULT INJECTION ON"))
-    });
+    eventually(
+        Duration::from_secs(10),
+        "org-d misbehaving (the quorate binary needs the fault-injection feature: `cargo test --workspace` builds it so)",
+        || {
+            std::fs::read_to_string(net.home("org-d").join("node.log"))
+                .is_ok_and(|log| log.contains("FAULT INJECTION ON"))
+        },
+    );
 
     // Honest grants keep committing meanwhile.
     let not_after = SystemTime::now()
