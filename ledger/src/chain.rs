@@ -328,6 +328,13 @@ impl ChainState {
         })
     }
 
+    /// Whether entry `id` was committed within the replay window (the
+    /// proposal TTL plus clock skew): a proposal older than that is refused
+    /// by its age, so together they refuse every replay.
+    pub fn is_recently_committed(&self, id: &EntryId) -> bool {
+        self.recent_entries.contains_key(id)
+    }
+
     /// The consortium state.
     pub fn state(&self) -> &State {
         &self.state

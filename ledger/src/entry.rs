@@ -117,6 +117,5 @@ impl Entry {
 
 /// Checks one endorsement signature against the endorser's current key.
 pub fn verify_endorsement(id: &EntryId, endorsement: &Endorsement, key: &Did) -> bool {
-    key.verify(&endorsement_message(id), &endorsement.signature)
-        .is_ok()
+    crate::verified::verify(key, &endorsement_message(id), &endorsement.signature)
 }

@@ -28,3 +28,4 @@ pub mod proof;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod verified;

@@ -694,20 +694,44 @@ pub async fn open_range(
         let Some((info, file)) = store.open_at(&owned, span.0).map_err(storage_problem)? else {
             return Err(not_found(&owned));
         };
-        Ok((info, span, file))
+        let length = span.1 - span.0;
+        if length <= SMALL_OBJECT_BYTES {
+            // Small: read it here, in this one blocking call, rather than
+            // stream it through a file handle that blocks per read.
+            let mut data = Vec::with_capacity(length as usize);
+            file.take(length)
+                .read_to_end(&mut data)
+                .map_err(|e| storage_problem(e.into()))?;
+            return Ok((info, span, Opened::Small(data)));
+        }
+        Ok((info, span, Opened::Large(file)))
     })
     .await
     .map_err(|_| Problem::internal())??;
-    let (info, span, file) = opened;
-    let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), span.1 - span.0);
-    let stream = ReaderStream::with_capacity(reader, STREAM_CHUNK_BYTES);
+    let (info, span, opened) = opened;
+    let body = match opened {
+        Opened::Small(data) => Body::from(data),
+        Opened::Large(file) => {
+            let reader =
+                tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), span.1 - span.0);
+            Body::from_stream(ReaderStream::with_capacity(reader, STREAM_CHUNK_BYTES))
+        }
+    };
     Ok(ObjectBody {
         info,
         span,
         partial: range.is_some(),
         sized: true,
-        body: Body::from_stream(stream),
+        body,
     })
+}
+
+/// Objects up to this size are read in one piece, larger ones streamed.
+const SMALL_OBJECT_BYTES: u64 = 64 * 1024;
+
+enum Opened {
+    Small(Vec<u8>),
+    Large(std::fs::File),
 }
 
 /// Reads at most [`OBJECT_CHUNK_BYTES`] of `range` (blocking).

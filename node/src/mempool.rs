@@ -31,11 +31,6 @@ pub enum ProposalState {
     },
     /// Endorsed enough; waits for a block.
     Eligible,
-    /// In a committed block.
-    Committed {
-        /// The block's height.
-        height: u64,
-    },
     /// Refused: by this node's operator, or by the rules when it was due.
     Rejected {
         /// Why.
@@ -127,6 +122,10 @@ impl Mempool {
         now: Timestamp,
     ) -> Result<EntryId, AddError> {
         let id = entry.id().map_err(|e| AddError::Encode(e.to_string()))?;
+        if chain.is_recently_committed(&id) {
+            // A late copy of a committed entry: nothing left to do.
+            return Ok(id);
+        }
         if let Some(known) = self.pending.get(&id) {
             let endorsements = known.entry.endorsements.clone();
             for e in entry
@@ -150,12 +149,17 @@ impl Mempool {
         if self.pending.len() >= PROPOSALS_MAX {
             return Err(AddError::Full);
         }
-        let by_proposer = self
-            .pending
-            .values()
-            .filter(|p| p.entry.proposal.proposer == proposal.proposer && is_open(&p.state))
-            .count();
-        if by_proposer >= PROPOSALS_PER_MEMBER_MAX {
+        // Counting is O(pool): only worth it once the pool could hold a
+        // member's whole allowance.
+        let by_proposer = || {
+            self.pending
+                .values()
+                .filter(|p| p.entry.proposal.proposer == proposal.proposer && is_open(&p.state))
+                .count()
+        };
+        if self.pending.len() >= PROPOSALS_PER_MEMBER_MAX
+            && by_proposer() >= PROPOSALS_PER_MEMBER_MAX
+        {
             return Err(AddError::ProposerFull);
         }
         let proposer_signed = entry
@@ -245,13 +249,12 @@ impl Mempool {
             .collect()
     }
 
-    /// Marks the entries of a committed block, and re-evaluates the rest
+    /// Drops the entries of a committed block (the ledger has them now,
+    /// and `add_proposal` refuses late copies), and re-evaluates the rest
     /// against the new state (an epoch change voids pending endorsements).
-    pub fn on_commit(&mut self, height: u64, ids: &[EntryId], chain: &ChainState) {
+    pub fn on_commit(&mut self, _height: u64, ids: &[EntryId], chain: &ChainState) {
         for id in ids {
-            if let Some(p) = self.pending.get_mut(id) {
-                p.state = ProposalState::Committed { height };
-            }
+            self.pending.remove(id);
         }
         let open: Vec<EntryId> = self
             .pending
@@ -341,4 +344,145 @@ fn valid_endorsement(chain: &ChainState, id: &EntryId, e: &Endorsement) -> bool 
         .members
         .get(&e.member)
         .is_some_and(|m| verify_endorsement(id, e, &m.did))
+}
+
+#[cfg(test)]
+mod tests {
+    use quorate_contracts::Body;
+    use quorate_ledger::testing::Consortium;
+
+    use super::*;
+
+    fn grant(c: &mut Consortium, by: &[usize]) -> Entry {
+        let terms = c.grant_terms(0, 1);
+        c.entry(0, Body::Grant(terms), by)
+    }
+
+    #[test]
+    fn endorsements_make_a_proposal_eligible_and_a_commit_retires_it() {
+        let mut c = Consortium::new(4);
+        let mut pool = Mempool::new();
+        let entry = grant(&mut c, &[]);
+        let id = pool.add_proposal(entry.clone(), &c.chain, c.now()).unwrap();
+        assert_eq!(
+            pool.get(&id).unwrap().state,
+            ProposalState::Pending {
+                endorsements: 1,
+                required: 3
+            }
+        );
+        assert!(pool.eligible(10).is_empty());
+        for j in [1, 2] {
+            let mut endorsed = entry.clone();
+            endorsed.endorse(c.id(j), &c.keys[j]).unwrap();
+            let e = endorsed
+                .endorsements
+                .iter()
+                .find(|e| e.member == c.id(j))
+                .unwrap()
+                .clone();
+            pool.add_endorsement(&id, e, &c.chain).unwrap();
+        }
+        assert_eq!(pool.get(&id).unwrap().state, ProposalState::Eligible);
+        let ready = pool.eligible(10);
+        assert_eq!(ready.len(), 1);
+
+        let block = c.commit(ready);
+        pool.on_commit(block.block.header.height, &[id], &c.chain);
+        assert!(pool.get(&id).is_none());
+        // A late copy of the committed entry is not taken again.
+        pool.add_proposal(entry, &c.chain, c.now()).unwrap();
+        assert!(pool.get(&id).is_none());
+    }
+
+    #[test]
+    fn forged_wrong_chain_and_bad_endorsements_are_refused() {
+        let mut c = Consortium::new(4);
+        let mut pool = Mempool::new();
+
+        // Claims member 0 as proposer, signed by member 3.
+        let mut forged = grant(&mut c, &[]);
+        let id = forged.id().unwrap();
+        forged.endorsements = vec![Endorsement {
+            member: c.id(0),
+            signature: c.keys[3].sign(&quorate_ledger::entry::endorsement_message(&id)),
+        }];
+        assert_eq!(
+            pool.add_proposal(forged, &c.chain, c.now()),
+            Err(AddError::Unsigned)
+        );
+
+        let mut other_chain = grant(&mut c, &[]);
+        other_chain.proposal.chain_id = "elsewhere".into();
+        let other_chain = Entry::propose(other_chain.proposal, &c.keys[0]).unwrap();
+        assert!(matches!(
+            pool.add_proposal(other_chain, &c.chain, c.now()),
+            Err(AddError::WrongChain { .. })
+        ));
+
+        let entry = grant(&mut c, &[]);
+        let id = pool.add_proposal(entry, &c.chain, c.now()).unwrap();
+        let bad = Endorsement {
+            member: c.id(2),
+            signature: c.keys[1].sign(&quorate_ledger::entry::endorsement_message(&id)),
+        };
+        assert_eq!(
+            pool.add_endorsement(&id, bad, &c.chain),
+            Err(AddError::BadEndorsement(c.id(2)))
+        );
+        assert_eq!(pool.get(&id).unwrap().entry.endorsements.len(), 1);
+        assert!(matches!(
+            pool.add_endorsement(
+                &quorate_ledger::hash::Hash([9; 32]),
+                Endorsement {
+                    member: c.id(1),
+                    signature: c.keys[1].sign(b"x"),
+                },
+                &c.chain
+            ),
+            Err(AddError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn refusal_expiry_and_forgetting() {
+        let mut c = Consortium::new(4);
+        let mut pool = Mempool::new();
+        let now = c.now();
+        let refused = pool
+            .add_proposal(grant(&mut c, &[]), &c.chain, now)
+            .unwrap();
+        let stale = pool
+            .add_proposal(grant(&mut c, &[]), &c.chain, now)
+            .unwrap();
+        pool.decide(&refused, LocalDecision::Refused).unwrap();
+        assert!(matches!(
+            pool.get(&refused).unwrap().state,
+            ProposalState::Rejected { .. }
+        ));
+        pool.expire(Timestamp(now.0 + 1_001), 1_000);
+        assert_eq!(pool.get(&stale).unwrap().state, ProposalState::Expired);
+        // Closed proposals stay visible for a while, then are forgotten.
+        pool.expire(Timestamp(now.0 + 2_001), 1_000);
+        assert!(pool.get(&stale).is_none() && pool.get(&refused).is_none());
+    }
+
+    #[test]
+    fn one_member_cannot_fill_the_pool() {
+        let mut c = Consortium::new(4);
+        let mut pool = Mempool::new();
+        for _ in 0..PROPOSALS_PER_MEMBER_MAX {
+            let entry = grant(&mut c, &[]);
+            pool.add_proposal(entry, &c.chain, c.now()).unwrap();
+        }
+        let entry = grant(&mut c, &[]);
+        assert_eq!(
+            pool.add_proposal(entry, &c.chain, c.now()),
+            Err(AddError::ProposerFull)
+        );
+        // Another member still can.
+        let terms = c.grant_terms(1, 2);
+        let entry = c.entry(1, Body::Grant(terms), &[]);
+        pool.add_proposal(entry, &c.chain, c.now()).unwrap();
+    }
 }

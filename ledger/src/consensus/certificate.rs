@@ -161,7 +161,8 @@ impl SignedVote {
     /// Whether the signature is the voter's, per `validators`.
     pub fn verify(&self, chain_id: &str, validators: &Validators) -> bool {
         validators.get(self.voter).is_some_and(|key| {
-            key.verify(
+            crate::verified::verify(
+                key,
                 &vote_sign_bytes(
                     chain_id,
                     self.height,
@@ -171,7 +172,6 @@ impl SignedVote {
                 ),
                 &self.signature,
             )
-            .is_ok()
         })
     }
 }
@@ -241,8 +241,9 @@ pub fn verify_certificate(
         let key = validators
             .get(*index)
             .ok_or(CertificateError::NotAValidator(*index, validators.len()))?;
-        key.verify(&message, signature)
-            .map_err(|_| CertificateError::BadSignature(*index))?;
+        if !crate::verified::verify(key, &message, signature) {
+            return Err(CertificateError::BadSignature(*index));
+        }
     }
     Ok(())
 }
