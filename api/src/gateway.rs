@@ -107,6 +107,12 @@ fn authenticate<N>(
                 "replayed",
                 "this signature's nonce was already used",
             ),
+            Replayed::CallerFull => {
+                let mut p =
+                    Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", e.to_string());
+                p.retry_after_secs = Some(1);
+                p
+            }
             other => {
                 let mut p = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -163,6 +163,11 @@ fn encode_tip(tip: &Tip) -> [u8; 40] {
     out
 }
 
+/// redb's page cache. Its default (1 GiB) let a node's memory grow with
+/// the ledger's size; blocks are read rarely (sync, proofs), so a small
+/// cache serves.
+pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl Store {
     /// Opens the store at `path`, creating it if missing.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
@@ -170,12 +175,17 @@ impl Store {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => OpenError::Foreign {
-                path: path.display().to_string(),
-            },
-            other => storage(&other),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => {
+                    OpenError::Foreign {
+                        path: path.display().to_string(),
+                    }
+                }
+                other => storage(&other),
+            })?;
         let txn = db.begin_write().map_err(|e| storage(&e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| storage(&e))?;

@@ -21,6 +21,10 @@ use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
 const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 
+/// The index's page cache (redb's default, 1 GiB, would let memory grow
+/// with the number of objects).
+const INDEX_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Most objects one listing returns.
 pub const LIST_LIMIT_MAX: usize = 1000;
 /// Longest content type kept.
@@ -64,7 +68,10 @@ impl ObjectStore {
             std::fs::remove_dir_all(&uploads)?;
         }
         std::fs::create_dir_all(&uploads)?;
-        let db = redb::Database::create(dir.join("index.redb")).map_err(index_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(INDEX_CACHE_BYTES)
+            .create(dir.join("index.redb"))
+            .map_err(index_err)?;
         let write = db.begin_write().map_err(index_err)?;
         write.open_table(INDEX).map_err(index_err)?;
         write.commit().map_err(index_err)?;

@@ -20,7 +20,9 @@ use base64::Engine as _;
 use quorate_did::{Did, Signature};
 
 pub use digest::{DigestError, content_digest_sha256, verify_content_digest};
-pub use replay::{NONCE_BYTES_MAX, REPLAY_ENTRIES_MAX, ReplayGuard, Replayed};
+pub use replay::{
+    NONCE_BYTES_MAX, REPLAY_ENTRIES_MAX, REPLAY_ENTRIES_PER_CALLER_MAX, ReplayGuard, Replayed,
+};
 
 /// The request as the signature sees it.
 #[derive(Debug, Clone, Copy)]

@@ -1,25 +1,44 @@
 //! Refusing replayed requests: a nonce may be used once within the window
 //! in which its `created` time is accepted.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use quorate_did::Did;
+use sha2::{Digest, Sha256};
 
-/// Most nonces remembered at once. Past this (after dropping those outside
-/// the window), new requests are refused until old nonces age out: failing
-/// closed, never forgetting a nonce that could still be replayed.
-pub const REPLAY_ENTRIES_MAX: usize = 200_000;
+/// Most nonces remembered at once, all callers together. Past this (after
+/// dropping those outside the window), new requests are refused until old
+/// nonces age out: failing closed, never forgetting a nonce that could
+/// still be replayed. About 60 bytes each.
+pub const REPLAY_ENTRIES_MAX: usize = 1 << 20;
+/// Most nonces remembered for one caller, so that one member's traffic
+/// cannot fill the guard for the others (at the default 60 s skew, over
+/// 4,000 signed requests per second each).
+pub const REPLAY_ENTRIES_PER_CALLER_MAX: usize = 1 << 18;
 /// Longest nonce accepted.
 pub const NONCE_BYTES_MAX: usize = 128;
 
-type Key = ([u8; 32], String);
+/// A (caller, nonce) pair, hashed to 128 bits: a collision could only
+/// refuse a fresh request as a replay, never accept a replay.
+type Key = u128;
+
+fn key_of(caller: &[u8; 32], nonce: &str) -> Key {
+    let mut hasher = Sha256::new();
+    hasher.update(caller);
+    hasher.update(nonce.as_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(bytes)
+}
 
 /// Remembers `(caller, nonce)` pairs while their signatures are acceptable.
 #[derive(Debug)]
 pub struct ReplayGuard {
     window_secs: u64,
     seen: HashSet<Key>,
-    by_created: BTreeSet<(i64, Key)>,
+    by_created: BTreeSet<(i64, Key, [u8; 32])>,
+    per_caller: HashMap<[u8; 32], usize>,
 }
 
 /// Why a nonce was refused.
@@ -35,6 +54,9 @@ pub enum Replayed {
     /// The guard is full of unexpired nonces.
     #[error("too many recent requests to track replays; retry shortly")]
     Full,
+    /// This caller has [`REPLAY_ENTRIES_PER_CALLER_MAX`] unexpired nonces.
+    #[error("too many signed requests from this caller within the replay window; retry shortly")]
+    CallerFull,
 }
 
 impl ReplayGuard {
@@ -45,6 +67,7 @@ impl ReplayGuard {
             window_secs,
             seen: HashSet::new(),
             by_created: BTreeSet::new(),
+            per_caller: HashMap::new(),
         }
     }
 
@@ -59,25 +82,37 @@ impl ReplayGuard {
         if nonce.len() > NONCE_BYTES_MAX {
             return Err(Replayed::TooLong);
         }
-        // A signature created before now - 2*window can no longer pass the
+        // A signature created before now - window can no longer pass the
         // skew check, so its nonce need not be kept.
-        let horizon = now.saturating_sub(2 * self.window_secs as i64);
-        while let Some((created_at, _)) = self.by_created.first()
+        let horizon = now.saturating_sub(self.window_secs as i64);
+        while let Some((created_at, _, _)) = self.by_created.first()
             && *created_at < horizon
         {
-            if let Some((_, key)) = self.by_created.pop_first() {
+            if let Some((_, key, who)) = self.by_created.pop_first() {
                 self.seen.remove(&key);
+                if let Some(count) = self.per_caller.get_mut(&who) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_caller.remove(&who);
+                    }
+                }
             }
         }
-        let key = (caller.public_key_bytes(), nonce.to_owned());
+        let who = caller.public_key_bytes();
+        let key = key_of(&who, nonce);
         if self.seen.contains(&key) {
             return Err(Replayed::Seen);
         }
         if self.seen.len() >= REPLAY_ENTRIES_MAX {
             return Err(Replayed::Full);
         }
-        self.seen.insert(key.clone());
-        self.by_created.insert((created, key));
+        let count = self.per_caller.entry(who).or_insert(0);
+        if *count >= REPLAY_ENTRIES_PER_CALLER_MAX {
+            return Err(Replayed::CallerFull);
+        }
+        *count += 1;
+        self.seen.insert(key);
+        self.by_created.insert((created, key, who));
         Ok(())
     }
 

@@ -263,7 +263,27 @@ fn replay_guard_refuses_a_nonce_twice_and_forgets_it_after_the_window() {
         guard.check(&a, &"x".repeat(200), NOW, NOW),
         Err(Replayed::TooLong)
     );
-    // 61 s later the first signature can no longer pass the skew check.
-    guard.check(&a, "n2", NOW + 61, NOW + 61).unwrap();
+    // Past the window the first signatures can no longer pass the skew
+    // check, so their nonces are dropped.
+    guard.check(&a, "n2", NOW + 31, NOW + 31).unwrap();
+    assert_eq!(guard.len(), 1);
+}
+
+#[test]
+fn one_caller_cannot_fill_the_replay_guard_for_the_others() {
+    use super::replay::REPLAY_ENTRIES_PER_CALLER_MAX;
+    let a = Keypair::from_seed(&[1; 32]).did();
+    let b = Keypair::from_seed(&[2; 32]).did();
+    let mut guard = ReplayGuard::new(30);
+    for i in 0..REPLAY_ENTRIES_PER_CALLER_MAX {
+        guard.check(&a, &i.to_string(), NOW, NOW).unwrap();
+    }
+    assert_eq!(
+        guard.check(&a, "one more", NOW, NOW),
+        Err(Replayed::CallerFull)
+    );
+    guard.check(&b, "b's first", NOW, NOW).unwrap();
+    // When the window passes, a's quota is free again.
+    guard.check(&a, "later", NOW + 31, NOW + 31).unwrap();
     assert_eq!(guard.len(), 1);
 }
