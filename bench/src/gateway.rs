@@ -237,7 +237,7 @@ fn wait_committed(testnet: &Testnet, id: &str) -> anyhow::Result<()> {
 }
 
 /// Runs the G-series; returns its rows (nginx rows first).
-pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result<Vec<Row>> {
+pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let nginx = ensure_nginx()?;
     let www = dir.path().join("www");
@@ -339,6 +339,7 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
             ", unpinned: one CPU"
         }
     );
+    let rss_before = sys::status_kib(pa, "VmRSS");
     let mut rows = Vec::new();
     rows.push(measure(
         "G1 nginx: static 1 KiB file",
@@ -417,10 +418,23 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
         Some(0),
     ));
 
+    let rss_after = sys::status_kib(pa, "VmRSS");
     for node in testnet.nodes() {
         let _ = testnet.stop(node);
     }
     drop(front);
     drop(upstream);
-    Ok(rows)
+    Ok(Gateway {
+        rows,
+        rss_mib: (rss_before as f64 / 1024.0, rss_after as f64 / 1024.0),
+    })
+}
+
+/// The G-series.
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    /// One row per configuration.
+    pub rows: Vec<Row>,
+    /// Resident memory of the serving node before and after all runs.
+    pub rss_mib: (f64, f64),
 }

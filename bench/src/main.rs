@@ -147,7 +147,7 @@ fn render(
     quick: bool,
     agreements: &[agreement::Agreement],
     sync: Option<&agreement::Sync>,
-    gateway: &anyhow::Result<Vec<gateway::Row>>,
+    gateway: &anyhow::Result<gateway::Gateway>,
     took: Duration,
 ) -> String {
     let mut out = String::new();
@@ -230,7 +230,7 @@ fn render(
     }
     let _ = writeln!(out, "\n## Gateway (G-series)\n");
     match gateway {
-        Ok(rows) => {
+        Ok(gateway::Gateway { rows, rss_mib }) => {
             let _ = writeln!(
                 out,
                 "A closed-loop Rust client (16 keep-alive connections) on CPU 1; the server under test (nginx's one worker, or the serving Quorate nodes) on CPU 0, idle members and the upstream on CPU 1. Each figure is the median of the measured runs after a warm-up; server CPU is read from `/proc/PID/stat` (user + system, all threads). The object is the same 1 KiB file. Ratios compare with the row named (nginx static for direct serving, nginx `proxy_pass` for upstreams).\n"
@@ -262,6 +262,11 @@ fn render(
                     row.leaked
                 );
             }
+            let _ = writeln!(
+                out,
+                "\nResident memory of the serving node (A) before and after all gateway runs: {:.0} / {:.0} MiB.",
+                rss_mib.0, rss_mib.1
+            );
         }
         Err(e) => {
             let _ = writeln!(out, "Not run: {e:#}");

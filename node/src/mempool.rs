@@ -100,10 +100,17 @@ pub enum AddError {
     Encode(String),
 }
 
+/// Proposals whose endorsements arrived first (gossip does not keep order
+/// between publishers), at most; their endorsements wait for them.
+pub const EARLY_ENDORSED_MAX: usize = 4096;
+
 /// The pending proposals.
 #[derive(Debug, Default)]
 pub struct Mempool {
     pending: BTreeMap<EntryId, Pending>,
+    /// Valid endorsements of proposals not seen yet, with when the first
+    /// arrived.
+    early: BTreeMap<EntryId, (Timestamp, Vec<Endorsement>)>,
 }
 
 impl Mempool {
@@ -175,7 +182,8 @@ impl Mempool {
             proposal: entry.proposal.clone(),
             endorsements: Vec::new(),
         };
-        for e in entry.endorsements {
+        let early = self.early.remove(&id).map(|(_, e)| e).unwrap_or_default();
+        for e in entry.endorsements.into_iter().chain(early) {
             if valid_endorsement(chain, &id, &e) {
                 clean.add_endorsement(e);
             }
@@ -196,17 +204,36 @@ impl Mempool {
         Ok(id)
     }
 
-    /// Adds a member's endorsement of a pending proposal, after checking it.
+    /// Adds a member's endorsement of a proposal, after checking it. One
+    /// for a proposal not seen yet is kept until it arrives (bounded), as
+    /// endorsements can overtake their proposal.
     pub fn add_endorsement(
         &mut self,
         id: &EntryId,
         endorsement: Endorsement,
         chain: &ChainState,
     ) -> Result<(), AddError> {
-        let pending = self.pending.get_mut(id).ok_or(AddError::Unknown(*id))?;
         if !valid_endorsement(chain, id, &endorsement) {
             return Err(AddError::BadEndorsement(endorsement.member));
         }
+        if chain.is_recently_committed(id) {
+            return Ok(());
+        }
+        let Some(pending) = self.pending.get_mut(id) else {
+            if !self.early.contains_key(id) && self.early.len() >= EARLY_ENDORSED_MAX {
+                return Err(AddError::Unknown(*id));
+            }
+            let (_, waiting) = self
+                .early
+                .entry(*id)
+                .or_insert_with(|| (chain.tip().time, Vec::new()));
+            if waiting.len() < quorate_contracts::model::MEMBERS_MAX
+                && !waiting.iter().any(|e| e.member == endorsement.member)
+            {
+                waiting.push(endorsement);
+            }
+            return Ok(());
+        };
         pending.entry.add_endorsement(endorsement);
         self.refresh(id, chain);
         Ok(())
@@ -284,6 +311,8 @@ impl Mempool {
     /// closed ones older than twice that (their state stays queryable for a
     /// while, then memory is reclaimed).
     pub fn expire(&mut self, now: Timestamp, ttl_ms: u64) {
+        self.early
+            .retain(|_, (first, _)| now.saturating_ms_since(*first) <= ttl_ms);
         for p in self.pending.values_mut() {
             if is_open(&p.state) && now.saturating_ms_since(p.received_at) > ttl_ms {
                 p.state = ProposalState::Expired;
@@ -440,8 +469,32 @@ mod tests {
                 },
                 &c.chain
             ),
-            Err(AddError::Unknown(_))
+            Err(AddError::BadEndorsement(_))
         ));
+    }
+
+    #[test]
+    fn endorsements_that_overtake_their_proposal_are_kept_for_it() {
+        let mut c = Consortium::new(4);
+        let mut pool = Mempool::new();
+        let mut entry = grant(&mut c, &[]);
+        let id = entry.id().unwrap();
+        let mut endorsed = entry.clone();
+        for j in [1, 2] {
+            endorsed.endorse(c.id(j), &c.keys[j]).unwrap();
+        }
+        for e in endorsed.endorsements.iter().filter(|e| e.member != c.id(0)) {
+            pool.add_endorsement(&id, e.clone(), &c.chain).unwrap();
+        }
+        // A forged early endorsement is refused all the same.
+        let forged = Endorsement {
+            member: c.id(3),
+            signature: c.keys[1].sign(&quorate_ledger::entry::endorsement_message(&id)),
+        };
+        assert!(pool.add_endorsement(&id, forged, &c.chain).is_err());
+        entry.endorsements.truncate(1);
+        pool.add_proposal(entry, &c.chain, c.now()).unwrap();
+        assert_eq!(pool.get(&id).unwrap().state, ProposalState::Eligible);
     }
 
     #[test]

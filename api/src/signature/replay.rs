@@ -9,12 +9,13 @@ use sha2::{Digest, Sha256};
 /// Most nonces remembered at once, all callers together. Past this (after
 /// dropping those outside the window), new requests are refused until old
 /// nonces age out: failing closed, never forgetting a nonce that could
-/// still be replayed. About 60 bytes each.
-pub const REPLAY_ENTRIES_MAX: usize = 1 << 20;
+/// still be replayed. About 70 bytes each (~150 MB at the bound, reached
+/// only under sustained signed load).
+pub const REPLAY_ENTRIES_MAX: usize = 1 << 21;
 /// Most nonces remembered for one caller, so that one member's traffic
-/// cannot fill the guard for the others (at the default 60 s skew, over
-/// 4,000 signed requests per second each).
-pub const REPLAY_ENTRIES_PER_CALLER_MAX: usize = 1 << 18;
+/// cannot fill the guard for the others: at the default 60 s skew, about
+/// 8,700 signed requests per second each, sustained (then 429).
+pub const REPLAY_ENTRIES_PER_CALLER_MAX: usize = 1 << 19;
 /// Longest nonce accepted.
 pub const NONCE_BYTES_MAX: usize = 128;
 

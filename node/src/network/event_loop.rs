@@ -256,12 +256,13 @@ pub fn spawn(
     let build = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
         .max_transmit_size(GOSSIP_BYTES_MAX)
-        // No libp2p signature per message: every payload (entry,
-        // endorsement, proposal, vote) carries its own Ed25519 signature,
-        // which the ledger verifies; a second one per hop doubled the
-        // node's signature work. The relaying peer is Noise-authenticated
-        // and must be a member (see `on_gossip`).
-        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        // Every message is signed by its publisher, so membership is
+        // checked on the author, not on whoever relayed it. (Checking the
+        // relay instead, to save this signature, let a non-member relay
+        // poison the duplicate cache: its copy was rejected, and the
+        // members' copies of the same message were then dropped as
+        // duplicates.)
+        .validation_mode(gossipsub::ValidationMode::Strict)
         .validate_messages()
         .heartbeat_interval(Duration::from_millis(500))
         // Identical payloads are one message, whoever relays them.
@@ -283,7 +284,7 @@ pub fn spawn(
                 .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
                 .with_max_established(Some(CONNECTIONS_MAX));
             let gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(id.clone()), gossip_config)?;
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 identify: identify::Behaviour::new(identify::Config::new(
@@ -478,10 +479,9 @@ impl EventLoop {
 
     fn on_gossip(&mut self, via: PeerId, id: MessageId, message: gossipsub::Message) {
         let gossip = &mut self.swarm.behaviour_mut().gossipsub;
-        // The peer that relayed it, authenticated by the Noise handshake:
-        // gossip enters a node only through members' connections. (The
-        // payload's own signatures say who wrote it.)
-        let from = Some(via)
+        // The publisher, authenticated by the message's signature.
+        let from = message
+            .source
             .filter(|s| self.members.contains(s))
             .and_then(|s| did_of(&s));
         let topic = [Topic::Consensus, Topic::Mempool]
