@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("agreement at n = {n}");
         let (flood, max) = match (quick, n) {
             (true, _) => (Duration::from_secs(5), 20_000),
-            (false, 4) => (Duration::from_secs(60), 100_000),
+            (false, 4) => (Duration::from_secs(240), 100_000),
             (false, _) => (Duration::from_secs(10), 100_000),
         };
         let samples = if quick { 20 } else { 100 };
