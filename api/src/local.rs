@@ -199,6 +199,7 @@ pub fn router<N: Node>(node: N, token: AdminToken, signature_skew_secs: u64) -> 
         .route("/v1/proposals/{id}/approve", post(approve::<N>))
         .route("/v1/proposals/{id}/reject", post(reject::<N>))
         .route("/v1/grants", get(grants::<N>))
+        .route("/v1/grants/{id}", get(grant::<N>))
         .route("/v1/grants/{id}/proof", get(grant_proof::<N>))
         .route("/v1/identity", get(identity::<N>))
         .route("/v1/members", get(members::<N>))
@@ -388,8 +389,60 @@ async fn proposals<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
     Json(node.proposals().await)
 }
 
-async fn grants<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
-    Json(node.grants().await)
+/// Filters of `GET /v1/grants` (member names or did:keys; status
+/// `active`, `revoked`, `ended`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantQuery {
+    /// Only grants to this member.
+    pub grantee: Option<String>,
+    /// Only grants by this member.
+    pub grantor: Option<String>,
+    /// Only grants in this state.
+    pub status: Option<String>,
+}
+
+async fn grants<N: Node>(
+    State(node): State<N>,
+    query: Result<Query<GrantQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return Problem::bad_request("grant filters are grantee, grantor and status")
+            .into_response();
+    };
+    let all = node.grants().await;
+    let matches = |grant: &serde_json::Value, field: &str, wanted: &Option<String>| {
+        wanted.as_ref().is_none_or(|w| {
+            grant[field]
+                .as_str()
+                .is_some_and(|v| v.eq_ignore_ascii_case(w))
+        })
+    };
+    let selected: Vec<serde_json::Value> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| {
+            matches(g, "grantee", &query.grantee)
+                && matches(g, "grantor", &query.grantor)
+                && matches(g, "status", &query.status)
+        })
+        .cloned()
+        .collect();
+    Json(serde_json::Value::Array(selected)).into_response()
+}
+
+async fn grant<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
+    let all = node.grants().await;
+    match all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["id"] == id.as_str())
+    {
+        Some(grant) => Json(grant.clone()).into_response(),
+        None => Problem::not_found(format!("no committed grant {id}")).into_response(),
+    }
 }
 
 async fn grant_proof<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {

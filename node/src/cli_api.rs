@@ -93,6 +93,13 @@ pub(crate) enum GrantCommand {
         #[command(flatten)]
         home: HomeArg,
     },
+    /// Show one committed grant.
+    Show {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The grant id.
+        id: String,
+    },
     /// Write a committed grant's proof (block header, quorum certificate,
     /// Merkle path and the membership history since genesis) to a file.
     Proof {
@@ -531,6 +538,11 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
         GrantCommand::List { home } => {
             let api = client(home)?;
             print_json(&checked(api.get("/v1/grants"), &api)?)?;
+        }
+        GrantCommand::Show { home, id } => {
+            ensure_hex_id(&id)?;
+            let api = client(home)?;
+            print_json(&checked(api.get(&format!("/v1/grants/{id}")), &api)?)?;
         }
         GrantCommand::Proof { home, id, out } => {
             ensure_hex_id(&id)?;

@@ -260,6 +260,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Longest pause a client may take while sending a request body.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn run_node(home: NodeHome) -> anyhow::Result<()> {
     use quorate_api::auth::AdminToken;
 
@@ -297,10 +300,15 @@ async fn run_node(home: NodeHome) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} for the local API", config.api.listen))?;
     let node = quorate_node::run::start(&home, shutdown()).await?;
     let skew = config.gateway.signature_skew.0.as_secs().max(1);
-    // Requests beyond the limit wait for a slot rather than pile up work.
-    let router = quorate_api::local::router(node.local.clone(), token, skew).layer(
-        tower::limit::GlobalConcurrencyLimitLayer::new(config.gateway.concurrency.max(1)),
-    );
+    // Requests beyond the limit wait for a slot rather than pile up work;
+    // a client that stops sending its body is cut off.
+    let router = quorate_api::local::router(node.local.clone(), token, skew)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.gateway.concurrency.max(1),
+        ))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_IDLE_TIMEOUT,
+        ));
     tracing::info!(address = %config.api.listen, "local API listening");
     let api = tokio::spawn(quorate_api::local::serve(listener, router, shutdown()));
     let result = node.task.await.context("the node task panicked")?;

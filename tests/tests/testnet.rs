@@ -48,6 +48,21 @@ fn testnet_up_grant_proof_and_process_control() {
             .any(|g| g["id"] == id && g["status"] == "Active")
     });
 
+    // Shown alone, and found by the filters that match it only.
+    let shown = run_ok(&["grant", "show", id, "--home", &home_arg(&c)]);
+    assert!(shown.contains("\"grantee\": \"org-b\""), "{shown}");
+    let api = quorate_tests::admin(&net, "org-c");
+    let count = |query: &str| {
+        let r = api.get(&format!("/v1/grants?{query}")).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json().unwrap().as_array().unwrap().len()
+    };
+    assert_eq!(count("grantee=org-b&status=active"), 1);
+    assert_eq!(count("grantor=org-a"), 1);
+    assert_eq!(count("grantee=org-c"), 0);
+    assert_eq!(count("status=revoked"), 0);
+    assert_eq!(api.get("/v1/grants?colour=red").unwrap().status, 400);
+
     // Its proof verifies offline, against the trusted genesis too; one
     // flipped byte anywhere in it fails.
     let proof = net.dir.path().join("grant.proof");
