@@ -128,6 +128,20 @@ fn authenticate<N>(
     Ok(verified.caller)
 }
 
+/// Audits a refusal before the pipeline and answers it.
+async fn refuse<N: Node>(
+    gateway: &Gateway<N>,
+    caller: Option<Did>,
+    resource: String,
+    problem: Problem,
+) -> Response {
+    gateway
+        .node
+        .gateway_refused(caller, TRANSPORT, resource, &problem)
+        .await;
+    problem.into_response()
+}
+
 async fn read<N: Node>(
     State(gateway): State<Gateway<N>>,
     Path(path): Path<String>,
@@ -139,33 +153,14 @@ async fn read<N: Node>(
         Ok(caller) => caller,
         Err(refused) => {
             let (caller, problem) = *refused;
-            gateway
-                .node
-                .gateway_refused(caller, TRANSPORT, path, &problem)
-                .await;
-            return problem.into_response();
+            return refuse(&gateway, caller, path, problem).await;
         }
     };
-    let checked = range_of(&headers).and_then(|range| {
-        quorate_contracts::ResourcePath::parse(&path)
-            .map(|p| (p, range))
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad-path",
-                    format!("{path:?}: {e}"),
-                )
-            })
-    });
+    let checked =
+        range_of(&headers).and_then(|range| crate::local::resource(&path).map(|p| (p, range)));
     let (resource, range) = match checked {
         Ok(ok) => ok,
-        Err(problem) => {
-            gateway
-                .node
-                .gateway_refused(Some(caller), TRANSPORT, path, &problem)
-                .await;
-            return problem.into_response();
-        }
+        Err(problem) => return refuse(&gateway, Some(caller), path, problem).await,
     };
     match gateway
         .node
@@ -184,19 +179,17 @@ async fn list<N: Node>(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
+    const LISTING: &str = "(listing)";
     let caller = match authenticate(&gateway, &method, &uri, &headers) {
         Ok(caller) => caller,
         Err(refused) => {
             let (caller, problem) = *refused;
-            gateway
-                .node
-                .gateway_refused(caller, TRANSPORT, "(listing)".into(), &problem)
-                .await;
-            return problem.into_response();
+            return refuse(&gateway, caller, LISTING.into(), problem).await;
         }
     };
     let Ok(Query(query)) = query else {
-        return Problem::bad_request("bad listing query").into_response();
+        let problem = Problem::bad_request("bad listing query");
+        return refuse(&gateway, Some(caller), LISTING.into(), problem).await;
     };
     match gateway.node.gateway_list(caller, TRANSPORT, query).await {
         Ok(json) => Json(json).into_response(),

@@ -235,7 +235,8 @@ pub fn router<N: Node>(node: N, token: AdminToken, signature_skew_secs: u64) -> 
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))
 }
 
-fn resource(path: &str) -> Result<ResourcePath, Problem> {
+/// `path` as a resource path, or a 400 `bad-path`.
+pub(crate) fn resource(path: &str) -> Result<ResourcePath, Problem> {
     ResourcePath::parse(path).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
