@@ -219,15 +219,7 @@ impl Node for LocalNode {
             }
         };
         let now = crate::driver::now().0;
-        tokio::task::spawn_blocking(move || {
-            store.commit(&path, &upload, etag, size, &content_type, now)
-        })
-        .await
-        .map_err(|_| Problem::internal())?
-        .map_err(|e| {
-            tracing::error!(target: "objects", error = %e, "cannot store an object");
-            Problem::internal()
-        })
+        blocking(move || store.commit(&path, &upload, etag, size, &content_type, now)).await
     }
 
     async fn get_object(
@@ -241,20 +233,15 @@ impl Node for LocalNode {
     async fn head_object(&self, path: ResourcePath) -> Result<ObjectInfo, Problem> {
         let store = self.gateway.objects().clone();
         let shown = path.to_string();
-        tokio::task::spawn_blocking(move || store.meta(&path))
-            .await
-            .map_err(|_| Problem::internal())?
-            .map_err(|_| Problem::internal())?
+        blocking(move || store.meta(&path))
+            .await?
             .ok_or_else(|| Problem::not_found(format!("no object {shown}")))
     }
 
     async fn delete_object(&self, path: ResourcePath) -> Result<(), Problem> {
         let store = self.gateway.objects().clone();
         let shown = path.to_string();
-        let existed = tokio::task::spawn_blocking(move || store.delete(&path))
-            .await
-            .map_err(|_| Problem::internal())?
-            .map_err(|_| Problem::internal())?;
+        let existed = blocking(move || store.delete(&path)).await?;
         if existed {
             Ok(())
         } else {
@@ -265,12 +252,8 @@ impl Node for LocalNode {
     async fn list_objects(&self, query: ListQuery) -> Result<serde_json::Value, Problem> {
         let store = self.gateway.objects().clone();
         let limit = query.limit.unwrap_or(100);
-        let listing = tokio::task::spawn_blocking(move || {
-            store.list(&query.prefix, query.after.as_deref(), limit)
-        })
-        .await
-        .map_err(|_| Problem::internal())?
-        .map_err(|_| Problem::internal())?;
+        let listing =
+            blocking(move || store.list(&query.prefix, query.after.as_deref(), limit)).await?;
         serde_json::to_value(listing).map_err(|_| Problem::internal())
     }
 
@@ -380,10 +363,7 @@ impl Node for LocalNode {
             decision: query.decision,
             limit: query.limit,
         };
-        let records = tokio::task::spawn_blocking(move || crate::audit::query(&path, &query))
-            .await
-            .map_err(|_| Problem::internal())?
-            .map_err(|_| Problem::internal())?;
+        let records = blocking(move || crate::audit::query(&path, &query)).await?;
         serde_json::to_value(records).map_err(|_| Problem::internal())
     }
 
@@ -502,6 +482,24 @@ impl Node for LocalNode {
 
     async fn ready(&self) -> Result<(), Problem> {
         self.gateway.ready()
+    }
+}
+
+/// Runs disk work off the async threads; a failure is logged here and
+/// answered as a 500 with no internals.
+async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Problem> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(target: "objects", error = %e, "storage failed");
+            Err(Problem::internal())
+        }
+        Err(e) => {
+            tracing::error!(target: "objects", error = %e, "storage task failed");
+            Err(Problem::internal())
+        }
     }
 }
 

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 pub const AUDIT_HASH_CONTEXT: &str = "quorate 2026 audit record v1";
 /// Records waiting for the writer before requests wait.
 pub const AUDIT_QUEUE_MAX: usize = 16 * 1024;
-/// Records written (and synced) together at most.
-const BATCH_MAX: usize = 1024;
+/// Bytes of records written (and synced) together at most.
+const BATCH_BYTES_MAX: usize = 512 * 1024;
 /// Longest line a reader accepts.
 pub const LINE_BYTES_MAX: usize = 16 * 1024;
 /// How far back from the end a query reads.
@@ -303,7 +303,7 @@ fn write_loop(
             if serde_json::to_writer(&mut batch, &record).is_ok() {
                 batch.push(b'\n');
             }
-            next = if batch.len() < BATCH_MAX * 512 {
+            next = if batch.len() < BATCH_BYTES_MAX {
                 records.try_recv().ok()
             } else {
                 None

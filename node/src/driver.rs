@@ -706,9 +706,10 @@ impl Driver {
                 self.propose_if_work()?;
             }
             network::Event::Request { from, data, reply } => {
-                if let Ok(request @ (Request::Object { .. } | Request::List { .. })) =
-                    protocol::decode::<Request>(&data)
-                {
+                // Decoded once: object and listing requests go to the
+                // gateway, the rest (sync) is answered here.
+                let request = protocol::decode::<Request>(&data);
+                if let Ok(request @ (Request::Object { .. } | Request::List { .. })) = request {
                     let refused = match &self.gateway {
                         Some(gateway) => {
                             gateway
@@ -727,7 +728,10 @@ impl Driver {
                     }
                     return Ok(());
                 }
-                let response = self.answer(&from, &data);
+                let response = match request {
+                    Ok(request) => self.answer(&from, request),
+                    Err(_) => Response::Refused("malformed request".to_owned()),
+                };
                 let bytes = protocol::encode(&response)?;
                 self.net.respond(reply, bytes).await;
             }
@@ -1026,17 +1030,17 @@ impl Driver {
         Ok(id)
     }
 
-    fn answer(&self, from: &quorate_did::Did, data: &[u8]) -> Response {
+    fn answer(&self, from: &quorate_did::Did, request: Request) -> Response {
         let Some(chain) = self.ledger.chain() else {
             return Response::Refused("no ledger yet".to_owned());
         };
-        match protocol::decode::<Request>(data) {
-            Ok(Request::Status) => Response::Status {
+        match request {
+            Request::Status => Response::Status {
                 genesis: chain.genesis_hash(),
                 height: chain.tip().height,
                 hash: chain.tip().hash,
             },
-            Ok(Request::Blocks { from: first, to }) => {
+            Request::Blocks { from: first, to } => {
                 let last = to
                     .min(first.saturating_add(SYNC_BLOCKS_MAX - 1))
                     .min(chain.tip().height);
@@ -1048,10 +1052,9 @@ impl Driver {
                     }
                 }
             }
-            Ok(Request::Object { .. } | Request::List { .. }) => {
+            Request::Object { .. } | Request::List { .. } => {
                 Response::Refused("no gateway".to_owned())
             }
-            Err(_) => Response::Refused("malformed request".to_owned()),
         }
     }
 

@@ -243,15 +243,15 @@ impl Gateway {
                 return Err(problem(StatusCode::FORBIDDEN, reason.code(), detail));
             }
         };
-        self.rate_limit(caller, grant, rate_limit)?;
+        self.rate_limit(caller, rate_limit.map(|limit| (grant, limit)))?;
         Ok(Allowed { grant })
     }
 
+    /// The member's bucket, then the grant's if it has a rate limit.
     fn rate_limit(
         &self,
         caller: &Did,
-        grant: GrantId,
-        limit: Option<RateLimit>,
+        grant_limit: Option<(GrantId, RateLimit)>,
     ) -> Result<(), Problem> {
         let config = &self.inner.config;
         let now = Instant::now();
@@ -266,7 +266,7 @@ impl Gateway {
             now,
         );
         if result.is_ok()
-            && let Some(limit) = limit
+            && let Some((grant, limit)) = grant_limit
         {
             let rate = f64::from(limit.requests.max(1)) / f64::from(limit.per_seconds.max(1));
             result = take(
@@ -478,15 +478,28 @@ impl Gateway {
     }
 
     async fn list_allowed(&self, caller: &Did, query: &ListQuery) -> Result<Listing, Problem> {
-        // Freshness, membership and the member's rate, once per listing.
+        // Freshness, membership and the member's rate, once per listing;
+        // then each object is checked against one snapshot of the state.
+        self.ready()?;
         let state = self.state();
         if state.member_by_did(caller).is_none() {
             return Err(problem(
                 StatusCode::FORBIDDEN,
                 "not-a-member",
-                "refused: not-a-member",
+                "not-a-member",
             ));
         }
+        let owner = state
+            .member_by_did(&self.inner.me)
+            .map(|m| m.id)
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not-serving",
+                    "this node is not a member of the consortium",
+                )
+            })?;
+        self.rate_limit(caller, None)?;
         let store = self.inner.objects.clone();
         let (prefix, after) = (query.prefix.clone(), query.after.clone());
         let limit = query.limit.unwrap_or(100).min(LIST_LIMIT_MAX);
@@ -495,47 +508,27 @@ impl Gateway {
                 .await
                 .map_err(|_| Problem::internal())?
                 .map_err(storage_problem)?;
-        let mut objects = Vec::new();
-        let mut refused = None;
-        for object in page.objects {
-            let Ok(path) = ResourcePath::parse(&object.path) else {
-                continue;
-            };
-            match self.check_quiet(caller, &path) {
-                Ok(()) => objects.push(object),
-                Err(p) if p.status == StatusCode::FORBIDDEN => {}
-                Err(p) => refused = Some(p),
-            }
-        }
-        if let Some(p) = refused {
-            return Err(p);
-        }
+        let now = driver::now();
+        let objects = page
+            .objects
+            .into_iter()
+            .filter(|object| {
+                ResourcePath::parse(&object.path).is_ok_and(|path| {
+                    let request = AccessRequest {
+                        owner,
+                        caller,
+                        action: Action::List,
+                        path: &path,
+                        now,
+                    };
+                    matches!(authorize(&state, &request), Decision::Allow { .. })
+                })
+            })
+            .collect();
         Ok(Listing {
             objects,
             next: page.next,
         })
-    }
-
-    /// `check` for one listed object, without spending rate tokens per
-    /// object.
-    fn check_quiet(&self, caller: &Did, path: &ResourcePath) -> Result<(), Problem> {
-        let state = self.state();
-        let owner = state
-            .member_by_did(&self.inner.me)
-            .ok_or_else(Problem::internal)?;
-        match authorize(
-            &state,
-            &AccessRequest {
-                owner: owner.id,
-                caller,
-                action: Action::List,
-                path,
-                now: driver::now(),
-            },
-        ) {
-            Decision::Allow { .. } => Ok(()),
-            Decision::Deny(reason) => Err(problem(StatusCode::FORBIDDEN, reason.code(), "refused")),
-        }
     }
 
     /// Serves peers' requests from `inbox` until it closes, each in its own

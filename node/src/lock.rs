@@ -84,21 +84,6 @@ impl HomeLock {
     }
 }
 
-/// The pid of the node holding `home`'s lock, if one is running.
-pub fn running_pid(home: &Path) -> Option<u32> {
-    let path = home.join(LOCK_FILE);
-    let mut file = File::open(&path).ok()?;
-    match file.try_lock_shared() {
-        // We could lock it: nobody holds it.
-        Ok(()) => None,
-        Err(_) => {
-            let mut pid = String::new();
-            file.read_to_string(&mut pid).ok()?;
-            pid.trim().parse().ok()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,14 +92,18 @@ mod tests {
     fn a_second_lock_on_the_same_home_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let first = HomeLock::acquire(dir.path()).unwrap();
-        assert_eq!(running_pid(dir.path()), Some(std::process::id()));
+        // The testnet launcher reads the same lock to see who runs.
+        assert_eq!(
+            quorate_testnet::launch::running_pid(dir.path()),
+            Some(std::process::id())
+        );
         let err = HomeLock::acquire(dir.path()).unwrap_err();
         assert!(
             err.to_string().contains(&std::process::id().to_string()),
             "{err}"
         );
         drop(first);
-        assert_eq!(running_pid(dir.path()), None);
+        assert_eq!(quorate_testnet::launch::running_pid(dir.path()), None);
         HomeLock::acquire(dir.path()).unwrap();
     }
 }
