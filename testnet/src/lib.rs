@@ -39,10 +39,57 @@ pub struct NodeSpec {
     pub token: String,
 }
 
-/// A free TCP port on 127.0.0.1 (released before use; good enough for a
-/// local testnet, and `node run` reports a port taken in the meantime).
+/// Where [`free_port`] looks when the kernel's ephemeral range leaves no
+/// room below it: ports under this are left to well-known services.
+const PORT_FLOOR: u16 = 10_000;
+
+/// A free TCP port on 127.0.0.1 for a node to listen on later.
+///
+/// It is taken from outside the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`): a port from inside it
+/// (what binding port 0 returns) is released before the node binds it, and
+/// in that gap any outgoing connection on the machine, such as another
+/// node's libp2p dial, may be given it as its source port. Outside the range
+/// only programs that bind a port by number compete; the port is checked
+/// free here, and one process never hands out the same port twice. Falls
+/// back to port 0 when the range leaves no room.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::collections::HashSet;
+    use std::sync::{Mutex, PoisonError};
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+    let (low, high) = ephemeral_port_range().unwrap_or((32_768, 60_999));
+    let below = PORT_FLOOR..low.max(PORT_FLOOR);
+    let above = high.saturating_add(1).max(PORT_FLOOR)..u16::MAX;
+    let range = if below.len() >= above.len() {
+        below
+    } else {
+        above
+    };
+    if range.len() < 1_000 {
+        return Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+    }
+    let mut seed = [0u8; 4];
+    getrandom::fill(&mut seed).context("no randomness for a port")?;
+    let span = range.len() as u32;
+    let start = u32::from_le_bytes(seed) % span;
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    for step in 0..span {
+        let port = range.start + ((start + step) % span) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free TCP port on 127.0.0.1 in {range:?}")
+}
+
+/// The kernel's ephemeral port range, where Linux says it.
+fn ephemeral_port_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+    Some((parts.next()??, parts.next()??))
 }
 
 /// The name of the `i`th organization: `org-a` … `org-z`, then `org-26` ….
@@ -153,4 +200,24 @@ pub fn generate(
         set_bootstrap(&spec.home, &peers)?;
     }
     Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let (low, high) = ephemeral_port_range().expect("a Linux port range");
+        let ports: Vec<u16> = (0..64).map(|_| free_port().expect("a port")).collect();
+        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        for port in ports {
+            assert!(
+                !(low..=high).contains(&port),
+                "{port} is in the ephemeral range {low}-{high}"
+            );
+            assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+        }
+    }
 }
