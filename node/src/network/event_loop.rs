@@ -17,7 +17,7 @@ use super::codec::FramedBytes;
 use super::identity::{did_of, libp2p_keypair, peer_id};
 use super::{
     COMMANDS_MAX, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, EVENTS_MAX, GOSSIP_BYTES_MAX,
-    REDIAL_INTERVAL, REQUEST_TIMEOUT,
+    PING_INTERVAL, PING_TIMEOUT, REDIAL_INTERVAL, REQUEST_TIMEOUT,
 };
 
 /// The gossip topics of a chain.
@@ -225,9 +225,16 @@ pub struct EventLoop {
     events: mpsc::Sender<Event>,
     members: HashSet<PeerId>,
     connected: HashSet<PeerId>,
-    bootstrap: Vec<Multiaddr>,
+    /// Bootstrap addresses (without `/p2p/…`), each with the peer last
+    /// seen there: a member that rotated its key answers at the same address
+    /// with a new PeerId, so the configured one is only a first guess.
+    bootstrap: Vec<(Multiaddr, Option<PeerId>)>,
     pending: HashMap<OutboundRequestId, (Did, ReplySlot)>,
     dropped_events: u64,
+    /// Whether a listen address is up. Dials wait for it: only then does
+    /// TCP dial from the listen port (port reuse), so that every connection
+    /// between two members runs between their two p2p ports.
+    listening: bool,
 }
 
 fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>, NetworkError> {
@@ -243,6 +250,22 @@ fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>, NetworkError> {
         .collect()
 }
 
+/// `address` without its `/p2p/…` part, and the peer that part names.
+fn split_peer(address: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut peer = None;
+    let bare = address
+        .iter()
+        .filter(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => {
+                peer = Some(*id);
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (bare, peer)
+}
+
 /// Builds the swarm, starts listening, and returns the client, the event
 /// stream and the loop to run (`tokio::spawn(event_loop.run())`).
 pub fn spawn(
@@ -252,7 +275,10 @@ pub fn spawn(
     bootstrap: &[String],
 ) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), NetworkError> {
     let listen = parse_addrs(listen)?;
-    let bootstrap = parse_addrs(bootstrap)?;
+    let bootstrap = parse_addrs(bootstrap)?
+        .into_iter()
+        .map(|address| split_peer(&address))
+        .collect();
     let build = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
     let gossip_config = gossipsub::ConfigBuilder::default()
         .max_transmit_size(GOSSIP_BYTES_MAX)
@@ -265,9 +291,20 @@ pub fn spawn(
         .validation_mode(gossipsub::ValidationMode::Strict)
         .validate_messages()
         .heartbeat_interval(Duration::from_millis(500))
-        // Identical payloads are one message, whoever relays them.
+        // One publication is one message, whoever relays it; publishing
+        // the same payload again is a new message (a new sequence number).
+        // Agreement depends on that: a vote lost in a partition is only
+        // delivered when its author sends it again (an id of the payload
+        // alone made gossipsub refuse every resend as a duplicate, and a
+        // consortium healed from a 2 | 2 split stayed stuck).
         .message_id_fn(|m: &gossipsub::Message| {
-            MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+            let mut id = blake3::Hasher::new();
+            if let Some(source) = &m.source {
+                id.update(&source.to_bytes());
+            }
+            id.update(&m.sequence_number.unwrap_or(0).to_be_bytes());
+            id.update(&m.data);
+            MessageId::from(id.finalize().as_bytes().to_vec())
         })
         .build()
         .map_err(|e| build(&e))?;
@@ -291,7 +328,11 @@ pub fn spawn(
                     "/quorate/1".to_owned(),
                     id.public(),
                 )),
-                ping: ping::Behaviour::default(),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(PING_INTERVAL)
+                        .with_timeout(PING_TIMEOUT),
+                ),
                 gossipsub,
                 requests: request_response::Behaviour::with_codec(
                     FramedBytes,
@@ -333,6 +374,7 @@ pub fn spawn(
         bootstrap,
         pending: HashMap::new(),
         dropped_events: 0,
+        listening: false,
     };
     Ok((
         Client {
@@ -346,7 +388,6 @@ pub fn spawn(
 impl EventLoop {
     /// Runs until every [`Client`] is dropped.
     pub async fn run(mut self) {
-        self.redial();
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
         loop {
             tokio::select! {
@@ -362,15 +403,20 @@ impl EventLoop {
     }
 
     fn redial(&mut self) {
-        for address in &self.bootstrap {
-            let peer = address.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            });
-            if peer.is_some_and(|p| self.connected.contains(&p) || p == *self.swarm.local_peer_id())
-            {
+        if !self.listening {
+            return;
+        }
+        let local = *self.swarm.local_peer_id();
+        let mut dials = Vec::new();
+        for (address, peer) in &self.bootstrap {
+            if peer.is_some_and(|p| self.connected.contains(&p) || p == local) {
                 continue;
             }
+            dials.push(address.clone());
+        }
+        for address in dials {
+            // No expected PeerId: whoever answers is then checked like any
+            // peer (a member's Ed25519 key, or disconnected).
             if let Err(e) = self.swarm.dial(address.clone()) {
                 debug!(target: "network", %address, error = %e, "dial failed");
             }
@@ -438,12 +484,25 @@ impl EventLoop {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(target: "network", %address, peer = %self.swarm.local_peer_id(), "listening");
+                if !self.listening {
+                    self.listening = true;
+                    self.redial();
+                }
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
             } => {
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    let (address, _) = split_peer(address);
+                    for (known, peer) in &mut self.bootstrap {
+                        if *known == address {
+                            *peer = Some(peer_id);
+                        }
+                    }
+                }
                 let Some(did) = did_of(&peer_id) else {
                     // Not an Ed25519 identity: it cannot be a member.
                     let _ = self.swarm.disconnect_peer_id(peer_id);
@@ -473,6 +532,16 @@ impl EventLoop {
                 message,
             })) => self.on_gossip(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Requests(event)) => self.on_request_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(failure),
+            })) => {
+                // Dead, not just slow: close it, so the peer counts as gone
+                // and is dialed again rather than written to in vain.
+                debug!(target: "network", %peer, error = %failure, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
     }

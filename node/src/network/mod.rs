@@ -40,5 +40,12 @@ pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 pub const CONNECTIONS_MAX: u32 = 256;
 /// How long a request may take before it fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often each connection is pinged.
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// A connection whose ping is not answered within this is closed: TCP
+/// alone would hold a connection to a vanished peer open for many minutes,
+/// and every message sent on it would be lost while the peer counted as
+/// connected.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(8);
 /// How often unconnected bootstrap peers are dialed again.
 pub const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
