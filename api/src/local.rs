@@ -69,6 +69,14 @@ pub enum ProposalRequest {
         /// The member's name or did:key.
         member: String,
     },
+    /// Move this organization to a new key (`quorate did rotate` makes it
+    /// and keeps it as `key.next.pem`). Signed with the current key; a
+    /// quorum including this member must endorse. Grants name members, not
+    /// keys, so they carry over.
+    RotateKey {
+        /// The new did:key.
+        did: String,
+    },
 }
 
 /// The node as the API sees it.

@@ -2,7 +2,7 @@
 //! from the command line, and offline proof verification.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -505,6 +505,44 @@ pub(crate) fn proposal(command: ProposalCommand) -> anyhow::Result<()> {
         ProposalCommand::Reject { home, id } => decide(home, &id, "reject", "rejected")?,
     }
     Ok(())
+}
+
+/// How long `did rotate --wait` waits for the node to take its new key.
+const ROTATION_WAIT: Duration = Duration::from_secs(60);
+
+/// `quorate did rotate`.
+pub(crate) fn rotate(home: HomeArg, wait: bool) -> anyhow::Result<()> {
+    let node_home = NodeHome::new(home.home.clone());
+    let current = node_home.load_key()?.did();
+    let next = node_home.next_key()?.did();
+    let api = client(home)?;
+    let body = serde_json::json!({ "rotate_key": { "did": next.to_string() } });
+    let response = checked(api.post_json("/v1/proposals", &body), &api)?;
+    println!("proposed rotation {}", id_of(&response)?);
+    println!("from:  {current}");
+    println!("to:    {next}  ({})", node_home.next_key_path().display());
+    if !wait {
+        println!("the node moves to the new key once a quorum commits the rotation");
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + ROTATION_WAIT;
+    loop {
+        let did = api
+            .get("/v1/identity")
+            .ok()
+            .filter(Response::is_success)
+            .and_then(|r| r.json().ok())
+            .and_then(|j| j["did"].as_str().map(str::to_owned));
+        if did.as_deref() == Some(next.to_string().as_str()) {
+            println!("the node now runs under {next}");
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the node did not move to the new key within {ROTATION_WAIT:?} (see `quorate proposal list`)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn decide(home: HomeArg, id: &str, verb: &str, done: &str) -> anyhow::Result<()> {

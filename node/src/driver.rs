@@ -216,9 +216,24 @@ pub enum DriverError {
     NoGenesis,
 }
 
+/// Why the driver stopped, when it stopped cleanly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The shutdown future resolved.
+    Shutdown,
+    /// A block moved this member to a new key: the node must start again
+    /// under it (its votes, endorsements and libp2p identity all change).
+    KeyRotated {
+        /// The member's key from that block on.
+        did: quorate_did::Did,
+    },
+}
+
 /// The driver task.
 pub struct Driver {
     key: Keypair,
+    /// This node's member id, once it is a member (it outlives key changes).
+    member: Option<MemberId>,
     ledger: Ledger,
     machine: Option<Machine<Block>>,
     mempool: Mempool,
@@ -289,6 +304,7 @@ impl Driver {
         let (state, state_rx) = watch::channel(Arc::new(initial));
         let mut driver = Self {
             key,
+            member: None,
             ledger,
             machine: None,
             mempool: Mempool::new(),
@@ -380,7 +396,7 @@ impl Driver {
         mut self,
         mut events: mpsc::Receiver<network::Event>,
         shutdown: impl std::future::Future<Output = ()>,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Stopped, DriverError> {
         let (synced_tx, mut synced) = mpsc::channel(SYNCED_MAX);
         let sync_task = tokio::spawn(sync_loop(
             self.net.clone(),
@@ -397,7 +413,7 @@ impl Driver {
             }
             let next_timer = self.timers.first_key_value().map(|((at, _), _)| *at);
             let step = tokio::select! {
-                _ = &mut shutdown => break Ok(()),
+                _ = &mut shutdown => break Ok(Stopped::Shutdown),
                 Some(event) = events.recv() => self.on_network(event).await,
                 Some(command) = self.commands.recv() => self.on_command(command).await,
                 Some(blocks) = synced.recv() => self.on_synced(blocks),
@@ -414,9 +430,24 @@ impl Driver {
             if let Err(e) = step {
                 break Err(e);
             }
+            if let Some(did) = self.rotated_key() {
+                info!(%did, height = self.chain()?.tip().height, "this member's key was rotated; stopping to start again under the new key");
+                break Ok(Stopped::KeyRotated { did });
+            }
         };
         sync_task.abort();
         result
+    }
+
+    /// The member's new DID if the committed state no longer names this
+    /// node's key for it.
+    fn rotated_key(&mut self) -> Option<quorate_did::Did> {
+        let Some(id) = self.member else {
+            self.member = self.me();
+            return None;
+        };
+        let member = self.ledger.chain()?.state().members.get(&id)?;
+        (member.did != self.key.did()).then_some(member.did)
     }
 
     /// Applies queued inputs to the machine and carries out its effects.
@@ -969,6 +1000,13 @@ impl Driver {
                     .map(|m| m.id)
                     .ok_or_else(|| format!("no member named {member:?}"))?;
                 Ok(Body::RemoveMember { member })
+            }
+            ProposalRequest::RotateKey { did } => {
+                let new_did = did
+                    .parse()
+                    .map_err(|e| format!("{did:?} is not a did:key: {e}"))?;
+                let member = self.me().ok_or("this node is not a member")?;
+                Ok(Body::RotateKey { member, new_did })
             }
         }
     }

@@ -4,6 +4,8 @@
 //! ```text
 //! HOME/
 //!   key.pem        Ed25519 PKCS#8 PEM, mode 0600 (the member key)
+//!   key.next.pem   the key a pending rotation moves to (`did rotate`)
+//!   key.retired-*.pem  keys rotated away from, kept (never overwritten)
 //!   admin.token    bearer token of the local API, mode 0600
 //!   config.toml    annotated configuration
 //!   data/          ledger store and objects
@@ -20,6 +22,8 @@ use crate::config::{self, Config, TemplateValues};
 
 /// File name of the member key.
 pub const KEY_FILE: &str = "key.pem";
+/// File name of the key a pending rotation moves to.
+pub const NEXT_KEY_FILE: &str = "key.next.pem";
 /// File name of the admin token.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// File name of the config.
@@ -111,6 +115,32 @@ pub enum OpenError {
     /// The config file is unreadable or invalid.
     #[error(transparent)]
     Config(#[from] config::LoadError),
+}
+
+/// Why a key rotation step failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RotateError {
+    /// The home or one of its keys could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// A key file is unreadable, unsafe or malformed.
+    #[error(transparent)]
+    Key(#[from] keyfile::LoadError),
+    /// The new key could not be written.
+    #[error(transparent)]
+    Write(#[from] keyfile::WriteError),
+    /// No randomness for a new key.
+    #[error("no randomness for a new key: {0}")]
+    Random(getrandom::Error),
+    /// Moving the key files failed.
+    #[error("cannot move {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 impl NodeHome {
@@ -214,6 +244,59 @@ impl NodeHome {
             });
         }
         Ok(keyfile::load(&path)?)
+    }
+
+    /// Path of the key a pending rotation moves to.
+    pub fn next_key_path(&self) -> PathBuf {
+        self.root.join(NEXT_KEY_FILE)
+    }
+
+    /// The key to rotate to: the pending one if a rotation was started
+    /// before (so a retry after an expired proposal names the same key),
+    /// else a new one written to `key.next.pem` (0600).
+    pub fn next_key(&self) -> Result<Keypair, RotateError> {
+        let path = self.next_key_path();
+        if path.exists() {
+            return Ok(keyfile::load(&path)?);
+        }
+        let key = Keypair::generate().map_err(RotateError::Random)?;
+        keyfile::write_new(&path, &key)?;
+        Ok(key)
+    }
+
+    /// Loads the member key, first finishing a rotation the ledger has
+    /// committed: when `is_member` accepts `key.next.pem`'s DID and not
+    /// `key.pem`'s, the old key is kept as `key.retired-<ms>.pem` and the
+    /// next one becomes `key.pem`. Each step is a link or an atomic rename,
+    /// so a crash in between leaves a home this finishes on the next start.
+    pub fn load_current_key(
+        &self,
+        is_member: impl Fn(&Did) -> bool,
+    ) -> Result<Keypair, RotateError> {
+        let key = self.load_key()?;
+        let next_path = self.next_key_path();
+        if !next_path.exists() {
+            return Ok(key);
+        }
+        let next = keyfile::load(&next_path)?;
+        if is_member(&key.did()) || !is_member(&next.did()) {
+            return Ok(key);
+        }
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let retired = self.root.join(format!("key.retired-{ms}.pem"));
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RotateError::Io { path, source }
+        };
+        fs::hard_link(self.key_path(), &retired).map_err(io_err(&retired))?;
+        fs::rename(&next_path, self.key_path()).map_err(io_err(&next_path))?;
+        fs::File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_err(&self.root))?;
+        Ok(next)
     }
 
     /// Loads the config.

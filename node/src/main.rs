@@ -134,6 +134,18 @@ enum DidCommand {
         /// A did:key identifier, e.g. did:key:z6Mk….
         did: String,
     },
+    /// Move this organization to a new key: writes it to key.next.pem
+    /// (0600; a pending one is reused) and proposes the rotation through the
+    /// running node. Once a quorum commits it, the node restarts itself
+    /// under the new key; the old one is kept as key.retired-<ms>.pem.
+    /// Grants name the member, not the key, so they carry over.
+    Rotate {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Wait until the node runs under the new key (at most 60 s).
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 pub(crate) fn default_home() -> PathBuf {
@@ -181,7 +193,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(run_node(NodeHome::new(home.home)))?;
+            let stopped = runtime.block_on(run_node(NodeHome::new(home.home)))?;
+            if let quorate_node::driver::Stopped::KeyRotated { did } = stopped {
+                // Every task (and with them the listeners and the store)
+                // ends with the runtime; the same command then starts
+                // afresh in this process, under the new key.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+                eprintln!("key rotated to {did}: starting again under it");
+                use std::os::unix::process::CommandExt as _;
+                let exe = std::env::current_exe().context("cannot find the quorate binary")?;
+                let error = std::process::Command::new(exe)
+                    .args(std::env::args_os().skip(1))
+                    .exec();
+                anyhow::bail!("cannot start again after the key rotation: {error}");
+            }
         }
         Command::Node(NodeCommand::Init {
             home,
@@ -220,6 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot resolve {did:?}"))?;
             print_document(&did)?;
         }
+        Command::Did(DidCommand::Rotate { home, wait }) => cli_api::rotate(home, wait)?,
         Command::Ledger(LedgerCommand::Export { home, out }) => {
             let ledger = open_home_ledger(home.home)?;
             let tmp = out.with_extension("partial");
@@ -263,7 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Longest pause a client may take while sending a request body.
 const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn run_node(home: NodeHome) -> anyhow::Result<()> {
+async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::driver::Stopped> {
     use quorate_api::auth::AdminToken;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -76,8 +76,8 @@ pub struct RunningNode {
     pub handle: Handle,
     /// What the local API and the gateway serve.
     pub local: crate::api::LocalNode,
-    /// Ends when the node stops.
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Ends when the node stops, saying why.
+    pub task: tokio::task::JoinHandle<anyhow::Result<crate::driver::Stopped>>,
     /// Holds the home while the node runs.
     pub lock: HomeLock,
 }
@@ -89,9 +89,10 @@ pub async fn start(
 ) -> anyhow::Result<RunningNode> {
     let lock = HomeLock::acquire(home.root())?;
     let config = home.load_config()?;
-    let key = home.load_key()?;
     let ledger = open_ledger(home, &config)?;
     let chain = ledger.chain().context("ledger without genesis")?;
+    // A rotation committed while the node was stopping is finished here.
+    let key = home.load_current_key(|did| chain.state().members.values().any(|m| m.did == *did))?;
     info!(
         did = %key.did(),
         chain = chain.chain_id(),
