@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use quorate_testnet::launch::{Approval, NodeStatus, Testnet};
+use quorate_testnet::partition;
 
 /// How long `up` waits for every node to connect and commit.
 const UP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,6 +100,22 @@ pub(crate) enum TestnetCommand {
         #[command(flatten)]
         dir: DirArg,
     },
+    /// Cut the named organizations off from the others: packets between
+    /// the two sides' libp2p ports are dropped, as when a link goes down
+    /// (packet-filter rules; needs root and iptables). Replaces any
+    /// partition already made; local APIs stay reachable. `down` heals it.
+    Partition {
+        /// The organizations on the cut-off side.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Remove the partition, if any.
+    Heal {
+        #[command(flatten)]
+        dir: DirArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +175,31 @@ pub(crate) fn run(command: TestnetCommand) -> anyhow::Result<()> {
             testnet.stop(node)?;
             let child = testnet.start(node, &quorate_bin()?)?;
             println!("restarted {name} (pid {})", child.id());
+            Ok(())
+        }
+        TestnetCommand::Partition { names, dir } => {
+            let testnet = Testnet::open(&dir.dir)?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            partition::partition(&testnet, &names)?;
+            let others: Vec<&str> = testnet
+                .nodes()
+                .iter()
+                .map(|n| n.name.as_str())
+                .filter(|n| !names.contains(n))
+                .collect();
+            println!(
+                "partitioned: {} | {}  (`quorate testnet heal` to undo)",
+                names.join(" "),
+                others.join(" ")
+            );
+            Ok(())
+        }
+        TestnetCommand::Heal { dir } => {
+            if partition::heal(&Testnet::open(&dir.dir)?)? {
+                println!("healed: every node can reach every other again");
+            } else {
+                println!("not partitioned");
+            }
             Ok(())
         }
     }
@@ -396,6 +438,12 @@ fn down(testnet: &Testnet) -> anyhow::Result<()> {
             }
         }
     });
+    // Rules must not outlive the testnet they were made for.
+    match partition::heal(testnet) {
+        Ok(true) => println!("  partition healed"),
+        Ok(false) => {}
+        Err(e) => println!("  the partition was not removed: {e:#}"),
+    }
     anyhow::ensure!(
         failed.is_empty(),
         "not stopped cleanly: {}",

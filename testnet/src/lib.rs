@@ -5,13 +5,15 @@
 //! signed by all of them, and the bootstrap addresses that connect them.
 //! [`launch::Testnet`] keeps such a directory and starts, stops and perturbs
 //! its node processes (`quorate testnet up|down|kill|pause|…`);
-//! [`client::ApiClient`] talks to their local APIs.
+//! [`client::ApiClient`] talks to their local APIs; [`partition`] cuts the
+//! network between groups of them (root and iptables only).
 //!
 //! It drives nodes only through the binary and their files, never through
 //! the node crate's internals, so what it tests is what users run.
 
 pub mod client;
 pub mod launch;
+pub mod partition;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -86,7 +88,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// The kernel's ephemeral port range, where Linux says it.
-fn ephemeral_port_range() -> Option<(u16, u16)> {
+pub(crate) fn ephemeral_port_range() -> Option<(u16, u16)> {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
     Some((parts.next()??, parts.next()??))
