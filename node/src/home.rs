@@ -425,3 +425,64 @@ mod tests {
         assert!(err.contains("quorate node init"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    fn home_with_key() -> (tempfile::TempDir, NodeHome, Did) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = NodeHome::new(dir.path());
+        let key = Keypair::generate().expect("randomness");
+        keyfile::write_new(&home.key_path(), &key).expect("write key");
+        (dir, home, key.did())
+    }
+
+    #[test]
+    fn the_next_key_is_made_once_and_kept_until_the_ledger_names_it() {
+        let (_dir, home, old) = home_with_key();
+        let next = home.next_key().expect("next key").did();
+        assert_eq!(home.next_key().expect("again").did(), next, "reused");
+        assert_ne!(next, old);
+        // The ledger still names the old key: nothing moves.
+        let key = home.load_current_key(|did| *did == old).expect("load");
+        assert_eq!(key.did(), old);
+        assert!(home.next_key_path().exists());
+    }
+
+    #[test]
+    fn a_committed_rotation_promotes_the_next_key_and_retires_the_old_one() {
+        let (_dir, home, old) = home_with_key();
+        let next = home.next_key().expect("next key").did();
+        let key = home.load_current_key(|did| *did == next).expect("load");
+        assert_eq!(key.did(), next);
+        assert_eq!(home.load_key().expect("key.pem").did(), next);
+        assert!(!home.next_key_path().exists());
+        let retired: Vec<_> = fs::read_dir(home.root())
+            .expect("read home")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("key.retired-"))
+            .collect();
+        assert_eq!(retired.len(), 1);
+        assert_eq!(
+            keyfile::load(&retired[0].path()).expect("retired").did(),
+            old
+        );
+        // Loading again changes nothing.
+        let again = home.load_current_key(|did| *did == next).expect("reload");
+        assert_eq!(again.did(), next);
+    }
+
+    #[test]
+    fn a_next_key_the_ledger_does_not_name_is_never_promoted() {
+        let (_dir, home, old) = home_with_key();
+        home.next_key().expect("next key");
+        // Neither key is a member (say the member was removed): keep key.pem.
+        let key = home.load_current_key(|_| false).expect("load");
+        assert_eq!(key.did(), old);
+        // Both named (cannot happen on one ledger): still the current key.
+        let key = home.load_current_key(|_| true).expect("load");
+        assert_eq!(key.did(), old);
+        assert!(home.next_key_path().exists());
+    }
+}

@@ -215,13 +215,23 @@ impl Testnet {
             let token =
                 quorate_did::keyfile::read_secret_file(&node.home.join("admin.token"), 1024)
                     .with_context(|| format!("cannot read {}'s admin token", node.name))?;
+            // The key in the home is the truth: it changes when the member
+            // rotates it (`quorate did rotate`), the manifest does not.
+            let (did, p2p) = match quorate_did::keyfile::load(&node.home.join("key.pem")) {
+                Ok(key) => {
+                    let address = node.p2p.split("/p2p/").next().unwrap_or_default();
+                    let p2p = format!("{address}/p2p/{}", crate::peer_id(&key)?);
+                    (key.did().to_string(), p2p)
+                }
+                Err(_) => (node.did, node.p2p),
+            };
             nodes.push(NodeSpec {
                 token: String::from_utf8_lossy(&token).trim().to_owned(),
                 name: node.name,
                 home: node.home,
-                did: node.did,
+                did,
                 api: node.api,
-                p2p: node.p2p,
+                p2p,
             });
         }
         Ok(Self {

@@ -72,7 +72,7 @@ pub fn free_port() -> anyhow::Result<u16> {
         return Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
     }
     let mut seed = [0u8; 4];
-    getrandom::fill(&mut seed).context("no randomness for a port")?;
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a port: {e}"))?;
     let span = range.len() as u32;
     let start = u32::from_le_bytes(seed) % span;
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);

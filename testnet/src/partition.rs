@@ -49,8 +49,13 @@ pub fn unavailable() -> Option<String> {
 
 /// The rule chain of `testnet`.
 fn chain_name(testnet: &Testnet) -> String {
-    let id: String = testnet
-        .chain_id()
+    chain_name_for(testnet.chain_id())
+}
+
+/// The rule chain of the chain `chain_id`: at most 24 characters iptables
+/// accepts in a chain name.
+fn chain_name_for(chain_id: &str) -> String {
+    let id: String = chain_id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
@@ -219,4 +224,48 @@ pub fn heal(testnet: &Testnet) -> anyhow::Result<bool> {
     iptables(&["-F", &chain])?;
     iptables(&["-X", &chain])?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(p2p: &str) -> NodeSpec {
+        NodeSpec {
+            name: "org-a".into(),
+            home: "/nonexistent".into(),
+            did: String::new(),
+            api: String::new(),
+            p2p: p2p.into(),
+            token: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_p2p_port_is_read_from_the_multiaddr_or_refused() {
+        assert_eq!(
+            p2p_port(&spec("/ip4/127.0.0.1/tcp/24064/p2p/12D3KooW")).ok(),
+            Some(24064)
+        );
+        for bad in [
+            "/ip4/127.0.0.1/udp/1/quic",
+            "/ip4/127.0.0.1/tcp/x",
+            "/ip4/127.0.0.1/tcp/70000",
+            "",
+        ] {
+            assert!(p2p_port(&spec(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn chain_names_fit_iptables_and_keep_the_random_suffix() {
+        assert_eq!(
+            chain_name_for("quorate-testnet-6dd93bda"),
+            "QUORATE-testnet-6dd93bda"
+        );
+        let long = chain_name_for("a chain id with spaces, ünïcode and $hell;chars-0123456789");
+        assert!(long.len() <= 28, "{long}");
+        assert!(long.ends_with("0123456789"), "{long}");
+        assert!(long.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
 }
