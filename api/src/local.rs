@@ -178,6 +178,25 @@ pub trait Node: Clone + Send + Sync + 'static {
     fn entry(&self, id: String) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
     /// Whether the node can decide requests now (its ledger is fresh).
     fn ready(&self) -> impl Future<Output = Result<(), Problem>> + Send;
+    /// The committed chain at a glance (id, genesis, tip, epoch, counts).
+    fn ledger(&self) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// A committed block: a JSON view of it, and its canonical CBOR (a
+    /// `CommittedBlock` of `docs/ledger-format.md`).
+    fn block(
+        &self,
+        height: u64,
+    ) -> impl Future<Output = Result<(serde_json::Value, Vec<u8>), Problem>> + Send;
+    /// The whole committed chain as an export file (`docs/ledger-format.md`),
+    /// streamed; `quorate ledger verify` checks it offline.
+    fn ledger_export(&self) -> impl Future<Output = Result<Body, Problem>> + Send;
+}
+
+/// Query of `GET /v1/ledger/blocks/{height}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockQuery {
+    /// `json` (default) or `cbor` (the canonical bytes).
+    pub format: Option<String>,
 }
 
 /// The OpenAPI 3.1 description of every route (checked against the
@@ -223,6 +242,9 @@ pub fn router<N: Node>(node: N, token: AdminToken, signature_skew_secs: u64) -> 
         .route("/v1/peers/{peer}/objects", get(peer_list::<N>))
         .route("/v1/peers/{peer}/objects/{*path}", get(peer_get::<N>))
         .route("/v1/audit", get(audit::<N>))
+        .route("/v1/ledger", get(ledger::<N>))
+        .route("/v1/ledger/blocks/{height}", get(block::<N>))
+        .route("/v1/ledger/export", get(ledger_export::<N>))
         .route("/v1/ledger/entries/{id}", get(entry::<N>))
         .route("/metrics", get(metrics::<N>))
         .layer(middleware::from_fn_with_state(token, require_admin))
@@ -270,6 +292,41 @@ async fn readyz<N: Node>(State(node): State<N>) -> Response {
 
 async fn entry<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
     json_or_problem(node.entry(id).await)
+}
+
+async fn ledger<N: Node>(State(node): State<N>) -> Response {
+    json_or_problem(node.ledger().await)
+}
+
+async fn block<N: Node>(
+    State(node): State<N>,
+    Path(height): Path<String>,
+    query: Result<Query<BlockQuery>, QueryRejection>,
+) -> Response {
+    let Ok(height) = height.parse::<u64>() else {
+        return Problem::bad_request(format!("{height:?} is not a block height")).into_response();
+    };
+    let cbor = match query.map(|Query(q)| q.format) {
+        Ok(None) => false,
+        Ok(Some(f)) if f == "json" => false,
+        Ok(Some(f)) if f == "cbor" => true,
+        Ok(Some(f)) => {
+            return Problem::bad_request(format!("format {f:?}: use json or cbor")).into_response();
+        }
+        Err(e) => return Problem::bad_request(e.body_text()).into_response(),
+    };
+    match node.block(height).await {
+        Ok((_, bytes)) if cbor => ([(CONTENT_TYPE, "application/cbor")], bytes).into_response(),
+        Ok((json, _)) => Json(json).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn ledger_export<N: Node>(State(node): State<N>) -> Response {
+    match node.ledger_export().await {
+        Ok(body) => ([(CONTENT_TYPE, "application/octet-stream")], body).into_response(),
+        Err(problem) => problem.into_response(),
+    }
 }
 
 async fn identity<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {

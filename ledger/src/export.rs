@@ -101,6 +101,21 @@ pub fn write<W: Write>(
     Ok(())
 }
 
+/// The start of an export (magic and header), for writers that produce
+/// the file piece by piece; [`block_record`] gives each block after it.
+pub fn preamble(header: &ExportHeader) -> Result<Vec<u8>, WriteError> {
+    let mut out = MAGIC.to_vec();
+    write_record(&mut out, &codec::encode(header)?)?;
+    Ok(out)
+}
+
+/// One block's record of an export.
+pub fn block_record(block: &CommittedBlock) -> Result<Vec<u8>, WriteError> {
+    let mut out = Vec::new();
+    write_record(&mut out, &codec::encode(block)?)?;
+    Ok(out)
+}
+
 fn write_record<W: Write>(out: &mut W, bytes: &[u8]) -> Result<(), WriteError> {
     let len = u32::try_from(bytes.len())
         .ok()

@@ -136,3 +136,21 @@ fn an_export_verifies_and_any_changed_byte_is_caught() {
     );
     assert!(verify_export(b"not a ledger").is_err());
 }
+
+#[test]
+fn an_export_written_piece_by_piece_is_the_same_file() {
+    let (c, _, _) = chain_with_grant();
+    let whole = export_bytes(&c);
+    let tip = c.chain.tip();
+    let header = ExportHeader {
+        chain_id: c.chain.chain_id().to_owned(),
+        genesis_hash: c.chain.genesis_hash(),
+        tip_height: tip.height,
+        tip_hash: tip.hash,
+    };
+    let mut pieces = export::preamble(&header).unwrap();
+    for block in &c.blocks {
+        pieces.extend(export::block_record(block).unwrap());
+    }
+    assert_eq!(pieces, whole);
+}

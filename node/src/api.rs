@@ -483,6 +483,153 @@ impl Node for LocalNode {
     async fn ready(&self) -> Result<(), Problem> {
         self.gateway.ready()
     }
+
+    async fn ledger(&self) -> Result<serde_json::Value, Problem> {
+        let summary = self.summary().await?;
+        serde_json::to_value(summary).map_err(|_| Problem::internal())
+    }
+
+    async fn block(&self, height: u64) -> Result<(serde_json::Value, Vec<u8>), Problem> {
+        let block = self
+            .blocks(height, height)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Problem::not_found(format!("no block at height {height} yet")))?;
+        let bytes = quorate_ledger::codec::encode(&block).map_err(|_| Problem::internal())?;
+        let names = self.member_names().await;
+        Ok((block_json(&block, &names), bytes))
+    }
+
+    async fn ledger_export(&self) -> Result<Body, Problem> {
+        use quorate_ledger::export;
+        let summary = self.summary().await?;
+        let header = export::ExportHeader {
+            chain_id: summary.chain_id,
+            genesis_hash: summary.genesis_hash,
+            tip_height: summary.height,
+            tip_hash: summary.tip_hash,
+        };
+        let preamble = export::preamble(&header).map_err(|_| Problem::internal())?;
+        // Blocks are read from the driver a batch at a time and sent as
+        // they come: memory stays at one batch whatever the chain's length.
+        // A failure part-way ends the body early, which the reader reports
+        // as a truncated export (its header names the tip it must reach).
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+        let node = self.clone();
+        tokio::spawn(async move {
+            if tx.send(Ok(preamble)).await.is_err() {
+                return;
+            }
+            let mut from = 0;
+            while from <= header.tip_height {
+                let to = header
+                    .tip_height
+                    .min(from.saturating_add(crate::protocol::SYNC_BLOCKS_MAX - 1));
+                let blocks = match node.blocks(from, to).await {
+                    Ok(blocks) if !blocks.is_empty() => blocks,
+                    _ => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("the ledger could not be read")))
+                            .await;
+                        return;
+                    }
+                };
+                for block in &blocks {
+                    from = block.block.header.height + 1;
+                    let record = export::block_record(block).map_err(std::io::Error::other);
+                    if tx.send(record).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Body::from_stream(
+            tokio_stream_from(rx).map(|chunk| chunk.map(axum::body::Bytes::from)),
+        ))
+    }
+}
+
+/// A receiver as a stream (no extra crate for this one adapter).
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+/// A block as the API shows it: the header, entries by id and kind, and
+/// who signed its certificate (validator indices, in the epoch's order).
+fn block_json(
+    block: &quorate_ledger::block::CommittedBlock,
+    names: &std::collections::HashMap<String, String>,
+) -> serde_json::Value {
+    let name = |id: String| names.get(&id).cloned().unwrap_or(id);
+    let header = &block.block.header;
+    let entries: Vec<serde_json::Value> = block
+        .block
+        .entries
+        .iter()
+        .map(|entry| {
+            serde_json::json!({
+                "id": entry.id().map(|id| id.to_string()).unwrap_or_default(),
+                "kind": entry.proposal.body.kind(),
+                "proposer": name(entry.proposal.proposer.to_string()),
+                "endorsements": entry.endorsements.len(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "height": header.height,
+        "hash": block.block.hash().map(|h| h.to_string()).unwrap_or_default(),
+        "prev_hash": header.prev_hash.to_string(),
+        "epoch": header.epoch,
+        "time_ms": header.time.0,
+        "proposer": name(header.proposer.to_string()),
+        "tx_root": header.tx_root.to_string(),
+        "state_root": header.state_root.to_string(),
+        "entries": entries,
+        "certificate": {
+            "round": block.certificate.round,
+            "signers": block.certificate.signatures.iter().map(|(i, _)| *i).collect::<Vec<u16>>(),
+        },
+    })
+}
+
+impl LocalNode {
+    async fn summary(&self) -> Result<crate::driver::LedgerSummary, Problem> {
+        self.ask(|reply| Command::LedgerSummary { reply })
+            .await?
+            .map_err(|e| {
+                tracing::error!(target: "ledger", error = %e, "cannot summarize the ledger");
+                Problem::internal()
+            })
+    }
+
+    async fn blocks(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<quorate_ledger::block::CommittedBlock>, Problem> {
+        self.ask(|reply| Command::Blocks { from, to, reply })
+            .await?
+            .map_err(|e| {
+                tracing::error!(target: "ledger", error = %e, "cannot read blocks");
+                Problem::internal()
+            })
+    }
+
+    /// Member id (hex) to name, for views.
+    async fn member_names(&self) -> std::collections::HashMap<String, String> {
+        let members = self.members().await;
+        members["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m["id"].as_str()?.to_owned(), m["name"].as_str()?.to_owned())))
+            .collect()
+    }
 }
 
 /// Runs disk work off the async threads; a failure is logged here and
