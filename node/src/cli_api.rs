@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use quorate_node::home::NodeHome;
 use quorate_testnet::client::{ApiClient, Response};
 
@@ -14,38 +14,46 @@ use crate::HomeArg;
 /// Longest grant the CLI writes in days (the ledger policy may allow less).
 const GRANT_DAYS_MAX: u64 = 3650;
 
+/// What a grant proposal says (`proposal grant`, or `grant propose`).
+#[derive(Debug, Args)]
+pub(crate) struct GrantProposal {
+    #[command(flatten)]
+    home: HomeArg,
+    /// The grantee: a member name (e.g. org-b) or its did:key.
+    #[arg(long)]
+    to: String,
+    /// A resource pattern: `*`, `prefix/*` or an exact path (repeatable).
+    #[arg(long = "resource", required = true)]
+    resources: Vec<String>,
+    /// `read`, `list` or `write` (repeatable).
+    #[arg(long = "action", default_values_t = ["read".to_owned()])]
+    actions: Vec<String>,
+    /// How long the grant lasts from now.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=GRANT_DAYS_MAX))]
+    days: u64,
+    /// Why the data is shared.
+    #[arg(long)]
+    purpose: Option<String>,
+    /// A rate limit under this grant: REQUESTS/SECONDS, e.g. 100/60.
+    #[arg(long, value_name = "N/SECS", value_parser = parse_rate)]
+    rate: Option<(u32, u32)>,
+}
+
+/// Which grant to revoke (`proposal revoke`, or `grant revoke`).
+#[derive(Debug, Args)]
+pub(crate) struct RevokeProposal {
+    #[command(flatten)]
+    home: HomeArg,
+    /// The grant id (64 hex digits).
+    grant: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProposalCommand {
     /// Propose a grant of this organization's data to another member.
-    Grant {
-        #[command(flatten)]
-        home: HomeArg,
-        /// The grantee: a member name (e.g. org-b) or its did:key.
-        #[arg(long)]
-        to: String,
-        /// A resource pattern: `*`, `prefix/*` or an exact path (repeatable).
-        #[arg(long = "resource", required = true)]
-        resources: Vec<String>,
-        /// `read`, `list` or `write` (repeatable).
-        #[arg(long = "action", default_values_t = ["read".to_owned()])]
-        actions: Vec<String>,
-        /// How long the grant lasts from now.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=GRANT_DAYS_MAX))]
-        days: u64,
-        /// Why the data is shared.
-        #[arg(long)]
-        purpose: Option<String>,
-        /// A rate limit under this grant: REQUESTS/SECONDS, e.g. 100/60.
-        #[arg(long, value_name = "N/SECS", value_parser = parse_rate)]
-        rate: Option<(u32, u32)>,
-    },
+    Grant(GrantProposal),
     /// Propose revoking a grant (alone, if this organization granted it).
-    Revoke {
-        #[command(flatten)]
-        home: HomeArg,
-        /// The grant id (64 hex digits).
-        grant: String,
-    },
+    Revoke(RevokeProposal),
     /// Propose admitting a new organization (its did:key from
     /// `quorate did show --did-only` on its node).
     AddMember {
@@ -88,6 +96,11 @@ pub(crate) enum ProposalCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GrantCommand {
+    /// Propose a grant of this organization's data to another member (the
+    /// same as `quorate proposal grant`).
+    Propose(GrantProposal),
+    /// Propose revoking a grant (the same as `quorate proposal revoke`).
+    Revoke(RevokeProposal),
     /// List the grants on the committed ledger.
     List {
         #[command(flatten)]
@@ -455,36 +468,8 @@ fn print_json(response: &Response) -> anyhow::Result<()> {
 
 pub(crate) fn proposal(command: ProposalCommand) -> anyhow::Result<()> {
     match command {
-        ProposalCommand::Grant {
-            home,
-            to,
-            resources,
-            actions,
-            days,
-            purpose,
-            rate,
-        } => {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
-            let body = serde_json::json!({ "grant": {
-                "grantee": to,
-                "resources": resources,
-                "actions": actions,
-                "not_after_ms": now + days * 86_400_000,
-                "purpose": purpose,
-                "rate_limit": rate.map(|(requests, per_seconds)| serde_json::json!({
-                    "requests": requests, "per_seconds": per_seconds
-                })),
-            }});
-            let api = client(home)?;
-            let response = checked(api.post_json("/v1/proposals", &body), &api)?;
-            println!("{}", id_of(&response)?);
-        }
-        ProposalCommand::Revoke { home, grant } => {
-            let api = client(home)?;
-            let body = serde_json::json!({ "revoke": { "grant": grant } });
-            let response = checked(api.post_json("/v1/proposals", &body), &api)?;
-            println!("{}", id_of(&response)?);
-        }
+        ProposalCommand::Grant(proposal) => propose_grant(proposal)?,
+        ProposalCommand::Revoke(proposal) => propose_revoke(proposal)?,
         ProposalCommand::AddMember { home, name, did } => {
             let api = client(home)?;
             let body = serde_json::json!({ "add_member": { "name": name, "did": did } });
@@ -504,6 +489,41 @@ pub(crate) fn proposal(command: ProposalCommand) -> anyhow::Result<()> {
         ProposalCommand::Approve { home, id } => decide(home, &id, "approve", "endorsed")?,
         ProposalCommand::Reject { home, id } => decide(home, &id, "reject", "rejected")?,
     }
+    Ok(())
+}
+
+fn propose_grant(proposal: GrantProposal) -> anyhow::Result<()> {
+    let GrantProposal {
+        home,
+        to,
+        resources,
+        actions,
+        days,
+        purpose,
+        rate,
+    } = proposal;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let body = serde_json::json!({ "grant": {
+        "grantee": to,
+        "resources": resources,
+        "actions": actions,
+        "not_after_ms": now + days * 86_400_000,
+        "purpose": purpose,
+        "rate_limit": rate.map(|(requests, per_seconds)| serde_json::json!({
+            "requests": requests, "per_seconds": per_seconds
+        })),
+    }});
+    let api = client(home)?;
+    let response = checked(api.post_json("/v1/proposals", &body), &api)?;
+    println!("{}", id_of(&response)?);
+    Ok(())
+}
+
+fn propose_revoke(RevokeProposal { home, grant }: RevokeProposal) -> anyhow::Result<()> {
+    let api = client(home)?;
+    let body = serde_json::json!({ "revoke": { "grant": grant } });
+    let response = checked(api.post_json("/v1/proposals", &body), &api)?;
+    println!("{}", id_of(&response)?);
     Ok(())
 }
 
@@ -573,6 +593,8 @@ fn ensure_hex_id(id: &str) -> anyhow::Result<()> {
 
 pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
     match command {
+        GrantCommand::Propose(proposal) => propose_grant(proposal)?,
+        GrantCommand::Revoke(proposal) => propose_revoke(proposal)?,
         GrantCommand::List { home } => {
             let api = client(home)?;
             print_json(&checked(api.get("/v1/grants"), &api)?)?;

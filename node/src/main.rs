@@ -36,7 +36,7 @@ enum Command {
     /// (through the running node's local API).
     #[command(subcommand)]
     Proposal(cli_api::ProposalCommand),
-    /// List committed grants; write and verify grant proofs.
+    /// Propose, list and revoke grants; write and verify grant proofs.
     #[command(subcommand)]
     Grant(cli_api::GrantCommand),
     /// Store, read, list and delete this organization's objects.

@@ -4,8 +4,10 @@
 //! formats are refused with problem+json.
 //! Method: a 4-node testnet; one grant committed; real HTTP.
 
+use std::time::Duration;
+
 use quorate_ledger::block::CommittedBlock;
-use quorate_tests::{Testnet, admin, problem_type, run};
+use quorate_tests::{Testnet, admin, eventually, home_arg, problem_type, run, run_ok};
 
 #[test]
 fn the_ledger_is_summarized_shown_by_block_and_exported_while_running() {
@@ -86,5 +88,30 @@ fn the_ledger_is_summarized_shown_by_block_and_exported_while_running() {
         !run(&["ledger", "verify", file.to_str().unwrap()])
             .status
             .success()
+    );
+
+    // `grant propose` and `grant revoke` (the same as `proposal grant|revoke`)
+    // move the summary's counts.
+    let home_a = home_arg(&net.home("org-a"));
+    run_ok(&[
+        "grant",
+        "propose",
+        "--home",
+        &home_a,
+        "--to",
+        "org-c",
+        "--resource",
+        "ledger/c/*",
+    ]);
+    run_ok(&["grant", "revoke", "--home", &home_a, &id]);
+    eventually(
+        Duration::from_secs(20),
+        "one grant more, one revoked",
+        || {
+            a.get("/v1/ledger")
+                .ok()
+                .and_then(|r| r.json().ok())
+                .is_some_and(|s| s["grants"] == 2 && s["active_grants"] == 1)
+        },
     );
 }
