@@ -279,6 +279,8 @@ pub struct Driver {
     key: Keypair,
     /// This node's member id, once it is a member (it outlives key changes).
     member: Option<MemberId>,
+    /// When open proposals were last gossiped again.
+    last_resend: Instant,
     ledger: Ledger,
     machine: Option<Machine<Block>>,
     mempool: Mempool,
@@ -319,6 +321,13 @@ pub type GatewayRequest = (quorate_did::Did, Request, network::ResponseHandle);
 /// Peer requests queued for the gateway; past this a peer is told to retry.
 pub const GATEWAY_QUEUE_MAX: usize = 1024;
 
+/// A proposal still open after this is gossiped again.
+pub const RESEND_AFTER: Duration = Duration::from_secs(3);
+/// How often open proposals are gossiped again.
+pub const RESEND_INTERVAL: Duration = Duration::from_secs(5);
+/// Most proposals gossiped again each time.
+pub const RESENDS_MAX: usize = 32;
+
 /// Most (peer, reason) pairs remembered for log-once; past this, rejections
 /// are still counted but no longer logged.
 pub const LOGGED_REJECTIONS_MAX: usize = 4096;
@@ -350,6 +359,7 @@ impl Driver {
         let mut driver = Self {
             key,
             member: None,
+            last_resend: Instant::now(),
             ledger,
             machine: None,
             mempool: Mempool::new(),
@@ -467,6 +477,7 @@ impl Driver {
                     #[cfg(feature = "fault-injection")]
                     self.forge().await;
                     self.mempool.expire(now(), self.chain()?.state().policy.proposal_ttl_ms);
+                    self.resend_stale_proposals().await;
                     self.peers = self.net.peers().await.len();
                     self.publish_status();
                     Ok(())
@@ -866,6 +877,40 @@ impl Driver {
                 .mempool
                 .add_endorsement(&entry, endorsement, chain)
                 .is_ok()),
+        }
+    }
+
+    /// Gossips again, with every endorsement this node holds, the proposals
+    /// that have waited longer than [`RESEND_AFTER`]: gossip is not resent
+    /// by itself, and a proposal or endorsement published while a link was
+    /// down would otherwise wait for its expiry. Receivers merge what they
+    /// get; at most [`RESENDS_MAX`] every [`RESEND_INTERVAL`].
+    async fn resend_stale_proposals(&mut self) {
+        if self.last_resend.elapsed() < RESEND_INTERVAL {
+            return;
+        }
+        self.last_resend = Instant::now();
+        let cutoff = now().0.saturating_sub(RESEND_AFTER.as_millis() as u64);
+        let stale: Vec<Entry> = self
+            .mempool
+            .iter()
+            .filter(|(_, p)| {
+                p.received_at.0 <= cutoff
+                    && matches!(
+                        p.state,
+                        ProposalState::Pending { .. } | ProposalState::Eligible
+                    )
+            })
+            .take(RESENDS_MAX)
+            .map(|(_, p)| p.entry.clone())
+            .collect();
+        if !stale.is_empty() {
+            debug!(target: "mempool", count = stale.len(), "gossiping open proposals again");
+        }
+        for entry in stale {
+            if let Ok(bytes) = protocol::encode(&MempoolMessage::Entry(Box::new(entry))) {
+                self.net.publish(Topic::Mempool, bytes).await;
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Goal: a network partition is survived safely and heals. With org-d cut
 //! off from the other three, the majority keeps committing grants, org-d
-//! commits nothing and notices it is alone; with the consortium split
+//! commits nothing and notices it is alone (a grant it proposes then is
+//! heard once the network heals, and commits); with the consortium split
 //! 2 | 2, neither side has a quorum and no block commits anywhere; once
 //! healed, org-d catches up, takes part again, and all four hold one chain
 //! that verifies.
@@ -114,6 +115,19 @@ fn inside_the_namespace() {
         "org-d committed alone"
     );
     assert!(!holds_grant(&net, "org-d", &ids[0]));
+    // org-d's own proposal, made while it is alone, cannot be heard yet.
+    let alone = quorate_tests::run_ok(&[
+        "proposal",
+        "grant",
+        "--home",
+        &quorate_tests::home_arg(&net.home("org-d")),
+        "--to",
+        "org-a",
+        "--resource",
+        "made-alone/*",
+    ])
+    .trim()
+    .to_owned();
 
     // Two against two: no side has a quorum, so nothing commits.
     net.cli(&["testnet", "partition", "org-c", "org-d"]);
@@ -134,6 +148,12 @@ fn inside_the_namespace() {
     eventually(NOTICE, "org-d caught up", || {
         ids.iter().all(|id| holds_grant(&net, "org-d", id))
     });
+    // The proposal made alone is gossiped again and commits everywhere.
+    eventually(
+        NOTICE,
+        "org-d's proposal from the partition committed",
+        || all.iter().all(|n| holds_grant(&net, n, &alone)),
+    );
     eventually(NOTICE, "everyone connected again", || {
         all.iter().all(|n| height_and_peers(&net, n).1 == 3)
     });
