@@ -24,6 +24,8 @@ pub struct LocalNode {
     gateway: Gateway,
     net: network::Client,
     object_bytes_max: u64,
+    /// The chain's identity (its genesis block's hash).
+    genesis_hash: quorate_ledger::hash::Hash,
 }
 
 impl LocalNode {
@@ -33,12 +35,14 @@ impl LocalNode {
         gateway: Gateway,
         net: network::Client,
         object_bytes_max: u64,
+        genesis_hash: quorate_ledger::hash::Hash,
     ) -> Self {
         Self {
             handle,
             gateway,
             net,
             object_bytes_max,
+            genesis_hash,
         }
     }
 
@@ -485,8 +489,25 @@ impl Node for LocalNode {
     }
 
     async fn ledger(&self) -> Result<serde_json::Value, Problem> {
-        let summary = self.summary().await?;
-        serde_json::to_value(summary).map_err(|_| Problem::internal())
+        // From the published status and state: no work for the driver.
+        let status = self.handle.status();
+        let state = self.gateway.state();
+        let active = state
+            .grants
+            .values()
+            .filter(|g| g.status == quorate_contracts::GrantStatus::Active)
+            .count();
+        Ok(serde_json::json!({
+            "chain_id": state.chain_id,
+            "genesis_hash": self.genesis_hash.to_string(),
+            "height": status.height,
+            "tip_hash": status.tip_hash,
+            "tip_time_ms": status.tip_time_ms,
+            "epoch": status.epoch,
+            "members": status.members,
+            "active_grants": active,
+            "grants": state.grants.len(),
+        }))
     }
 
     async fn block(&self, height: u64) -> Result<(serde_json::Value, Vec<u8>), Problem> {
@@ -497,18 +518,18 @@ impl Node for LocalNode {
             .next()
             .ok_or_else(|| Problem::not_found(format!("no block at height {height} yet")))?;
         let bytes = quorate_ledger::codec::encode(&block).map_err(|_| Problem::internal())?;
-        let names = self.member_names().await;
-        Ok((block_json(&block, &names), bytes))
+        Ok((block_json(&block, &self.gateway.state()), bytes))
     }
 
     async fn ledger_export(&self) -> Result<Body, Problem> {
         use quorate_ledger::export;
-        let summary = self.summary().await?;
+        // Height and hash are published together, after the block is durable.
+        let status = self.handle.status();
         let header = export::ExportHeader {
-            chain_id: summary.chain_id,
-            genesis_hash: summary.genesis_hash,
-            tip_height: summary.height,
-            tip_hash: summary.tip_hash,
+            chain_id: self.gateway.state().chain_id.clone(),
+            genesis_hash: self.genesis_hash,
+            tip_height: status.height,
+            tip_hash: status.tip_hash.parse().map_err(|_| Problem::internal())?,
         };
         let preamble = export::preamble(&header).map_err(|_| Problem::internal())?;
         // Blocks are read from the driver a batch at a time and sent as
@@ -563,9 +584,15 @@ fn tokio_stream_from<T: Send + 'static>(
 /// who signed its certificate (validator indices, in the epoch's order).
 fn block_json(
     block: &quorate_ledger::block::CommittedBlock,
-    names: &std::collections::HashMap<String, String>,
+    state: &quorate_contracts::State,
 ) -> serde_json::Value {
-    let name = |id: String| names.get(&id).cloned().unwrap_or(id);
+    let name = |id: &quorate_contracts::MemberId| {
+        state
+            .members
+            .get(id)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
     let header = &block.block.header;
     let entries: Vec<serde_json::Value> = block
         .block
@@ -575,7 +602,7 @@ fn block_json(
             serde_json::json!({
                 "id": entry.id().map(|id| id.to_string()).unwrap_or_default(),
                 "kind": entry.proposal.body.kind(),
-                "proposer": name(entry.proposal.proposer.to_string()),
+                "proposer": name(&entry.proposal.proposer),
                 "endorsements": entry.endorsements.len(),
             })
         })
@@ -586,7 +613,7 @@ fn block_json(
         "prev_hash": header.prev_hash.to_string(),
         "epoch": header.epoch,
         "time_ms": header.time.0,
-        "proposer": name(header.proposer.to_string()),
+        "proposer": name(&header.proposer),
         "tx_root": header.tx_root.to_string(),
         "state_root": header.state_root.to_string(),
         "entries": entries,
@@ -598,15 +625,6 @@ fn block_json(
 }
 
 impl LocalNode {
-    async fn summary(&self) -> Result<crate::driver::LedgerSummary, Problem> {
-        self.ask(|reply| Command::LedgerSummary { reply })
-            .await?
-            .map_err(|e| {
-                tracing::error!(target: "ledger", error = %e, "cannot summarize the ledger");
-                Problem::internal()
-            })
-    }
-
     async fn blocks(
         &self,
         from: u64,
@@ -618,17 +636,6 @@ impl LocalNode {
                 tracing::error!(target: "ledger", error = %e, "cannot read blocks");
                 Problem::internal()
             })
-    }
-
-    /// Member id (hex) to name, for views.
-    async fn member_names(&self) -> std::collections::HashMap<String, String> {
-        let members = self.members().await;
-        members["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| Some((m["id"].as_str()?.to_owned(), m["name"].as_str()?.to_owned())))
-            .collect()
     }
 }
 

@@ -151,11 +151,6 @@ pub enum Command {
         /// The answer.
         reply: oneshot::Sender<Result<Option<(u64, u32)>, String>>,
     },
-    /// The chain at a glance: id, genesis, tip, epoch, counts.
-    LedgerSummary {
-        /// The summary.
-        reply: oneshot::Sender<Result<LedgerSummary, String>>,
-    },
     /// Committed blocks `from..=to` (at most [`SYNC_BLOCKS_MAX`]; fewer
     /// past the tip).
     Blocks {
@@ -229,36 +224,6 @@ pub enum DriverError {
     /// The ledger has no genesis.
     #[error("the ledger has no genesis block")]
     NoGenesis,
-}
-
-/// The committed chain at a glance.
-#[derive(Debug, Clone, Serialize)]
-pub struct LedgerSummary {
-    /// The chain id.
-    pub chain_id: String,
-    /// The genesis block's hash: the chain's identity.
-    #[serde(serialize_with = "as_hex")]
-    pub genesis_hash: Hash,
-    /// The last committed height.
-    pub height: u64,
-    /// Its block hash.
-    #[serde(serialize_with = "as_hex")]
-    pub tip_hash: Hash,
-    /// Its time (ms since the Unix epoch).
-    pub tip_time_ms: u64,
-    /// Membership changes so far.
-    pub epoch: u64,
-    /// Current members.
-    pub members: usize,
-    /// Grants in force.
-    pub active_grants: usize,
-    /// Grants ever committed.
-    pub grants: usize,
-}
-
-/// A hash as hex in JSON views (its serde form is CBOR bytes).
-fn as_hex<S: serde::Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(hash)
 }
 
 /// Why the driver stopped, when it stopped cleanly.
@@ -973,9 +938,6 @@ impl Driver {
             Command::Grants { reply } => {
                 let _ = reply.send(self.grants_json());
             }
-            Command::LedgerSummary { reply } => {
-                let _ = reply.send(self.ledger_summary());
-            }
             Command::Blocks { from, to, reply } => {
                 let to = to.min(from.saturating_add(SYNC_BLOCKS_MAX - 1));
                 let _ = reply.send(self.ledger.blocks(from, to).map_err(|e| e.to_string()));
@@ -1106,27 +1068,6 @@ impl Driver {
                 Ok(Body::RotateKey { member, new_did })
             }
         }
-    }
-
-    fn ledger_summary(&self) -> Result<LedgerSummary, String> {
-        let chain = self.ledger.chain().ok_or("the ledger has no genesis")?;
-        let state = chain.state();
-        let tip = chain.tip();
-        Ok(LedgerSummary {
-            chain_id: chain.chain_id().to_owned(),
-            genesis_hash: chain.genesis_hash(),
-            height: tip.height,
-            tip_hash: tip.hash,
-            tip_time_ms: tip.time.0,
-            epoch: state.epoch,
-            members: state.members.len(),
-            active_grants: state
-                .grants
-                .values()
-                .filter(|g| g.status == quorate_contracts::GrantStatus::Active)
-                .count(),
-            grants: state.grants.len(),
-        })
     }
 
     fn grants_json(&self) -> serde_json::Value {

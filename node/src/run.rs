@@ -91,6 +91,7 @@ pub async fn start(
     let config = home.load_config()?;
     let ledger = open_ledger(home, &config)?;
     let chain = ledger.chain().context("ledger without genesis")?;
+    let genesis_hash = chain.genesis_hash();
     // A rotation committed while the node was stopping is finished here.
     let key = home.load_current_key(|did| chain.state().members.values().any(|m| m.did == *did))?;
     info!(
@@ -139,6 +140,7 @@ pub async fn start(
         gateway,
         net,
         config.gateway.object_bytes_max,
+        genesis_hash,
     );
     let task = tokio::spawn(async move {
         driver

@@ -244,6 +244,20 @@ pub fn grants(home: &Path) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// Whether org `name`'s node lists grant `id` (committed, any status).
+pub fn holds_grant(net: &Testnet, name: &str, id: &str) -> bool {
+    admin(net, name)
+        .get("/v1/grants")
+        .ok()
+        .and_then(|r| r.json().ok())
+        .is_some_and(|g| {
+            g.as_array()
+                .into_iter()
+                .flatten()
+                .any(|g| g["id"].as_str() == Some(id))
+        })
+}
+
 /// Org `name`'s local API, with its admin token.
 pub fn admin(net: &Testnet, name: &str) -> ApiClient {
     let home = net.home(name);
@@ -285,6 +299,19 @@ pub fn signed_get(
         ("Signature".to_owned(), sig.signature),
     ];
     (send(api, path, &headers), headers)
+}
+
+/// Stores `body` at `path` through `api` (an organization's local API)
+/// and requires 201 Created.
+pub fn put_object(api: &ApiClient, path: &str, content_type: &str, body: &[u8]) {
+    let put = api
+        .request(
+            "PUT",
+            &format!("/v1/objects/{path}"),
+            Some((content_type, body)),
+        )
+        .unwrap();
+    assert_eq!(put.status, 201, "{}", put.text());
 }
 
 /// A GET with exactly these header fields.

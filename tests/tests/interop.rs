@@ -6,7 +6,7 @@
 //! when the library is absent, unless QUORATE_REQUIRE_INTEROP is set
 //! (`.ci/run` installs it and sets it).
 
-use quorate_tests::{Testnet, admin, home_arg, run_ok};
+use quorate_tests::{Testnet, admin, home_arg, put_object, run_ok};
 
 fn library_present() -> bool {
     std::process::Command::new("python3")
@@ -27,14 +27,7 @@ fn a_third_party_rfc9421_client_is_served_under_a_grant() {
     }
     let (net, _) = Testnet::up(&["--nodes", "4"]);
     let a = admin(&net, "org-a");
-    let put = a
-        .request(
-            "PUT",
-            "/v1/objects/pub/hello.txt",
-            Some(("text/plain", b"hello from A")),
-        )
-        .unwrap();
-    assert_eq!(put.status, 201);
+    put_object(&a, "pub/hello.txt", "text/plain", b"hello from A");
     net.grant("org-a", "org-b", "pub/*", &["org-a"]);
 
     let client = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/rfc9421_client.py");

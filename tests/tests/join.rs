@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use quorate_tests::{Testnet, admin, eventually, grants, home_arg, run_ok};
+use quorate_tests::{Testnet, admin, eventually, grants, home_arg, put_object, run_ok};
 
 fn approve(id: &str, home: &Path) {
     run_ok(&["proposal", "approve", id, "--home", &home_arg(home)]);
@@ -47,14 +47,7 @@ fn a_fifth_organization_joins_is_voted_in_and_then_counts() {
 
     // Five members: a grant needs 4 signatures (grantor included).
     let a = admin(&net, "org-a");
-    let put = a
-        .request(
-            "PUT",
-            "/v1/objects/welcome/pack.txt",
-            Some(("text/plain", b"hello")),
-        )
-        .unwrap();
-    assert_eq!(put.status, 201);
+    put_object(&a, "welcome/pack.txt", "text/plain", b"hello");
     let grant = run_ok(&[
         "proposal",
         "grant",

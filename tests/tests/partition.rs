@@ -15,7 +15,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use quorate_tests::{Testnet, admin, eventually};
+use quorate_tests::{Testnet, eventually, holds_grant};
 
 /// Set in the copy of this test that runs inside the namespace.
 const INSIDE: &str = "QUORATE_TEST_IN_NETNS";
@@ -70,19 +70,6 @@ fn height_and_peers(net: &Testnet, name: &str) -> (u64, u64) {
     let row = net.row(name);
     let number = |i: usize| row.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
     (number(2), number(3))
-}
-
-fn holds_grant(net: &Testnet, name: &str, id: &str) -> bool {
-    admin(net, name)
-        .get("/v1/grants")
-        .ok()
-        .and_then(|r| r.json().ok())
-        .is_some_and(|g| {
-            g.as_array()
-                .into_iter()
-                .flatten()
-                .any(|g| g["id"].as_str() == Some(id))
-        })
 }
 
 fn inside_the_namespace() {

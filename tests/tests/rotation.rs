@@ -11,7 +11,9 @@
 
 use std::time::Duration;
 
-use quorate_tests::{Testnet, admin, eventually, home_arg, key, problem_type, run_ok, signed_get};
+use quorate_tests::{
+    Testnet, admin, eventually, home_arg, key, problem_type, put_object, run_ok, signed_get,
+};
 
 fn member_did(net: &Testnet, on: &str, name: &str) -> Option<String> {
     let members = admin(net, on).get("/v1/members").ok()?.json().ok()?;
@@ -27,14 +29,12 @@ fn a_member_rotates_its_key_and_keeps_its_grants() {
     let (net, _) = Testnet::up(&["--nodes", "4"]);
     let all = ["org-a", "org-b", "org-c", "org-d"];
     let a = admin(&net, "org-a");
-    let put = a
-        .request(
-            "PUT",
-            "/v1/objects/rotation/report.csv",
-            Some(("text/csv", b"quarter,total\nQ4,17\n")),
-        )
-        .unwrap();
-    assert_eq!(put.status, 201, "{}", put.text());
+    put_object(
+        &a,
+        "rotation/report.csv",
+        "text/csv",
+        b"quarter,total\nQ4,17\n",
+    );
     net.grant("org-a", "org-b", "rotation/*", &all);
     let old_key = key(&net, "org-b");
     let old_did = old_key.did().to_string();
