@@ -79,7 +79,12 @@ impl Ledger {
     /// Opens (or creates) the ledger at `path`, loading the state at the
     /// tip. A ledger without genesis opens empty.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
-        let store = Store::open(path)?;
+        Self::with_store(Store::open(path)?)
+    }
+
+    /// The ledger held in an open store, loading the state at its tip and
+    /// checking it against the stored tip.
+    pub fn with_store(store: Store) -> Result<Self, LedgerError> {
         let chain = match store.state()? {
             None => None,
             Some(bytes) => {

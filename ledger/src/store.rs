@@ -139,6 +139,18 @@ fn write_err(e: impl std::fmt::Display) -> AppendError {
     AppendError::Storage(e.to_string())
 }
 
+fn database_err(name: &str, e: redb::DatabaseError) -> OpenError {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => OpenError::Foreign {
+            path: name.to_owned(),
+        },
+        other => OpenError::Storage {
+            path: name.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
 /// The chain on disk.
 pub struct Store {
     db: Database,
@@ -171,21 +183,36 @@ pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
 impl Store {
     /// Opens the store at `path`, creating it if missing.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let storage = |e: &dyn std::fmt::Display| OpenError::Storage {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
+        let name = path.display().to_string();
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => {
-                    OpenError::Foreign {
-                        path: path.display().to_string(),
-                    }
-                }
-                other => storage(&other),
-            })?;
+            .map_err(|e| database_err(&name, e))?;
+        Self::init(db, &name)
+    }
+
+    /// Opens the store on a redb storage backend instead of a file (tests
+    /// inject storage faults this way); `name` stands for the path in
+    /// errors. Test-only: it exposes a redb type.
+    #[cfg(feature = "test-support")]
+    pub fn open_with_backend(
+        backend: impl redb::StorageBackend,
+        name: &str,
+    ) -> Result<Self, OpenError> {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(backend)
+            .map_err(|e| database_err(name, e))?;
+        Self::init(db, name)
+    }
+
+    /// Checks the format tag (writing it in a new store) and creates the
+    /// tables.
+    fn init(db: Database, name: &str) -> Result<Self, OpenError> {
+        let storage = |e: &dyn std::fmt::Display| OpenError::Storage {
+            path: name.to_owned(),
+            message: e.to_string(),
+        };
         let txn = db.begin_write().map_err(|e| storage(&e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| storage(&e))?;
@@ -196,7 +223,7 @@ impl Store {
             match existing {
                 Some(format) if format != FORMAT => {
                     return Err(OpenError::Foreign {
-                        path: path.display().to_string(),
+                        path: name.to_owned(),
                     });
                 }
                 Some(_) => {}
