@@ -17,4 +17,5 @@ pub mod gateway;
 pub mod local;
 pub mod objects;
 pub mod problem;
+pub mod serve;
 pub mod signature;

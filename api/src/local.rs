@@ -5,14 +5,16 @@
 //! testable without a swarm.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
-use axum::http::header::CONTENT_LENGTH;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::handler::Handler as _;
+use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
@@ -21,11 +23,86 @@ use quorate_did::Did;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AdminToken, require_admin};
-use crate::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo, object_headers, range_of};
-use crate::problem::Problem;
+use crate::objects::{
+    ByteRange, ListQuery, ObjectBody, ObjectInfo, is_media_type, object_headers, range_of,
+};
+use crate::problem::{PROBLEM_JSON, Problem};
 
 /// Largest JSON body the local API reads.
 pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Longest request target (scheme, authority, path and query) the API
+/// reads; a longer one is refused with 414 `uri-too-long`.
+pub const URI_BYTES_MAX: usize = 8 * 1024;
+/// Largest header section (each field counted as name, value and 4 bytes
+/// of `: ` and CRLF); a larger one is refused with 431 `headers-too-large`.
+pub const HEADER_BYTES_MAX: usize = 16 * 1024;
+/// Most header fields in one request; more are refused with 431.
+pub const HEADERS_MAX: usize = 64;
+// Beyond these, hyper answers before the router runs, with an empty body
+// we cannot shape: 414 for a request target over 65,534 bytes, 431 for
+// more than 100 header fields or a head over ~400 KiB (its read buffer),
+// and 400 for a head HTTP/1.1 forbids (a control byte in a header value,
+// a malformed request line or header name).
+
+/// Admin requests served at once unless the caller says otherwise; more
+/// wait their turn.
+pub const ADMIN_CONCURRENCY_DEFAULT: usize = 64;
+/// Gateway requests served at once unless the caller says otherwise (the
+/// default of the node's `[gateway] concurrency`).
+pub const GATEWAY_CONCURRENCY_DEFAULT: usize = 256;
+/// Largest object unless the caller says otherwise (the default of the
+/// node's `[gateway] object_bytes_max`).
+pub const OBJECT_BYTES_MAX_DEFAULT: u64 = 1 << 30;
+/// Of an upload refused for its declared length, at most this much is read
+/// and dropped, so that a client that writes its body before it reads
+/// still gets the 413 rather than a reset connection.
+pub const REFUSED_BODY_DRAIN_BYTES_MAX: u64 = 8 << 20;
+/// ... and for at most this long.
+pub const REFUSED_BODY_DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Longest text of a framework's refusal kept as a problem's `detail`.
+const REFUSAL_TEXT_BYTES_MAX: usize = 1024;
+
+/// How many requests each group of routes serves at once. Each group has
+/// its own budget, so that slow admin uploads cannot starve members'
+/// gateway reads; the probes (`/healthz`, `/readyz`, `/openapi.json`)
+/// answer from memory and have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// The admin-token routes (`/v1/…`, `/metrics`).
+    pub admin: usize,
+    /// The signed routes (`/gateway/…`).
+    pub gateway: usize,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            admin: ADMIN_CONCURRENCY_DEFAULT,
+            gateway: GATEWAY_CONCURRENCY_DEFAULT,
+        }
+    }
+}
+
+/// The router's limits that come from the node's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests served at once, per group of routes.
+    pub budgets: Budgets,
+    /// Largest object a put accepts: a declared `Content-Length` above it
+    /// is refused (413) before a byte of the body is read. (The node still
+    /// cuts a body without a declared length when it passes its limit.)
+    pub object_bytes_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            budgets: Budgets::default(),
+            object_bytes_max: OBJECT_BYTES_MAX_DEFAULT,
+        }
+    }
+}
 
 /// What can be proposed through the API. The node resolves names and DIDs
 /// against its ledger.
@@ -162,12 +239,17 @@ pub trait Node: Clone + Send + Sync + 'static {
         transport: &'static str,
         query: ListQuery,
     ) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// Whether `did` is a member's current key on the committed ledger
+    /// (cheap: a lookup in the state snapshot). The gateway asks before it
+    /// stores anything for a signed request, such as its nonce.
+    fn is_member(&self, did: &Did) -> bool;
     /// Audits a request refused before authorization (unsigned, bad
     /// signature, replay, bad path).
     fn gateway_refused(
         &self,
         caller: Option<Did>,
         transport: &'static str,
+        action: Action,
         resource: String,
         problem: &Problem,
     ) -> impl Future<Output = ()> + Send;
@@ -209,17 +291,51 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 pub struct AuditQuery {
     /// Only this caller (a did:key).
     pub caller: Option<String>,
-    /// Only `allow` or `deny`.
+    /// Only `allow` or `deny` (anything else is refused).
+    #[serde(default, deserialize_with = "decision")]
     pub decision: Option<String>,
-    /// At most this many, newest last (default 100, at most 1000).
+    /// At most this many, newest last: 1 to
+    /// [`LIST_LIMIT_MAX`](crate::objects::LIST_LIMIT_MAX), default 100.
+    #[serde(default, deserialize_with = "crate::objects::list_limit")]
     pub limit: Option<usize>,
 }
 
+fn decision<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let decision = String::deserialize(d)?;
+    match decision.as_str() {
+        "allow" | "deny" => Ok(Some(decision)),
+        _ => Err(serde::de::Error::custom(format!(
+            "decision {decision:?}: use allow or deny"
+        ))),
+    }
+}
+
 /// The local API's routes, behind the admin token, and the gateway's
-/// signed routes (see [`crate::gateway`]).
-pub fn router<N: Node>(node: N, token: AdminToken, signature_skew_secs: u64) -> Router {
+/// signed routes (see [`crate::gateway`]), with the default [`Limits`].
+pub fn router<N: Node>(node: N, token: AdminToken, gateway: crate::gateway::Settings) -> Router {
+    router_with_limits(node, token, gateway, Limits::default())
+}
+
+/// [`router`] with the node's own [`Limits`].
+///
+/// Every refusal is `application/problem+json` with a stable type: the
+/// handlers' own, extractor rejections, the fallbacks (404 `not-found`,
+/// 405 `method-not-allowed` with `Allow`), and the limits on the request
+/// target and header section, checked before anything else runs.
+pub fn router_with_limits<N: Node>(
+    node: N,
+    token: AdminToken,
+    gateway: crate::gateway::Settings,
+    limits: Limits,
+) -> Router {
     let node_for_gateway = node.clone();
     let node_for_probes = node.clone();
+    let admin_budget = Budget::new(limits.budgets.admin);
+    let gateway_budget = Budget::new(limits.budgets.gateway);
+    let put = put_object::<N>.layer(middleware::from_fn_with_state(
+        limits.object_bytes_max,
+        refuse_declared_too_large,
+    ));
     let admin = Router::new()
         .route("/v1/status", get(status::<N>))
         .route("/v1/proposals", get(proposals::<N>).post(propose::<N>))
@@ -235,7 +351,7 @@ pub fn router<N: Node>(node: N, token: AdminToken, signature_skew_secs: u64) -> 
         .route(
             "/v1/objects/{*path}",
             get(get_object::<N>)
-                .put(put_object::<N>)
+                .put(put)
                 .delete(delete_object::<N>)
                 .head(head_object::<N>),
         )
@@ -247,22 +363,177 @@ pub fn router<N: Node>(node: N, token: AdminToken, signature_skew_secs: u64) -> 
         .route("/v1/ledger/export", get(ledger_export::<N>))
         .route("/v1/ledger/entries/{id}", get(entry::<N>))
         .route("/metrics", get(metrics::<N>))
-        .layer(middleware::from_fn_with_state(token, require_admin))
+        // The token is checked before a slot is taken, so that requests
+        // without it cannot queue ahead of the operator's.
+        .route_layer(middleware::from_fn_with_state(admin_budget, budget))
+        .route_layer(middleware::from_fn_with_state(token, require_admin))
         .with_state(node);
-    Router::new()
+    let probes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz::<N>))
         .route(
             "/openapi.json",
             get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
-        .with_state(node_for_probes)
+        .with_state(node_for_probes);
+    let gateway = crate::gateway::router(node_for_gateway, gateway)
+        .route_layer(middleware::from_fn_with_state(gateway_budget, budget));
+    Router::new()
+        .merge(probes)
         .merge(admin)
-        .merge(crate::gateway::router(
-            node_for_gateway,
-            signature_skew_secs,
-        ))
+        .merge(gateway)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))
+        .layer(middleware::from_fn(problems_only))
+        .layer(middleware::from_fn(head_limits))
+}
+
+/// A group's budget of requests served at once (more wait for a slot).
+#[derive(Clone)]
+struct Budget(Arc<tokio::sync::Semaphore>);
+
+impl Budget {
+    fn new(slots: usize) -> Self {
+        let slots = slots.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        Self(Arc::new(tokio::sync::Semaphore::new(slots)))
+    }
+}
+
+async fn budget(State(budget): State<Budget>, request: Request, next: Next) -> Response {
+    // The semaphore is never closed; a slot is held until the response's
+    // head is ready (its body streams outside the budget).
+    let Ok(_slot) = budget.0.acquire_owned().await else {
+        return Problem::internal().into_response();
+    };
+    next.run(request).await
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    Problem::not_found(format!("no route for {method} {}", uri.path())).into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    Problem::method_not_allowed(format!(
+        "{} does not take {method}; Allow lists what it takes",
+        uri.path()
+    ))
+    .into_response()
+}
+
+/// Refuses a request whose target or header section is over our limits
+/// (414, 431), before any route, budget or token check runs.
+async fn head_limits(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let uri_bytes = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_bytes > URI_BYTES_MAX {
+        return Problem::uri_too_long(format!(
+            "the request target has {uri_bytes} bytes; at most {URI_BYTES_MAX}"
+        ))
+        .into_response();
+    }
+    let headers = request.headers();
+    if headers.len() > HEADERS_MAX {
+        return Problem::headers_too_large(format!(
+            "the request has {} header fields; at most {HEADERS_MAX}",
+            headers.len()
+        ))
+        .into_response();
+    }
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > HEADER_BYTES_MAX {
+        return Problem::headers_too_large(format!(
+            "the header section has {header_bytes} bytes; at most {HEADER_BYTES_MAX}"
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Turns a refusal that is not a problem (a framework's own answer: an
+/// extractor's rejection in a route this module does not own, a body
+/// limit) into one, keeping its status, its short text as the detail, and
+/// the headers that tell the client what to do (`Allow`, `Retry-After`,
+/// `WWW-Authenticate`).
+async fn problems_only(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REFUSAL_TEXT_BYTES_MAX)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let detail = text.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_owned()
+    });
+    let mut fixed = Problem::for_status(status, detail).into_response();
+    for name in [ALLOW, RETRY_AFTER, WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            fixed.headers_mut().insert(name, value.clone());
+        }
+    }
+    fixed
+}
+
+/// Refuses an upload whose declared `Content-Length` is over `max` at once
+/// (413), before the body is read.
+async fn refuse_declared_too_large(State(max): State<u64>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max => {
+            drain(request.into_body());
+            Problem::too_large(format!(
+                "the body declares {length} bytes; objects are limited to {max} bytes"
+            ))
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// Reads and drops some of a refused body in the background, bounded by
+/// [`REFUSED_BODY_DRAIN_BYTES_MAX`] and [`REFUSED_BODY_DRAIN_TIME`]: hyper
+/// closes a connection whose body was left unread, and a close with unread
+/// bytes resets it, which can destroy the 413 before a client that writes
+/// first reads it. The task ends with the connection or the bounds.
+fn drain(mut body: Body) {
+    use axum::body::HttpBody as _;
+    tokio::spawn(async move {
+        let read = async {
+            let mut bytes = 0u64;
+            while bytes <= REFUSED_BODY_DRAIN_BYTES_MAX {
+                let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+                match frame.await {
+                    Some(Ok(frame)) => {
+                        bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    }
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(REFUSED_BODY_DRAIN_TIME, read).await;
+    });
 }
 
 /// `path` as a resource path, or a 400 `bad-path`.
@@ -274,6 +545,50 @@ pub(crate) fn resource(path: &str) -> Result<ResourcePath, Problem> {
             format!("{path:?} is not a resource path: {e}"),
         )
     })
+}
+
+/// A path parameter the router could not read (bytes that are not UTF-8
+/// once percent-decoded): 400 `bad-path`.
+fn path_problem(rejection: PathRejection) -> Problem {
+    if rejection.status().is_server_error() {
+        return Problem::internal();
+    }
+    Problem::new(StatusCode::BAD_REQUEST, "bad-path", rejection.body_text())
+}
+
+/// A query string that does not fit the route's filters: 400.
+fn query_problem(rejection: QueryRejection) -> Problem {
+    Problem::bad_request(rejection.body_text())
+}
+
+/// A JSON body that could not be read: 413 over the limit, 415 without a
+/// JSON `Content-Type`, else 400.
+fn json_problem(rejection: JsonRejection) -> Problem {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::too_large(format!(
+            "JSON bodies are limited to {JSON_BODY_BYTES_MAX} bytes"
+        )),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            rejection.body_text(),
+        ),
+        status if status.is_server_error() => Problem::internal(),
+        _ => Problem::bad_request(rejection.body_text()),
+    }
+}
+
+/// An id path parameter: 64 hex digits (a grant, proposal or entry id), or
+/// a 400 `bad-request`.
+fn hex_id(id: Result<Path<String>, PathRejection>, what: &str) -> Result<String, Problem> {
+    let Path(id) = id.map_err(path_problem)?;
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id)
+    } else {
+        Err(Problem::bad_request(format!(
+            "{id:?} is not a {what} id (64 hex digits)"
+        )))
+    }
 }
 
 fn json_or_problem(result: Result<serde_json::Value, Problem>) -> Response {
@@ -290,8 +605,14 @@ async fn readyz<N: Node>(State(node): State<N>) -> Response {
     }
 }
 
-async fn entry<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
-    json_or_problem(node.entry(id).await)
+async fn entry<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    match hex_id(id, "entry") {
+        Ok(id) => json_or_problem(node.entry(id).await),
+        Err(problem) => problem.into_response(),
+    }
 }
 
 async fn ledger<N: Node>(State(node): State<N>) -> Response {
@@ -300,11 +621,25 @@ async fn ledger<N: Node>(State(node): State<N>) -> Response {
 
 async fn block<N: Node>(
     State(node): State<N>,
-    Path(height): Path<String>,
+    height: Result<Path<String>, PathRejection>,
     query: Result<Query<BlockQuery>, QueryRejection>,
 ) -> Response {
-    let Ok(height) = height.parse::<u64>() else {
-        return Problem::bad_request(format!("{height:?} is not a block height")).into_response();
+    let Path(height) = match height {
+        Ok(height) => height,
+        Err(e) => return path_problem(e).into_response(),
+    };
+    // Decimal digits only (no sign), at most u64::MAX.
+    let parsed = height
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| height.parse::<u64>().ok())
+        .flatten();
+    let Some(height) = parsed else {
+        return Problem::bad_request(format!(
+            "{height:?} is not a block height (0 to {})",
+            u64::MAX
+        ))
+        .into_response();
     };
     let cbor = match query.map(|Query(q)| q.format) {
         Ok(None) => false,
@@ -313,7 +648,7 @@ async fn block<N: Node>(
         Ok(Some(f)) => {
             return Problem::bad_request(format!("format {f:?}: use json or cbor")).into_response();
         }
-        Err(e) => return Problem::bad_request(e.body_text()).into_response(),
+        Err(e) => return query_problem(e).into_response(),
     };
     match node.block(height).await {
         Ok((_, bytes)) if cbor => ([(CONTENT_TYPE, "application/cbor")], bytes).into_response(),
@@ -351,16 +686,17 @@ async fn list_objects<N: Node>(
 ) -> Response {
     match query {
         Ok(Query(query)) => json_or_problem(node.list_objects(query).await),
-        Err(e) => Problem::bad_request(e.body_text()).into_response(),
+        Err(e) => query_problem(e).into_response(),
     }
 }
 
 async fn get_object<N: Node>(
     State(node): State<N>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
+        let Path(path) = path.map_err(path_problem)?;
         let range = range_of(&headers)?;
         node.get_object(resource(&path)?, range).await
     };
@@ -370,8 +706,14 @@ async fn get_object<N: Node>(
     }
 }
 
-async fn head_object<N: Node>(State(node): State<N>, Path(path): Path<String>) -> Response {
-    let result = async { node.head_object(resource(&path)?).await };
+async fn head_object<N: Node>(
+    State(node): State<N>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(path) = path.map_err(path_problem)?;
+        node.head_object(resource(&path)?).await
+    };
     match result.await {
         Ok(info) => {
             let mut response = StatusCode::OK.into_response();
@@ -385,26 +727,54 @@ async fn head_object<N: Node>(State(node): State<N>, Path(path): Path<String>) -
     }
 }
 
+/// The media type a put stores: its `Content-Type` if that is one (see
+/// [`is_media_type`]), `application/octet-stream` if absent, else a 400
+/// `bad-content-type` (it is echoed on every read of the object).
+fn stored_content_type(headers: &HeaderMap) -> Result<String, Problem> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok("application/octet-stream".to_owned());
+    };
+    match value.to_str() {
+        Ok(text) if is_media_type(text) => Ok(text.to_owned()),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-content-type",
+            format!(
+                "Content-Type must be a media type (type/subtype; parameters), at most {} bytes",
+                crate::objects::CONTENT_TYPE_BYTES_MAX
+            ),
+        )),
+    }
+}
+
+/// A put: an empty body stores an empty object (a legitimate object, such
+/// as a marker file).
 async fn put_object<N: Node>(
     State(node): State<N>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream")
-        .to_owned();
-    let result = async { node.put_object(resource(&path)?, content_type, body).await };
+    let result = async {
+        let Path(path) = path.map_err(path_problem)?;
+        let path = resource(&path)?;
+        let content_type = stored_content_type(&headers)?;
+        node.put_object(path, content_type, body).await
+    };
     match result.await {
         Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
         Err(problem) => problem.into_response(),
     }
 }
 
-async fn delete_object<N: Node>(State(node): State<N>, Path(path): Path<String>) -> Response {
-    let result = async { node.delete_object(resource(&path)?).await };
+async fn delete_object<N: Node>(
+    State(node): State<N>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(path) = path.map_err(path_problem)?;
+        node.delete_object(resource(&path)?).await
+    };
     match result.await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => problem.into_response(),
@@ -413,10 +783,11 @@ async fn delete_object<N: Node>(State(node): State<N>, Path(path): Path<String>)
 
 async fn peer_get<N: Node>(
     State(node): State<N>,
-    Path((peer, path)): Path<(String, String)>,
+    params: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
+        let Path((peer, path)) = params.map_err(path_problem)?;
         let range = range_of(&headers)?;
         node.peer_get(peer, resource(&path)?, range).await
     };
@@ -428,12 +799,13 @@ async fn peer_get<N: Node>(
 
 async fn peer_list<N: Node>(
     State(node): State<N>,
-    Path(peer): Path<String>,
+    peer: Result<Path<String>, PathRejection>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    match query {
-        Ok(Query(query)) => json_or_problem(node.peer_list(peer, query).await),
-        Err(e) => Problem::bad_request(e.body_text()).into_response(),
+    match (peer, query) {
+        (Err(e), _) => path_problem(e).into_response(),
+        (_, Err(e)) => query_problem(e).into_response(),
+        (Ok(Path(peer)), Ok(Query(query))) => json_or_problem(node.peer_list(peer, query).await),
     }
 }
 
@@ -443,7 +815,7 @@ async fn audit<N: Node>(
 ) -> Response {
     match query {
         Ok(Query(query)) => json_or_problem(node.audit(query).await),
-        Err(e) => Problem::bad_request(e.body_text()).into_response(),
+        Err(e) => query_problem(e).into_response(),
     }
 }
 
@@ -498,7 +870,14 @@ async fn grants<N: Node>(
     Json(serde_json::Value::Array(selected)).into_response()
 }
 
-async fn grant<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
+async fn grant<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = match hex_id(id, "grant") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
     let all = node.grants().await;
     match all
         .as_array()
@@ -511,7 +890,14 @@ async fn grant<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Respon
     }
 }
 
-async fn grant_proof<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
+async fn grant_proof<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = match hex_id(id, "grant") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
     match node.grant_proof(id).await {
         Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
         Err(problem) => problem.into_response(),
@@ -520,11 +906,11 @@ async fn grant_proof<N: Node>(State(node): State<N>, Path(id): Path<String>) -> 
 
 async fn propose<N: Node>(
     State(node): State<N>,
-    body: Result<Json<ProposalRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<ProposalRequest>, JsonRejection>,
 ) -> Response {
     let Json(request) = match body {
         Ok(body) => body,
-        Err(e) => return Problem::bad_request(e.body_text()).into_response(),
+        Err(e) => return json_problem(e).into_response(),
     };
     match node.propose(request).await {
         Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response(),
@@ -532,15 +918,29 @@ async fn propose<N: Node>(
     }
 }
 
-async fn approve<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
+async fn approve<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
     decide(node, id, true).await
 }
 
-async fn reject<N: Node>(State(node): State<N>, Path(id): Path<String>) -> Response {
+async fn reject<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
     decide(node, id, false).await
 }
 
-async fn decide<N: Node>(node: N, id: String, approve: bool) -> Response {
+async fn decide<N: Node>(
+    node: N,
+    id: Result<Path<String>, PathRejection>,
+    approve: bool,
+) -> Response {
+    let id = match hex_id(id, "proposal") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
     match node.decide(id, approve).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => problem.into_response(),
@@ -634,4 +1034,434 @@ mod tests {
             "the OpenAPI document does not validate: {stderr}"
         );
     }
+
+    /// The router's own refusals, through `oneshot` against a node that
+    /// stores nothing.
+    mod refusals {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode, header};
+        use axum::response::Response;
+        use quorate_contracts::ResourcePath;
+        use quorate_did::Did;
+        use tower::ServiceExt as _;
+
+        use crate::auth::AdminToken;
+        use crate::local::{AuditQuery, Budgets, Limits, Node, ProposalRequest, router_with_limits};
+        use crate::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
+        use crate::problem::Problem;
+
+        const TOKEN: &str = "test-token";
+
+        /// A node with no objects; `status` waits at `gate` when it is set,
+        /// like a slow admin request.
+        #[derive(Clone, Default)]
+        struct Empty {
+            gate: Option<Arc<tokio::sync::Semaphore>>,
+        }
+
+        fn none<T>() -> Result<T, Problem> {
+            Err(Problem::not_found("nothing here"))
+        }
+
+        impl Node for Empty {
+            async fn status(&self) -> serde_json::Value {
+                if let Some(gate) = &self.gate {
+                    let _pass = gate.acquire().await;
+                }
+                serde_json::json!({})
+            }
+            async fn propose(&self, _: ProposalRequest) -> Result<String, Problem> {
+                none()
+            }
+            async fn proposals(&self) -> serde_json::Value {
+                serde_json::json!([])
+            }
+            async fn decide(&self, _: String, _: bool) -> Result<(), Problem> {
+                none()
+            }
+            async fn grants(&self) -> serde_json::Value {
+                serde_json::json!([])
+            }
+            async fn grant_proof(&self, _: String) -> Result<Vec<u8>, Problem> {
+                none()
+            }
+            async fn identity(&self) -> serde_json::Value {
+                serde_json::json!({})
+            }
+            async fn members(&self) -> serde_json::Value {
+                serde_json::json!({})
+            }
+            async fn put_object(
+                &self,
+                path: ResourcePath,
+                content_type: String,
+                body: Body,
+            ) -> Result<ObjectInfo, Problem> {
+                let bytes = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .map_err(|_| Problem::too_large("over 1 MiB"))?;
+                Ok(ObjectInfo {
+                    path: path.to_string(),
+                    size: bytes.len() as u64,
+                    etag: "e".into(),
+                    content_type,
+                    modified_ms: 0,
+                })
+            }
+            async fn get_object(
+                &self,
+                _: ResourcePath,
+                _: Option<ByteRange>,
+            ) -> Result<ObjectBody, Problem> {
+                none()
+            }
+            async fn head_object(&self, _: ResourcePath) -> Result<ObjectInfo, Problem> {
+                none()
+            }
+            async fn delete_object(&self, _: ResourcePath) -> Result<(), Problem> {
+                none()
+            }
+            async fn list_objects(&self, query: ListQuery) -> Result<serde_json::Value, Problem> {
+                Ok(serde_json::json!({ "objects": [], "limit": query.limit }))
+            }
+            async fn peer_get(
+                &self,
+                _: String,
+                _: ResourcePath,
+                _: Option<ByteRange>,
+            ) -> Result<ObjectBody, Problem> {
+                none()
+            }
+            async fn peer_list(&self, _: String, _: ListQuery) -> Result<serde_json::Value, Problem> {
+                none()
+            }
+            async fn audit(&self, query: AuditQuery) -> Result<serde_json::Value, Problem> {
+                Ok(serde_json::json!({ "limit": query.limit, "decision": query.decision }))
+            }
+            async fn gateway_read(
+                &self,
+                _: Did,
+                _: &'static str,
+                _: ResourcePath,
+                _: Option<ByteRange>,
+            ) -> Result<ObjectBody, Problem> {
+                none()
+            }
+            async fn gateway_list(
+                &self,
+                _: Did,
+                _: &'static str,
+                _: ListQuery,
+            ) -> Result<serde_json::Value, Problem> {
+                none()
+            }
+            fn is_member(&self, _: &Did) -> bool {
+                false
+            }
+            async fn gateway_refused(
+                &self,
+                _: Option<Did>,
+                _: &'static str,
+                _: quorate_contracts::Action,
+                _: String,
+                _: &Problem,
+            ) {
+            }
+            async fn metrics(&self) -> String {
+                String::new()
+            }
+            async fn entry(&self, _: String) -> Result<serde_json::Value, Problem> {
+                none()
+            }
+            async fn ready(&self) -> Result<(), Problem> {
+                Ok(())
+            }
+            async fn ledger(&self) -> Result<serde_json::Value, Problem> {
+                Ok(serde_json::json!({}))
+            }
+            async fn block(&self, _: u64) -> Result<(serde_json::Value, Vec<u8>), Problem> {
+                none()
+            }
+            async fn ledger_export(&self) -> Result<Body, Problem> {
+                none()
+            }
+        }
+
+        fn app(node: Empty, budgets: Budgets) -> axum::Router {
+            let limits = Limits {
+                budgets,
+                object_bytes_max: 1024,
+            };
+            router_with_limits(
+                node,
+                AdminToken::new(TOKEN),
+                crate::gateway::Settings::new(
+                    60,
+                    "127.0.0.1:1",
+                    quorate_did::Keypair::from_seed(&[7; 32]).did(),
+                ),
+                limits,
+            )
+        }
+
+        fn request(method: &str, uri: &str) -> axum::http::request::Builder {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        }
+
+        async fn send(request: Request<Body>) -> Response {
+            app(Empty::default(), Budgets::default())
+                .oneshot(request)
+                .await
+                .unwrap()
+        }
+
+        /// The status and problem code of a problem+json answer.
+        async fn problem(response: Response) -> (u16, String) {
+            let status = response.status().as_u16();
+            let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            assert_eq!(
+                content_type.as_ref().map(|t| t.to_str().unwrap()),
+                Some("application/problem+json"),
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["status"], status);
+            let code = json["type"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("urn:quorate:problem:")
+                .unwrap()
+                .to_owned();
+            (status, code)
+        }
+
+        async fn refusal(request: Request<Body>) -> (u16, String) {
+            problem(send(request).await).await
+        }
+
+        fn get(uri: &str) -> Request<Body> {
+            request("GET", uri).body(Body::empty()).unwrap()
+        }
+
+        #[tokio::test]
+        async fn unknown_routes_and_methods_are_problems() {
+            assert_eq!(refusal(get("/nowhere")).await, (404, "not-found".into()));
+            assert_eq!(refusal(get("/v1")).await, (404, "not-found".into()));
+            let response = send(request("POST", "/v1/status").body(Body::empty()).unwrap()).await;
+            let allow = response.headers().get(header::ALLOW).cloned();
+            assert_eq!(problem(response).await, (405, "method-not-allowed".into()));
+            assert_eq!(allow.unwrap().to_str().unwrap(), "GET,HEAD");
+            let response = send(request("PATCH", "/v1/objects/a").body(Body::empty()).unwrap()).await;
+            let allow = response.headers().get(header::ALLOW).cloned().unwrap();
+            assert_eq!(problem(response).await.0, 405);
+            for method in ["GET", "PUT", "DELETE", "HEAD"] {
+                assert!(allow.to_str().unwrap().contains(method), "{allow:?}");
+            }
+            let response = send(request("DELETE", "/gateway/objects/a").body(Body::empty()).unwrap()).await;
+            assert_eq!(problem(response).await, (405, "method-not-allowed".into()));
+        }
+
+        #[tokio::test]
+        async fn a_declared_length_over_the_object_limit_is_refused_before_the_body() {
+            // The body is shorter than declared: a node that read it would
+            // store it (201); only the declared length is judged.
+            let put = request("PUT", "/v1/objects/big.bin")
+                .header(header::CONTENT_LENGTH, "1000000000000")
+                .body(Body::from("short"))
+                .unwrap();
+            assert_eq!(refusal(put).await, (413, "too-large".into()));
+            // At the limit it is read.
+            let put = request("PUT", "/v1/objects/fits.bin")
+                .header(header::CONTENT_LENGTH, "1024")
+                .body(Body::from(vec![0u8; 1024]))
+                .unwrap();
+            assert_eq!(send(put).await.status(), StatusCode::CREATED);
+        }
+
+        #[tokio::test]
+        async fn oversized_targets_and_header_sections_are_problems() {
+            let long = format!("/v1/objects/{}", "a".repeat(super::super::URI_BYTES_MAX));
+            assert_eq!(refusal(get(&long)).await, (414, "uri-too-long".into()));
+            let mut many = request("GET", "/v1/status");
+            for i in 0..super::super::HEADERS_MAX {
+                many = many.header(format!("x-field-{i}"), "1");
+            }
+            assert_eq!(
+                refusal(many.body(Body::empty()).unwrap()).await,
+                (431, "headers-too-large".into())
+            );
+            let big = request("GET", "/healthz")
+                .header("x-big", "b".repeat(super::super::HEADER_BYTES_MAX))
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(refusal(big).await, (431, "headers-too-large".into()));
+            // The gateway's routes are held to the same limits.
+            let long = format!("/gateway/objects/{}", "a".repeat(super::super::URI_BYTES_MAX));
+            assert_eq!(refusal(get(&long)).await, (414, "uri-too-long".into()));
+        }
+
+        #[tokio::test]
+        async fn bad_parameters_are_problems() {
+            for (uri, status, code) in [
+                ("/v1/objects/%FF", 400, "bad-path"),
+                ("/v1/objects/a%2F..%2Fb", 400, "bad-path"),
+                ("/v1/peers/%FF/objects", 400, "bad-path"),
+                ("/v1/peers/org-b/objects/%C0", 400, "bad-path"),
+                ("/v1/objects?limit=1001", 400, "bad-request"),
+                ("/v1/objects?limit=0", 400, "bad-request"),
+                ("/v1/objects?limit=x", 400, "bad-request"),
+                ("/v1/audit?limit=1001", 400, "bad-request"),
+                ("/v1/audit?decision=maybe", 400, "bad-request"),
+                ("/v1/ledger/blocks/18446744073709551616", 400, "bad-request"),
+                ("/v1/ledger/blocks/+1", 400, "bad-request"),
+                ("/v1/ledger/blocks/-1", 400, "bad-request"),
+                ("/v1/ledger/entries/abc", 400, "bad-request"),
+                ("/v1/grants/zz", 400, "bad-request"),
+                ("/v1/grants/%FF/proof", 400, "bad-path"),
+            ] {
+                assert_eq!(refusal(get(uri)).await, (status, code.into()), "{uri}");
+            }
+            // The gateway's own rejections come as problems too.
+            let (status, _) = refusal(get("/gateway/objects/%FF")).await;
+            assert!((400..500).contains(&status), "{status}");
+            let approve = request("POST", &format!("/v1/proposals/{}/approve", "g".repeat(64)))
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(refusal(approve).await, (400, "bad-request".into()));
+            // In range, they reach the node.
+            for uri in ["/v1/objects?limit=1000", "/v1/audit?limit=1&decision=deny"] {
+                assert_eq!(send(get(uri)).await.status(), StatusCode::OK, "{uri}");
+            }
+            let block = get("/v1/ledger/blocks/18446744073709551615");
+            assert_eq!(refusal(block).await, (404, "not-found".into()));
+        }
+
+        #[tokio::test]
+        async fn malformed_ranges_are_problems() {
+            for range in [&b"bytes=9-0"[..], b"bytes=0-\xff", b"bytes=x-"] {
+                let get = request("GET", "/v1/objects/a.csv")
+                    .header(header::RANGE, axum::http::HeaderValue::from_bytes(range).unwrap())
+                    .body(Body::empty())
+                    .unwrap();
+                assert_eq!(refusal(get).await, (416, "bad-range".into()), "{range:?}");
+            }
+        }
+
+        #[tokio::test]
+        async fn puts_store_only_media_types_and_may_be_empty() {
+            for bad in ["text", "text/plain; q", "<b>/x", &format!("a/{}", "b".repeat(300))] {
+                let put = request("PUT", "/v1/objects/a.txt")
+                    .header(header::CONTENT_TYPE, bad)
+                    .body(Body::from("x"))
+                    .unwrap();
+                assert_eq!(refusal(put).await, (400, "bad-content-type".into()), "{bad}");
+            }
+            let put = request("PUT", "/v1/objects/a.txt")
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Body::from("x"))
+                .unwrap();
+            let stored = send(put).await;
+            assert_eq!(stored.status(), StatusCode::CREATED);
+            let empty = request("PUT", "/v1/objects/marker").body(Body::empty()).unwrap();
+            let stored = send(empty).await;
+            assert_eq!(stored.status(), StatusCode::CREATED);
+            let body = axum::body::to_bytes(stored.into_body(), 1 << 16).await.unwrap();
+            let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                (info["size"].as_u64(), info["content_type"].as_str()),
+                (Some(0), Some("application/octet-stream"))
+            );
+        }
+
+        #[tokio::test]
+        async fn json_bodies_are_refused_as_problems() {
+            let post = |content_type: Option<&str>, body: Vec<u8>| {
+                let mut builder = request("POST", "/v1/proposals");
+                if let Some(t) = content_type {
+                    builder = builder.header(header::CONTENT_TYPE, t);
+                }
+                builder.body(Body::from(body)).unwrap()
+            };
+            let big = vec![b' '; super::super::JSON_BODY_BYTES_MAX + 1];
+            assert_eq!(
+                refusal(post(Some("application/json"), big)).await,
+                (413, "too-large".into())
+            );
+            assert_eq!(
+                refusal(post(None, b"{}".to_vec())).await,
+                (415, "unsupported-media-type".into())
+            );
+            assert_eq!(
+                refusal(post(Some("application/json"), b"{".to_vec())).await,
+                (400, "bad-request".into())
+            );
+            assert_eq!(
+                refusal(post(Some("application/json"), b"{\"grant\":1}".to_vec())).await,
+                (400, "bad-request".into())
+            );
+        }
+
+        #[tokio::test]
+        async fn without_the_token_admin_routes_are_refused_and_probes_answer() {
+            let anonymous = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+            assert_eq!(
+                refusal(anonymous("/v1/status")).await,
+                (401, "unauthenticated".into())
+            );
+            for uri in ["/healthz", "/readyz", "/openapi.json"] {
+                assert_eq!(send(anonymous(uri)).await.status(), StatusCode::OK, "{uri}");
+            }
+            // The gateway refuses unsigned requests (with its own types).
+            let (status, _) = refusal(anonymous("/gateway/objects/a")).await;
+            assert!((400..500).contains(&status), "{status}");
+        }
+
+        /// A full admin budget holds admin requests back, and nothing else.
+        #[tokio::test]
+        async fn each_group_of_routes_has_its_own_budget() {
+            let gate = Arc::new(tokio::sync::Semaphore::new(0));
+            let node = Empty {
+                gate: Some(gate.clone()),
+            };
+            let app = app(
+                node,
+                Budgets {
+                    admin: 2,
+                    gateway: 2,
+                },
+            );
+            let slow: Vec<_> = (0..2)
+                .map(|_| tokio::spawn(app.clone().oneshot(get("/v1/status"))))
+                .collect();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let quick = Duration::from_secs(2);
+            let queued = tokio::spawn(app.clone().oneshot(get("/v1/identity")));
+            for uri in ["/healthz", "/readyz", "/openapi.json", "/gateway/objects/a"] {
+                let answer = tokio::time::timeout(quick, app.clone().oneshot(get(uri)))
+                    .await
+                    .unwrap_or_else(|_| panic!("{uri} waited on the admin budget"))
+                    .unwrap();
+                assert!(answer.status() != StatusCode::REQUEST_TIMEOUT, "{uri}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!queued.is_finished(), "an admin request passed a full budget");
+            gate.add_permits(3);
+            for task in slow {
+                assert_eq!(task.await.unwrap().unwrap().status(), StatusCode::OK);
+            }
+            let answer = tokio::time::timeout(quick, queued).await.unwrap().unwrap().unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+    }
+
 }

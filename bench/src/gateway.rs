@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use axum::http::Request;
 use http_body_util::Empty;
-use quorate_api::signature::{RequestParts, sign_request};
+use quorate_api::signature::{AUDIENCE_HEADER, RequestParts, sign_request};
 use quorate_testnet::launch::{Testnet, running_pid};
 
 use crate::load::{self, LoadSpec, MakeRequest};
@@ -142,9 +142,11 @@ fn get_with_token(url: String, token: String) -> MakeRequest {
 /// `others`, every second request is signed by the other (ungranted) key.
 fn signed(
     url: String,
+    audience: &quorate_did::Did,
     key: quorate_did::Keypair,
     other: Option<quorate_did::Keypair>,
 ) -> anyhow::Result<MakeRequest> {
+    let audience = audience.to_string();
     let mut salt = [0u8; 8];
     getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("{e}"))?;
     let salt = u64::from_be_bytes(salt);
@@ -163,11 +165,12 @@ fn signed(
         let parts = RequestParts {
             method: "GET",
             target_uri: &url,
-            headers: &[],
+            headers: &[(AUDIENCE_HEADER, audience.as_str())],
         };
         let nonce = format!("{salt:x}-{unique}");
-        let builder = Request::get(url.as_str());
-        match sign_request(&parts, &["@method", "@target-uri"], signer, created, &nonce) {
+        let builder = Request::get(url.as_str()).header(AUDIENCE_HEADER, audience.as_str());
+        let covered = ["@method", "@target-uri", AUDIENCE_HEADER];
+        match sign_request(&parts, &covered, signer, created, &nonce) {
             Ok(sig) => builder
                 .header("signature-input", sig.signature_input)
                 .header("signature", sig.signature)
@@ -336,6 +339,7 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
     let nginx_server = nginx_pids(front.child.id());
     let key_b = quorate_did::keyfile::load(&b.home.join("key.pem"))?;
     let key_c = quorate_did::keyfile::load(&c.home.join("key.pem"))?;
+    let did_a = quorate_did::keyfile::load(&a.home.join("key.pem"))?.did();
     let gateway = format!("http://{}/gateway/objects", a.api);
 
     eprintln!(
@@ -375,7 +379,7 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
     ));
     rows.push(measure(
         "G3 quorate: RFC 9421 verified per request",
-        signed(format!("{gateway}/bench/file.bin"), key_b.clone(), None)?,
+        signed(format!("{gateway}/bench/file.bin"), &did_a, key_b.clone(), None)?,
         &[pa],
         spec,
         runs,
@@ -402,7 +406,7 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
     ));
     rows.push(measure(
         "G6 quorate: upstream route, RFC 9421 per request",
-        signed(format!("{gateway}/up/file.bin"), key_b.clone(), None)?,
+        signed(format!("{gateway}/up/file.bin"), &did_a, key_b.clone(), None)?,
         &[pa],
         spec,
         runs,
@@ -421,7 +425,12 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
     ));
     rows.push(measure(
         "G8 quorate: 50% unauthorized (RFC 9421, C has no grant)",
-        signed(format!("{gateway}/bench/file.bin"), key_b, Some(key_c))?,
+        signed(
+            format!("{gateway}/bench/file.bin"),
+            &did_a,
+            key_b,
+            Some(key_c),
+        )?,
         &[pa],
         spec,
         runs,

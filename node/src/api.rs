@@ -391,15 +391,20 @@ impl Node for LocalNode {
         serde_json::to_value(listing).map_err(|_| Problem::internal())
     }
 
+    fn is_member(&self, did: &Did) -> bool {
+        self.gateway.state().member_by_did(did).is_some()
+    }
+
     async fn gateway_refused(
         &self,
         caller: Option<Did>,
         transport: &'static str,
+        action: quorate_contracts::Action,
         resource: String,
         problem: &Problem,
     ) {
         self.gateway
-            .refused(transport, caller.as_ref(), &resource, problem)
+            .refused(transport, caller.as_ref(), action, &resource, problem)
             .await;
     }
 

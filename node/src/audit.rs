@@ -21,8 +21,17 @@ pub const AUDIT_HASH_CONTEXT: &str = "quorate 2026 audit record v1";
 pub const AUDIT_QUEUE_MAX: usize = 16 * 1024;
 /// Bytes of records written (and synced) together at most.
 const BATCH_BYTES_MAX: usize = 512 * 1024;
-/// Longest line a reader accepts.
-pub const LINE_BYTES_MAX: usize = 16 * 1024;
+/// Longest record the writer writes, newline included. Every field a
+/// client can influence is cut to [`FIELD_BYTES_MAX`] (with its length
+/// and hash), so a record never comes near it; the writer checks.
+pub const RECORD_BYTES_MAX: usize = 4 * 1024;
+/// Longest client-supplied text kept in a record field, before JSON
+/// escaping (at most 6 bytes per byte).
+pub const FIELD_BYTES_MAX: usize = 256;
+/// Longest line a reader accepts: more than any writer of this log ever
+/// wrote (releases before [`RECORD_BYTES_MAX`] wrote paths whole, bounded
+/// by the HTTP server's 64 KiB URI limit).
+pub const LINE_BYTES_MAX: usize = 1024 * 1024;
 /// How far back from the end a query reads.
 const QUERY_TAIL_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
@@ -232,9 +241,20 @@ impl Auditor {
         Ok((Self { queue, path }, task))
     }
 
-    /// Records a decision (waits if the writer is behind).
+    /// Records a decision (waits if the writer is behind). Fields longer
+    /// than [`FIELD_BYTES_MAX`] are cut, keeping their length and hash.
     pub async fn record(&self, decision: Decision) {
         let now = crate::driver::now().0;
+        let decision = Decision {
+            transport: bounded(decision.transport),
+            caller: decision.caller.map(bounded),
+            action: bounded(decision.action),
+            resource: bounded(decision.resource),
+            decision: bounded(decision.decision),
+            reason: decision.reason.map(bounded),
+            grant: decision.grant.map(bounded),
+            bytes: decision.bytes,
+        };
         if self.queue.send((now, decision)).await.is_err() {
             tracing::error!(target: "audit", "the audit writer has stopped; a decision was not recorded");
         }
@@ -246,8 +266,30 @@ impl Auditor {
     }
 }
 
+/// `text`, or if longer than [`FIELD_BYTES_MAX`] its first bytes (at a
+/// character boundary) with its length and blake3 hash, so that the record
+/// still names it unambiguously.
+fn bounded(text: String) -> String {
+    if text.len() <= FIELD_BYTES_MAX {
+        return text;
+    }
+    let mut cut = FIELD_BYTES_MAX - 96;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = blake3::hash(text.as_bytes()).to_hex();
+    format!(
+        "{}…[{} bytes, blake3 {}]",
+        &text[..cut],
+        text.len(),
+        &hash.as_str()[..32]
+    )
+}
+
 /// The last record's seq and hash; truncates a torn last line (a crash in
 /// the middle of a write) so the chain continues from the last whole one.
+/// Reads back two records' worth, or further for a log written before
+/// records were bounded.
 fn recover(path: &Path) -> Result<(u64, String), AuditError> {
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => file,
@@ -255,11 +297,26 @@ fn recover(path: &Path) -> Result<(u64, String), AuditError> {
         Err(e) => return Err(e.into()),
     };
     let len = file.metadata()?.len();
-    let start = len.saturating_sub(2 * LINE_BYTES_MAX as u64);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
-    let whole = tail.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let mut back = 2 * RECORD_BYTES_MAX as u64;
+    let (start, tail, whole) = loop {
+        let start = len.saturating_sub(back);
+        file.seek(SeekFrom::Start(start))?;
+        let mut tail = Vec::new();
+        (&mut file).take(back).read_to_end(&mut tail)?;
+        let whole = tail.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        // The last whole line must start inside what was read: after a
+        // newline, or at the file's start.
+        if start == 0 || tail[..whole.saturating_sub(1)].contains(&b'\n') {
+            break (start, tail, whole);
+        }
+        if back >= 2 * LINE_BYTES_MAX as u64 {
+            return Err(AuditError::Broken {
+                line: 0,
+                reason: format!("the last record is longer than {LINE_BYTES_MAX} bytes"),
+            });
+        }
+        back *= 4;
+    };
     if whole < tail.len() {
         file.set_len(start + whole as u64)?;
         file.sync_all()?;
@@ -300,9 +357,13 @@ fn write_loop(
                 prev: std::mem::replace(&mut prev, hash.clone()),
                 hash,
             };
+            let start = batch.len();
             if serde_json::to_writer(&mut batch, &record).is_ok() {
                 batch.push(b'\n');
             }
+            // Every field is bounded, so this holds by construction; the
+            // readers' recovery relies on it.
+            debug_assert!(batch.len() - start <= RECORD_BYTES_MAX);
             next = if batch.len() < BATCH_BYTES_MAX {
                 records.try_recv().ok()
             } else {
@@ -379,6 +440,67 @@ mod tests {
             std::fs::write(&path, &edited).unwrap();
             assert!(matches!(verify(&path), Err(AuditError::Broken { .. })));
         }
+    }
+
+    #[tokio::test]
+    async fn any_client_field_is_bounded_and_a_log_ending_in_the_largest_record_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (auditor, task) = Auditor::start(path.clone()).unwrap();
+        let huge = "é\"\u{1}".repeat(30_000);
+        let worst = Decision {
+            transport: huge.clone(),
+            caller: Some(huge.clone()),
+            action: huge.clone(),
+            resource: huge.clone(),
+            decision: huge.clone(),
+            reason: Some(huge.clone()),
+            grant: Some(huge.clone()),
+            bytes: u64::MAX,
+        };
+        auditor.record(worst).await;
+        drop(auditor);
+        task.await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() <= RECORD_BYTES_MAX, "{} bytes", text.len());
+        let record: Record = serde_json::from_str(text.trim_end()).unwrap();
+        assert!(record.decision.resource.contains("bytes, blake3 "));
+        assert_eq!(verify(&path).unwrap().records, 1);
+        // The node starts again on it and the chain goes on.
+        write(&path, 2).await;
+        assert_eq!(verify(&path).unwrap().records, 3);
+    }
+
+    #[tokio::test]
+    async fn a_log_whose_last_record_is_a_legacy_long_line_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write(&path, 1).await;
+        // A record as releases before the bound wrote it: a 60 KB path.
+        let (seq, prev) = recover(&path).unwrap();
+        let decision = Decision {
+            resource: "a".repeat(60_000),
+            ..decision(1)
+        };
+        let hash = record_hash(seq + 1, 7, &decision, &prev);
+        let record = Record {
+            seq: seq + 1,
+            time_ms: 7,
+            decision,
+            prev,
+            hash,
+        };
+        let mut line = serde_json::to_vec(&record).unwrap();
+        line.push(b'\n');
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&line)
+            .unwrap();
+        assert_eq!(verify(&path).unwrap().records, 2);
+        write(&path, 1).await;
+        assert_eq!(verify(&path).unwrap().records, 3);
     }
 
     #[tokio::test]

@@ -65,6 +65,10 @@ pub struct GatewaySection {
     pub object_bytes_max: u64,
     /// Peer requests served at once; more wait their turn.
     pub concurrency: usize,
+    /// The `host:port` members address this gateway by (the authority of
+    /// their signed requests); a request for any other is refused. Absent:
+    /// `[api] listen`.
+    pub authority: Option<String>,
 }
 
 impl Default for GatewaySection {
@@ -76,6 +80,7 @@ impl Default for GatewaySection {
             member_burst: 2000,
             object_bytes_max: 1 << 30,
             concurrency: 256,
+            authority: None,
         }
     }
 }
@@ -145,6 +150,48 @@ pub struct ApiSection {
     /// Address the local API binds to. Keep it on loopback unless a reverse
     /// proxy with TLS stands in front.
     pub listen: SocketAddr,
+    /// Connections open at once; more are answered 503 and closed.
+    #[serde(default = "defaults::connections_max")]
+    pub connections_max: usize,
+    /// Connections open at once from one IP address.
+    #[serde(default = "defaults::connections_per_address_max")]
+    pub connections_per_address_max: usize,
+    /// Time a client has to send a request's head, from the connection's
+    /// start or the end of the previous answer (so also the keep-alive
+    /// idle timeout).
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// Requests one connection carries before the node closes it.
+    #[serde(default = "defaults::requests_per_connection_max")]
+    pub requests_per_connection_max: u64,
+}
+
+impl ApiSection {
+    /// The listener's connection limits.
+    pub fn connection_limits(&self) -> quorate_api::serve::ConnectionLimits {
+        quorate_api::serve::ConnectionLimits {
+            connections_max: self.connections_max.max(1),
+            connections_per_address_max: self.connections_per_address_max.max(1),
+            header_read_timeout: self.header_read_timeout.0.max(Duration::from_millis(100)),
+            requests_per_connection_max: self.requests_per_connection_max.max(1),
+        }
+    }
+}
+
+mod defaults {
+    use super::*;
+    pub(super) fn connections_max() -> usize {
+        1024
+    }
+    pub(super) fn connections_per_address_max() -> usize {
+        256
+    }
+    pub(super) fn header_read_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub(super) fn requests_per_connection_max() -> u64 {
+        10_000
+    }
 }
 
 /// `[p2p]`.
@@ -264,6 +311,8 @@ mod tests {
         // The documented values are the defaults.
         assert_eq!(config.consensus, ConsensusSection::default());
         assert_eq!(config.gateway, GatewaySection::default());
+        let limits = config.api.connection_limits();
+        assert_eq!(limits, quorate_api::serve::ConnectionLimits::default());
     }
 
     #[test]

@@ -326,10 +326,11 @@ impl Gateway {
         &self,
         transport: &str,
         caller: Option<&Did>,
+        action: Action,
         resource: &str,
         problem: &Problem,
     ) {
-        self.record(transport, caller, Action::Read, resource, Err(problem))
+        self.record(transport, caller, action, resource, Err(problem))
             .await;
     }
 
@@ -478,17 +479,16 @@ impl Gateway {
     }
 
     async fn list_allowed(&self, caller: &Did, query: &ListQuery) -> Result<Listing, Problem> {
-        // Freshness, membership and the member's rate, once per listing;
-        // then each object is checked against one snapshot of the state.
+        // Freshness, membership and the member's rate, once per listing.
         self.ready()?;
         let state = self.state();
-        if state.member_by_did(caller).is_none() {
+        let Some(member) = state.member_by_did(caller).map(|m| m.id) else {
             return Err(problem(
                 StatusCode::FORBIDDEN,
                 "not-a-member",
                 "not-a-member",
             ));
-        }
+        };
         let owner = state
             .member_by_did(&self.inner.me)
             .map(|m| m.id)
@@ -500,35 +500,33 @@ impl Gateway {
                 )
             })?;
         self.rate_limit(caller, None)?;
-        let store = self.inner.objects.clone();
-        let (prefix, after) = (query.prefix.clone(), query.after.clone());
-        let limit = query.limit.unwrap_or(100).min(LIST_LIMIT_MAX);
-        let page =
-            tokio::task::spawn_blocking(move || store.list(&prefix, after.as_deref(), limit))
-                .await
-                .map_err(|_| Problem::internal())?
-                .map_err(storage_problem)?;
+        // Only the parts of the namespace the caller may list are read, so
+        // a page, and its `next` cursor, come from what it may see.
         let now = driver::now();
-        let objects = page
-            .objects
-            .into_iter()
-            .filter(|object| {
-                ResourcePath::parse(&object.path).is_ok_and(|path| {
-                    let request = AccessRequest {
-                        owner,
-                        caller,
-                        action: Action::List,
-                        path: &path,
-                        now,
-                    };
-                    matches!(authorize(&state, &request), Decision::Allow { .. })
-                })
-            })
-            .collect();
-        Ok(Listing {
-            objects,
-            next: page.next,
+        let scopes = list_scopes(&state, member, owner, now, &query.prefix);
+        let store = self.inner.objects.clone();
+        let after = query.after.clone();
+        let limit = query.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX);
+        let mut listing = tokio::task::spawn_blocking(move || {
+            list_in_scopes(&store, &scopes, after.as_deref(), limit)
         })
+        .await
+        .map_err(|_| Problem::internal())?
+        .map_err(storage_problem)?;
+        // Each object against the same snapshot, as a read would be.
+        listing.objects.retain(|object| {
+            ResourcePath::parse(&object.path).is_ok_and(|path| {
+                let request = AccessRequest {
+                    owner,
+                    caller,
+                    action: Action::List,
+                    path: &path,
+                    now,
+                };
+                matches!(authorize(&state, &request), Decision::Allow { .. })
+            })
+        });
+        Ok(listing)
     }
 
     /// Serves peers' requests from `inbox` until it closes, each in its own
@@ -577,7 +575,8 @@ impl Gateway {
                             "bad-path",
                             format!("{path:?}: {e}"),
                         );
-                        self.refused(TRANSPORT, Some(from), &path, &p).await;
+                        self.refused(TRANSPORT, Some(from), Action::Read, &path, &p)
+                            .await;
                         return denied(p);
                     }
                 };
@@ -651,6 +650,128 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A part of the owner's namespace a caller may list: every path under a
+/// key prefix, or one path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    Prefix(String),
+    Exact(ResourcePath),
+}
+
+impl Scope {
+    fn start(&self) -> &str {
+        match self {
+            Scope::Prefix(prefix) => prefix,
+            Scope::Exact(path) => path.as_str(),
+        }
+    }
+}
+
+/// The parts of `owner`'s namespace under `prefix` that `grantee` may
+/// list now, disjoint and in key order. Cost: the grants between the two.
+fn list_scopes(
+    state: &State,
+    grantee: quorate_contracts::MemberId,
+    owner: quorate_contracts::MemberId,
+    now: quorate_contracts::Timestamp,
+    prefix: &str,
+) -> Vec<Scope> {
+    use quorate_contracts::{GrantStatus, ResourcePattern};
+    let mut prefixes = Vec::new();
+    let mut exact = Vec::new();
+    for (_, record) in state.grants_between(&grantee, &owner) {
+        let terms = &record.terms;
+        let listable = record.status == GrantStatus::Active
+            && terms.not_before <= now
+            && now < terms.not_after
+            && terms.actions.contains(&Action::List);
+        if !listable {
+            continue;
+        }
+        for pattern in &terms.resources {
+            match pattern {
+                ResourcePattern::All => prefixes.push(String::new()),
+                ResourcePattern::Prefix(p) => prefixes.push(format!("{p}/")),
+                ResourcePattern::Exact(p) => exact.push(p.clone()),
+            }
+        }
+    }
+    // Intersected with the query's prefix: a granted prefix inside it, or
+    // the query's inside a granted one.
+    let mut prefixes: Vec<String> = prefixes
+        .into_iter()
+        .filter_map(|granted| {
+            if granted.starts_with(prefix) {
+                Some(granted)
+            } else if prefix.starts_with(&granted) {
+                Some(prefix.to_owned())
+            } else {
+                None
+            }
+        })
+        .collect();
+    prefixes.sort();
+    // In key order a prefix comes before everything it covers.
+    let mut kept: Vec<String> = Vec::new();
+    for p in prefixes {
+        if !kept.last().is_some_and(|k| p.starts_with(k.as_str())) {
+            kept.push(p);
+        }
+    }
+    let mut scopes: Vec<Scope> = exact
+        .into_iter()
+        .filter(|path| {
+            path.as_str().starts_with(prefix)
+                && !kept.iter().any(|k| path.as_str().starts_with(k.as_str()))
+        })
+        .map(Scope::Exact)
+        .collect();
+    scopes.extend(kept.into_iter().map(Scope::Prefix));
+    scopes.sort_by(|a, b| a.start().cmp(b.start()));
+    scopes.dedup();
+    scopes
+}
+
+/// A page of the objects in `scopes` after `after` (blocking). `next` is
+/// set when the page is full; it is the last object returned, one the
+/// caller may see.
+fn list_in_scopes(
+    store: &ObjectStore,
+    scopes: &[Scope],
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Listing, ObjectError> {
+    let mut objects = Vec::new();
+    for scope in scopes {
+        let remaining = limit - objects.len();
+        if remaining == 0 {
+            break;
+        }
+        match scope {
+            Scope::Prefix(prefix) => {
+                let page = store.list(prefix, after, remaining)?;
+                let full = page.next.is_some();
+                objects.extend(page.objects);
+                if full {
+                    break;
+                }
+            }
+            Scope::Exact(path) => {
+                if after.is_some_and(|after| path.as_str() <= after) {
+                    continue;
+                }
+                if let Some(info) = store.meta(path)? {
+                    objects.push(info);
+                }
+            }
+        }
+    }
+    let next = (objects.len() == limit)
+        .then(|| objects.last().map(|o: &ObjectInfo| o.path.clone()))
+        .flatten();
+    Ok(Listing { objects, next })
 }
 
 /// `read`, `list`, `write`.

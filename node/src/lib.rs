@@ -20,6 +20,7 @@ pub mod home;
 pub mod lock;
 pub mod mempool;
 pub mod network;
+pub mod nonces;
 pub mod objects;
 pub mod protocol;
 pub mod run;

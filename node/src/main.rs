@@ -324,11 +324,14 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::driver::Stoppe
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the local API", config.api.listen))?;
-    let node = quorate_node::run::start(&home, shutdown()).await?;
-    let skew = config.gateway.signature_skew.0.as_secs().max(1);
+    let mut node = quorate_node::run::start(&home, shutdown()).await?;
+    let gateway_http = node
+        .gateway_http
+        .take()
+        .context("the node's gateway settings were already taken")?;
     // Requests beyond the limit wait for a slot rather than pile up work;
     // a client that stops sending its body is cut off.
-    let router = quorate_api::local::router(node.local.clone(), token, skew)
+    let router = quorate_api::local::router(node.local.clone(), token, gateway_http)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.gateway.concurrency.max(1),
         ))
@@ -336,7 +339,12 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::driver::Stoppe
             BODY_IDLE_TIMEOUT,
         ));
     tracing::info!(address = %config.api.listen, "local API listening");
-    let api = tokio::spawn(quorate_api::local::serve(listener, router, shutdown()));
+    let api = tokio::spawn(quorate_api::serve::serve(
+        listener,
+        router,
+        config.api.connection_limits(),
+        shutdown(),
+    ));
     let result = node.task.await.context("the node task panicked")?;
     // The driver stopped (shutdown or failure): stop the API too.
     let _ = stop.send(true);

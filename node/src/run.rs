@@ -80,6 +80,49 @@ pub struct RunningNode {
     pub task: tokio::task::JoinHandle<anyhow::Result<crate::driver::Stopped>>,
     /// Holds the home while the node runs.
     pub lock: HomeLock,
+    /// What the gateway's signed HTTP routes need: this member, its public
+    /// authority, and the nonces accepted before this start (taken by
+    /// whoever serves the gateway's HTTP routes).
+    pub gateway_http: Option<quorate_api::gateway::Settings>,
+}
+
+/// The gateway's HTTP settings: the public authority from `[gateway]
+/// authority` (or `[api] listen`), and the nonce journal in `data`, with a
+/// task that syncs it.
+fn gateway_http(
+    config: &Config,
+    data: &std::path::Path,
+    me: quorate_did::Did,
+) -> anyhow::Result<quorate_api::gateway::Settings> {
+    let skew = config.gateway.signature_skew.0.as_secs().max(1);
+    let authority = config
+        .gateway
+        .authority
+        .clone()
+        .unwrap_or_else(|| config.api.listen.to_string());
+    let now_secs = i64::try_from(crate::driver::now().0 / 1000).unwrap_or(i64::MAX);
+    let (journal, replay) = crate::nonces::NonceFile::open(data, skew, now_secs)?;
+    info!(
+        nonces = replay.len(),
+        %authority,
+        "gateway remembers the nonces of its replay window"
+    );
+    let journal = std::sync::Arc::new(journal);
+    let syncing = std::sync::Arc::downgrade(&journal);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::nonces::SYNC_INTERVAL);
+        loop {
+            tick.tick().await;
+            let Some(journal) = syncing.upgrade() else {
+                return;
+            };
+            let synced = tokio::task::spawn_blocking(move || journal.sync()).await;
+            if let Ok(Err(e)) = synced {
+                tracing::error!(target: "gateway", error = %e, "cannot sync the nonce journal");
+            }
+        }
+    });
+    Ok(quorate_api::gateway::Settings::new(skew, authority, me).with_journal(journal, replay))
 }
 
 /// Starts the node of `home`; it stops when `shutdown` resolves.
@@ -117,6 +160,7 @@ pub async fn start(
     let did = key.did();
     let (driver, handle) = Driver::new(key, ledger, net.clone(), driver_config)?;
     let data = data_dir(home, &config);
+    let gateway_http = gateway_http(&config, &data, did.clone())?;
     let objects = crate::objects::ObjectStore::open(&data.join("objects"))
         .with_context(|| format!("cannot open the object store in {}", data.display()))?;
     let upstreams =
@@ -153,6 +197,7 @@ pub async fn start(
         local,
         task,
         lock,
+        gateway_http: Some(gateway_http),
     })
 }
 

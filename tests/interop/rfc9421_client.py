@@ -1,8 +1,9 @@
 """A member's request signed by an ordinary third-party RFC 9421 library.
 
-Usage: rfc9421_client.py KEY_PEM DID URL
+Usage: rfc9421_client.py KEY_PEM DID URL AUDIENCE
 Signs `GET URL` with `http-message-signatures` (Ed25519, keyid = the DID,
-covering @method, @authority and @target-uri, with created and nonce),
+covering @method, @authority, @target-uri and the Quorate-Audience header
+naming the member addressed (its did:key), with created and nonce),
 sends it with urllib, and prints the status, then the body.
 """
 import secrets
@@ -35,15 +36,16 @@ class Keys(HTTPSignatureKeyResolver):
 
 
 def main():
-    key_path, did, url = sys.argv[1:4]
+    key_path, did, url, audience = sys.argv[1:5]
     with open(key_path, "rb") as f:
         signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=Keys(f.read()))
     message = Message("GET", url)
+    message.headers["Quorate-Audience"] = audience
     signer.sign(
         message,
         key_id=did,
         nonce=secrets.token_hex(16),
-        covered_component_ids=("@method", "@authority", "@target-uri"),
+        covered_component_ids=("@method", "@authority", "@target-uri", "quorate-audience"),
     )
     request = urllib.request.Request(url, method="GET", headers=message.headers)
     try:

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use quorate_api::signature::{RequestParts, sign_request};
+use quorate_api::signature::{AUDIENCE_HEADER, RequestParts, sign_request};
 use quorate_did::Keypair;
 use quorate_testnet::client::{ApiClient, Response};
 
@@ -276,9 +276,26 @@ pub fn key(net: &Testnet, name: &str) -> Keypair {
     quorate_did::keyfile::load(&net.home(name).join("key.pem")).unwrap()
 }
 
-/// A GET to `api`'s gateway signed by `signer` (keyid = `keyid`'s DID).
+/// A GET to `api`'s gateway signed by `signer`, addressed to the member
+/// that runs it (its DID from `/v1/identity`).
 pub fn signed_get(
     api: &ApiClient,
+    path: &str,
+    signer: &Keypair,
+    nonce: &str,
+) -> (Response, Vec<(String, String)>) {
+    let audience = api.get("/v1/identity").unwrap().json().unwrap()["did"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    signed_get_to(api, &audience, path, signer, nonce)
+}
+
+/// A GET to `api`'s gateway signed by `signer` for the member `audience`
+/// (a did:key), covering `@method`, `@target-uri` and the audience header.
+pub fn signed_get_to(
+    api: &ApiClient,
+    audience: &str,
     path: &str,
     signer: &Keypair,
     nonce: &str,
@@ -291,10 +308,12 @@ pub fn signed_get(
     let parts = RequestParts {
         method: "GET",
         target_uri: &target,
-        headers: &[],
+        headers: &[(AUDIENCE_HEADER, audience)],
     };
-    let sig = sign_request(&parts, &["@method", "@target-uri"], signer, created, nonce).unwrap();
+    let covered = ["@method", "@target-uri", AUDIENCE_HEADER];
+    let sig = sign_request(&parts, &covered, signer, created, nonce).unwrap();
     let headers = vec![
+        ("Quorate-Audience".to_owned(), audience.to_owned()),
         ("Signature-Input".to_owned(), sig.signature_input),
         ("Signature".to_owned(), sig.signature),
     ];

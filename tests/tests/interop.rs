@@ -32,20 +32,27 @@ fn a_third_party_rfc9421_client_is_served_under_a_grant() {
 
     let client = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/rfc9421_client.py");
     let url = format!("http://{}/gateway/objects/pub/hello.txt", a.address());
-    let call = |name: &str| {
-        let did = run_ok(&[
+    let did_of = |name: &str| {
+        run_ok(&[
             "did",
             "show",
             "--home",
             &home_arg(&net.home(name)),
             "--did-only",
-        ]);
+        ])
+        .trim()
+        .to_owned()
+    };
+    let audience = did_of("org-a");
+    let call = |name: &str| {
+        let did = did_of(name);
         let out = std::process::Command::new("python3")
             .args([
                 client,
                 &home_arg(&net.home(name).join("key.pem")),
-                did.trim(),
+                &did,
                 &url,
+                &audience,
             ])
             .output()
             .unwrap();

@@ -4,11 +4,15 @@
 //! so the key needs no lookup: the identifier *is* the key. The gateway then
 //! requires, beyond a valid signature ([`Policy`]):
 //! - covered components `@method` and either `@target-uri` or both `@path`
-//!   and `@authority`, and `content-digest` when the request has a body;
+//!   and `@authority` (with `@query` too when the request has a query), and
+//!   `content-digest` when the request has a body;
+//! - a covered [`AUDIENCE_HEADER`] naming the member the request is for, so
+//!   a request signed for one member is worthless at any other;
 //! - a `created` parameter within the allowed clock skew, and no `expires`
 //!   in the past;
-//! - a `nonce` parameter never seen before within that window
-//!   ([`ReplayGuard`]), so a captured request cannot be sent again.
+//! - a `nonce` parameter of at most [`NONCE_BYTES_MAX`] bytes, never seen
+//!   before within that window ([`ReplayGuard`]), so a captured request
+//!   cannot be sent again.
 //!
 //! Pure: no HTTP types, no clock (`now` is an argument).
 
@@ -21,8 +25,14 @@ use quorate_did::{Did, Signature};
 
 pub use digest::{DigestError, content_digest_sha256, verify_content_digest};
 pub use replay::{
-    NONCE_BYTES_MAX, REPLAY_ENTRIES_MAX, REPLAY_ENTRIES_PER_CALLER_MAX, ReplayGuard, Replayed,
+    NONCE_BYTES_MAX, REPLAY_ENTRIES_MAX, REPLAY_ENTRIES_PER_CALLER_MAX, Remembered, ReplayGuard,
+    Replayed,
 };
+
+/// The header that names the member a request is addressed to (its
+/// did:key). The signature must cover it; the gateway refuses a request
+/// whose audience is not its own member.
+pub const AUDIENCE_HEADER: &str = "quorate-audience";
 
 /// The request as the signature sees it.
 #[derive(Debug, Clone, Copy)]
@@ -65,11 +75,14 @@ pub struct Verified {
 
 /// What the gateway requires of a signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub struct Policy<'a> {
     /// How far `created` may be from now, either way (seconds).
     pub skew_secs: u64,
     /// Whether the request has a body (then `content-digest` must be covered).
     pub has_body: bool,
+    /// The member this gateway serves: the covered [`AUDIENCE_HEADER`] must
+    /// name it.
+    pub audience: &'a Did,
 }
 
 /// Why a signature was refused. Each variant is one check.
@@ -131,6 +144,13 @@ pub enum SignatureError {
     /// `nonce` is missing.
     #[error("the signature has no nonce parameter")]
     NoNonce,
+    /// `nonce` is longer than [`NONCE_BYTES_MAX`].
+    #[error("the signature's nonce is longer than {NONCE_BYTES_MAX} bytes")]
+    NonceTooLong,
+    /// The covered [`AUDIENCE_HEADER`] names another member (or is not a
+    /// did:key): the request was meant for someone else.
+    #[error("the request is addressed to {0:?}, not to this member")]
+    WrongAudience(String),
 }
 
 /// Builds the RFC 9421 signature base for `components`, ending with the
@@ -190,7 +210,7 @@ pub fn verify_with_key(
 /// [`ReplayGuard`], after this succeeds.
 pub fn verify_request(
     request: &RequestParts<'_>,
-    policy: &Policy,
+    policy: &Policy<'_>,
     now_secs: i64,
 ) -> Result<Verified, SignatureError> {
     let (params, raw, signature) = select(request, |p| {
@@ -216,8 +236,27 @@ pub fn verify_request(
             "@target-uri (or @path and @authority)",
         ));
     }
+    // An uncovered query could be changed in flight: a listing signed for
+    // one prefix would be served for another.
+    let has_query = TargetUri::parse(request.target_uri)?.query.is_some();
+    if has_query
+        && !(covers("@target-uri") || covers("@query") || covers("@request-target"))
+    {
+        return Err(SignatureError::NotCovered(
+            "@query (the request has a query; or cover @target-uri)",
+        ));
+    }
     if policy.has_body && !covers("content-digest") {
         return Err(SignatureError::NotCovered("content-digest"));
+    }
+    if !covers(AUDIENCE_HEADER) {
+        return Err(SignatureError::NotCovered(AUDIENCE_HEADER));
+    }
+    let audience = header_value(request.headers, AUDIENCE_HEADER).unwrap_or_default();
+    if audience.parse::<Did>().ok().as_ref() != Some(policy.audience) {
+        // Shown in the refusal, so bounded.
+        let shown: String = audience.chars().take(128).collect();
+        return Err(SignatureError::WrongAudience(shown));
     }
     let created = params.created.ok_or(SignatureError::NoCreated)?;
     if created.abs_diff(now_secs) > policy.skew_secs {
@@ -232,8 +271,12 @@ pub fn verify_request(
     {
         return Err(SignatureError::Expired(expires));
     }
-    if params.nonce.as_deref().is_none_or(str::is_empty) {
-        return Err(SignatureError::NoNonce);
+    match params.nonce.as_deref() {
+        None | Some("") => return Err(SignatureError::NoNonce),
+        Some(nonce) if nonce.len() > NONCE_BYTES_MAX => {
+            return Err(SignatureError::NonceTooLong);
+        }
+        Some(_) => {}
     }
     // The expensive step last: everything above is cheap string checks.
     check_crypto(request, &params, &raw, &signature, &caller)?;

@@ -33,6 +33,48 @@ fn key_of(caller: &[u8; 32], nonce: &str) -> Key {
     u128::from_be_bytes(bytes)
 }
 
+/// One remembered nonce, as a journal keeps it across restarts: the
+/// signature's `created`, the hashed `(caller, nonce)` key, and the caller
+/// (for its quota). Fixed size: [`Remembered::BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remembered {
+    /// The signature's `created` (Unix seconds).
+    pub created: i64,
+    /// The hashed `(caller, nonce)`.
+    pub key: u128,
+    /// The caller's public key.
+    pub caller: [u8; 32],
+}
+
+impl Remembered {
+    /// Size of [`Remembered::to_bytes`].
+    pub const BYTES: usize = 8 + 16 + 32;
+
+    /// Fixed-width big-endian bytes: `created`, `key`, `caller`.
+    pub fn to_bytes(&self) -> [u8; Self::BYTES] {
+        let mut out = [0u8; Self::BYTES];
+        out[..8].copy_from_slice(&self.created.to_be_bytes());
+        out[8..24].copy_from_slice(&self.key.to_be_bytes());
+        out[24..].copy_from_slice(&self.caller);
+        out
+    }
+
+    /// The inverse of [`Remembered::to_bytes`].
+    pub fn from_bytes(bytes: &[u8; Self::BYTES]) -> Self {
+        let mut created = [0u8; 8];
+        created.copy_from_slice(&bytes[..8]);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&bytes[8..24]);
+        let mut caller = [0u8; 32];
+        caller.copy_from_slice(&bytes[24..]);
+        Self {
+            created: i64::from_be_bytes(created),
+            key: u128::from_be_bytes(key),
+            caller,
+        }
+    }
+}
+
 /// Remembers `(caller, nonce)` pairs while their signatures are acceptable.
 #[derive(Debug)]
 pub struct ReplayGuard {
@@ -72,19 +114,66 @@ impl ReplayGuard {
         }
     }
 
-    /// Records the nonce, or refuses it if seen.
+    /// Records the nonce, or refuses it if seen. What it returns is what a
+    /// journal must keep for the guard to refuse the replay after a restart
+    /// ([`ReplayGuard::restore`]).
     pub fn check(
         &mut self,
         caller: &Did,
         nonce: &str,
         created: i64,
         now: i64,
-    ) -> Result<(), Replayed> {
+    ) -> Result<Remembered, Replayed> {
         if nonce.len() > NONCE_BYTES_MAX {
             return Err(Replayed::TooLong);
         }
-        // A signature created before now - window can no longer pass the
-        // skew check, so its nonce need not be kept.
+        self.forget_before(now);
+        let who = caller.public_key_bytes();
+        let key = key_of(&who, nonce);
+        if self.seen.contains(&key) {
+            return Err(Replayed::Seen);
+        }
+        let remembered = Remembered {
+            created,
+            key,
+            caller: who,
+        };
+        self.insert(remembered)?;
+        Ok(remembered)
+    }
+
+    /// Takes back a nonce remembered before a restart (from a journal).
+    /// One whose signature can no longer pass the skew check is dropped; a
+    /// full guard refuses more (the caller then refuses requests until old
+    /// nonces age out, failing closed).
+    pub fn restore(&mut self, remembered: Remembered, now: i64) -> Result<(), Replayed> {
+        self.forget_before(now);
+        if remembered.created < now.saturating_sub(self.window_secs as i64)
+            || self.seen.contains(&remembered.key)
+        {
+            return Ok(());
+        }
+        self.insert(remembered)
+    }
+
+    fn insert(&mut self, remembered: Remembered) -> Result<(), Replayed> {
+        if self.seen.len() >= REPLAY_ENTRIES_MAX {
+            return Err(Replayed::Full);
+        }
+        let count = self.per_caller.entry(remembered.caller).or_insert(0);
+        if *count >= REPLAY_ENTRIES_PER_CALLER_MAX {
+            return Err(Replayed::CallerFull);
+        }
+        *count += 1;
+        self.seen.insert(remembered.key);
+        self.by_created
+            .insert((remembered.created, remembered.key, remembered.caller));
+        Ok(())
+    }
+
+    /// Drops the nonces of signatures created before `now - window`: they
+    /// can no longer pass the skew check, so they need not be kept.
+    fn forget_before(&mut self, now: i64) {
         let horizon = now.saturating_sub(self.window_secs as i64);
         while let Some((created_at, _, _)) = self.by_created.first()
             && *created_at < horizon
@@ -99,22 +188,6 @@ impl ReplayGuard {
                 }
             }
         }
-        let who = caller.public_key_bytes();
-        let key = key_of(&who, nonce);
-        if self.seen.contains(&key) {
-            return Err(Replayed::Seen);
-        }
-        if self.seen.len() >= REPLAY_ENTRIES_MAX {
-            return Err(Replayed::Full);
-        }
-        let count = self.per_caller.entry(who).or_insert(0);
-        if *count >= REPLAY_ENTRIES_PER_CALLER_MAX {
-            return Err(Replayed::CallerFull);
-        }
-        *count += 1;
-        self.seen.insert(key);
-        self.by_created.insert((created, key, who));
-        Ok(())
     }
 
     /// Nonces remembered.

@@ -82,7 +82,10 @@ fn signed(
     nonce: &str,
     body: Option<&[u8]>,
 ) -> Signed {
-    let mut headers = vec![("Host".to_owned(), "127.0.0.1:7700".to_owned())];
+    let mut headers = vec![
+        ("Host".to_owned(), "127.0.0.1:7700".to_owned()),
+        ("Quorate-Audience".to_owned(), audience().to_string()),
+    ];
     if let Some(body) = body {
         headers.push(("Content-Digest".into(), content_digest_sha256(body)));
     }
@@ -101,7 +104,22 @@ fn signed(
     Signed { headers }
 }
 
+/// The member the test requests are for.
+fn audience() -> Did {
+    Keypair::from_seed(&[9; 32]).did()
+}
+
 fn verify(s: &Signed, method: &str, uri: &str, has_body: bool) -> Result<Verified, SignatureError> {
+    verify_for(s, method, uri, has_body, &audience())
+}
+
+fn verify_for(
+    s: &Signed,
+    method: &str,
+    uri: &str,
+    has_body: bool,
+    audience: &Did,
+) -> Result<Verified, SignatureError> {
     let refs: Vec<(&str, &str)> = s
         .headers
         .iter()
@@ -117,12 +135,13 @@ fn verify(s: &Signed, method: &str, uri: &str, has_body: bool) -> Result<Verifie
         &Policy {
             skew_secs: 30,
             has_body,
+            audience,
         },
         NOW,
     )
 }
 
-const FULL: &[&str] = &["@method", "@target-uri"];
+const FULL: &[&str] = &["@method", "@target-uri", "quorate-audience"];
 
 #[test]
 fn a_quorate_signed_request_verifies_and_names_its_caller() {
@@ -134,7 +153,7 @@ fn a_quorate_signed_request_verifies_and_names_its_caller() {
     // @path + @authority is an accepted alternative to @target-uri.
     let s = signed(
         &key,
-        &["@method", "@authority", "@path", "@query"],
+        &["@method", "@authority", "@path", "@query", "quorate-audience"],
         NOW,
         "n-2",
         None,
@@ -164,7 +183,7 @@ fn each_policy_check_refuses_with_its_own_error() {
         verify(&s, "GET", URI, false),
         Err(SignatureError::NotCovered(_))
     ));
-    let s = signed(&key, &["@target-uri"], NOW, "n", None);
+    let s = signed(&key, &["@target-uri", "quorate-audience"], NOW, "n", None);
     assert_eq!(
         verify(&s, "GET", URI, false),
         Err(SignatureError::NotCovered("@method"))
@@ -198,7 +217,7 @@ fn a_body_is_bound_by_its_digest() {
     let body = b"hello";
     let s = signed(
         &key,
-        &["@method", "@target-uri", "content-digest"],
+        &["@method", "@target-uri", "content-digest", "quorate-audience"],
         NOW,
         "n",
         Some(body),
@@ -286,4 +305,71 @@ fn one_caller_cannot_fill_the_replay_guard_for_the_others() {
     // When the window passes, a's quota is free again.
     guard.check(&a, "later", NOW + 31, NOW + 31).unwrap();
     assert_eq!(guard.len(), 1);
+}
+
+#[test]
+fn a_request_is_bound_to_its_audience_and_its_query() {
+    let key = Keypair::from_seed(&[7; 32]);
+    // Signed for one member, refused at any other.
+    let s = signed(&key, FULL, NOW, "n", None);
+    let other = Keypair::from_seed(&[10; 32]).did();
+    assert!(matches!(
+        verify_for(&s, "GET", URI, false, &other),
+        Err(SignatureError::WrongAudience(_))
+    ));
+    // The audience must be covered, not only present.
+    let s = signed(&key, &["@method", "@target-uri"], NOW, "n", None);
+    assert_eq!(
+        verify(&s, "GET", URI, false),
+        Err(SignatureError::NotCovered(AUDIENCE_HEADER))
+    );
+    // Changing the covered audience header breaks the signature.
+    let s = signed(&key, FULL, NOW, "n", None);
+    let forged: Vec<(String, String)> = s
+        .headers
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "Quorate-Audience" => (k.clone(), other.to_string()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    assert!(matches!(
+        verify_for(&Signed { headers: forged }, "GET", URI, false, &other),
+        Err(SignatureError::BadSignature)
+    ));
+    // A query must be covered: @path + @authority alone leave it open.
+    let listing = "http://127.0.0.1:7700/gateway/objects?prefix=a/";
+    let s = signed(
+        &key,
+        &["@method", "@authority", "@path", "quorate-audience"],
+        NOW,
+        "n",
+        None,
+    );
+    assert!(matches!(
+        verify(&s, "GET", listing, false),
+        Err(SignatureError::NotCovered(_))
+    ));
+    // An over-long nonce is refused before the signature is checked.
+    let s = signed(&key, FULL, NOW, &"x".repeat(NONCE_BYTES_MAX + 1), None);
+    assert_eq!(
+        verify(&s, "GET", URI, false),
+        Err(SignatureError::NonceTooLong)
+    );
+}
+
+#[test]
+fn restored_nonces_are_refused_and_expired_ones_dropped() {
+    let a = Keypair::from_seed(&[1; 32]).did();
+    let mut before = ReplayGuard::new(30);
+    let kept = before.check(&a, "n1", NOW, NOW).unwrap();
+    let old = before.check(&a, "n0", NOW - 25, NOW).unwrap();
+    assert_eq!(Remembered::from_bytes(&kept.to_bytes()), kept);
+    // After a restart, 10 s later.
+    let mut after = ReplayGuard::new(30);
+    after.restore(kept, NOW + 10).unwrap();
+    after.restore(old, NOW + 10).unwrap();
+    assert_eq!(after.check(&a, "n1", NOW, NOW + 10), Err(Replayed::Seen));
+    // n0 was created 35 s before: it cannot pass the skew check any more.
+    assert_eq!(after.len(), 1);
 }
