@@ -134,3 +134,136 @@ async fn members_gossip_and_request_and_outsiders_are_refused() {
     );
     gossip.abort();
 }
+
+/// Goal: a peer that is not a member gets a trickle of requests through,
+/// its flood fails fast without reaching the driver, and a member flooding
+/// mempool gossip is held to its budget while another member's votes still
+/// arrive. Method: four swarms in one process (members A, B and D, an
+/// outsider C); A's "driver" counts what reaches it and answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_and_flooding_members_are_held_to_their_budgets() {
+    use quorate_node::network::limits::{
+        MEMPOOL_GOSSIP_BURST, MEMPOOL_GOSSIP_PER_SEC, OUTSIDER_REQUESTS_BURST,
+        OUTSIDER_REQUESTS_PER_SEC,
+    };
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let a_key = Keypair::from_seed(&[11; 32]);
+    let b_key = Keypair::from_seed(&[12; 32]);
+    let d_key = Keypair::from_seed(&[14; 32]);
+    let outsider = Keypair::from_seed(&[13; 32]);
+    let members: Vec<Did> = vec![a_key.did(), b_key.did(), d_key.did()];
+    let (a, mut a_events, a_addr) = start(&a_key, &[]).await;
+    let (b, _b_events, _) = start(&b_key, std::slice::from_ref(&a_addr)).await;
+    let (d, _d_events, _) = start(&d_key, std::slice::from_ref(&a_addr)).await;
+    let (c, _c_events, _) = start(&outsider, std::slice::from_ref(&a_addr)).await;
+    for client in [&a, &b, &c, &d] {
+        client.set_members(members.clone()).await;
+    }
+    timeout(WAIT, async {
+        while a.peers().await.len() < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("B, C and D connected to A");
+
+    // A's side: count requests and gossip by sender, answer every request.
+    let requests: Arc<Mutex<HashMap<Did, usize>>> = Arc::default();
+    let gossip: Arc<Mutex<HashMap<(Did, Topic), usize>>> = Arc::default();
+    let responder = tokio::spawn({
+        let (a, requests, gossip) = (a.clone(), requests.clone(), gossip.clone());
+        async move {
+            while let Some(event) = a_events.recv().await {
+                match event {
+                    Event::Request { from, reply, .. } => {
+                        *requests.lock().unwrap().entry(from).or_default() += 1;
+                        a.respond(reply, b"ok".to_vec()).await;
+                    }
+                    Event::Gossip {
+                        from,
+                        topic,
+                        id,
+                        via,
+                        ..
+                    } => {
+                        *gossip.lock().unwrap().entry((from, topic)).or_default() += 1;
+                        a.validate(id, via, true).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+
+    // The outsider's flood: most requests fail, and fail fast.
+    let flood_start = std::time::Instant::now();
+    let outsider_answers = futures::future::join_all(
+        (0..50).map(|_| timeout(WAIT, c.request(a_key.did(), b"blocks?".to_vec()))),
+    )
+    .await;
+    let flood_secs = flood_start.elapsed().as_secs_f64();
+    let answered = outsider_answers
+        .iter()
+        .filter(|r| matches!(r, Ok(Ok(_))))
+        .count();
+    assert!(
+        outsider_answers.iter().all(Result::is_ok),
+        "a refused request timed out instead of failing at once"
+    );
+    let allowed = OUTSIDER_REQUESTS_BURST + OUTSIDER_REQUESTS_PER_SEC * flood_secs;
+    eprintln!("{answered} of the outsider's 50 requests answered in {flood_secs:.2} s");
+    assert!(
+        answered >= 1 && answered as f64 <= allowed + 1.0,
+        "{answered} of the outsider's 50 requests were answered in {flood_secs:.2} s"
+    );
+    // A member is served in full meanwhile.
+    let member_answers = futures::future::join_all(
+        (0..50).map(|_| timeout(WAIT, b.request(a_key.did(), b"blocks?".to_vec()))),
+    )
+    .await;
+    assert!(member_answers.iter().all(|r| matches!(r, Ok(Ok(_)))));
+    assert_eq!(
+        requests.lock().unwrap().get(&outsider.did()).copied(),
+        Some(answered),
+        "the outsider's refused requests never reached the driver"
+    );
+
+    // B floods the mempool topic; D's vote still reaches A.
+    let publish_start = std::time::Instant::now();
+    for i in 0..20_000u32 {
+        b.publish(Topic::Mempool, i.to_be_bytes().to_vec()).await;
+    }
+    d.publish(Topic::Consensus, b"d's vote".to_vec()).await;
+    timeout(WAIT, async {
+        loop {
+            let heard = gossip
+                .lock()
+                .unwrap()
+                .get(&(d_key.did(), Topic::Consensus))
+                .copied();
+            if heard.is_some() {
+                return;
+            }
+            d.publish(Topic::Consensus, b"d's vote".to_vec()).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("D's vote reaches A during B's flood");
+    let flood_secs = publish_start.elapsed().as_secs_f64();
+    let from_b = gossip
+        .lock()
+        .unwrap()
+        .get(&(b_key.did(), Topic::Mempool))
+        .copied()
+        .unwrap_or(0);
+    let allowed = MEMPOOL_GOSSIP_BURST + MEMPOOL_GOSSIP_PER_SEC * flood_secs;
+    eprintln!("A heard {from_b} of B's 20,000 mempool messages in {flood_secs:.2} s");
+    assert!(
+        from_b as f64 <= allowed,
+        "A heard {from_b} of B's mempool messages in {flood_secs:.2} s"
+    );
+    responder.abort();
+}

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::codec::FramedBytes;
 use super::identity::{did_of, libp2p_keypair, peer_id};
+use super::limits::{InFlight, PeerBudgets};
 use super::{
     COMMANDS_MAX, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, EVENTS_MAX, GOSSIP_BYTES_MAX,
     PING_INTERVAL, PING_TIMEOUT, REDIAL_INTERVAL, REQUEST_TIMEOUT,
@@ -38,9 +39,14 @@ impl Topic {
     }
 }
 
-/// A request's reply slot, handed to the driver with the request.
+/// A request's reply slot, handed to the driver with the request. While it
+/// lives, the request counts against its peer's budget of requests in
+/// flight ([`limits`](super::limits)).
 #[derive(Debug)]
-pub struct ResponseHandle(request_response::ResponseChannel<Vec<u8>>);
+pub struct ResponseHandle {
+    channel: request_response::ResponseChannel<Vec<u8>>,
+    _in_flight: InFlight,
+}
 
 /// What peers did.
 #[derive(Debug)]
@@ -231,6 +237,8 @@ pub struct EventLoop {
     bootstrap: Vec<(Multiaddr, Option<PeerId>)>,
     pending: HashMap<OutboundRequestId, (Did, ReplySlot)>,
     dropped_events: u64,
+    /// What each peer may still send ([`super::limits`]).
+    budgets: PeerBudgets,
     /// Whether a listen address is up. Dials wait for it: only then does
     /// TCP dial from the listen port (port reuse), so that every connection
     /// between two members runs between their two p2p ports.
@@ -374,6 +382,7 @@ pub fn spawn(
         bootstrap,
         pending: HashMap::new(),
         dropped_events: 0,
+        budgets: PeerBudgets::default(),
         listening: false,
     };
     Ok((
@@ -466,7 +475,7 @@ impl EventLoop {
                 self.pending.insert(id, (peer, reply));
             }
             Command::Respond { handle, data } => {
-                let _ = behaviour.requests.send_response(handle.0, data);
+                let _ = behaviour.requests.send_response(handle.channel, data);
             }
             Command::SetMembers(members) => {
                 self.members = members.iter().map(peer_id).collect();
@@ -519,6 +528,9 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                if num_established == 0 {
+                    self.budgets.forget(&peer_id);
+                }
                 if num_established == 0
                     && self.connected.remove(&peer_id)
                     && let Some(did) = did_of(&peer_id)
@@ -549,18 +561,29 @@ impl EventLoop {
     fn on_gossip(&mut self, via: PeerId, id: MessageId, message: gossipsub::Message) {
         let gossip = &mut self.swarm.behaviour_mut().gossipsub;
         // The publisher, authenticated by the message's signature.
-        let from = message
-            .source
-            .filter(|s| self.members.contains(s))
-            .and_then(|s| did_of(&s));
+        let author = message.source.filter(|s| self.members.contains(s));
+        let from = author.and_then(|s| did_of(&s));
         let topic = [Topic::Consensus, Topic::Mempool]
             .into_iter()
             .find(|t| IdentTopic::new(t.name(&self.chain_id)).hash() == message.topic);
-        let (Some(from), Some(topic)) = (from, topic) else {
+        let (Some(author), Some(from), Some(topic)) = (author, from, topic) else {
             // From a non-member or on a foreign topic: never forwarded.
             let _ = gossip.report_message_validation_result(&id, &via, MessageAcceptance::Reject);
             return;
         };
+        // A member publishing past its budget is not heard (nor passed on),
+        // so it cannot crowd the others out of the driver's queue.
+        if !self
+            .budgets
+            .admit_gossip(author, topic, std::time::Instant::now())
+        {
+            let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+            let _ = gossip.report_message_validation_result(&id, &via, MessageAcceptance::Ignore);
+            if self.budgets.ignored_gossip.is_power_of_two() {
+                warn!(target: "network", %from, ignored = self.budgets.ignored_gossip, "a member's gossip is over its budget");
+            }
+            return;
+        }
         self.emit(Event::Gossip {
             from,
             topic,
@@ -576,12 +599,28 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    if let Some(from) = did_of(&peer) {
-                        self.emit(Event::Request {
+                    let Some(from) = did_of(&peer) else {
+                        return;
+                    };
+                    let member = self.members.contains(&peer);
+                    match self
+                        .budgets
+                        .admit_request(peer, member, std::time::Instant::now())
+                    {
+                        Ok(in_flight) => self.emit(Event::Request {
                             from,
                             data: request,
-                            reply: ResponseHandle(channel),
-                        });
+                            reply: ResponseHandle {
+                                channel,
+                                _in_flight: in_flight,
+                            },
+                        }),
+                        // Dropping the channel closes the stream at once:
+                        // the peer's request fails without an answer.
+                        Err(refused) => {
+                            debug!(target: "network", %from, member, ?refused, "request over the peer's budget");
+                            drop(channel);
+                        }
                     }
                 }
                 request_response::Message::Response {

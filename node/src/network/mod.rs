@@ -14,6 +14,7 @@
 mod codec;
 mod event_loop;
 pub mod identity;
+pub mod limits;
 
 pub use codec::FramedBytes;
 pub use event_loop::{
