@@ -146,9 +146,11 @@ fn now_secs() -> i64 {
 fn signature_problem(e: &SignatureError) -> Problem {
     match e {
         SignatureError::Unsigned => Problem::unauthenticated(e.to_string()),
-        SignatureError::WrongAudience(_) => {
-            Problem::new(StatusCode::MISDIRECTED_REQUEST, "wrong-audience", e.to_string())
-        }
+        SignatureError::WrongAudience(_) => Problem::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "wrong-audience",
+            e.to_string(),
+        ),
         _ => Problem::new(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string()),
     }
 }
@@ -350,7 +352,9 @@ async fn list<N: Node>(
     let peer = peer.map(|Extension(p)| p);
     let caller = match authenticate(&gateway, &method, &uri, &headers) {
         Ok(caller) => caller,
-        Err(refused) => return refuse(&gateway, peer, *refused, Action::List, LISTING.into()).await,
+        Err(refused) => {
+            return refuse(&gateway, peer, *refused, Action::List, LISTING.into()).await;
+        }
     };
     let Ok(Query(query)) = query else {
         let refused = Refused {
@@ -388,7 +392,9 @@ async fn summarize_suppressed<N: Node>(
             let problem = Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "refusals-suppressed",
-                format!("{count} unauthenticated refusals from {source} were not audited one by one"),
+                format!(
+                    "{count} unauthenticated refusals from {source} were not audited one by one"
+                ),
             );
             let resource = format!("({count} refusals from {source})");
             node.gateway_refused(None, TRANSPORT, Action::Read, resource, &problem)
@@ -417,8 +423,7 @@ impl UnauthenticatedRefusals {
     pub fn admit(&mut self, source: IpAddr, now: Instant) -> bool {
         // Past the bound, unknown sources share one bucket: the log stays
         // bounded even under a flood from many addresses.
-        let source = if self.sources.len() >= SOURCES_MAX && !self.sources.contains_key(&source)
-        {
+        let source = if self.sources.len() >= SOURCES_MAX && !self.sources.contains_key(&source) {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         } else {
             source
@@ -450,7 +455,8 @@ impl UnauthenticatedRefusals {
             if entry.suppressed > 0 {
                 due.push((*source, std::mem::take(&mut entry.suppressed)));
             }
-            let refill = now.duration_since(entry.at).as_secs_f64() * UNAUTHENTICATED_AUDITS_PER_SEC;
+            let refill =
+                now.duration_since(entry.at).as_secs_f64() * UNAUTHENTICATED_AUDITS_PER_SEC;
             entry.tokens + refill < UNAUTHENTICATED_AUDITS_BURST
         });
         due

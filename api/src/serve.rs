@@ -92,7 +92,11 @@ enum Full {
     Address,
 }
 
-fn admit(open: &Arc<Mutex<Open>>, address: IpAddr, limits: &ConnectionLimits) -> Result<Slot, Full> {
+fn admit(
+    open: &Arc<Mutex<Open>>,
+    address: IpAddr,
+    limits: &ConnectionLimits,
+) -> Result<Slot, Full> {
     let Ok(mut state) = open.lock() else {
         return Err(Full::Listener);
     };

@@ -379,7 +379,12 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
     ));
     rows.push(measure(
         "G3 quorate: RFC 9421 verified per request",
-        signed(format!("{gateway}/bench/file.bin"), &did_a, key_b.clone(), None)?,
+        signed(
+            format!("{gateway}/bench/file.bin"),
+            &did_a,
+            key_b.clone(),
+            None,
+        )?,
         &[pa],
         spec,
         runs,
@@ -406,7 +411,12 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
     ));
     rows.push(measure(
         "G6 quorate: upstream route, RFC 9421 per request",
-        signed(format!("{gateway}/up/file.bin"), &did_a, key_b.clone(), None)?,
+        signed(
+            format!("{gateway}/up/file.bin"),
+            &did_a,
+            key_b.clone(),
+            None,
+        )?,
         &[pa],
         spec,
         runs,

@@ -239,9 +239,7 @@ pub fn verify_request(
     // An uncovered query could be changed in flight: a listing signed for
     // one prefix would be served for another.
     let has_query = TargetUri::parse(request.target_uri)?.query.is_some();
-    if has_query
-        && !(covers("@target-uri") || covers("@query") || covers("@request-target"))
-    {
+    if has_query && !(covers("@target-uri") || covers("@query") || covers("@request-target")) {
         return Err(SignatureError::NotCovered(
             "@query (the request has a query; or cover @target-uri)",
         ));

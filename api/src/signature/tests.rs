@@ -153,7 +153,13 @@ fn a_quorate_signed_request_verifies_and_names_its_caller() {
     // @path + @authority is an accepted alternative to @target-uri.
     let s = signed(
         &key,
-        &["@method", "@authority", "@path", "@query", "quorate-audience"],
+        &[
+            "@method",
+            "@authority",
+            "@path",
+            "@query",
+            "quorate-audience",
+        ],
         NOW,
         "n-2",
         None,
@@ -217,7 +223,12 @@ fn a_body_is_bound_by_its_digest() {
     let body = b"hello";
     let s = signed(
         &key,
-        &["@method", "@target-uri", "content-digest", "quorate-audience"],
+        &[
+            "@method",
+            "@target-uri",
+            "content-digest",
+            "quorate-audience",
+        ],
         NOW,
         "n",
         Some(body),
