@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::block::{Block, BlockHeader, CommittedBlock, ENTRIES_PER_BLOCK_MAX, tx_root};
 use crate::codec::{self, EncodeError};
 use crate::consensus::{Validators, verify_certificate};
-use crate::entry::{ENDORSEMENTS_MAX, Entry, EntryId, verify_endorsement};
+use crate::entry::{ENDORSEMENTS_MAX, Entry, EntryId, Proposal, verify_endorsement};
 use crate::hash::{Hash, hash_tagged, tag};
 
 /// The proposer field of the genesis entry: before genesis there are no
@@ -24,6 +24,35 @@ pub const GENESIS_PROPOSER: MemberId = MemberId([0; 32]);
 /// How far a proposal's `created_at` may lie after its block's time (clock
 /// skew between members).
 pub const PROPOSAL_CLOCK_SKEW_MS: u64 = 30_000;
+
+/// How far a proposed block's time may lie ahead of a validator's own
+/// clock for the validator to prevote it ([`check_timely`]).
+/// With block times strictly increasing, this keeps the chain's clock
+/// within this bound of the honest members' clocks: a member whose clock
+/// runs ahead cannot get its blocks voted for, one whose clock runs behind
+/// can only add a millisecond to the last block's time.
+pub const BLOCK_TIME_AHEAD_MAX_MS: u64 = 30_000;
+
+/// Whether a proposed block is *timely* for a validator whose clock reads
+/// `now`: its time is at most [`BLOCK_TIME_AHEAD_MAX_MS`] after `now`.
+/// A validator prevotes a freshly proposed block only if it is valid
+/// ([`ChainState::check_block`]) and timely; locking, re-proposals and
+/// decisions need validity alone (see `consensus::Input::Proposal`), and
+/// replaying a committed chain ([`ChainState::apply`], [`verify_chain`])
+/// reads no clock: a certificate shows that a quorum found the block
+/// timely. A block refused for its time becomes timely as the clock
+/// advances; no rule refuses a block for being *behind* the clock, which
+/// could make a value honest validators locked on unvotable.
+pub fn check_timely(block: &Block, now: Timestamp) -> Result<(), BlockError> {
+    let time = block.header.time;
+    if time.0 > now.0.saturating_add(BLOCK_TIME_AHEAD_MAX_MS) {
+        return Err(BlockError::TimeAhead {
+            now: now.0,
+            found: time.0,
+        });
+    }
+    Ok(())
+}
 
 /// Domain tag for deriving genesis members' ids from the genesis entry.
 const GENESIS_MEMBER_TAG: &str = "quorate 2026 genesis member v1";
@@ -94,6 +123,18 @@ pub enum BlockError {
     Time {
         /// The tip's time (ms).
         previous: u64,
+        /// The block's (ms).
+        found: u64,
+    },
+    /// The time is more than [`BLOCK_TIME_AHEAD_MAX_MS`] after the
+    /// validator's clock (only a proposal is judged by a clock).
+    #[error(
+        "time {found} is {} ms ahead of this validator's clock ({now}); at most {BLOCK_TIME_AHEAD_MAX_MS} ms",
+        found.saturating_sub(*now)
+    )]
+    TimeAhead {
+        /// The validator's clock (ms).
+        now: u64,
         /// The block's (ms).
         found: u64,
     },
@@ -424,6 +465,21 @@ impl ChainState {
         Ok(next)
     }
 
+    /// Whether `proposal` may go into a block whose time is `time`: created
+    /// at most [`PROPOSAL_CLOCK_SKEW_MS`] after it and no longer before it
+    /// than the policy's proposal time-to-live.
+    pub fn is_fresh(&self, proposal: &Proposal, time: Timestamp) -> bool {
+        proposal.created_at.0 <= time.0.saturating_add(PROPOSAL_CLOCK_SKEW_MS)
+            && time.saturating_ms_since(proposal.created_at) <= self.state.policy.proposal_ttl_ms
+    }
+
+    /// The time a proposer puts in the next block: its clock, or one
+    /// millisecond after the tip's time if its clock is not past that
+    /// (block times strictly increase).
+    pub fn next_block_time(&self, now: Timestamp) -> Timestamp {
+        Timestamp(now.0.max(self.tip.time.0.saturating_add(1)))
+    }
+
     /// Builds the next block from `candidates` (in order), skipping each
     /// entry that is invalid at that point, and reports what was skipped
     /// and why. This is how a proposer fills a block: the result passes
@@ -555,9 +611,7 @@ impl BlockBuilder<'_> {
                 found: proposal.epoch,
             }));
         }
-        let fresh = proposal.created_at.0 <= self.time.0.saturating_add(PROPOSAL_CLOCK_SKEW_MS)
-            && self.time.saturating_ms_since(proposal.created_at) <= current.policy.proposal_ttl_ms;
-        if !fresh {
+        if !self.chain.is_fresh(proposal, self.time) {
             return Err(entry_err(EntryError::Stale {
                 created_at: proposal.created_at.0,
                 block_time: self.time.0,

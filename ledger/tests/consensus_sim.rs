@@ -5,7 +5,8 @@
 //! equivocating member is caught.
 //! Method: N machines over a simulated network driven by a seeded PRNG
 //! (loss, delay, duplication, reordering, a partition, crash-restart from
-//! the last persisted state, one Byzantine member), many seeds. A failure
+//! the last persisted state, one Byzantine member, one member whose clock
+//! is ahead or behind so that proposals are not timely), many seeds. A failure
 //! prints `seed=…`; `QUORATE_SIM_SEED=<n>` replays one seed.
 
 use std::cmp::Reverse;
@@ -65,6 +66,18 @@ enum Byzantine {
     Forge,
 }
 
+/// A member whose clock is off: which proposals are timely for whom.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Skew {
+    None,
+    /// Member `n`'s clock is behind: every value built by another member
+    /// looks too far ahead to it.
+    Behind(usize),
+    /// Member `n`'s clock is ahead: the values it builds look too far
+    /// ahead to every other member.
+    Ahead(usize),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Scenario {
     n: usize,
@@ -77,6 +90,7 @@ struct Scenario {
     partition: bool,
     crash: bool,
     byzantine: Byzantine,
+    skew: Skew,
 }
 
 enum Event {
@@ -106,6 +120,8 @@ struct Node {
     decided: Vec<Value>,
     certificates: Vec<QuorumCertificate>,
     evidence: usize,
+    /// Heights decided by agreement (the rest came by sync).
+    by_agreement: u64,
 }
 
 struct Sim {
@@ -147,6 +163,7 @@ impl Sim {
                 decided: Vec::new(),
                 certificates: Vec::new(),
                 evidence: 0,
+                by_agreement: 0,
             })
             .collect();
         Self {
@@ -172,6 +189,15 @@ impl Sim {
         self.seq += 1;
         self.queue.push(Reverse((at, self.seq)));
         self.events.insert(self.seq, event);
+    }
+
+    /// Whether `value` is timely for member `to`'s clock.
+    fn timely(&self, to: usize, value: &Value) -> bool {
+        match self.s.skew {
+            Skew::None => true,
+            Skew::Behind(n) => to != n || value.proposer == n,
+            Skew::Ahead(n) => value.proposer != n || to == n,
+        }
     }
 
     fn faulty_network(&self) -> bool {
@@ -309,6 +335,7 @@ impl Sim {
                     assert_eq!(height, self.nodes[node].decided.len() as u64 + 1);
                     self.nodes[node].decided.push(value);
                     self.nodes[node].certificates.push(certificate);
+                    self.nodes[node].by_agreement += 1;
                     if height < self.s.heights {
                         let validators = self.validators.clone();
                         self.input(
@@ -371,6 +398,7 @@ impl Sim {
                     }
                     let input = match message {
                         Message::Proposal(proposal) => Input::Proposal {
+                            timely: self.timely(to, &proposal.value),
                             proposal,
                             valid: true,
                         },
@@ -528,6 +556,7 @@ const CALM: Scenario = Scenario {
     partition: false,
     crash: false,
     byzantine: Byzantine::None,
+    skew: Skew::None,
 };
 
 #[test]
@@ -658,5 +687,54 @@ fn soak_many_seeds_every_fault() {
         ),
     ] {
         run_scenario(s, count);
+    }
+}
+
+#[test]
+fn n4_a_member_whose_clock_is_behind_still_locks_and_decides_by_agreement() {
+    // It prevotes nil on every value but its own (none is timely for it),
+    // yet locks and precommits on the others' prevote quorums and decides
+    // each height itself, with no sync needed.
+    for sim in run_scenario(
+        Scenario {
+            heights: 8,
+            skew: Skew::Behind(3),
+            ..CALM
+        },
+        20,
+    ) {
+        assert_eq!(sim.nodes[3].by_agreement, 8);
+    }
+    run_scenario(
+        Scenario {
+            loss_percent: 10,
+            delay_max_ms: 200,
+            stable_after_ms: 3_000,
+            skew: Skew::Behind(3),
+            ..CALM
+        },
+        40,
+    );
+}
+
+#[test]
+fn n4_values_from_a_member_whose_clock_is_ahead_are_never_decided() {
+    for sim in run_scenario(
+        Scenario {
+            heights: 8,
+            loss_percent: 5,
+            delay_max_ms: 100,
+            stable_after_ms: 2_000,
+            skew: Skew::Ahead(2),
+            ..CALM
+        },
+        40,
+    ) {
+        for (i, node) in sim.nodes.iter().enumerate() {
+            assert!(
+                node.decided.iter().all(|v| v.proposer != 2),
+                "node {i} decided a value built by the member ahead"
+            );
+        }
     }
 }

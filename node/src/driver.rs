@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quorate_contracts::{Body, MemberId, Timestamp};
 use quorate_did::Keypair;
 use quorate_ledger::block::{Block, CommittedBlock, ENTRIES_PER_BLOCK_MAX};
-use quorate_ledger::chain::PROPOSAL_CLOCK_SKEW_MS;
+use quorate_ledger::chain::check_timely;
 use quorate_ledger::consensus::{
     self, Effect, Input, Machine, Message, PersistedState, TimeoutKind,
 };
@@ -297,12 +297,19 @@ pub const RESENDS_MAX: usize = 32;
 /// are still counted but no longer logged.
 pub const LOGGED_REJECTIONS_MAX: usize = 4096;
 
+/// The reason counted (and logged once per peer) when a proposal is not
+/// prevoted because its block time is too far ahead of this node's clock.
+pub const PROPOSAL_TIME_AHEAD: &str =
+    "proposal not prevoted: its block time is too far ahead of this node's clock";
+
 /// The wall clock as the pure crates see it.
 pub fn now() -> Timestamp {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
+    #[cfg(feature = "fault-injection")]
+    let ms = ms.saturating_add_signed(crate::fault::clock_offset_ms());
     Timestamp(ms)
 }
 
@@ -552,9 +559,13 @@ impl Driver {
 
     /// Counts a dropped message; logs it once per peer and reason.
     fn reject(&mut self, reason: &'static str) {
+        self.reject_from(self.current_peer, reason);
+    }
+
+    /// [`reject`](Self::reject) for a message from `peer`.
+    fn reject_from(&mut self, peer: Option<quorate_did::Did>, reason: &'static str) {
         *self.rejected.entry(reason).or_default() += 1;
-        let peer = self
-            .current_peer
+        let peer = peer
             .map(|d| d.to_string())
             .unwrap_or_else(|| "unknown".to_owned());
         if self.logged.len() < LOGGED_REJECTIONS_MAX && self.logged.insert((peer.clone(), reason)) {
@@ -566,11 +577,24 @@ impl Driver {
     /// propose now rather than at the heartbeat.
     fn propose_if_work(&mut self) -> Result<(), DriverError> {
         if let Some((height, round)) = self.waiting_to_propose
-            && !self.mempool.eligible(1).is_empty()
+            && self.has_work()
         {
             self.propose_block(height, round)?;
         }
         Ok(())
+    }
+
+    /// Whether the next block would carry an entry: one is eligible and
+    /// fresh at the block's time. A proposal from a member whose clock is
+    /// ahead stays eligible but cannot go in yet; counting it made every
+    /// proposer skip the heartbeat and agree empty blocks back to back.
+    fn has_work(&self) -> bool {
+        let Some(chain) = self.ledger.chain() else {
+            return false;
+        };
+        let time = chain.next_block_time(now());
+        self.mempool
+            .any_eligible(|entry| chain.is_fresh(&entry.proposal, time))
     }
 
     fn arm(&mut self, at: Timestamp, timer: Timer) {
@@ -609,8 +633,7 @@ impl Driver {
     /// due, else when the heartbeat falls due.
     fn on_request_value(&mut self, height: u64, round: u32) -> Result<(), DriverError> {
         let due = self.last_commit + self.config.heartbeat;
-        let has_work = !self.mempool.eligible(1).is_empty();
-        if has_work || Instant::now() >= due || round > 0 {
+        if self.has_work() || Instant::now() >= due || round > 0 {
             self.propose_block(height, round)
         } else {
             self.waiting_to_propose = Some((height, round));
@@ -633,7 +656,7 @@ impl Driver {
             return Ok(());
         }
         let Some(me) = self.me() else { return Ok(()) };
-        let time = Timestamp(now().0.max(chain.tip().time.0 + 1));
+        let time = chain.next_block_time(now());
         let (block, skipped) =
             chain.build_block(me, time, self.mempool.eligible(ENTRIES_PER_BLOCK_MAX))?;
         for (id, reason) in skipped {
@@ -813,9 +836,17 @@ impl Driver {
         }
         let input = match message {
             ConsensusMessage::Proposal(proposal) => {
-                let valid = chain.check_block(&proposal.value).is_ok()
-                    && proposal.value.header.time.0 <= now().0 + PROPOSAL_CLOCK_SKEW_MS;
-                Input::Proposal { proposal, valid }
+                let valid = chain.check_block(&proposal.value).is_ok();
+                let timely = check_timely(&proposal.value, now()).is_ok();
+                if !timely {
+                    // Its proposer's clock is ahead of ours, or ours behind.
+                    self.reject_from(from, PROPOSAL_TIME_AHEAD);
+                }
+                Input::Proposal {
+                    proposal,
+                    valid,
+                    timely,
+                }
             }
             ConsensusMessage::Vote(vote) => Input::Vote(vote),
         };

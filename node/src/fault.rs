@@ -8,10 +8,14 @@
 //!   has no right to make: one claiming another member as proposer (its
 //!   signature is ours, so it does not verify), one granting another
 //!   member's data, and one carrying endorsements forged in other members'
-//!   names.
+//!   names;
+//! - `clock-offset-ms:N` (N may be negative): this node's wall clock, as
+//!   [`crate::driver::now`] reads it, is N ms off.
 //!
 //! Honest nodes must detect the equivocation, never commit two blocks at
-//! one height, and never accept a forged grant (`tests/tests/byzantine.rs`).
+//! one height, and never accept a forged grant (`tests/tests/byzantine.rs`);
+//! a member with a skewed clock must not move the chain's clock or stop
+//! the others agreeing (`tests/tests/clock_skew.rs`).
 
 use quorate_contracts::{Action, Body, GrantTerms, MemberId, ResourcePattern, State, Timestamp};
 use quorate_did::Keypair;
@@ -25,6 +29,8 @@ pub struct Faults {
     pub equivocate: bool,
     /// Gossip forged grant proposals.
     pub forge_grant: bool,
+    /// How far this node's clock is off (ms).
+    pub clock_offset_ms: i64,
 }
 
 impl Faults {
@@ -34,8 +40,9 @@ impl Faults {
         let faults = Self {
             equivocate: spec.split(',').any(|f| f.trim() == "equivocate"),
             forge_grant: spec.split(',').any(|f| f.trim() == "forge-grant"),
+            clock_offset_ms: parse_clock_offset(&spec),
         };
-        if faults.equivocate || faults.forge_grant {
+        if faults.equivocate || faults.forge_grant || faults.clock_offset_ms != 0 {
             tracing::warn!(
                 ?faults,
                 "FAULT INJECTION ON: this node misbehaves on purpose"
@@ -43,6 +50,20 @@ impl Faults {
         }
         faults
     }
+}
+
+/// The `clock-offset-ms:N` of a `QUORATE_FAULT` spec (0 if none).
+fn parse_clock_offset(spec: &str) -> i64 {
+    spec.split(',')
+        .find_map(|f| f.trim().strip_prefix("clock-offset-ms:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The clock offset `QUORATE_FAULT` asks for, read once per process.
+pub fn clock_offset_ms() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| parse_clock_offset(&std::env::var("QUORATE_FAULT").unwrap_or_default()))
 }
 
 /// A vote for another value at the same height, round and step.
@@ -117,4 +138,21 @@ pub fn forged_entries(
         entries.push(entry);
     }
     entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_clock_offset;
+
+    #[test]
+    fn the_clock_offset_is_read_from_the_fault_spec() {
+        assert_eq!(parse_clock_offset(""), 0);
+        assert_eq!(parse_clock_offset("equivocate"), 0);
+        assert_eq!(parse_clock_offset("clock-offset-ms:300000"), 300_000);
+        assert_eq!(
+            parse_clock_offset("forge-grant, clock-offset-ms:-300000"),
+            -300_000
+        );
+        assert_eq!(parse_clock_offset("clock-offset-ms:soon"), 0);
+    }
 }

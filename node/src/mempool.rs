@@ -261,6 +261,14 @@ impl Mempool {
         self.pending.iter()
     }
 
+    /// Whether an entry ready for a block passes `fit` (without copying
+    /// the pool).
+    pub fn any_eligible(&self, fit: impl Fn(&Entry) -> bool) -> bool {
+        self.pending
+            .values()
+            .any(|p| p.state == ProposalState::Eligible && fit(&p.entry))
+    }
+
     /// Entries ready for a block, oldest first, at most `max`.
     pub fn eligible(&self, max: usize) -> Vec<Entry> {
         let mut ready: Vec<&Pending> = self

@@ -5,7 +5,10 @@
 //! input; rules that fire "for the first time" keep a flag per round. The
 //! machine verifies every signature itself, counts at most one vote per
 //! validator, round and kind (a second, different one is equivocation
-//! evidence), and keeps only a bounded window of rounds.
+//! evidence), and keeps only a bounded window of rounds. One addition to
+//! the paper, from Tendermint's proposer-based timestamps: a fresh value
+//! is prevoted only if it is also timely for this validator's clock
+//! ([`Input::Proposal`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -152,12 +155,22 @@ pub enum Input<V> {
         value: V,
     },
     /// A proposal from the network; `valid` is the driver's check of the
-    /// value against the ledger.
+    /// value against the ledger, `timely` its check of the value's time
+    /// against its own clock when the proposal arrived.
     Proposal {
         /// The proposal.
         proposal: SignedProposal<V>,
         /// Whether the value is valid.
         valid: bool,
+        /// Whether the value's time was close enough to this validator's
+        /// clock. Only a fresh proposal (no valid round) needs it to be
+        /// prevoted (line 22); a re-proposal with a proof of lock, locking
+        /// on a quorum of prevotes and deciding on a quorum of precommits
+        /// need validity alone, as in Tendermint's proposer-based
+        /// timestamps. So a value once prevoted by a quorum never becomes
+        /// unvotable, and a validator whose clock is behind still locks
+        /// and decides with the others.
+        timely: bool,
     },
     /// A vote from the network.
     Vote(SignedVote),
@@ -247,7 +260,8 @@ pub struct PersistedState<V> {
 
 #[derive(Debug, Default)]
 struct RoundState<V> {
-    proposal: Option<(SignedProposal<V>, bool)>,
+    /// The round's proposal, whether it is valid, and whether it was timely.
+    proposal: Option<(SignedProposal<V>, bool, bool)>,
     /// Votes per voter: one normally, two when the voter equivocated (the
     /// paper counts messages per value, so an equivocator counts toward
     /// each value it signed; at most f of them can, which keeps quorums
@@ -278,7 +292,7 @@ impl<V> RoundState<V> {
             .chain(self.precommits.keys())
             .copied()
             .collect();
-        if let Some((p, _)) = &self.proposal {
+        if let Some((p, _, _)) = &self.proposal {
             s.insert(p.proposer);
         }
         s
@@ -399,8 +413,12 @@ impl<V: ConsensusValue> Machine<V> {
                 // Replay what arrived early for this height.
                 for early in std::mem::take(&mut self.next_height) {
                     match early {
-                        Input::Proposal { proposal, valid } if proposal.height == height => {
-                            self.on_proposal(proposal, valid, &mut fx)
+                        Input::Proposal {
+                            proposal,
+                            valid,
+                            timely,
+                        } if proposal.height == height => {
+                            self.on_proposal(proposal, valid, timely, &mut fx)
                         }
                         Input::Vote(vote) if vote.height == height => self.on_vote(vote, &mut fx),
                         _ => {}
@@ -420,7 +438,11 @@ impl<V: ConsensusValue> Machine<V> {
                     self.propose(value, None, now, &mut fx);
                 }
             }
-            Input::Proposal { proposal, valid } => self.on_proposal(proposal, valid, &mut fx),
+            Input::Proposal {
+                proposal,
+                valid,
+                timely,
+            } => self.on_proposal(proposal, valid, timely, &mut fx),
             Input::Vote(vote) => self.on_vote(vote, &mut fx),
             Input::TimeoutElapsed {
                 kind,
@@ -490,7 +512,7 @@ impl<V: ConsensusValue> Machine<V> {
     fn rebroadcast(&mut self, now: Timestamp, fx: &mut Vec<Effect<V>>) {
         let round = self.round;
         if let Some(state) = self.rounds.get(&round)
-            && let Some((proposal, _)) = &state.proposal
+            && let Some((proposal, _, _)) = &state.proposal
             && Some(proposal.proposer) == self.me
         {
             fx.push(Effect::Broadcast(Message::Proposal(proposal.clone())));
@@ -544,7 +566,7 @@ impl<V: ConsensusValue> Machine<V> {
         self.proposed_rounds.push(self.round);
         fx.push(Effect::Persist(self.persisted()));
         fx.push(Effect::Broadcast(Message::Proposal(proposal.clone())));
-        self.record_proposal(proposal, true);
+        self.record_proposal(proposal, true, true);
         let _ = now;
     }
 
@@ -595,9 +617,19 @@ impl<V: ConsensusValue> Machine<V> {
         }
     }
 
-    fn on_proposal(&mut self, proposal: SignedProposal<V>, valid: bool, fx: &mut Vec<Effect<V>>) {
+    fn on_proposal(
+        &mut self,
+        proposal: SignedProposal<V>,
+        valid: bool,
+        timely: bool,
+        fx: &mut Vec<Effect<V>>,
+    ) {
         if self.started && proposal.height == self.height + 1 {
-            self.keep_for_next_height(Input::Proposal { proposal, valid });
+            self.keep_for_next_height(Input::Proposal {
+                proposal,
+                valid,
+                timely,
+            });
             return;
         }
         if !self.started || proposal.height != self.height {
@@ -634,10 +666,10 @@ impl<V: ConsensusValue> Machine<V> {
             });
             return;
         }
-        self.record_proposal(proposal, valid);
+        self.record_proposal(proposal, valid, timely);
     }
 
-    fn record_proposal(&mut self, proposal: SignedProposal<V>, valid: bool) {
+    fn record_proposal(&mut self, proposal: SignedProposal<V>, valid: bool, timely: bool) {
         let state = self
             .rounds
             .entry(proposal.round)
@@ -645,7 +677,7 @@ impl<V: ConsensusValue> Machine<V> {
         // The first proposal of a round counts; a different second one from
         // the same proposer is ignored (the votes will show who followed it).
         if state.proposal.is_none() {
-            state.proposal = Some((proposal, valid));
+            state.proposal = Some((proposal, valid, timely));
         }
     }
 
@@ -717,7 +749,7 @@ impl<V: ConsensusValue> Machine<V> {
             }
             // Line 49: a proposal and a quorum of precommits for it, in any round.
             let decision = self.rounds.iter().find_map(|(r, s)| {
-                let (p, valid) = s.proposal.as_ref()?;
+                let (p, valid, _) = s.proposal.as_ref()?;
                 let id = p.value.id();
                 (*valid && Self::count(&s.precommits, Some(&id)) >= quorum)
                     .then(|| (*r, p.value.clone(), id))
@@ -759,13 +791,16 @@ impl<V: ConsensusValue> Machine<V> {
             let proposal = state.proposal.clone();
 
             if self.step == Step::Propose
-                && let Some((p, valid)) = &proposal
+                && let Some((p, valid, timely)) = &proposal
             {
                 let id = p.value.id();
                 match p.valid_round {
-                    // Line 22.
+                    // Line 22, with the timeliness of proposer-based
+                    // timestamps: a fresh value must be timely.
                     None => {
-                        let ok = *valid && self.locked.as_ref().is_none_or(|(_, v)| v.id() == id);
+                        let ok = *valid
+                            && *timely
+                            && self.locked.as_ref().is_none_or(|(_, v)| v.id() == id);
                         self.vote(VoteKind::Prevote, ok.then_some(id), now, fx);
                         continue;
                     }
@@ -807,7 +842,7 @@ impl<V: ConsensusValue> Machine<V> {
             // Line 36.
             if self.step >= Step::Prevote
                 && !state.locked_in_this_round
-                && let Some((p, true)) = &proposal
+                && let Some((p, true, _)) = &proposal
             {
                 let id = p.value.id();
                 if Self::count(&state.prevotes, Some(&id)) >= quorum {
