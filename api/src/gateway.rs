@@ -231,7 +231,7 @@ fn authenticate<N: Node>(
     };
     let refused = |problem| {
         Box::new(Refused {
-            member: Some(verified.caller.clone()),
+            member: Some(verified.caller),
             problem,
         })
     };

@@ -706,7 +706,10 @@ impl Driver {
             if !ids.is_empty() {
                 // The gateway sees a revocation as soon as it commits. The
                 // clone is O(state); heartbeat blocks change nothing and
-                // skip it.
+                // skip it. The status (with the tip's time, which grant
+                // windows are checked against too) goes first, so a state
+                // is never seen with an older tip.
+                self.publish_status();
                 self.state.send_replace(Arc::new(chain.state().clone()));
             }
         }

@@ -223,6 +223,7 @@ impl Gateway {
                 "this node is not a member of the consortium",
             ));
         };
+        let (now, chain_time) = self.clocks();
         let decision = authorize(
             &state,
             &AccessRequest {
@@ -230,9 +231,13 @@ impl Gateway {
                 caller,
                 action,
                 path,
-                now: driver::now(),
+                now,
             },
         );
+        let decision = match decision {
+            Decision::Allow { grant, .. } => within_window_at(&state, grant, chain_time, decision),
+            deny => deny,
+        };
         let (grant, rate_limit) = match decision {
             Decision::Allow { grant, rate_limit } => (grant, rate_limit),
             Decision::Deny(reason) => {
@@ -245,6 +250,14 @@ impl Gateway {
         };
         self.rate_limit(caller, rate_limit.map(|limit| (grant, limit)))?;
         Ok(Allowed { grant })
+    }
+
+    /// This node's clock, and the chain's (the tip's time). A grant's
+    /// window must hold at both: a gateway whose clock is behind would
+    /// otherwise serve a grant past its end, one ahead before its start.
+    fn clocks(&self) -> (quorate_contracts::Timestamp, quorate_contracts::Timestamp) {
+        let tip = self.inner.status.borrow().tip_time_ms;
+        (driver::now(), quorate_contracts::Timestamp(tip))
     }
 
     /// The member's bucket, then the grant's if it has a rate limit.
@@ -502,8 +515,8 @@ impl Gateway {
         self.rate_limit(caller, None)?;
         // Only the parts of the namespace the caller may list are read, so
         // a page, and its `next` cursor, come from what it may see.
-        let now = driver::now();
-        let scopes = list_scopes(&state, member, owner, now, &query.prefix);
+        let (now, chain_time) = self.clocks();
+        let scopes = list_scopes(&state, member, owner, [now, chain_time], &query.prefix);
         let store = self.inner.objects.clone();
         let after = query.after.clone();
         let limit = query.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX);
@@ -652,6 +665,27 @@ impl Gateway {
     }
 }
 
+/// `allowed` (a decision allowing under `grant`), unless the grant's window
+/// does not hold at the chain's time `chain_time` too.
+fn within_window_at(
+    state: &State,
+    grant: GrantId,
+    chain_time: quorate_contracts::Timestamp,
+    allowed: Decision,
+) -> Decision {
+    use quorate_contracts::DenyReason;
+    match state.grants.get(&grant) {
+        Some(record) if chain_time >= record.terms.not_after => {
+            Decision::Deny(DenyReason::Expired { grant })
+        }
+        Some(record) if chain_time < record.terms.not_before => {
+            Decision::Deny(DenyReason::NotYetValid { grant })
+        }
+        Some(_) => allowed,
+        None => Decision::Deny(DenyReason::NoGrant),
+    }
+}
+
 /// A part of the owner's namespace a caller may list: every path under a
 /// key prefix, or one path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -675,7 +709,7 @@ fn list_scopes(
     state: &State,
     grantee: quorate_contracts::MemberId,
     owner: quorate_contracts::MemberId,
-    now: quorate_contracts::Timestamp,
+    clocks: [quorate_contracts::Timestamp; 2],
     prefix: &str,
 ) -> Vec<Scope> {
     use quorate_contracts::{GrantStatus, ResourcePattern};
@@ -684,8 +718,9 @@ fn list_scopes(
     for (_, record) in state.grants_between(&grantee, &owner) {
         let terms = &record.terms;
         let listable = record.status == GrantStatus::Active
-            && terms.not_before <= now
-            && now < terms.not_after
+            && clocks
+                .iter()
+                .all(|now| terms.not_before <= *now && *now < terms.not_after)
             && terms.actions.contains(&Action::List);
         if !listable {
             continue;
