@@ -39,11 +39,13 @@ pub const URI_BYTES_MAX: usize = 8 * 1024;
 pub const HEADER_BYTES_MAX: usize = 16 * 1024;
 /// Most header fields in one request; more are refused with 431.
 pub const HEADERS_MAX: usize = 64;
-// Beyond these, hyper answers before the router runs, with an empty body
-// we cannot shape: 414 for a request target over 65,534 bytes, 431 for
-// more than 100 header fields or a head over ~400 KiB (its read buffer),
-// and 400 for a head HTTP/1.1 forbids (a control byte in a header value,
-// a malformed request line or header name).
+// These sit below hyper's own limits so that a refusal reaches us and goes
+// out as a problem. Beyond them hyper answers before the router runs, with
+// an empty body we cannot shape: 431 for more than 100 header fields or a
+// head larger than its read buffer (`max_buf_size`, 64 KiB in
+// `crate::serve`), 414 for a request target over 65,534 bytes, and 400 for
+// a head HTTP/1.1 forbids (a control byte in a header value, a malformed
+// request line or header name).
 
 /// Admin requests served at once unless the caller says otherwise; more
 /// wait their turn.
@@ -118,15 +120,16 @@ pub enum ProposalRequest {
         /// `read`, `list`, `write`.
         actions: Vec<Action>,
         /// Start (ms since the Unix epoch); now if absent.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole_or_null")]
         not_before_ms: Option<u64>,
         /// End (ms since the Unix epoch, exclusive).
+        #[serde(deserialize_with = "whole")]
         not_after_ms: u64,
         /// Why.
         #[serde(default)]
         purpose: Option<String>,
         /// At most this many requests per window under this grant.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "rate_limit")]
         rate_limit: Option<quorate_contracts::RateLimit>,
     },
     /// Revoke a grant (alone if this organization granted it).
@@ -154,6 +157,55 @@ pub enum ProposalRequest {
         /// The new did:key.
         did: String,
     },
+}
+
+/// Largest integer a JSON number with a fraction part (`5.0`) may stand
+/// for: beyond 2^53 a double no longer holds every integer.
+const WHOLE_FLOAT_MAX: f64 = 9_007_199_254_740_992.0;
+
+/// A JSON integer as JSON Schema's `integer` admits it: `5` or `5.0` (a
+/// zero fraction), in range for `T`.
+fn whole<'de, D: serde::Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+    whole_number(serde_json::Number::deserialize(d)?)
+}
+
+fn whole_or_null<'de, D: serde::Deserializer<'de>, T: TryFrom<u64>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?
+        .map(whole_number)
+        .transpose()
+}
+
+fn whole_number<E: serde::de::Error, T: TryFrom<u64>>(n: serde_json::Number) -> Result<T, E> {
+    let value = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=WHOLE_FLOAT_MAX).contains(f))
+            .map(|f| f as u64)
+    });
+    value
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| E::custom(format!("{n} is not a whole number in range")))
+}
+
+/// A grant's rate limit, its counts read as [`whole`] numbers.
+fn rate_limit<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<quorate_contracts::RateLimit>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Lenient {
+        #[serde(deserialize_with = "whole")]
+        requests: u32,
+        #[serde(deserialize_with = "whole")]
+        per_seconds: u32,
+    }
+    Ok(
+        Option::<Lenient>::deserialize(d)?.map(|l| quorate_contracts::RateLimit {
+            requests: l.requests,
+            per_seconds: l.per_seconds,
+        }),
+    )
 }
 
 /// The node as the API sees it.
@@ -494,7 +546,11 @@ async fn problems_only(request: Request, next: Next) -> Response {
 
 /// Refuses an upload whose declared `Content-Length` is over `max` at once
 /// (413), before the body is read.
-async fn refuse_declared_too_large(State(max): State<u64>, request: Request, next: Next) -> Response {
+async fn refuse_declared_too_large(
+    State(max): State<u64>,
+    request: Request,
+    next: Next,
+) -> Response {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -1035,6 +1091,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn proposal_integers_may_have_a_zero_fraction_and_optional_fields_may_be_null() {
+        use super::ProposalRequest;
+        let grant = |fields: &str| {
+            serde_json::from_str::<ProposalRequest>(&format!(
+                r#"{{"grant":{{"grantee":"org-b","resources":["*"],"actions":["read"],{fields}}}}}"#
+            ))
+        };
+        let Ok(ProposalRequest::Grant {
+            not_before_ms,
+            not_after_ms,
+            rate_limit,
+            ..
+        }) = grant(
+            r#""not_after_ms":5.0,"not_before_ms":null,"rate_limit":{"requests":2.0,"per_seconds":1}"#,
+        )
+        else {
+            panic!("refused");
+        };
+        assert_eq!((not_before_ms, not_after_ms), (None, 5));
+        assert_eq!(
+            rate_limit.map(|r| (r.requests, r.per_seconds)),
+            Some((2, 1))
+        );
+        for bad in [
+            r#""not_after_ms":5.5"#,
+            r#""not_after_ms":-1"#,
+            r#""not_after_ms":1e300"#,
+            r#""not_after_ms":1,"rate_limit":{"requests":4294967296,"per_seconds":1}"#,
+            r#""not_after_ms":1,"rate_limit":{"requests":1,"per_seconds":1,"burst":2}"#,
+        ] {
+            assert!(grant(bad).is_err(), "{bad}");
+        }
+    }
+
     /// The router's own refusals, through `oneshot` against a node that
     /// stores nothing.
     mod refusals {
@@ -1049,7 +1140,9 @@ mod tests {
         use tower::ServiceExt as _;
 
         use crate::auth::AdminToken;
-        use crate::local::{AuditQuery, Budgets, Limits, Node, ProposalRequest, router_with_limits};
+        use crate::local::{
+            AuditQuery, Budgets, Limits, Node, ProposalRequest, router_with_limits,
+        };
         use crate::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
         use crate::problem::Problem;
 
@@ -1135,7 +1228,11 @@ mod tests {
             ) -> Result<ObjectBody, Problem> {
                 none()
             }
-            async fn peer_list(&self, _: String, _: ListQuery) -> Result<serde_json::Value, Problem> {
+            async fn peer_list(
+                &self,
+                _: String,
+                _: ListQuery,
+            ) -> Result<serde_json::Value, Problem> {
                 none()
             }
             async fn audit(&self, query: AuditQuery) -> Result<serde_json::Value, Problem> {
@@ -1261,13 +1358,23 @@ mod tests {
             let allow = response.headers().get(header::ALLOW).cloned();
             assert_eq!(problem(response).await, (405, "method-not-allowed".into()));
             assert_eq!(allow.unwrap().to_str().unwrap(), "GET,HEAD");
-            let response = send(request("PATCH", "/v1/objects/a").body(Body::empty()).unwrap()).await;
+            let response = send(
+                request("PATCH", "/v1/objects/a")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
             let allow = response.headers().get(header::ALLOW).cloned().unwrap();
             assert_eq!(problem(response).await.0, 405);
             for method in ["GET", "PUT", "DELETE", "HEAD"] {
                 assert!(allow.to_str().unwrap().contains(method), "{allow:?}");
             }
-            let response = send(request("DELETE", "/gateway/objects/a").body(Body::empty()).unwrap()).await;
+            let response = send(
+                request("DELETE", "/gateway/objects/a")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
             assert_eq!(problem(response).await, (405, "method-not-allowed".into()));
         }
 
@@ -1306,7 +1413,10 @@ mod tests {
                 .unwrap();
             assert_eq!(refusal(big).await, (431, "headers-too-large".into()));
             // The gateway's routes are held to the same limits.
-            let long = format!("/gateway/objects/{}", "a".repeat(super::super::URI_BYTES_MAX));
+            let long = format!(
+                "/gateway/objects/{}",
+                "a".repeat(super::super::URI_BYTES_MAX)
+            );
             assert_eq!(refusal(get(&long)).await, (414, "uri-too-long".into()));
         }
 
@@ -1350,7 +1460,10 @@ mod tests {
         async fn malformed_ranges_are_problems() {
             for range in [&b"bytes=9-0"[..], b"bytes=0-\xff", b"bytes=x-"] {
                 let get = request("GET", "/v1/objects/a.csv")
-                    .header(header::RANGE, axum::http::HeaderValue::from_bytes(range).unwrap())
+                    .header(
+                        header::RANGE,
+                        axum::http::HeaderValue::from_bytes(range).unwrap(),
+                    )
                     .body(Body::empty())
                     .unwrap();
                 assert_eq!(refusal(get).await, (416, "bad-range".into()), "{range:?}");
@@ -1359,12 +1472,21 @@ mod tests {
 
         #[tokio::test]
         async fn puts_store_only_media_types_and_may_be_empty() {
-            for bad in ["text", "text/plain; q", "<b>/x", &format!("a/{}", "b".repeat(300))] {
+            for bad in [
+                "text",
+                "text/plain; q",
+                "<b>/x",
+                &format!("a/{}", "b".repeat(300)),
+            ] {
                 let put = request("PUT", "/v1/objects/a.txt")
                     .header(header::CONTENT_TYPE, bad)
                     .body(Body::from("x"))
                     .unwrap();
-                assert_eq!(refusal(put).await, (400, "bad-content-type".into()), "{bad}");
+                assert_eq!(
+                    refusal(put).await,
+                    (400, "bad-content-type".into()),
+                    "{bad}"
+                );
             }
             let put = request("PUT", "/v1/objects/a.txt")
                 .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -1372,10 +1494,14 @@ mod tests {
                 .unwrap();
             let stored = send(put).await;
             assert_eq!(stored.status(), StatusCode::CREATED);
-            let empty = request("PUT", "/v1/objects/marker").body(Body::empty()).unwrap();
+            let empty = request("PUT", "/v1/objects/marker")
+                .body(Body::empty())
+                .unwrap();
             let stored = send(empty).await;
             assert_eq!(stored.status(), StatusCode::CREATED);
-            let body = axum::body::to_bytes(stored.into_body(), 1 << 16).await.unwrap();
+            let body = axum::body::to_bytes(stored.into_body(), 1 << 16)
+                .await
+                .unwrap();
             let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(
                 (info["size"].as_u64(), info["content_type"].as_str()),
@@ -1454,14 +1580,20 @@ mod tests {
                 assert!(answer.status() != StatusCode::REQUEST_TIMEOUT, "{uri}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            assert!(!queued.is_finished(), "an admin request passed a full budget");
+            assert!(
+                !queued.is_finished(),
+                "an admin request passed a full budget"
+            );
             gate.add_permits(3);
             for task in slow {
                 assert_eq!(task.await.unwrap().unwrap().status(), StatusCode::OK);
             }
-            let answer = tokio::time::timeout(quick, queued).await.unwrap().unwrap().unwrap();
+            let answer = tokio::time::timeout(quick, queued)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             assert_eq!(answer.status(), StatusCode::OK);
         }
     }
-
 }

@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
 
+/// Largest page of a listing (`limit`); a larger one is refused, not
+/// clamped, so a client never mistakes a short page for the end.
+pub const LIST_LIMIT_MAX: usize = 1000;
+
+/// Longest `Content-Type` a put may store (it is echoed on every read).
+pub const CONTENT_TYPE_BYTES_MAX: usize = 256;
+
 /// What is known of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectInfo {
@@ -81,11 +88,88 @@ impl ByteRange {
     }
 }
 
-/// The `Range` of `headers`, if any.
+/// The `Range` of `headers`, if any. A value that is not visible ASCII
+/// (bytes above 0x7e) is malformed, not ignored. (hyper refuses control
+/// bytes in any header with an empty 400 before the API sees the request.)
 pub fn range_of(headers: &HeaderMap) -> Result<Option<ByteRange>, Problem> {
     match headers.get(header::RANGE) {
         None => Ok(None),
-        Some(value) => ByteRange::parse(value.to_str().unwrap_or_default()),
+        Some(value) => match value.to_str() {
+            Ok(text) => ByteRange::parse(text),
+            Err(_) => Err(Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad-range",
+                "Range holds bytes outside visible ASCII",
+            )),
+        },
+    }
+}
+
+/// Whether `value` is a media type as RFC 9110 section 8.3.1 writes one
+/// (`type/subtype`, then `; name=value` parameters, each value a token or
+/// a quoted string), at most [`CONTENT_TYPE_BYTES_MAX`] bytes.
+pub fn is_media_type(value: &str) -> bool {
+    fn tchar(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > CONTENT_TYPE_BYTES_MAX {
+        return false;
+    }
+    let mut at = 0;
+    let token = |at: &mut usize| {
+        let start = *at;
+        while *at < bytes.len() && tchar(bytes[*at]) {
+            *at += 1;
+        }
+        *at > start
+    };
+    let whitespace = |at: &mut usize| {
+        while *at < bytes.len() && matches!(bytes[*at], b' ' | b'\t') {
+            *at += 1;
+        }
+    };
+    if !token(&mut at) || bytes.get(at) != Some(&b'/') {
+        return false;
+    }
+    at += 1;
+    if !token(&mut at) {
+        return false;
+    }
+    loop {
+        whitespace(&mut at);
+        if at == bytes.len() {
+            return true;
+        }
+        if bytes[at] != b';' {
+            return false;
+        }
+        at += 1;
+        whitespace(&mut at);
+        if !token(&mut at) || bytes.get(at) != Some(&b'=') {
+            return false;
+        }
+        at += 1;
+        if bytes.get(at) == Some(&b'"') {
+            at += 1;
+            loop {
+                match bytes.get(at) {
+                    Some(b'"') => break,
+                    Some(b'\\')
+                        if bytes
+                            .get(at + 1)
+                            .is_some_and(|b| (0x20..0x7f).contains(b) || *b == b'\t') =>
+                    {
+                        at += 2
+                    }
+                    Some(b) if *b == b'\t' || ((0x20..0x7f).contains(b) && *b != b'\\') => at += 1,
+                    _ => return false,
+                }
+            }
+            at += 1;
+        } else if !token(&mut at) {
+            return false;
+        }
     }
 }
 
@@ -180,8 +264,24 @@ pub struct ListQuery {
     pub prefix: String,
     /// Continue after this path (the previous page's `next`).
     pub after: Option<String>,
-    /// Page size (default 100, at most 1000).
+    /// Page size: 1 to [`LIST_LIMIT_MAX`] (default 100); anything else is
+    /// refused when the query is read.
+    #[serde(default, deserialize_with = "list_limit")]
     pub limit: Option<usize>,
+}
+
+/// A `limit` of 1 to [`LIST_LIMIT_MAX`], or a deserialization error.
+pub(crate) fn list_limit<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<usize>, D::Error> {
+    let limit = usize::deserialize(d)?;
+    if (1..=LIST_LIMIT_MAX).contains(&limit) {
+        Ok(Some(limit))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "limit {limit} is outside 1..={LIST_LIMIT_MAX}"
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -212,5 +312,46 @@ mod tests {
         assert_eq!(ByteRange::Suffix(3).resolve(10), Some((7, 10)));
         assert_eq!(ByteRange::Suffix(30).resolve(10), Some((0, 10)));
         assert_eq!(ByteRange::Suffix(0).resolve(10), None);
+    }
+
+    #[test]
+    fn media_types_follow_rfc_9110() {
+        for good in [
+            "text/plain",
+            "application/octet-stream",
+            "text/csv; charset=utf-8",
+            "text/plain;charset=\"utf-8\"",
+            "multipart/form-data; boundary=\"a b\\\"c\"",
+            "application/vnd.api+json",
+        ] {
+            assert!(is_media_type(good), "{good}");
+        }
+        let long = format!("text/{}", "x".repeat(CONTENT_TYPE_BYTES_MAX));
+        for bad in [
+            "",
+            "text",
+            "text/",
+            "/plain",
+            "text/plain;",
+            "text/plain; charset",
+            "text/plain; charset=",
+            "text/pl ain",
+            "text/plain; a=\"open",
+            "text/plain\u{7f}",
+            "<script>/x",
+            long.as_str(),
+        ] {
+            assert!(!is_media_type(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn range_values_outside_visible_ascii_are_malformed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::RANGE,
+            HeaderValue::from_bytes(b"bytes=0-\xff").unwrap(),
+        );
+        assert_eq!(range_of(&headers).unwrap_err().code, "bad-range");
     }
 }

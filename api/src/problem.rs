@@ -62,6 +62,51 @@ impl Problem {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
     }
 
+    /// 405 `method-not-allowed` (the router adds `Allow`).
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", detail)
+    }
+
+    /// 413 `too-large`: a body over the route's limit.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail)
+    }
+
+    /// 414 `uri-too-long`.
+    pub fn uri_too_long(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::URI_TOO_LONG, "uri-too-long", detail)
+    }
+
+    /// 431 `headers-too-large`: too many header fields, or too many bytes.
+    pub fn headers_too_large(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            detail,
+        )
+    }
+
+    /// The problem for a refusal that came with no problem of its own (a
+    /// framework's answer): a code chosen by its status alone.
+    pub fn for_status(status: StatusCode, detail: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "bad-request",
+            StatusCode::UNAUTHORIZED => "unauthenticated",
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+            StatusCode::URI_TOO_LONG => "uri-too-long",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            StatusCode::UNPROCESSABLE_ENTITY => "bad-request",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers-too-large",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
+            StatusCode::SERVICE_UNAVAILABLE => "overloaded",
+            s if s.is_server_error() => "internal",
+            _ => "refused",
+        };
+        Self::new(status, code, detail)
+    }
+
     /// 500 `internal`: the cause goes to the log, not the client.
     pub fn internal() -> Self {
         Self::new(
