@@ -363,18 +363,13 @@ fn decision<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D:
 }
 
 /// The local API's routes, behind the admin token, and the gateway's
-/// signed routes (see [`crate::gateway`]), with the default [`Limits`].
-pub fn router<N: Node>(node: N, token: AdminToken, gateway: crate::gateway::Settings) -> Router {
-    router_with_limits(node, token, gateway, Limits::default())
-}
-
-/// [`router`] with the node's own [`Limits`].
+/// signed routes (see [`crate::gateway`]), under the node's [`Limits`].
 ///
 /// Every refusal is `application/problem+json` with a stable type: the
 /// handlers' own, extractor rejections, the fallbacks (404 `not-found`,
 /// 405 `method-not-allowed` with `Allow`), and the limits on the request
 /// target and header section, checked before anything else runs.
-pub fn router_with_limits<N: Node>(
+pub fn router<N: Node>(
     node: N,
     token: AdminToken,
     gateway: crate::gateway::Settings,
@@ -1003,25 +998,6 @@ async fn decide<N: Node>(
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves. Small answers
-/// go out at once (`TCP_NODELAY`): without it, Nagle's algorithm and the
-/// client's delayed ACK hold keep-alive responses for ~40 ms.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::OPENAPI_JSON;
@@ -1141,7 +1117,7 @@ mod tests {
 
         use crate::auth::AdminToken;
         use crate::local::{
-            AuditQuery, Budgets, Limits, Node, ProposalRequest, router_with_limits,
+            AuditQuery, Budgets, Limits, Node, ProposalRequest, router,
         };
         use crate::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
         use crate::problem::Problem;
@@ -1292,7 +1268,7 @@ mod tests {
                 budgets,
                 object_bytes_max: 1024,
             };
-            router_with_limits(
+            router(
                 node,
                 AdminToken::new(TOKEN),
                 crate::gateway::Settings::new(

@@ -164,6 +164,10 @@ pub struct ApiSection {
     /// Requests one connection carries before the node closes it.
     #[serde(default = "defaults::requests_per_connection_max")]
     pub requests_per_connection_max: u64,
+    /// Admin-API requests served at once (the gateway has its own budget,
+    /// `[gateway] concurrency`); more wait for a slot.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
 }
 
 impl ApiSection {
@@ -191,6 +195,9 @@ mod defaults {
     }
     pub(super) fn requests_per_connection_max() -> u64 {
         10_000
+    }
+    pub(super) fn concurrency() -> usize {
+        quorate_api::local::ADMIN_CONCURRENCY_DEFAULT
     }
 }
 

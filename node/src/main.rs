@@ -329,15 +329,19 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::driver::Stoppe
         .gateway_http
         .take()
         .context("the node's gateway settings were already taken")?;
-    // Requests beyond the limit wait for a slot rather than pile up work;
-    // a client that stops sending its body is cut off.
-    let router = quorate_api::local::router(node.local.clone(), token, gateway_http)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            config.gateway.concurrency.max(1),
-        ))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            BODY_IDLE_TIMEOUT,
-        ));
+    // The admin routes and the gateway each wait for a slot of their own
+    // budget, so one cannot starve the other or the health probes; a
+    // client that stops sending its body is cut off.
+    let limits = quorate_api::local::Limits {
+        budgets: quorate_api::local::Budgets {
+            admin: config.api.concurrency.max(1),
+            gateway: config.gateway.concurrency.max(1),
+        },
+        object_bytes_max: config.gateway.object_bytes_max,
+    };
+    let router = quorate_api::local::router(node.local.clone(), token, gateway_http, limits).layer(
+        tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT),
+    );
     tracing::info!(address = %config.api.listen, "local API listening");
     let api = tokio::spawn(quorate_api::serve::serve(
         listener,

@@ -160,7 +160,7 @@ pub async fn start(
     let did = key.did();
     let (driver, handle) = Driver::new(key, ledger, net.clone(), driver_config)?;
     let data = data_dir(home, &config);
-    let gateway_http = gateway_http(&config, &data, did.clone())?;
+    let gateway_http = gateway_http(&config, &data, did)?;
     let objects = crate::objects::ObjectStore::open(&data.join("objects"))
         .with_context(|| format!("cannot open the object store in {}", data.display()))?;
     let upstreams =
