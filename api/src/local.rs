@@ -1116,9 +1116,7 @@ mod tests {
         use tower::ServiceExt as _;
 
         use crate::auth::AdminToken;
-        use crate::local::{
-            AuditQuery, Budgets, Limits, Node, ProposalRequest, router,
-        };
+        use crate::local::{AuditQuery, Budgets, Limits, Node, ProposalRequest, router};
         use crate::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
         use crate::problem::Problem;
 
