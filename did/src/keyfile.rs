@@ -143,12 +143,18 @@ pub fn read_secret_file(path: &Path, len_max: u64) -> Result<Zeroizing<Vec<u8>>,
 /// owner-only permissions).
 pub fn load(path: &Path) -> Result<Keypair, LoadError> {
     let contents = read_secret_file(path, KEY_FILE_BYTES_MAX)?;
-    let format_err = |source| LoadError::Format {
+    parse(&contents).map_err(|source| LoadError::Format {
         path: path.to_owned(),
         source,
-    };
-    let text = std::str::from_utf8(&contents).map_err(|_| format_err(Pkcs8Error::not_text()))?;
-    Keypair::from_pkcs8_pem(text).map_err(format_err)
+    })
+}
+
+/// Parses a key file's contents (what [`load`] does after reading the
+/// file): UTF-8 text holding a PKCS#8 PEM Ed25519 private key. Public so
+/// the fuzz targets can reach the parser without a file.
+pub fn parse(contents: &[u8]) -> Result<Keypair, Pkcs8Error> {
+    let text = std::str::from_utf8(contents).map_err(|_| Pkcs8Error::not_text())?;
+    Keypair::from_pkcs8_pem(text)
 }
 
 #[cfg(all(test, unix))]
