@@ -67,7 +67,7 @@ impl LocalNode {
         };
         let answer = self
             .net
-            .request(*peer, bytes)
+            .request_data(*peer, bytes)
             .await
             .map_err(|e| unreachable(format!("the peer did not answer: {e}")))?;
         let response: Response = protocol::decode(&answer)
@@ -273,44 +273,45 @@ impl Node for LocalNode {
             range,
             if_match: None,
         };
-        let Response::Object {
-            info,
-            start,
-            end,
-            data,
-        } = self.ask_peer(&peer, &first).await?
-        else {
-            return Err(Problem::new(
+        let unexpected = |detail: &str| {
+            Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "peer-unreachable",
-                "unexpected answer",
-            ));
+                detail.to_owned(),
+            )
         };
-        if start + data.len() as u64 > end || end > info.size {
-            return Err(Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "peer-unreachable",
-                "inconsistent answer",
-            ));
-        }
-        // The first chunk is in hand; the rest is fetched as the client
-        // reads, one chunk at a time, pinned to the same content (ETag).
+        let (info, start, end, data, ticket) = match self.ask_peer(&peer, &first).await? {
+            Response::Object {
+                info,
+                start,
+                end,
+                data,
+            } => (info, start, end, data, None),
+            Response::Download {
+                info,
+                start,
+                end,
+                data,
+                ticket,
+            } => (info, start, end, data, Some(ticket)),
+            _ => return Err(unexpected("unexpected answer")),
+        };
         let next = start + data.len() as u64;
+        if next > end || end > info.size || (ticket.is_none() && next != end) {
+            return Err(unexpected("inconsistent answer"));
+        }
+        // The first chunk is in hand; the rest of the download (one
+        // authorization at the owner) is fetched as the client reads.
         let this = self.clone();
-        let (etag, path) = (info.etag.clone(), path.to_string());
         let rest = futures::stream::unfold(next, move |at| {
-            let (this, peer, etag, path) = (this.clone(), peer, etag.clone(), path.clone());
+            let (this, ticket) = (this.clone(), ticket.clone());
             async move {
-                if at >= end {
-                    return None;
-                }
-                let request = Request::Object {
-                    path,
-                    range: Some(ByteRange::Bounded(at, end - 1)),
-                    if_match: Some(etag),
-                };
+                let ticket = ticket.filter(|_| at < end)?;
+                let request = Request::Chunk { ticket, at };
                 match this.ask_peer(&peer, &request).await {
-                    Ok(Response::Object { start, data, .. }) if start == at && !data.is_empty() => {
+                    Ok(Response::Chunk { start, data })
+                        if start == at && !data.is_empty() && at + data.len() as u64 <= end =>
+                    {
                         let next = at + data.len() as u64;
                         Some((Ok(axum::body::Bytes::from(data.into_vec())), next))
                     }
@@ -438,6 +439,12 @@ impl Node for LocalNode {
             "Connected peers.",
             "gauge",
             status.peers.to_string(),
+        );
+        metric(
+            "quorate_network_dropped_events_total",
+            "Agreement events (gossip, sync requests) dropped because the driver was behind.",
+            "counter",
+            self.net.dropped_events().to_string(),
         );
         metric(
             "quorate_members",
@@ -682,6 +689,9 @@ fn peer_code(code: &str) -> &'static str {
         "bad-range",
         "changed",
         "not-serving",
+        "unknown-download",
+        "bad-chunk",
+        "too-many-downloads",
     ];
     KNOWN
         .iter()

@@ -271,20 +271,10 @@ pub struct Driver {
     current_peer: Option<quorate_did::Did>,
     /// The committed state, for the gateway (republished when it changes).
     state: watch::Sender<Arc<quorate_contracts::State>>,
-    /// Peers' object and listing requests, handed to the gateway so disk
-    /// reads never hold up agreement.
-    gateway: Option<mpsc::Sender<GatewayRequest>>,
     /// Test-only misbehaviour (`QUORATE_FAULT`).
     #[cfg(feature = "fault-injection")]
     faults: crate::fault::Faults,
 }
-
-/// A peer's request for the gateway: who asked (Noise-authenticated), what,
-/// and where to answer.
-pub type GatewayRequest = (quorate_did::Did, Request, network::ResponseHandle);
-
-/// Peer requests queued for the gateway; past this a peer is told to retry.
-pub const GATEWAY_QUEUE_MAX: usize = 1024;
 
 /// A proposal still open after this is gossiped again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(3);
@@ -351,7 +341,6 @@ impl Driver {
             logged: std::collections::HashSet::new(),
             current_peer: None,
             state,
-            gateway: None,
             #[cfg(feature = "fault-injection")]
             faults: crate::fault::Faults::from_env(),
         };
@@ -784,28 +773,9 @@ impl Driver {
                 self.propose_if_work()?;
             }
             network::Event::Request { from, data, reply } => {
-                // Decoded once: object and listing requests go to the
-                // gateway, the rest (sync) is answered here.
+                // Agreement's requests only: members' data requests travel
+                // on their own protocol, straight to the gateway.
                 let request = protocol::decode::<Request>(&data);
-                if let Ok(request @ (Request::Object { .. } | Request::List { .. })) = request {
-                    let refused = match &self.gateway {
-                        Some(gateway) => {
-                            gateway
-                                .try_send((from, request, reply))
-                                .err()
-                                .map(|e| match e {
-                                    mpsc::error::TrySendError::Full((_, _, reply))
-                                    | mpsc::error::TrySendError::Closed((_, _, reply)) => reply,
-                                })
-                        }
-                        None => Some(reply),
-                    };
-                    if let Some(reply) = refused {
-                        let busy = Response::Refused("the gateway is busy; retry".to_owned());
-                        self.net.respond(reply, protocol::encode(&busy)?).await;
-                    }
-                    return Ok(());
-                }
                 let response = match request {
                     Ok(request) => self.answer(&from, request),
                     Err(_) => Response::Refused("malformed request".to_owned()),
@@ -1183,8 +1153,8 @@ impl Driver {
                     }
                 }
             }
-            Request::Object { .. } | Request::List { .. } => {
-                Response::Refused("no gateway".to_owned())
+            Request::Object { .. } | Request::Chunk { .. } | Request::List { .. } => {
+                Response::Refused("data requests go to the data protocol".to_owned())
             }
         }
     }
@@ -1205,12 +1175,6 @@ impl Driver {
                 self.net.publish(Topic::Mempool, bytes).await;
             }
         }
-    }
-
-    /// Hands peers' object and listing requests to `gateway`.
-    pub fn with_gateway(mut self, gateway: mpsc::Sender<GatewayRequest>) -> Self {
-        self.gateway = Some(gateway);
-        self
     }
 
     fn publish_status(&self) {

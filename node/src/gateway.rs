@@ -28,10 +28,10 @@ use tokio_util::io::ReaderStream;
 
 use crate::audit::{self, Auditor};
 use crate::config::GatewaySection;
-use crate::driver::{self, GatewayRequest, Status};
+use crate::driver::{self, Status};
 use crate::network;
 use crate::objects::{LIST_LIMIT_MAX, ObjectError, ObjectStore};
-use crate::protocol::{self, OBJECT_CHUNK_BYTES, Request, Response};
+use crate::protocol::{self, OBJECT_CHUNK_BYTES, Request, Response, TICKET_BYTES};
 use crate::upstream::Upstreams;
 
 /// Rate-limit buckets kept; past this the oldest are forgotten (members and
@@ -56,6 +56,7 @@ struct Inner {
     auditor: Auditor,
     config: GatewaySection,
     limits: Mutex<Limits>,
+    downloads: Mutex<Downloads>,
     permits: Arc<Semaphore>,
     allowed: AtomicU64,
     denied: AtomicU64,
@@ -152,6 +153,7 @@ impl Gateway {
                 auditor,
                 config,
                 limits: Mutex::new(Limits::default()),
+                downloads: Mutex::new(Downloads::default()),
                 permits,
                 allowed: AtomicU64::new(0),
                 denied: AtomicU64::new(0),
@@ -319,6 +321,41 @@ impl Gateway {
                 ("deny", Some(problem.code.to_owned()), None, 0)
             }
         };
+        self.write_record(
+            transport, caller, action, resource, decision, reason, grant, bytes,
+        )
+        .await;
+    }
+
+    /// The one audit record of a download over libp2p, when it ends:
+    /// complete, or cut short (`reason` says why) after `bytes` were sent.
+    async fn record_download(&self, download: &Download, reason: Option<&str>) {
+        self.inner.allowed.fetch_add(1, Ordering::Relaxed);
+        self.write_record(
+            P2P,
+            Some(&download.caller),
+            Action::Read,
+            download.path.as_str(),
+            "allow",
+            reason.map(str::to_owned),
+            Some(download.grant),
+            download.sent,
+        )
+        .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_record(
+        &self,
+        transport: &str,
+        caller: Option<&Did>,
+        action: Action,
+        resource: &str,
+        decision: &str,
+        reason: Option<String>,
+        grant: Option<GrantId>,
+        bytes: u64,
+    ) {
         self.inner
             .auditor
             .record(audit::Decision {
@@ -546,10 +583,32 @@ impl Gateway {
     /// task, at most `concurrency` at once.
     pub async fn serve_peers(
         self,
-        mut inbox: mpsc::Receiver<GatewayRequest>,
+        mut inbox: mpsc::Receiver<network::DataRequest>,
         net: network::Client,
     ) {
-        while let Some((from, request, reply)) = inbox.recv().await {
+        let mut sweep = tokio::time::interval(DOWNLOAD_IDLE_MAX / 2);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let network::DataRequest { from, data, reply } = tokio::select! {
+                request = inbox.recv() => match request {
+                    Some(request) => request,
+                    None => return,
+                },
+                _ = sweep.tick() => {
+                    self.end_idle_downloads().await;
+                    continue;
+                }
+            };
+            let request = match protocol::decode::<Request>(&data) {
+                Ok(request) => request,
+                Err(_) => {
+                    let refused = Response::Refused("malformed request".to_owned());
+                    if let Ok(bytes) = protocol::encode(&refused) {
+                        net.respond(reply, bytes).await;
+                    }
+                    continue;
+                }
+            };
             let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
                 return;
             };
@@ -568,7 +627,7 @@ impl Gateway {
     }
 
     async fn answer_peer(&self, from: &Did, request: Request) -> Response {
-        const TRANSPORT: &str = "p2p";
+        const TRANSPORT: &str = P2P;
         let denied = |p: Problem| Response::Denied {
             status: p.status.as_u16(),
             code: p.code.to_owned(),
@@ -598,6 +657,10 @@ impl Gateway {
                     Err(p) => denied(p),
                 }
             }
+            Request::Chunk { ticket, at } => match self.next_chunk(from, &ticket, at).await {
+                Ok(response) => response,
+                Err(p) => denied(p),
+            },
             Request::List {
                 prefix,
                 after,
@@ -640,9 +703,41 @@ impl Gateway {
         }
         .await;
         match outcome {
+            Ok((allowed, (info, start, end, data))) if start + (data.len() as u64) < end => {
+                // More chunks follow: one authorization, one rate-limit
+                // token and, when it ends, one audit record for them all.
+                let download = Download {
+                    caller: *from,
+                    path: path.clone(),
+                    etag: info.etag.clone(),
+                    grant: allowed.grant,
+                    next: start + data.len() as u64,
+                    end,
+                    sent: data.len() as u64,
+                    touched: Instant::now(),
+                };
+                let opened = match self.inner.downloads.lock() {
+                    Ok(mut downloads) => downloads.open(download),
+                    Err(_) => Err(Problem::internal()),
+                };
+                match opened {
+                    Ok(ticket) => Ok(Response::Download {
+                        info,
+                        start,
+                        end,
+                        data: serde_bytes::ByteBuf::from(data),
+                        ticket: serde_bytes::ByteBuf::from(ticket.to_vec()),
+                    }),
+                    Err(p) => {
+                        self.record(P2P, Some(from), Action::Read, path.as_str(), Err(&p))
+                            .await;
+                        Err(p)
+                    }
+                }
+            }
             Ok((allowed, (info, start, end, data))) => {
                 self.record(
-                    "p2p",
+                    P2P,
                     Some(from),
                     Action::Read,
                     path.as_str(),
@@ -657,11 +752,213 @@ impl Gateway {
                 })
             }
             Err(p) => {
-                self.record("p2p", Some(from), Action::Read, path.as_str(), Err(&p))
+                self.record(P2P, Some(from), Action::Read, path.as_str(), Err(&p))
                     .await;
                 Err(p)
             }
         }
+    }
+
+    /// The next chunk of a download authorized at its first. The grant
+    /// must still hold (a revocation stops a download between chunks) and
+    /// the object must not have changed.
+    async fn next_chunk(&self, from: &Did, ticket: &[u8], at: u64) -> Result<Response, Problem> {
+        let unknown = || {
+            problem(
+                StatusCode::NOT_FOUND,
+                "unknown-download",
+                "no such download: it ended, expired, or is another member's",
+            )
+        };
+        let Ok(ticket) = <[u8; TICKET_BYTES]>::try_from(ticket) else {
+            return Err(unknown());
+        };
+        let download = match self.inner.downloads.lock() {
+            Ok(downloads) => downloads.get(&ticket, from).cloned(),
+            Err(_) => return Err(Problem::internal()),
+        }
+        .ok_or_else(unknown)?;
+        if at != download.next {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "bad-chunk",
+                format!("the next chunk starts at {}, not {at}", download.next),
+            ));
+        }
+        let read = async {
+            self.ready()?;
+            self.grant_still_holds(download.grant)?;
+            let store = self.inner.objects.clone();
+            let (path, etag, end) = (download.path.clone(), download.etag.clone(), download.end);
+            tokio::task::spawn_blocking(move || {
+                read_span(
+                    &store,
+                    &path,
+                    Some(ByteRange::Bounded(at, end - 1)),
+                    Some(etag),
+                )
+            })
+            .await
+            .map_err(|_| Problem::internal())?
+        }
+        .await;
+        let (start, data) = match read {
+            Ok((_, start, _, data)) if !data.is_empty() => (start, data),
+            Ok(_) => return Err(Problem::internal()),
+            Err(p) => {
+                // The download ends here: its record says how far it got.
+                let ended = match self.inner.downloads.lock() {
+                    Ok(mut downloads) => downloads.close(&ticket),
+                    Err(_) => None,
+                };
+                if let Some(ended) = ended {
+                    self.record_download(&ended, Some(p.code)).await;
+                }
+                return Err(p);
+            }
+        };
+        let finished = match self.inner.downloads.lock() {
+            Ok(mut downloads) => downloads.advance(&ticket, data.len() as u64),
+            Err(_) => return Err(Problem::internal()),
+        };
+        if let Some(finished) = finished {
+            self.record_download(&finished, None).await;
+        }
+        Ok(Response::Chunk {
+            start,
+            data: serde_bytes::ByteBuf::from(data),
+        })
+    }
+
+    /// Whether `grant` is still active and within its window at both
+    /// clocks (checked between the chunks of a download).
+    fn grant_still_holds(&self, grant: GrantId) -> Result<(), Problem> {
+        use quorate_contracts::{DenyReason, GrantStatus};
+        let state = self.state();
+        let (now, chain_time) = self.clocks();
+        let reason = match state.grants.get(&grant) {
+            None => Some(DenyReason::NoGrant),
+            Some(record) => match record.status {
+                GrantStatus::Revoked { .. } => Some(DenyReason::Revoked { grant }),
+                GrantStatus::Ended { .. } => Some(DenyReason::Ended { grant }),
+                GrantStatus::Active
+                    if [now, chain_time]
+                        .iter()
+                        .any(|t| *t >= record.terms.not_after) =>
+                {
+                    Some(DenyReason::Expired { grant })
+                }
+                GrantStatus::Active => None,
+            },
+        };
+        match reason {
+            Some(reason) => Err(problem(
+                StatusCode::FORBIDDEN,
+                reason.code(),
+                format!("{} (grant {grant})", reason.code()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the downloads idle for [`DOWNLOAD_IDLE_MAX`], each with its
+    /// record (the bytes sent, `incomplete`).
+    async fn end_idle_downloads(&self) {
+        let idle = match self.inner.downloads.lock() {
+            Ok(mut downloads) => downloads.take_idle(Instant::now()),
+            Err(_) => return,
+        };
+        for download in idle {
+            self.record_download(&download, Some("incomplete")).await;
+        }
+    }
+}
+
+/// The transport name of libp2p requests in audit records.
+const P2P: &str = "p2p";
+/// Downloads over libp2p open at once, all members together; past this a
+/// new one is refused (503) until others end.
+pub const DOWNLOADS_MAX: usize = 1024;
+/// Downloads one member may have open at once.
+pub const DOWNLOADS_PER_MEMBER_MAX: usize = 64;
+/// A download whose next chunk is not asked for within this ends (its
+/// record written with what was sent).
+pub const DOWNLOAD_IDLE_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One download over libp2p: authorized at its first chunk, for a range of
+/// one object at one ETag.
+#[derive(Debug, Clone)]
+struct Download {
+    caller: Did,
+    path: ResourcePath,
+    etag: String,
+    grant: GrantId,
+    /// Where the next chunk starts.
+    next: u64,
+    /// Where the range ends (exclusive).
+    end: u64,
+    /// Bytes sent so far.
+    sent: u64,
+    touched: Instant,
+}
+
+/// The open downloads, by ticket.
+#[derive(Debug, Default)]
+struct Downloads {
+    open: HashMap<[u8; TICKET_BYTES], Download>,
+}
+
+impl Downloads {
+    fn open(&mut self, download: Download) -> Result<[u8; TICKET_BYTES], Problem> {
+        let mine = self
+            .open
+            .values()
+            .filter(|d| d.caller == download.caller)
+            .count();
+        if self.open.len() >= DOWNLOADS_MAX || mine >= DOWNLOADS_PER_MEMBER_MAX {
+            let mut p = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-downloads",
+                "too many downloads are open; retry when one ends",
+            );
+            p.retry_after_secs = Some(1);
+            return Err(p);
+        }
+        let mut ticket = [0u8; TICKET_BYTES];
+        getrandom::fill(&mut ticket).map_err(|_| Problem::internal())?;
+        self.open.insert(ticket, download);
+        Ok(ticket)
+    }
+
+    /// The download `ticket` names, if it is `caller`'s.
+    fn get(&self, ticket: &[u8; TICKET_BYTES], caller: &Did) -> Option<&Download> {
+        self.open.get(ticket).filter(|d| d.caller == *caller)
+    }
+
+    /// Counts a chunk sent; the download if that was its last.
+    fn advance(&mut self, ticket: &[u8; TICKET_BYTES], bytes: u64) -> Option<Download> {
+        let download = self.open.get_mut(ticket)?;
+        download.next += bytes;
+        download.sent += bytes;
+        download.touched = Instant::now();
+        if download.next >= download.end {
+            return self.open.remove(ticket);
+        }
+        None
+    }
+
+    fn close(&mut self, ticket: &[u8; TICKET_BYTES]) -> Option<Download> {
+        self.open.remove(ticket)
+    }
+
+    fn take_idle(&mut self, now: Instant) -> Vec<Download> {
+        let idle: Vec<[u8; TICKET_BYTES]> = self
+            .open
+            .iter()
+            .filter(|(_, d)| now.saturating_duration_since(d.touched) >= DOWNLOAD_IDLE_MAX)
+            .map(|(t, _)| *t)
+            .collect();
+        idle.iter().filter_map(|t| self.open.remove(t)).collect()
     }
 }
 

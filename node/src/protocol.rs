@@ -61,6 +61,15 @@ pub enum Request {
         /// later chunks of one download).
         if_match: Option<String>,
     },
+    /// The next chunk of a download the gateway already authorized (its
+    /// first answer was [`Response::Download`]): no new authorization,
+    /// rate-limit token or audit record.
+    Chunk {
+        /// The download's ticket.
+        ticket: serde_bytes::ByteBuf,
+        /// The first byte wanted: where the previous chunk ended.
+        at: u64,
+    },
     /// A listing of the peer's objects, filtered by its gateway.
     List {
         /// Paths starting with this.
@@ -75,6 +84,8 @@ pub enum Request {
 /// Most content bytes one object response carries; longer ranges take
 /// several requests.
 pub const OBJECT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// Length of a download's ticket (random, unguessable).
+pub const TICKET_BYTES: usize = 16;
 
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +114,28 @@ pub enum Response {
         /// End (exclusive) of the whole range asked for.
         end: u64,
         /// The bytes.
+        data: serde_bytes::ByteBuf,
+    },
+    /// The first chunk of a range longer than one chunk, authorized once
+    /// for the whole range: the rest is fetched with [`Request::Chunk`]
+    /// and `ticket`, pinned to this content (`info.etag`).
+    Download {
+        /// The object.
+        info: ObjectInfo,
+        /// First byte of `data`.
+        start: u64,
+        /// End (exclusive) of the whole range.
+        end: u64,
+        /// The bytes (at most [`OBJECT_CHUNK_BYTES`]).
+        data: serde_bytes::ByteBuf,
+        /// Names the download in [`Request::Chunk`] ([`TICKET_BYTES`]).
+        ticket: serde_bytes::ByteBuf,
+    },
+    /// A later chunk of a download.
+    Chunk {
+        /// First byte of `data`.
+        start: u64,
+        /// The bytes (at most [`OBJECT_CHUNK_BYTES`]).
         data: serde_bytes::ByteBuf,
     },
     /// A listing page.

@@ -144,7 +144,7 @@ pub async fn start(
         "starting node {}",
         config.node.name
     );
-    let (net, events, event_loop) = network::spawn(
+    let (net, inbound, event_loop) = network::spawn(
         &key,
         chain.chain_id(),
         &config.p2p.listen,
@@ -176,9 +176,7 @@ pub async fn start(
         auditor,
         config.gateway.clone(),
     );
-    let (inbox_tx, inbox) = tokio::sync::mpsc::channel(crate::driver::GATEWAY_QUEUE_MAX);
-    let driver = driver.with_gateway(inbox_tx);
-    tokio::spawn(gateway.clone().serve_peers(inbox, net.clone()));
+    tokio::spawn(gateway.clone().serve_peers(inbound.data, net.clone()));
     let local = crate::api::LocalNode::new(
         handle.clone(),
         gateway,
@@ -188,7 +186,7 @@ pub async fn start(
     );
     let task = tokio::spawn(async move {
         driver
-            .run(events, shutdown)
+            .run(inbound.events, shutdown)
             .await
             .map_err(anyhow::Error::from)
     });

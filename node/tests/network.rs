@@ -15,8 +15,9 @@ const CHAIN: &str = "test-chain";
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn start(key: &Keypair, bootstrap: &[String]) -> (Client, mpsc::Receiver<Event>, String) {
-    let (client, events, event_loop) =
+    let (client, inbound, event_loop) =
         network::spawn(key, CHAIN, &["/ip4/127.0.0.1/tcp/0".to_owned()], bootstrap).unwrap();
+    let events = inbound.events;
     tokio::spawn(event_loop.run());
     let address = timeout(WAIT, async {
         loop {
@@ -266,4 +267,76 @@ async fn outsiders_and_flooding_members_are_held_to_their_budgets() {
         "A heard {from_b} of B's mempool messages in {flood_secs:.2} s"
     );
     responder.abort();
+}
+
+/// Goal: members' data requests travel on a protocol of their own, to the
+/// gateway's stream and never the driver's, and a non-member's are refused
+/// before anything sees them. Method: three swarms in one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_requests_reach_the_gateway_not_the_driver_and_only_from_members() {
+    let a_key = Keypair::from_seed(&[21; 32]);
+    let b_key = Keypair::from_seed(&[22; 32]);
+    let outsider = Keypair::from_seed(&[23; 32]);
+    let members: Vec<Did> = vec![a_key.did(), b_key.did()];
+    let listen = ["/ip4/127.0.0.1/tcp/0".to_owned()];
+    let (a, a_inbound, a_loop) = network::spawn(&a_key, CHAIN, &listen, &[]).unwrap();
+    tokio::spawn(a_loop.run());
+    let a_addr = timeout(WAIT, async {
+        loop {
+            if let Some(addr) = a.listen_addrs().await.into_iter().next() {
+                return addr;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let a_addr = format!("{a_addr}/p2p/{}", network::identity::peer_id(&a_key.did()));
+    let (b, _b_events, _) = start(&b_key, std::slice::from_ref(&a_addr)).await;
+    let (c, _c_events, _) = start(&outsider, std::slice::from_ref(&a_addr)).await;
+    for client in [&a, &b, &c] {
+        client.set_members(members.clone()).await;
+    }
+    timeout(WAIT, async {
+        while a.peers().await.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("B and C connected to A");
+    let network::Inbound {
+        events: mut a_events,
+        data: mut a_data,
+    } = a_inbound;
+    let gateway = tokio::spawn({
+        let a = a.clone();
+        async move {
+            let mut from = Vec::new();
+            while let Some(request) = a_data.recv().await {
+                from.push(request.from);
+                a.respond(request.reply, b"object".to_vec()).await;
+                if from.len() == 1 {
+                    return from;
+                }
+            }
+            from
+        }
+    });
+    let answer = timeout(WAIT, b.request_data(a_key.did(), b"get".to_vec()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, b"object");
+    let refused = timeout(WAIT, c.request_data(a_key.did(), b"get".to_vec()))
+        .await
+        .expect("refused at once, not timed out");
+    assert!(refused.is_err(), "a non-member's data request was answered");
+    assert_eq!(gateway.await.unwrap(), vec![b_key.did()]);
+    // The driver's stream saw no request at all.
+    while let Ok(event) = a_events.try_recv() {
+        assert!(
+            !matches!(event, Event::Request { .. }),
+            "a data request reached the driver"
+        );
+    }
 }

@@ -17,8 +17,8 @@ use super::codec::FramedBytes;
 use super::identity::{did_of, libp2p_keypair, peer_id};
 use super::limits::{InFlight, PeerBudgets};
 use super::{
-    COMMANDS_MAX, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, EVENTS_MAX, GOSSIP_BYTES_MAX,
-    PING_INTERVAL, PING_TIMEOUT, REDIAL_INTERVAL, REQUEST_TIMEOUT,
+    COMMANDS_MAX, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, DATA_EVENTS_MAX, EVENTS_MAX,
+    GOSSIP_BYTES_MAX, PING_INTERVAL, PING_TIMEOUT, REDIAL_INTERVAL, REQUEST_TIMEOUT,
 };
 
 /// The gossip topics of a chain.
@@ -39,13 +39,37 @@ impl Topic {
     }
 }
 
-/// A request's reply slot, handed to the driver with the request. While it
-/// lives, the request counts against its peer's budget of requests in
-/// flight ([`limits`](super::limits)).
+/// The two request-response protocols: agreement's (status, sync) and
+/// members' data (objects, listings), kept apart so that a burst of data
+/// requests never waits in front of, or crowds out, agreement's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `/quorate/request/1`: status and block ranges, for the driver.
+    Agreement,
+    /// `/quorate/data/1`: members' object and listing requests, for the
+    /// gateway.
+    Data,
+}
+
+/// A request's reply slot, handed to the driver (or the gateway) with the
+/// request. While it lives, the request counts against its peer's budget
+/// of requests in flight ([`limits`](super::limits)).
 #[derive(Debug)]
 pub struct ResponseHandle {
     channel: request_response::ResponseChannel<Vec<u8>>,
+    protocol: Protocol,
     _in_flight: InFlight,
+}
+
+/// A member's data request, for the gateway.
+#[derive(Debug)]
+pub struct DataRequest {
+    /// The requesting member's DID.
+    pub from: Did,
+    /// The payload.
+    pub data: Vec<u8>,
+    /// Where the answer goes.
+    pub reply: ResponseHandle,
 }
 
 /// What peers did.
@@ -137,6 +161,7 @@ enum Command {
     },
     Request {
         peer: Did,
+        protocol: Protocol,
         data: Vec<u8>,
         reply: ReplySlot,
     },
@@ -153,6 +178,7 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
+    dropped_events: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Client {
@@ -170,14 +196,43 @@ impl Client {
             .await;
     }
 
-    /// Sends a request to `peer` and waits for the answer.
+    /// Sends an agreement request (status, sync) to `peer` and waits for
+    /// the answer.
     pub async fn request(&self, peer: Did, data: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        self.request_on(Protocol::Agreement, peer, data).await
+    }
+
+    /// Sends a data request (object, listing) to `peer`'s gateway and waits
+    /// for the answer.
+    pub async fn request_data(&self, peer: Did, data: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        self.request_on(Protocol::Data, peer, data).await
+    }
+
+    async fn request_on(
+        &self,
+        protocol: Protocol,
+        peer: Did,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, RequestError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Request { peer, data, reply })
+            .send(Command::Request {
+                peer,
+                protocol,
+                data,
+                reply,
+            })
             .await
             .map_err(|_| RequestError::Stopped)?;
         answer.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Network events dropped because the driver was behind (gossip among
+    /// them): agreement traffic lost before the driver saw it. Data
+    /// requests travel apart and never count here.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Answers a request.
@@ -221,6 +276,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
     requests: request_response::Behaviour<FramedBytes>,
+    data: request_response::Behaviour<FramedBytes>,
 }
 
 /// The task that owns the swarm.
@@ -229,14 +285,16 @@ pub struct EventLoop {
     chain_id: String,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
+    data_events: mpsc::Sender<DataRequest>,
     members: HashSet<PeerId>,
     connected: HashSet<PeerId>,
     /// Bootstrap addresses (without `/p2p/…`), each with the peer last
     /// seen there: a member that rotated its key answers at the same address
     /// with a new PeerId, so the configured one is only a first guess.
     bootstrap: Vec<(Multiaddr, Option<PeerId>)>,
-    pending: HashMap<OutboundRequestId, (Did, ReplySlot)>,
-    dropped_events: u64,
+    /// Requests under way, per protocol (each numbers its own).
+    pending: HashMap<(Protocol, OutboundRequestId), (Did, ReplySlot)>,
+    dropped_events: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// What each peer may still send ([`super::limits`]).
     budgets: PeerBudgets,
     /// Whether a listen address is up. Dials wait for it: only then does
@@ -274,14 +332,24 @@ fn split_peer(address: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
     (bare, peer)
 }
 
-/// Builds the swarm, starts listening, and returns the client, the event
-/// stream and the loop to run (`tokio::spawn(event_loop.run())`).
+/// The streams a started network delivers: agreement's events for the
+/// driver, members' data requests for the gateway.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Gossip, agreement requests, connections: for the driver.
+    pub events: mpsc::Receiver<Event>,
+    /// Members' object and listing requests: for the gateway.
+    pub data: mpsc::Receiver<DataRequest>,
+}
+
+/// Builds the swarm, starts listening, and returns the client, the inbound
+/// streams and the loop to run (`tokio::spawn(event_loop.run())`).
 pub fn spawn(
     key: &Keypair,
     chain_id: &str,
     listen: &[String],
     bootstrap: &[String],
-) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), NetworkError> {
+) -> Result<(Client, Inbound, EventLoop), NetworkError> {
     let listen = parse_addrs(listen)?;
     let bootstrap = parse_addrs(bootstrap)?
         .into_iter()
@@ -350,6 +418,14 @@ pub fn spawn(
                     )],
                     request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
                 ),
+                data: request_response::Behaviour::with_codec(
+                    FramedBytes,
+                    [(
+                        StreamProtocol::new("/quorate/data/1"),
+                        ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+                ),
             })
         })
         .map_err(|e| build(&e))?
@@ -372,24 +448,31 @@ pub fn spawn(
     }
     let (commands_tx, commands) = mpsc::channel(COMMANDS_MAX);
     let (events, events_rx) = mpsc::channel(EVENTS_MAX);
+    let (data_events, data_rx) = mpsc::channel(DATA_EVENTS_MAX);
+    let dropped_events = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let event_loop = EventLoop {
         swarm,
         chain_id: chain_id.to_owned(),
         commands,
         events,
+        data_events,
         members: HashSet::new(),
         connected: HashSet::new(),
         bootstrap,
         pending: HashMap::new(),
-        dropped_events: 0,
+        dropped_events: dropped_events.clone(),
         budgets: PeerBudgets::default(),
         listening: false,
     };
     Ok((
         Client {
             commands: commands_tx,
+            dropped_events,
         },
-        events_rx,
+        Inbound {
+            events: events_rx,
+            data: data_rx,
+        },
         event_loop,
     ))
 }
@@ -435,9 +518,12 @@ impl EventLoop {
     fn emit(&mut self, event: Event) {
         // Never block the swarm on a slow driver: drop and count instead.
         if let Err(e) = self.events.try_send(event) {
-            self.dropped_events += 1;
-            if self.dropped_events.is_power_of_two() {
-                warn!(target: "network", dropped = self.dropped_events, "driver is behind; dropping network events");
+            let dropped = self
+                .dropped_events
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            if dropped.is_power_of_two() {
+                warn!(target: "network", dropped, "driver is behind; dropping network events");
             }
             if let mpsc::error::TrySendError::Full(Event::Gossip { id, via, .. }) = e {
                 let _ = self
@@ -470,12 +556,23 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&id, &via, acceptance);
             }
-            Command::Request { peer, data, reply } => {
-                let id = behaviour.requests.send_request(&peer_id(&peer), data);
-                self.pending.insert(id, (peer, reply));
+            Command::Request {
+                peer,
+                protocol,
+                data,
+                reply,
+            } => {
+                let id = match protocol {
+                    Protocol::Agreement => behaviour.requests.send_request(&peer_id(&peer), data),
+                    Protocol::Data => behaviour.data.send_request(&peer_id(&peer), data),
+                };
+                self.pending.insert((protocol, id), (peer, reply));
             }
             Command::Respond { handle, data } => {
-                let _ = behaviour.requests.send_response(handle.channel, data);
+                let _ = match handle.protocol {
+                    Protocol::Agreement => behaviour.requests.send_response(handle.channel, data),
+                    Protocol::Data => behaviour.data.send_response(handle.channel, data),
+                };
             }
             Command::SetMembers(members) => {
                 self.members = members.iter().map(peer_id).collect();
@@ -543,7 +640,12 @@ impl EventLoop {
                 message_id,
                 message,
             })) => self.on_gossip(propagation_source, message_id, message),
-            SwarmEvent::Behaviour(BehaviourEvent::Requests(event)) => self.on_request_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Requests(event)) => {
+                self.on_request_event(Protocol::Agreement, event)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Data(event)) => {
+                self.on_request_event(Protocol::Data, event)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
@@ -593,41 +695,21 @@ impl EventLoop {
         });
     }
 
-    fn on_request_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+    fn on_request_event(
+        &mut self,
+        protocol: Protocol,
+        event: request_response::Event<Vec<u8>, Vec<u8>>,
+    ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => {
-                    let Some(from) = did_of(&peer) else {
-                        return;
-                    };
-                    let member = self.members.contains(&peer);
-                    match self
-                        .budgets
-                        .admit_request(peer, member, std::time::Instant::now())
-                    {
-                        Ok(in_flight) => self.emit(Event::Request {
-                            from,
-                            data: request,
-                            reply: ResponseHandle {
-                                channel,
-                                _in_flight: in_flight,
-                            },
-                        }),
-                        // Dropping the channel closes the stream at once:
-                        // the peer's request fails without an answer.
-                        Err(refused) => {
-                            debug!(target: "network", %from, member, ?refused, "request over the peer's budget");
-                            drop(channel);
-                        }
-                    }
-                }
+                } => self.on_inbound_request(protocol, peer, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
                 } => {
-                    if let Some((_, reply)) = self.pending.remove(&request_id) {
+                    if let Some((_, reply)) = self.pending.remove(&(protocol, request_id)) {
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -635,7 +717,7 @@ impl EventLoop {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some((peer, reply)) = self.pending.remove(&request_id) {
+                if let Some((peer, reply)) = self.pending.remove(&(protocol, request_id)) {
                     let _ = reply.send(Err(RequestError::Failed {
                         peer: Box::new(peer),
                         reason: error.to_string(),
@@ -643,6 +725,59 @@ impl EventLoop {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Admits a peer's request against its budget and hands it on: data
+    /// requests (members only) to the gateway, the rest to the driver. A
+    /// request not admitted is dropped, which closes its stream at once:
+    /// the peer's request fails without an answer.
+    fn on_inbound_request(
+        &mut self,
+        protocol: Protocol,
+        peer: PeerId,
+        request: Vec<u8>,
+        channel: request_response::ResponseChannel<Vec<u8>>,
+    ) {
+        let Some(from) = did_of(&peer) else {
+            return;
+        };
+        let member = self.members.contains(&peer);
+        let now = std::time::Instant::now();
+        let admitted = match protocol {
+            Protocol::Agreement => self.budgets.admit_request(peer, member, now),
+            Protocol::Data => self.budgets.admit_data(peer, member),
+        };
+        let in_flight = match admitted {
+            Ok(in_flight) => in_flight,
+            Err(refused) => {
+                debug!(target: "network", %from, member, ?protocol, ?refused, "request over the peer's budget");
+                return;
+            }
+        };
+        let reply = ResponseHandle {
+            channel,
+            protocol,
+            _in_flight: in_flight,
+        };
+        match protocol {
+            Protocol::Agreement => self.emit(Event::Request {
+                from,
+                data: request,
+                reply,
+            }),
+            Protocol::Data => {
+                // Never waits: a full gateway queue refuses the request.
+                let request = DataRequest {
+                    from,
+                    data: request,
+                    reply,
+                };
+                if self.data_events.try_send(request).is_err() {
+                    self.budgets.refused_requests += 1;
+                    debug!(target: "network", "the gateway's queue is full; a data request was refused");
+                }
+            }
         }
     }
 }

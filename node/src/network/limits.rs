@@ -21,6 +21,10 @@ pub const MEMBER_REQUESTS_PER_SEC: f64 = 1000.0;
 pub const MEMBER_REQUESTS_BURST: f64 = 2000.0;
 /// A member's requests being answered at once.
 pub const MEMBER_REQUESTS_IN_FLIGHT_MAX: u32 = 512;
+/// A member's data requests (objects, listings) being answered at once: a
+/// bounded queue per member in front of the gateway, whose own rate limits
+/// (per member, per grant) then apply.
+pub const MEMBER_DATA_IN_FLIGHT_MAX: u32 = 64;
 /// A non-member's requests per second (sync while it joins).
 pub const OUTSIDER_REQUESTS_PER_SEC: f64 = 4.0;
 /// A non-member's burst of requests.
@@ -83,8 +87,16 @@ impl Drop for InFlight {
 struct Budget {
     requests: Bucket,
     in_flight: Arc<AtomicU32>,
+    data_in_flight: Arc<AtomicU32>,
     mempool: Bucket,
     consensus: Bucket,
+}
+
+impl Budget {
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+            || self.data_in_flight.load(Ordering::Relaxed) > 0
+    }
 }
 
 /// Why a request was not admitted.
@@ -94,6 +106,8 @@ pub enum Refused {
     Rate,
     /// Too many of its requests are being answered.
     InFlight,
+    /// Data requests are for members only.
+    NotAMember,
 }
 
 /// The budgets of every peer heard from.
@@ -111,12 +125,12 @@ impl PeerBudgets {
         if self.peers.len() >= PEERS_TRACKED_MAX && !self.peers.contains_key(&peer) {
             // Keep the budgets of peers with requests in flight, whose
             // counters must stay shared with their guards.
-            self.peers
-                .retain(|_, b| b.in_flight.load(Ordering::Relaxed) > 0);
+            self.peers.retain(|_, b| b.busy());
         }
         self.peers.entry(peer).or_insert_with(|| Budget {
             requests: Bucket::full(MEMBER_REQUESTS_BURST, now),
             in_flight: Arc::new(AtomicU32::new(0)),
+            data_in_flight: Arc::new(AtomicU32::new(0)),
             mempool: Bucket::full(MEMPOOL_GOSSIP_BURST, now),
             consensus: Bucket::full(CONSENSUS_GOSSIP_BURST, now),
         })
@@ -163,6 +177,22 @@ impl PeerBudgets {
         Ok(InFlight(budget.in_flight.clone()))
     }
 
+    /// Admits a data request from `peer`: members only, at most
+    /// [`MEMBER_DATA_IN_FLIGHT_MAX`] at once.
+    pub fn admit_data(&mut self, peer: PeerId, member: bool) -> Result<InFlight, Refused> {
+        if !member {
+            self.refused_requests += 1;
+            return Err(Refused::NotAMember);
+        }
+        let budget = self.budget(peer, Instant::now());
+        if budget.data_in_flight.load(Ordering::Relaxed) >= MEMBER_DATA_IN_FLIGHT_MAX {
+            self.refused_requests += 1;
+            return Err(Refused::InFlight);
+        }
+        budget.data_in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(InFlight(budget.data_in_flight.clone()))
+    }
+
     /// Whether a gossip message `author` published on `topic` is heard.
     pub fn admit_gossip(&mut self, author: PeerId, topic: Topic, now: Instant) -> bool {
         let budget = self.budget(author, now);
@@ -187,11 +217,7 @@ impl PeerBudgets {
     /// Forgets `peer` once it has disconnected and nothing of it is in
     /// flight.
     pub fn forget(&mut self, peer: &PeerId) {
-        if self
-            .peers
-            .get(peer)
-            .is_some_and(|b| b.in_flight.load(Ordering::Relaxed) == 0)
-        {
+        if self.peers.get(peer).is_some_and(|b| !b.busy()) {
             self.peers.remove(peer);
         }
     }

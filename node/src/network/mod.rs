@@ -18,7 +18,8 @@ pub mod limits;
 
 pub use codec::FramedBytes;
 pub use event_loop::{
-    Client, Event, EventLoop, NetworkError, RequestError, ResponseHandle, Topic, spawn,
+    Client, DataRequest, Event, EventLoop, Inbound, NetworkError, Protocol, RequestError,
+    ResponseHandle, Topic, spawn,
 };
 
 use std::time::Duration;
@@ -29,6 +30,10 @@ pub const COMMANDS_MAX: usize = 1024;
 /// falls behind, gossip beyond this is dropped and counted (agreement
 /// tolerates loss); requests beyond it are refused.
 pub const EVENTS_MAX: usize = 4096;
+/// Capacity of the data-request channel (event loop → gateway). When it is
+/// full, a new data request is refused at once; agreement's events travel
+/// on their own channel and never wait behind these.
+pub const DATA_EVENTS_MAX: usize = 1024;
 /// Largest gossip message: a proposal carries a whole block.
 pub const GOSSIP_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Largest request a peer may send.
