@@ -10,14 +10,18 @@
 //!   and its verification against the root.
 //!
 //! Before the timings it prints the proofs' encoded sizes (present and
-//! absent keys, mean and largest of 1,000).
+//! absent keys, mean and largest of 1,000) and the nodes a batch reads,
+//! writes and retires (the machine-independent cost).
 
 use std::cell::Cell;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use quorate_ledger::codec;
 use quorate_ledger::hash::Hash;
-use quorate_ledger::smt::{self, KeyHash, MemoryTree};
+use quorate_ledger::smt::{
+    self, KeyHash, MemoryTree, NODE_KEY_BYTES, Node, NodeKey, ReadError, TreeReader,
+};
 
 const SIZES: [u64; 3] = [10_000, 100_000, 1_000_000];
 const VALUE_BYTES: usize = 96;
@@ -32,7 +36,7 @@ fn value(i: u64) -> Vec<u8> {
     v
 }
 
-/// A tree of `n` keys at version 1, built in batches of 100,000.
+/// A tree of `n` keys, built in batches of 100,000 (versions 1, 2, …).
 fn build(n: u64) -> (MemoryTree, Hash) {
     let mut tree = MemoryTree::new();
     let mut root = smt::empty_hash();
@@ -42,6 +46,9 @@ fn build(n: u64) -> (MemoryTree, Hash) {
             .collect();
         root = tree.apply(v as u64 + 1, &batch).unwrap();
     }
+    // Keep only the last version, as a pruned store would.
+    tree.prune(tree.latest().unwrap());
+    println!("tree of {n} keys: {} nodes", tree.node_count());
     (tree, root)
 }
 
@@ -64,12 +71,61 @@ fn proof_sizes(tree: &MemoryTree, n: u64) {
     }
 }
 
+/// Counts the reads of the tree it wraps.
+struct Counting<'a>(&'a MemoryTree, Cell<usize>);
+
+impl TreeReader for Counting<'_> {
+    fn node(&self, key: &NodeKey) -> Result<Option<Node>, ReadError> {
+        self.1.set(self.1.get() + 1);
+        self.0.node(key)
+    }
+}
+
+/// The mean number of nodes one batch reads and writes (the same mix as
+/// `smt_apply`, 20 batches).
+fn nodes_per_batch(tree: &MemoryTree, n: u64, changes: u64) {
+    let base = tree.latest().unwrap();
+    let counting = Counting(tree, Cell::new(0));
+    let (mut written, mut bytes, mut stale) = (0, 0, 0);
+    for round in 0..20u64 {
+        let batch = mixed_batch(n, changes, round * changes);
+        let update = smt::apply(&counting, Some(base), base + 1, &batch).unwrap();
+        written += update.new_nodes.len();
+        bytes += update
+            .new_nodes
+            .iter()
+            .map(|(_, node)| codec::encode(node).unwrap().len() + NODE_KEY_BYTES)
+            .sum::<usize>();
+        stale += update.stale_nodes.len();
+    }
+    println!(
+        "nodes per batch of {changes}, {n} keys: {} read, {} written ({} bytes as key + CBOR), {} stale",
+        counting.1.get() / 20,
+        written / 20,
+        bytes / 20,
+        stale / 20
+    );
+}
+
+/// `changes` changes: updates of existing keys spread over the tree
+/// alternating with new keys, numbered from `from`.
+fn mixed_batch(n: u64, changes: u64, from: u64) -> Vec<(KeyHash, Option<Vec<u8>>)> {
+    (from..from + changes)
+        .map(|i| {
+            let k = if i % 2 == 0 { (i * 7919) % n } else { n + i };
+            (key(k), Some(value(i)))
+        })
+        .collect()
+}
+
 fn state_tree(c: &mut Criterion) {
     let trees: Vec<(u64, MemoryTree, Hash)> = SIZES
         .iter()
         .map(|&n| {
             let (tree, root) = build(n);
             proof_sizes(&tree, n);
+            nodes_per_batch(&tree, n, 1);
+            nodes_per_batch(&tree, n, 256);
             (n, tree, root)
         })
         .collect();
@@ -87,15 +143,9 @@ fn state_tree(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(changes.to_string(), n), n, |b, &n| {
                 b.iter_batched(
                     || {
-                        // Half updates spread over the tree, half new keys.
-                        (0..changes)
-                            .map(|j| {
-                                let i = next.get();
-                                next.set(i + 1);
-                                let k = if j % 2 == 0 { (i * 7919) % n } else { n + i };
-                                (key(k), Some(value(i)))
-                            })
-                            .collect::<Vec<_>>()
+                        let from = next.get();
+                        next.set(from + changes);
+                        mixed_batch(n, changes, from)
                     },
                     |batch| smt::apply(tree, Some(base), base + 1, &batch).unwrap(),
                     BatchSize::SmallInput,

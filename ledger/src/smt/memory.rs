@@ -1,7 +1,7 @@
 //! The tree's nodes in memory: for tests, benches and callers that build
 //! large maps without a store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use crate::hash::Hash;
 
@@ -10,10 +10,12 @@ use super::{
     apply,
 };
 
-/// Nodes in a `BTreeMap`, with the stale list a store would keep.
+/// Nodes in a hash map, with the stale list a store would keep (ordered,
+/// for pruning). A hash map rather than a `BTreeMap`, so that a read costs
+/// the same at any size and the tree's own cost shows in benches.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryTree {
-    nodes: BTreeMap<NodeKey, Node>,
+    nodes: HashMap<NodeKey, Node>,
     stale: BTreeSet<StaleNode>,
     latest: Option<Version>,
 }
@@ -73,7 +75,7 @@ impl MemoryTree {
         self.nodes.len()
     }
 
-    /// Every stored node, in key order.
+    /// Every stored node, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = (&NodeKey, &Node)> {
         self.nodes.iter()
     }
