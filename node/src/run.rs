@@ -184,11 +184,19 @@ pub async fn start(
         config.gateway.object_bytes_max,
         genesis_hash,
     );
-    let task = tokio::spawn(async move {
+    // Agreement runs on a thread of its own: however busy the shared
+    // workers are with members' data (and the local API), the driver's
+    // votes, commits and fsyncs are scheduled like any other thread.
+    let agreement = on_own_thread("quorate-agreement", async move {
         driver
             .run(inbound.events, shutdown)
             .await
             .map_err(anyhow::Error::from)
+    })?;
+    let task = tokio::spawn(async move {
+        agreement
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the agreement thread stopped")))
     });
     Ok(RunningNode {
         handle,
@@ -197,6 +205,26 @@ pub async fn start(
         lock,
         gateway_http: Some(gateway_http),
     })
+}
+
+/// Runs `task` on a new thread with a runtime of its own (single-threaded:
+/// what it spawns runs there too); the receiver gets its output.
+fn on_own_thread<T: Send + 'static>(
+    name: &str,
+    task: impl std::future::Future<Output = T> + Send + 'static,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<T>> {
+    let (done, output) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the agreement runtime")?;
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = done.send(runtime.block_on(task));
+        })
+        .with_context(|| format!("cannot start the {name} thread"))?;
+    Ok(output)
 }
 
 /// Resolves on SIGINT or SIGTERM.
