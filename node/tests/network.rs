@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use quorate_did::{Did, Keypair};
-use quorate_node::network::{self, Client, Event, Topic};
+use quorate_node::network::{self, Client, Event, Inbound, Topic};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -15,9 +15,14 @@ const CHAIN: &str = "test-chain";
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn start(key: &Keypair, bootstrap: &[String]) -> (Client, mpsc::Receiver<Event>, String) {
+    let (client, inbound, address) = start_with_inbound(key, bootstrap).await;
+    (client, inbound.events, address)
+}
+
+/// A swarm listening on a free port, and its full address.
+async fn start_with_inbound(key: &Keypair, bootstrap: &[String]) -> (Client, Inbound, String) {
     let (client, inbound, event_loop) =
         network::spawn(key, CHAIN, &["/ip4/127.0.0.1/tcp/0".to_owned()], bootstrap).unwrap();
-    let events = inbound.events;
     tokio::spawn(event_loop.run());
     let address = timeout(WAIT, async {
         loop {
@@ -30,7 +35,7 @@ async fn start(key: &Keypair, bootstrap: &[String]) -> (Client, mpsc::Receiver<E
     .await
     .expect("listening");
     let peer = network::identity::peer_id(&key.did());
-    (client, events, format!("{address}/p2p/{peer}"))
+    (client, inbound, format!("{address}/p2p/{peer}"))
 }
 
 async fn next_matching<T>(
@@ -278,20 +283,7 @@ async fn data_requests_reach_the_gateway_not_the_driver_and_only_from_members() 
     let b_key = Keypair::from_seed(&[22; 32]);
     let outsider = Keypair::from_seed(&[23; 32]);
     let members: Vec<Did> = vec![a_key.did(), b_key.did()];
-    let listen = ["/ip4/127.0.0.1/tcp/0".to_owned()];
-    let (a, a_inbound, a_loop) = network::spawn(&a_key, CHAIN, &listen, &[]).unwrap();
-    tokio::spawn(a_loop.run());
-    let a_addr = timeout(WAIT, async {
-        loop {
-            if let Some(addr) = a.listen_addrs().await.into_iter().next() {
-                return addr;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
-    let a_addr = format!("{a_addr}/p2p/{}", network::identity::peer_id(&a_key.did()));
+    let (a, a_inbound, a_addr) = start_with_inbound(&a_key, &[]).await;
     let (b, _b_events, _) = start(&b_key, std::slice::from_ref(&a_addr)).await;
     let (c, _c_events, _) = start(&outsider, std::slice::from_ref(&a_addr)).await;
     for client in [&a, &b, &c] {

@@ -301,23 +301,35 @@ pub fn signed_get_to(
     nonce: &str,
 ) -> (Response, Vec<(String, String)>) {
     let target = format!("http://{}{path}", api.address());
+    let covered = ["@method", "@target-uri", AUDIENCE_HEADER];
+    let headers = signature_headers(&target, audience, &covered, signer, nonce);
+    (send(api, path, &headers), headers)
+}
+
+/// The headers of a GET of `target` (an absolute URI) signed by `signer`
+/// for the member `audience`, covering `covered`, created now.
+pub fn signature_headers(
+    target: &str,
+    audience: &str,
+    covered: &[&str],
+    signer: &Keypair,
+    nonce: &str,
+) -> Vec<(String, String)> {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
     let parts = RequestParts {
         method: "GET",
-        target_uri: &target,
+        target_uri: target,
         headers: &[(AUDIENCE_HEADER, audience)],
     };
-    let covered = ["@method", "@target-uri", AUDIENCE_HEADER];
-    let sig = sign_request(&parts, &covered, signer, created, nonce).unwrap();
-    let headers = vec![
+    let sig = sign_request(&parts, covered, signer, created, nonce).unwrap();
+    vec![
         ("Quorate-Audience".to_owned(), audience.to_owned()),
         ("Signature-Input".to_owned(), sig.signature_input),
         ("Signature".to_owned(), sig.signature),
-    ];
-    (send(api, path, &headers), headers)
+    ]
 }
 
 /// Stores `body` at `path` through `api` (an organization's local API)

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use quorate_tests::{Testnet, admin, eventually, home_arg, run, run_ok};
+use quorate_tests::{Testnet, admin, eventually, holds_grant, home_arg, run, run_ok};
 
 const MIB: usize = 1024 * 1024;
 
@@ -43,23 +43,13 @@ fn a_rate_limited_grant_fetches_a_large_object_in_one_request() {
         "1",
     ]);
     let id = id.trim().to_owned();
-    let b = admin(&net, "org-b");
     eventually(Duration::from_secs(20), "the grant reaches org-b", || {
-        b.get("/v1/grants")
-            .ok()
-            .and_then(|r| r.json().ok())
-            .is_some_and(|g| {
-                g.as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|g| g["id"].as_str() == Some(&id))
-            })
+        holds_grant(&net, "org-b", &id)
     });
 
     // Three whole downloads fit the grant's rate; a fourth does not.
-    for i in 0..3 {
-        let out = dir.path().join(format!("got-{i}.bin"));
-        run_ok(&[
+    let peer_get = |out: &str| {
+        run(&[
             "peer",
             "get",
             "--home",
@@ -67,20 +57,23 @@ fn a_rate_limited_grant_fetches_a_large_object_in_one_request() {
             "org-a",
             "big/file.bin",
             "--out",
-            &home_arg(&out),
-        ]);
-        assert!(std::fs::read(&out).unwrap() == body, "download {i} differs");
+            &home_arg(&dir.path().join(out)),
+        ])
+    };
+    for i in 0..3 {
+        let out = format!("got-{i}.bin");
+        let got = peer_get(&out);
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert!(
+            std::fs::read(dir.path().join(&out)).unwrap() == body,
+            "download {i} differs"
+        );
     }
-    let fourth = run(&[
-        "peer",
-        "get",
-        "--home",
-        &home_b,
-        "org-a",
-        "big/file.bin",
-        "--out",
-        &home_arg(&dir.path().join("fourth.bin")),
-    ]);
+    let fourth = peer_get("fourth.bin");
     assert!(!fourth.status.success());
     assert!(
         String::from_utf8_lossy(&fourth.stderr).contains("(429)"),

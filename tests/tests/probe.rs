@@ -14,10 +14,11 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use quorate_api::signature::AUDIENCE_HEADER;
 use quorate_testnet::client::ApiClient;
 use quorate_tests::{
-    Testnet, admin, eventually, home_arg, key, problem_type, put_object, run, send, signed_get,
-    signed_get_to,
+    Testnet, admin, eventually, home_arg, key, problem_type, put_object, run, send,
+    signature_headers, signed_get, signed_get_to,
 };
 
 fn did_of(api: &ApiClient) -> String {
@@ -121,7 +122,9 @@ fn the_probes_findings_stay_closed() {
         (421, "wrong-audience")
     );
     // Signed for a Host that is not org-a's.
-    let borrowed: Vec<(String, String)> = signed_for_host(&key_b, &did_a, "evil.example:443", path);
+    let covered = ["@method", "@target-uri", AUDIENCE_HEADER];
+    let evil_target = format!("http://evil.example:443{path}");
+    let borrowed = signature_headers(&evil_target, &did_a, &covered, &key_b, "evil-host");
     let evil = raw_request(a.address(), "evil.example:443", path, &borrowed);
     assert!(evil.starts_with("HTTP/1.1 421"), "{evil}");
     assert!(!evil.contains("granted to org-b only"));
@@ -140,7 +143,13 @@ fn the_probes_findings_stay_closed() {
         (403, "not-a-member")
     );
     // Finding 8: a listing whose query is not covered is refused.
-    let uncovered = signed_listing_without_query(&key_b, &did_a, a.address());
+    // As the probe sent it: @method @authority @path, the query left out.
+    let listing_target = format!(
+        "http://{}/gateway/objects?prefix=datasets/&limit=1000",
+        a.address()
+    );
+    let covered = ["@method", "@authority", "@path", AUDIENCE_HEADER];
+    let uncovered = signature_headers(&listing_target, &did_a, &covered, &key_b, "no-query");
     let listing = send(
         &a,
         "/gateway/objects?prefix=datasets/&limit=1000",
@@ -288,60 +297,6 @@ fn a_listing(api: &ApiClient, query: &str) -> (Vec<String>, Option<String>) {
         .map(|o| o["path"].as_str().unwrap().to_owned())
         .collect();
     (names, json["next"].as_str().map(str::to_owned))
-}
-
-/// Headers of a GET of `path` signed by `key` for `audience` at `host`.
-fn signed_for_host(
-    key: &quorate_did::Keypair,
-    audience: &str,
-    host: &str,
-    path: &str,
-) -> Vec<(String, String)> {
-    use quorate_api::signature::{AUDIENCE_HEADER, RequestParts, sign_request};
-    let target = format!("http://{host}{path}");
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let parts = RequestParts {
-        method: "GET",
-        target_uri: &target,
-        headers: &[(AUDIENCE_HEADER, audience)],
-    };
-    let covered = ["@method", "@target-uri", AUDIENCE_HEADER];
-    let sig = sign_request(&parts, &covered, key, created, "evil-host").unwrap();
-    vec![
-        ("Quorate-Audience".into(), audience.into()),
-        ("Signature-Input".into(), sig.signature_input),
-        ("Signature".into(), sig.signature),
-    ]
-}
-
-/// A listing signed over `@method @authority @path` only, as the probe
-/// sent it: the query is left out of the signature.
-fn signed_listing_without_query(
-    key: &quorate_did::Keypair,
-    audience: &str,
-    host: &str,
-) -> Vec<(String, String)> {
-    use quorate_api::signature::{AUDIENCE_HEADER, RequestParts, sign_request};
-    let target = format!("http://{host}/gateway/objects?prefix=datasets/&limit=1000");
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let parts = RequestParts {
-        method: "GET",
-        target_uri: &target,
-        headers: &[(AUDIENCE_HEADER, audience)],
-    };
-    let covered = ["@method", "@authority", "@path", AUDIENCE_HEADER];
-    let sig = sign_request(&parts, &covered, key, created, "no-query").unwrap();
-    vec![
-        ("Quorate-Audience".into(), audience.into()),
-        ("Signature-Input".into(), sig.signature_input),
-        ("Signature".into(), sig.signature),
-    ]
 }
 
 /// One request with `Host: host` over a fresh connection; the whole answer.
