@@ -19,7 +19,7 @@ use quorate_ledger::consensus::{Message, PersistedState, Step};
 use quorate_ledger::entry::Proposal;
 use quorate_ledger::export::ExportHeader;
 use quorate_ledger::merkle;
-use quorate_node::protocol::{ConsensusMessage, MempoolMessage, Request, Response};
+use quorate_node::net::protocol::{ConsensusMessage, MempoolMessage, Request, Response};
 use serde::Serialize;
 
 struct Corpus {
@@ -355,7 +355,7 @@ fn main() {
     // node_config
     let example = fs::read(repo.join("docs/config.example.toml")).expect("config example");
     c.put("node_config", "example", &example);
-    let rendered = quorate_node::config::render(&quorate_node::config::TemplateValues {
+    let rendered = quorate_node::home::config::render(&quorate_node::home::config::TemplateValues {
         name: "org-a",
         api_port: 7700,
         p2p_port: 7701,

@@ -1,27 +1,22 @@
-//! The Quorate node: configuration, the node home on disk, and (as later
-//! parts land) the libp2p swarm and the driver that turns the agreement
-//! machine's effects into sends, disk writes and timers.
+//! The Quorate node: the effectful shell around the pure crates
+//! (`quorate-did`, `quorate-contracts`, `quorate-ledger`). It is the only
+//! crate that owns sockets, tasks, the clock and the files of a node home.
 //!
-//! This is the effectful shell around the pure crates (`quorate-did`,
-//! `quorate-contracts`, `quorate-ledger`): it is the only crate that owns
-//! sockets, tasks and the clock. The `quorate` binary's command-line
-//! interface lives in `main.rs` and `cli/`.
+//! - [`home`]: the node home on disk (keys, config, the lock);
+//! - [`net`]: the libp2p swarm, its protocols and per-peer budgets;
+//! - [`agreement`]: the driver (consensus, mempool, sync, commits);
+//! - [`gateway`]: members' data requests, authorized against the ledger's
+//!   grants, with the objects, upstreams, nonces and audit log they use;
+//! - [`local_api`]: the adapter the HTTP API (`quorate-api`) calls;
+//! - [`run`]: wiring one node together.
+//!
+//! The `quorate` command-line interface is a package of its own
+//! (`node/cli`), so this library depends on neither clap nor anyhow.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub mod api;
-pub mod audit;
-pub mod config;
-pub mod driver;
-pub mod duration;
-#[cfg(feature = "fault-injection")]
-pub mod fault;
+pub mod agreement;
 pub mod gateway;
 pub mod home;
-pub mod lock;
-pub mod mempool;
-pub mod network;
-pub mod nonces;
-pub mod objects;
-pub mod protocol;
+pub mod local_api;
+pub mod net;
 pub mod run;
-pub mod upstream;

@@ -2,19 +2,18 @@
 //! SIGTERM (mini-redis's `server::run(listener, shutdown)` shape: the caller
 //! owns shutdown).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use quorate_ledger::block::CommittedBlock;
 use quorate_ledger::codec;
 use quorate_ledger::ledger::Ledger;
 use tracing::info;
 
-use crate::config::Config;
-use crate::driver::{Driver, DriverConfig, Handle};
+use crate::agreement::driver::{Driver, DriverConfig, Handle};
 use crate::home::NodeHome;
-use crate::lock::HomeLock;
-use crate::network;
+use crate::home::config::Config;
+use crate::home::lock::HomeLock;
+use crate::net;
 
 /// File name of the genesis block a new node starts from.
 pub const GENESIS_FILE: &str = "genesis.cbor";
@@ -35,39 +34,147 @@ pub fn ledger_path(home: &NodeHome, config: &Config) -> PathBuf {
     data_dir(home, config).join("ledger.redb")
 }
 
+/// Why the ledger could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenLedgerError {
+    /// A file or directory could not be read or created.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("create", "read").
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The store did not open.
+    #[error("cannot open the ledger {}: {source}", path.display())]
+    Store {
+        /// The ledger file.
+        path: PathBuf,
+        /// The error.
+        source: quorate_ledger::ledger::LedgerError,
+    },
+    /// The ledger is empty and no genesis was given.
+    #[error("the ledger is empty and there is no genesis at {}", .0.display())]
+    NoGenesis(PathBuf),
+    /// The genesis file is too large to be one.
+    #[error("{} is {len} bytes; not a genesis", path.display())]
+    GenesisTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+    },
+    /// The genesis file does not decode.
+    #[error("{} is not a genesis block: {source}", path.display())]
+    GenesisDecode {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: codec::DecodeError,
+    },
+    /// The genesis block does not verify.
+    #[error("{} does not verify: {source}", path.display())]
+    GenesisInvalid {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: quorate_ledger::ledger::LedgerError,
+    },
+}
+
 /// Opens the node's ledger, writing genesis from `HOME/genesis.cbor` on
 /// first start.
-pub fn open_ledger(home: &NodeHome, config: &Config) -> anyhow::Result<Ledger> {
+pub fn open_ledger(home: &NodeHome, config: &Config) -> Result<Ledger, OpenLedgerError> {
     let path = ledger_path(home, config);
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| OpenLedgerError::Io { what, path, source }
+    };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
-    let mut ledger = Ledger::open(&path)
-        .with_context(|| format!("cannot open the ledger {}", path.display()))?;
+    let mut ledger = Ledger::open(&path).map_err(|source| OpenLedgerError::Store {
+        path: path.clone(),
+        source,
+    })?;
     if ledger.chain().is_none() {
         let genesis_path = home.root().join(GENESIS_FILE);
         let len = std::fs::metadata(&genesis_path)
-            .with_context(|| {
-                format!(
-                    "the ledger is empty and there is no genesis at {}",
-                    genesis_path.display()
-                )
-            })?
+            .map_err(|_| OpenLedgerError::NoGenesis(genesis_path.clone()))?
             .len();
-        anyhow::ensure!(
-            len <= GENESIS_BYTES_MAX,
-            "{} is {len} bytes; not a genesis",
-            genesis_path.display()
-        );
-        let bytes = std::fs::read(&genesis_path)?;
-        let genesis: CommittedBlock = codec::decode(&bytes)
-            .with_context(|| format!("{} is not a genesis block", genesis_path.display()))?;
+        if len > GENESIS_BYTES_MAX {
+            return Err(OpenLedgerError::GenesisTooLarge {
+                path: genesis_path,
+                len,
+            });
+        }
+        let bytes = std::fs::read(&genesis_path).map_err(io("read", &genesis_path))?;
+        let genesis: CommittedBlock =
+            codec::decode(&bytes).map_err(|source| OpenLedgerError::GenesisDecode {
+                path: genesis_path.clone(),
+                source,
+            })?;
         ledger
             .init_genesis(&genesis)
-            .with_context(|| format!("{} does not verify", genesis_path.display()))?;
+            .map_err(|source| OpenLedgerError::GenesisInvalid {
+                path: genesis_path,
+                source,
+            })?;
     }
     Ok(ledger)
+}
+
+/// Why a node could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another process holds the home.
+    #[error(transparent)]
+    Lock(#[from] crate::home::lock::LockError),
+    /// The config does not load.
+    #[error(transparent)]
+    Config(#[from] crate::home::OpenError),
+    /// The ledger does not open.
+    #[error(transparent)]
+    Ledger(#[from] OpenLedgerError),
+    /// The member key does not load (or a rotation cannot be finished).
+    #[error(transparent)]
+    Key(#[from] crate::home::RotateError),
+    /// The swarm cannot start.
+    #[error("cannot start the network: {0}")]
+    Network(#[from] net::NetworkError),
+    /// The driver cannot start, or stopped with an error.
+    #[error(transparent)]
+    Driver(#[from] crate::agreement::driver::DriverError),
+    /// The nonce journal does not open.
+    #[error("cannot open the nonce journal: {0}")]
+    Nonces(#[from] crate::gateway::nonces::OpenError),
+    /// The object store does not open.
+    #[error("cannot open the object store in {}: {source}", path.display())]
+    Objects {
+        /// The data directory.
+        path: PathBuf,
+        /// The error.
+        source: crate::gateway::objects::ObjectError,
+    },
+    /// An `[[upstream]]` section is invalid.
+    #[error("config [[upstream]]: {0}")]
+    Upstream(#[from] crate::gateway::upstream::UpstreamConfigError),
+    /// The audit log does not open.
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] crate::gateway::audit::AuditError),
+    /// A thread or runtime cannot be started.
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The agreement thread ended without a result (it panicked).
+    #[error("the agreement thread stopped")]
+    AgreementLost,
 }
 
 /// A started node: its driver handle and the task running it.
@@ -75,9 +182,9 @@ pub struct RunningNode {
     /// Talks to the driver.
     pub handle: Handle,
     /// What the local API and the gateway serve.
-    pub local: crate::api::LocalNode,
+    pub local: crate::local_api::LocalNode,
     /// Ends when the node stops, saying why.
-    pub task: tokio::task::JoinHandle<anyhow::Result<crate::driver::Stopped>>,
+    pub task: tokio::task::JoinHandle<Result<crate::agreement::driver::Stopped, StartError>>,
     /// Holds the home while the node runs.
     pub lock: HomeLock,
     /// What the gateway's signed HTTP routes need: this member, its public
@@ -93,15 +200,15 @@ fn gateway_http(
     config: &Config,
     data: &std::path::Path,
     me: quorate_did::Did,
-) -> anyhow::Result<quorate_api::gateway::Settings> {
+) -> Result<quorate_api::gateway::Settings, StartError> {
     let skew = config.gateway.signature_skew.0.as_secs().max(1);
     let authority = config
         .gateway
         .authority
         .clone()
         .unwrap_or_else(|| config.api.listen.to_string());
-    let now_secs = i64::try_from(crate::driver::now().0 / 1000).unwrap_or(i64::MAX);
-    let (journal, replay) = crate::nonces::NonceFile::open(data, skew, now_secs)?;
+    let now_secs = i64::try_from(crate::agreement::driver::now().0 / 1000).unwrap_or(i64::MAX);
+    let (journal, replay) = crate::gateway::nonces::NonceFile::open(data, skew, now_secs)?;
     info!(
         nonces = replay.len(),
         %authority,
@@ -110,7 +217,7 @@ fn gateway_http(
     let journal = std::sync::Arc::new(journal);
     let syncing = std::sync::Arc::downgrade(&journal);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::nonces::SYNC_INTERVAL);
+        let mut tick = tokio::time::interval(crate::gateway::nonces::SYNC_INTERVAL);
         loop {
             tick.tick().await;
             let Some(journal) = syncing.upgrade() else {
@@ -129,11 +236,13 @@ fn gateway_http(
 pub async fn start(
     home: &NodeHome,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<RunningNode> {
+) -> Result<RunningNode, StartError> {
     let lock = HomeLock::acquire(home.root())?;
     let config = home.load_config()?;
     let ledger = open_ledger(home, &config)?;
-    let chain = ledger.chain().context("ledger without genesis")?;
+    let chain = ledger
+        .chain()
+        .ok_or(crate::agreement::driver::DriverError::NoGenesis)?;
     let genesis_hash = chain.genesis_hash();
     // A rotation committed while the node was stopping is finished here.
     let key = home.load_current_key(|did| chain.state().members.values().any(|m| m.did == *did))?;
@@ -144,7 +253,7 @@ pub async fn start(
         "starting node {}",
         config.node.name
     );
-    let (net, inbound, event_loop) = network::spawn(
+    let (net, inbound, event_loop) = net::spawn(
         &key,
         chain.chain_id(),
         &config.p2p.listen,
@@ -161,12 +270,15 @@ pub async fn start(
     let (driver, handle) = Driver::new(key, ledger, net.clone(), driver_config)?;
     let data = data_dir(home, &config);
     let gateway_http = gateway_http(&config, &data, did)?;
-    let objects = crate::objects::ObjectStore::open(&data.join("objects"))
-        .with_context(|| format!("cannot open the object store in {}", data.display()))?;
-    let upstreams =
-        crate::upstream::Upstreams::new(&config.upstream).context("config [[upstream]]")?;
-    let (auditor, _audit_task) = crate::audit::Auditor::start(data.join("audit.log"))
-        .context("cannot open the audit log")?;
+    let objects =
+        crate::gateway::objects::ObjectStore::open(&data.join("objects")).map_err(|source| {
+            StartError::Objects {
+                path: data.clone(),
+                source,
+            }
+        })?;
+    let upstreams = crate::gateway::upstream::Upstreams::new(&config.upstream)?;
+    let (auditor, _audit_task) = crate::gateway::audit::Auditor::start(data.join("audit.log"))?;
     let gateway = crate::gateway::Gateway::new(
         did,
         config.node.name.clone(),
@@ -177,7 +289,7 @@ pub async fn start(
         config.gateway.clone(),
     );
     tokio::spawn(gateway.clone().serve_peers(inbound.data, net.clone()));
-    let local = crate::api::LocalNode::new(
+    let local = crate::local_api::LocalNode::new(
         handle.clone(),
         gateway,
         net,
@@ -191,13 +303,10 @@ pub async fn start(
         driver
             .run(inbound.events, shutdown)
             .await
-            .map_err(anyhow::Error::from)
+            .map_err(StartError::from)
     })?;
-    let task = tokio::spawn(async move {
-        agreement
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the agreement thread stopped")))
-    });
+    let task =
+        tokio::spawn(async move { agreement.await.unwrap_or(Err(StartError::AgreementLost)) });
     Ok(RunningNode {
         handle,
         local,
@@ -212,18 +321,22 @@ pub async fn start(
 fn on_own_thread<T: Send + 'static>(
     name: &str,
     task: impl std::future::Future<Output = T> + Send + 'static,
-) -> anyhow::Result<tokio::sync::oneshot::Receiver<T>> {
+) -> Result<tokio::sync::oneshot::Receiver<T>, StartError> {
     let (done, output) = tokio::sync::oneshot::channel();
+    let thread_error = |source| StartError::Thread {
+        name: name.to_owned(),
+        source,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the agreement runtime")?;
+        .map_err(thread_error)?;
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
             let _ = done.send(runtime.block_on(task));
         })
-        .with_context(|| format!("cannot start the {name} thread"))?;
+        .map_err(thread_error)?;
     Ok(output)
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use quorate_did::{Did, Keypair};
-use quorate_node::network::{self, Client, Event, Inbound, Topic};
+use quorate_node::net::{self, Client, Event, Inbound, Topic};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -22,7 +22,7 @@ async fn start(key: &Keypair, bootstrap: &[String]) -> (Client, mpsc::Receiver<E
 /// A swarm listening on a free port, and its full address.
 async fn start_with_inbound(key: &Keypair, bootstrap: &[String]) -> (Client, Inbound, String) {
     let (client, inbound, event_loop) =
-        network::spawn(key, CHAIN, &["/ip4/127.0.0.1/tcp/0".to_owned()], bootstrap).unwrap();
+        net::spawn(key, CHAIN, &["/ip4/127.0.0.1/tcp/0".to_owned()], bootstrap).unwrap();
     tokio::spawn(event_loop.run());
     let address = timeout(WAIT, async {
         loop {
@@ -34,7 +34,7 @@ async fn start_with_inbound(key: &Keypair, bootstrap: &[String]) -> (Client, Inb
     })
     .await
     .expect("listening");
-    let peer = network::identity::peer_id(&key.did());
+    let peer = net::identity::peer_id(&key.did());
     (client, inbound, format!("{address}/p2p/{peer}"))
 }
 
@@ -148,7 +148,7 @@ async fn members_gossip_and_request_and_outsiders_are_refused() {
 /// outsider C); A's "driver" counts what reaches it and answers at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outsiders_and_flooding_members_are_held_to_their_budgets() {
-    use quorate_node::network::limits::{
+    use quorate_node::net::limits::{
         MEMPOOL_GOSSIP_BURST, MEMPOOL_GOSSIP_PER_SEC, OUTSIDER_REQUESTS_BURST,
         OUTSIDER_REQUESTS_PER_SEC,
     };
@@ -296,7 +296,7 @@ async fn data_requests_reach_the_gateway_not_the_driver_and_only_from_members() 
     })
     .await
     .expect("B and C connected to A");
-    let network::Inbound {
+    let net::Inbound {
         events: mut a_events,
         data: mut a_data,
     } = a_inbound;

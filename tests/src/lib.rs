@@ -28,7 +28,7 @@ pub fn quorate_bin() -> PathBuf {
     let bin = profile_dir.join(format!("quorate{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} not built: run `cargo build -p quorate-node` (cargo test --workspace builds it)",
+        "{} not built: run `cargo build -p quorate-cli` (cargo test --workspace builds it)",
         bin.display()
     );
     bin

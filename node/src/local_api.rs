@@ -11,10 +11,10 @@ use quorate_did::Did;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 
-use crate::driver::{Command, Handle};
+use crate::agreement::driver::{Command, Handle};
 use crate::gateway::{Gateway, open_range};
-use crate::network;
-use crate::protocol::{self, Request, Response};
+use crate::net;
+use crate::net::protocol::{self, Request, Response};
 
 /// The local API's view of the running node: a driver handle, the gateway
 /// and the network (for fetching from peers).
@@ -22,7 +22,7 @@ use crate::protocol::{self, Request, Response};
 pub struct LocalNode {
     handle: Handle,
     gateway: Gateway,
-    net: network::Client,
+    net: net::Client,
     object_bytes_max: u64,
     /// The chain's identity (its genesis block's hash).
     genesis_hash: quorate_ledger::hash::Hash,
@@ -33,7 +33,7 @@ impl LocalNode {
     pub fn new(
         handle: Handle,
         gateway: Gateway,
-        net: network::Client,
+        net: net::Client,
         object_bytes_max: u64,
         genesis_hash: quorate_ledger::hash::Hash,
     ) -> Self {
@@ -222,7 +222,7 @@ impl Node for LocalNode {
                 return Err(problem);
             }
         };
-        let now = crate::driver::now().0;
+        let now = crate::agreement::driver::now().0;
         blocking(move || store.commit(&path, &upload, etag, size, &content_type, now)).await
     }
 
@@ -347,7 +347,7 @@ impl Node for LocalNode {
             limit: query
                 .limit
                 .unwrap_or(100)
-                .min(crate::objects::LIST_LIMIT_MAX) as u32,
+                .min(crate::gateway::objects::LIST_LIMIT_MAX) as u32,
         };
         match self.ask_peer(&peer, &request).await? {
             Response::Listing(listing) => {
@@ -363,12 +363,12 @@ impl Node for LocalNode {
 
     async fn audit(&self, query: AuditQuery) -> Result<serde_json::Value, Problem> {
         let path = self.gateway.auditor().path().to_owned();
-        let query = crate::audit::Query {
+        let query = crate::gateway::audit::Query {
             caller: query.caller,
             decision: query.decision,
             limit: query.limit,
         };
-        let records = blocking(move || crate::audit::query(&path, &query)).await?;
+        let records = blocking(move || crate::gateway::audit::query(&path, &query)).await?;
         serde_json::to_value(records).map_err(|_| Problem::internal())
     }
 
@@ -558,7 +558,7 @@ impl Node for LocalNode {
             while from <= header.tip_height {
                 let to = header
                     .tip_height
-                    .min(from.saturating_add(crate::protocol::SYNC_BLOCKS_MAX - 1));
+                    .min(from.saturating_add(crate::net::protocol::SYNC_BLOCKS_MAX - 1));
                 let blocks = match node.blocks(from, to).await {
                     Ok(blocks) if !blocks.is_empty() => blocks,
                     _ => {

@@ -10,7 +10,7 @@
 //!   member's data, and one carrying endorsements forged in other members'
 //!   names;
 //! - `clock-offset-ms:N` (N may be negative): this node's wall clock, as
-//!   [`crate::driver::now`] reads it, is N ms off.
+//!   [`crate::agreement::driver::now`] reads it, is N ms off.
 //!
 //! Honest nodes must detect the equivocation, never commit two blocks at
 //! one height, and never accept a forged grant (`tests/tests/byzantine.rs`);

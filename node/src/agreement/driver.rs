@@ -24,9 +24,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::mempool::{LocalDecision, Mempool, ProposalState};
-use crate::network::{self, Topic};
-use crate::protocol::{self, ConsensusMessage, MempoolMessage, Request, Response, SYNC_BLOCKS_MAX};
+use crate::agreement::mempool::{LocalDecision, Mempool, ProposalState};
+use crate::net::protocol::{
+    self, ConsensusMessage, MempoolMessage, Request, Response, SYNC_BLOCKS_MAX,
+};
+use crate::net::{self, Topic};
 
 /// Capacity of the command channel from the API.
 pub const COMMANDS_MAX: usize = 256;
@@ -249,7 +251,7 @@ pub struct Driver {
     ledger: Ledger,
     machine: Option<Machine<Block>>,
     mempool: Mempool,
-    net: network::Client,
+    net: net::Client,
     config: DriverConfig,
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
@@ -273,7 +275,7 @@ pub struct Driver {
     state: watch::Sender<Arc<quorate_contracts::State>>,
     /// Test-only misbehaviour (`QUORATE_FAULT`).
     #[cfg(feature = "fault-injection")]
-    faults: crate::fault::Faults,
+    faults: crate::agreement::fault::Faults,
 }
 
 /// A proposal still open after this is gossiped again.
@@ -299,7 +301,7 @@ pub fn now() -> Timestamp {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     #[cfg(feature = "fault-injection")]
-    let ms = ms.saturating_add_signed(crate::fault::clock_offset_ms());
+    let ms = ms.saturating_add_signed(crate::agreement::fault::clock_offset_ms());
     Timestamp(ms)
 }
 
@@ -308,7 +310,7 @@ impl Driver {
     pub fn new(
         key: Keypair,
         ledger: Ledger,
-        net: network::Client,
+        net: net::Client,
         config: DriverConfig,
     ) -> Result<(Self, Handle), DriverError> {
         let (commands_tx, commands) = mpsc::channel(COMMANDS_MAX);
@@ -342,7 +344,7 @@ impl Driver {
             current_peer: None,
             state,
             #[cfg(feature = "fault-injection")]
-            faults: crate::fault::Faults::from_env(),
+            faults: crate::agreement::fault::Faults::from_env(),
         };
         driver.start_height(true)?;
         Ok((
@@ -410,7 +412,7 @@ impl Driver {
     /// Runs until `shutdown` resolves or an unrecoverable error.
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<network::Event>,
+        mut events: mpsc::Receiver<net::Event>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<Stopped, DriverError> {
         let (synced_tx, mut synced) = mpsc::channel(SYNCED_MAX);
@@ -500,7 +502,7 @@ impl Driver {
                     if self.faults.equivocate
                         && let ConsensusMessage::Vote(vote) = &message
                     {
-                        let other = crate::fault::conflicting_vote(
+                        let other = crate::agreement::fault::conflicting_vote(
                             &self.config.consensus.chain_id,
                             vote,
                             &self.key,
@@ -733,9 +735,9 @@ impl Driver {
         }
     }
 
-    async fn on_network(&mut self, event: network::Event) -> Result<(), DriverError> {
+    async fn on_network(&mut self, event: net::Event) -> Result<(), DriverError> {
         match event {
-            network::Event::Gossip {
+            net::Event::Gossip {
                 from,
                 topic: Topic::Consensus,
                 data,
@@ -753,7 +755,7 @@ impl Driver {
                     }
                 }
             }
-            network::Event::Gossip {
+            net::Event::Gossip {
                 from,
                 topic: Topic::Mempool,
                 data,
@@ -772,7 +774,7 @@ impl Driver {
                 self.net.validate(id, via, accept).await;
                 self.propose_if_work()?;
             }
-            network::Event::Request { from, data, reply } => {
+            net::Event::Request { from, data, reply } => {
                 // Agreement's requests only: members' data requests travel
                 // on their own protocol, straight to the gateway.
                 let request = protocol::decode::<Request>(&data);
@@ -783,7 +785,7 @@ impl Driver {
                 let bytes = protocol::encode(&response)?;
                 self.net.respond(reply, bytes).await;
             }
-            network::Event::Connected(_) | network::Event::Disconnected(_) => {}
+            net::Event::Connected(_) | net::Event::Disconnected(_) => {}
         }
         Ok(())
     }
@@ -839,7 +841,7 @@ impl Driver {
                 }
                 Err(e) => {
                     debug!(target: "mempool", error = %e, "proposal not taken");
-                    Ok(!matches!(e, crate::mempool::AddError::Unsigned))
+                    Ok(!matches!(e, crate::agreement::mempool::AddError::Unsigned))
                 }
             },
             MempoolMessage::Endorsement { entry, endorsement } => Ok(self
@@ -1168,9 +1170,13 @@ impl Driver {
         let (Some(me), Some(chain)) = (self.me(), self.ledger.chain()) else {
             return;
         };
-        for entry in
-            crate::fault::forged_entries(chain.state(), chain.chain_id(), me, &self.key, now())
-        {
+        for entry in crate::agreement::fault::forged_entries(
+            chain.state(),
+            chain.chain_id(),
+            me,
+            &self.key,
+            now(),
+        ) {
             if let Ok(bytes) = protocol::encode(&MempoolMessage::Entry(Box::new(entry))) {
                 self.net.publish(Topic::Mempool, bytes).await;
             }
@@ -1219,7 +1225,7 @@ async fn sleep_until(at: Option<Instant>) {
 /// driver so a slow peer never stalls agreement; the driver verifies
 /// everything it sends.
 async fn sync_loop(
-    net: network::Client,
+    net: net::Client,
     status: watch::Receiver<Status>,
     genesis: Hash,
     interval: Duration,

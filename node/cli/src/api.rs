@@ -414,7 +414,7 @@ pub(crate) fn audit(command: AuditCommand) -> anyhow::Result<()> {
                     quorate_node::run::data_dir(&home, &config).join("audit.log")
                 }
             };
-            let verified = quorate_node::audit::verify(&path)
+            let verified = quorate_node::gateway::audit::verify(&path)
                 .map_err(|e| anyhow::anyhow!("FAILED: {}: {e}", path.display()))?;
             println!("records: {}", verified.records);
             println!("head:    {}", verified.head);

@@ -1,7 +1,7 @@
 //! `quorate`: the command-line interface of a Quorate node.
 
-mod cli_api;
-mod cli_testnet;
+mod api;
+mod testnet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use quorate_did::Did;
-use quorate_node::config::{DEFAULT_API_PORT, DEFAULT_P2P_PORT};
+use quorate_node::home::config::{DEFAULT_API_PORT, DEFAULT_P2P_PORT};
 use quorate_node::home::{InitOptions, NodeHome};
 
 /// A peer-to-peer data-exchange node: organizations share data under grants
@@ -35,22 +35,22 @@ enum Command {
     /// Propose grants and revocations; list, approve or reject proposals
     /// (through the running node's local API).
     #[command(subcommand)]
-    Proposal(cli_api::ProposalCommand),
+    Proposal(api::ProposalCommand),
     /// Propose, list and revoke grants; write and verify grant proofs.
     #[command(subcommand)]
-    Grant(cli_api::GrantCommand),
+    Grant(api::GrantCommand),
     /// Store, read, list and delete this organization's objects.
     #[command(subcommand)]
-    Data(cli_api::DataCommand),
+    Data(api::DataCommand),
     /// Read other members' objects under their grants.
     #[command(subcommand)]
-    Peer(cli_api::PeerCommand),
+    Peer(api::PeerCommand),
     /// Show gateway decisions; verify an audit log's hash chain.
     #[command(subcommand)]
-    Audit(cli_api::AuditCommand),
+    Audit(api::AuditCommand),
     /// Start, inspect, perturb and stop a local multi-node testnet.
     #[command(subcommand)]
-    Testnet(cli_testnet::TestnetCommand),
+    Testnet(testnet::TestnetCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,19 +182,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Proposal(command) => cli_api::proposal(command)?,
-        Command::Grant(command) => cli_api::grant(command)?,
-        Command::Audit(command) => cli_api::audit(command)?,
-        Command::Data(command) => cli_api::data(command)?,
-        Command::Peer(command) => cli_api::peer(command)?,
-        Command::Testnet(command) => cli_testnet::run(command)?,
+        Command::Proposal(command) => api::proposal(command)?,
+        Command::Grant(command) => api::grant(command)?,
+        Command::Audit(command) => api::audit(command)?,
+        Command::Data(command) => api::data(command)?,
+        Command::Peer(command) => api::peer(command)?,
+        Command::Testnet(command) => testnet::run(command)?,
         Command::Node(NodeCommand::Run { home }) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
             let stopped = runtime.block_on(run_node(NodeHome::new(home.home)))?;
-            if let quorate_node::driver::Stopped::KeyRotated { did } = stopped {
+            if let quorate_node::agreement::driver::Stopped::KeyRotated { did } = stopped {
                 // Every task (and with them the listeners and the store)
                 // ends with the runtime; the same command then starts
                 // afresh in this process, under the new key.
@@ -245,7 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot resolve {did:?}"))?;
             print_document(&did)?;
         }
-        Command::Did(DidCommand::Rotate { home, wait }) => cli_api::rotate(home, wait)?,
+        Command::Did(DidCommand::Rotate { home, wait }) => api::rotate(home, wait)?,
         Command::Ledger(LedgerCommand::Export { home, out }) => {
             let ledger = open_home_ledger(home.home)?;
             let tmp = out.with_extension("partial");
@@ -289,7 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Longest pause a client may take while sending a request body.
 const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::driver::Stopped> {
+async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::driver::Stopped> {
     use quorate_api::auth::AdminToken;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -354,7 +354,7 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::driver::Stoppe
     let _ = stop.send(true);
     let _ = api.await;
     drop(node.lock);
-    result
+    Ok(result?)
 }
 
 fn open_home_ledger(home: PathBuf) -> anyhow::Result<quorate_ledger::ledger::Ledger> {

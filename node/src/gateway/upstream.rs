@@ -21,7 +21,7 @@ use quorate_api::problem::Problem;
 use quorate_contracts::ResourcePath;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::HumanDuration;
+use crate::home::duration::HumanDuration;
 
 /// Consecutive failures that open a route's circuit.
 pub const BREAKER_FAILURES: u32 = 5;

@@ -15,6 +15,7 @@ mod codec;
 mod event_loop;
 pub mod identity;
 pub mod limits;
+pub mod protocol;
 
 pub use codec::FramedBytes;
 pub use event_loop::{

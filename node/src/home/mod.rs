@@ -11,6 +11,10 @@
 //!   data/          ledger store and objects
 //! ```
 
+pub mod config;
+pub mod duration;
+pub mod lock;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,7 @@ use std::path::{Path, PathBuf};
 use quorate_did::{Did, Keypair, keyfile};
 use zeroize::Zeroizing;
 
-use crate::config::{self, Config, TemplateValues};
+use config::{Config, TemplateValues};
 
 /// File name of the member key.
 pub const KEY_FILE: &str = "key.pem";

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::duration::HumanDuration;
+use crate::home::duration::HumanDuration;
 
 /// The annotated template `quorate node init` renders. Placeholders in
 /// braces are filled by [`render`].
@@ -43,7 +43,7 @@ pub struct Config {
     pub gateway: GatewaySection,
     /// Resource prefixes served by existing HTTP services.
     #[serde(default)]
-    pub upstream: Vec<crate::upstream::UpstreamSection>,
+    pub upstream: Vec<crate::gateway::upstream::UpstreamSection>,
 }
 
 /// `[gateway]`: what every inbound request from a member is held to.
@@ -91,7 +91,7 @@ impl Default for GatewaySection {
 pub struct ConsensusSection {
     /// `auto`: endorse every proposal the contract rules accept; `manual`:
     /// wait for the operator.
-    pub approval: crate::driver::ApprovalPolicy,
+    pub approval: crate::agreement::driver::ApprovalPolicy,
     /// With nothing to order, commit an empty block this often.
     pub heartbeat: HumanDuration,
     /// How long to wait for a round's proposal (grows by `timeout_delta`
@@ -108,7 +108,7 @@ pub struct ConsensusSection {
 impl Default for ConsensusSection {
     fn default() -> Self {
         Self {
-            approval: crate::driver::ApprovalPolicy::Auto,
+            approval: crate::agreement::driver::ApprovalPolicy::Auto,
             heartbeat: HumanDuration(Duration::from_secs(1)),
             timeout_propose: HumanDuration(Duration::from_secs(3)),
             timeout_vote: HumanDuration(Duration::from_secs(1)),
@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn shipped_example_config_parses() {
-        let text = include_str!("../../docs/config.example.toml");
+        let text = include_str!("../../../docs/config.example.toml");
         let config = Config::parse(text).unwrap();
         assert_eq!(config.node.name, "org-a");
         // The documented values are the defaults.

@@ -9,6 +9,11 @@
 //! check is a few hash lookups with no lock held across I/O, and a
 //! revocation applies from the moment its block commits.
 
+pub mod audit;
+pub mod nonces;
+pub mod objects;
+pub mod upstream;
+
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,13 +31,13 @@ use quorate_did::Did;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::io::ReaderStream;
 
-use crate::audit::{self, Auditor};
-use crate::config::GatewaySection;
-use crate::driver::{self, Status};
-use crate::network;
-use crate::objects::{LIST_LIMIT_MAX, ObjectError, ObjectStore};
-use crate::protocol::{self, OBJECT_CHUNK_BYTES, Request, Response, TICKET_BYTES};
-use crate::upstream::Upstreams;
+use crate::agreement::driver::{self, Status};
+use crate::gateway::objects::{LIST_LIMIT_MAX, ObjectError, ObjectStore};
+use crate::gateway::upstream::Upstreams;
+use crate::home::config::GatewaySection;
+use crate::net;
+use crate::net::protocol::{self, OBJECT_CHUNK_BYTES, Request, Response, TICKET_BYTES};
+use audit::Auditor;
 
 /// Rate-limit buckets kept; past this the oldest are forgotten (members and
 /// grants are bounded by the ledger, so this is a backstop).
@@ -581,15 +586,11 @@ impl Gateway {
 
     /// Serves peers' requests from `inbox` until it closes, each in its own
     /// task, at most `concurrency` at once.
-    pub async fn serve_peers(
-        self,
-        mut inbox: mpsc::Receiver<network::DataRequest>,
-        net: network::Client,
-    ) {
+    pub async fn serve_peers(self, mut inbox: mpsc::Receiver<net::DataRequest>, net: net::Client) {
         let mut sweep = tokio::time::interval(DOWNLOAD_IDLE_MAX / 2);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let network::DataRequest { from, data, reply } = tokio::select! {
+            let net::DataRequest { from, data, reply } = tokio::select! {
                 request = inbox.recv() => match request {
                     Some(request) => request,
                     None => return,

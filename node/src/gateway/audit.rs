@@ -244,7 +244,7 @@ impl Auditor {
     /// Records a decision (waits if the writer is behind). Fields longer
     /// than [`FIELD_BYTES_MAX`] are cut, keeping their length and hash.
     pub async fn record(&self, decision: Decision) {
-        let now = crate::driver::now().0;
+        let now = crate::agreement::driver::now().0;
         let decision = Decision {
             transport: bounded(decision.transport),
             caller: decision.caller.map(bounded),

@@ -1,0 +1,8 @@
+//! Agreement and the ledger's write side: the driver that runs the
+//! Tendermint machine (`quorate_ledger::consensus`) over the network, keeps
+//! the mempool of pending proposals, and syncs blocks from peers.
+
+pub mod driver;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+pub mod mempool;
