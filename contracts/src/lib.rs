@@ -26,8 +26,8 @@ pub use model::{
 };
 pub use primitives::{MemberId, Timestamp};
 pub use state::{
-    ApplyContext, Requirement, State, Violation, check_endorsements, check_proposal, max_faulty,
-    quorum, required_endorsements,
+    ApplyContext, Changes, Consortium, Requirement, State, Violation, check_endorsements,
+    check_proposal, max_faulty, quorum, required_endorsements,
 };
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use imbl::{OrdMap, OrdSet};
 use quorate_did::Did;
 use serde::{Deserialize, Serialize};
 
@@ -130,19 +131,42 @@ pub struct ApplyContext {
     pub time: Timestamp,
 }
 
-/// The part of the state that is hashed (`state_root`): ordered maps only.
+/// The consortium-wide part of the state: one row of its own in a store
+/// and one leaf of the state tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Snapshot {
-    chain_id: String,
-    epoch: u64,
-    members: BTreeMap<MemberId, Member>,
-    grants: BTreeMap<GrantId, GrantRecord>,
-    policy: Policy,
+pub struct Consortium {
+    /// The chain id.
+    pub chain_id: String,
+    /// Bumped by every membership change.
+    pub epoch: u64,
+    /// The policy.
+    pub policy: Policy,
 }
 
-/// The consortium state: members, grants, policy. Serializes to its
-/// canonical part only; indexes are rebuilt on load. Two states are equal
-/// when their canonical parts are.
+/// What applying entries changed, key by key: what a store rewrites and
+/// the state tree rehashes, so a block costs its changes, not the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Members added, changed or removed.
+    pub members: BTreeSet<MemberId>,
+    /// Grants added or whose status changed.
+    pub grants: BTreeSet<GrantId>,
+    /// The chain id, the epoch or the policy changed.
+    pub consortium: bool,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.grants.is_empty() && !self.consortium
+    }
+}
+
+/// The consortium state: members, grants, policy. Its maps are persistent
+/// (`imbl`): a clone shares every node with the original, so taking the
+/// state to check a block, or handing it to the gateway, costs O(1), and a
+/// change copies O(log n). Indexes are derived, never stored. Two states
+/// are equal when their members, grants and consortium rows are.
 #[derive(Debug, Clone)]
 pub struct State {
     /// The chain id.
@@ -150,9 +174,9 @@ pub struct State {
     /// Bumped by every membership change.
     pub epoch: u64,
     /// Current members by id.
-    pub members: BTreeMap<MemberId, Member>,
+    pub members: OrdMap<MemberId, Member>,
     /// Every grant ever committed.
-    pub grants: BTreeMap<GrantId, GrantRecord>,
+    pub grants: OrdMap<GrantId, GrantRecord>,
     /// The policy.
     pub policy: Policy,
     index: Index,
@@ -173,39 +197,12 @@ impl Eq for State {}
 /// Lookups for the request path; derived, never serialized.
 #[derive(Debug, Clone, Default)]
 struct Index {
+    /// At most `MEMBERS_MAX` entries, so a plain map.
     member_by_key: HashMap<[u8; 32], MemberId>,
-    /// (grantee, grantor) → grants between them.
-    grants_by_pair: HashMap<(MemberId, MemberId), Vec<GrantId>>,
-}
-
-impl Serialize for State {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct SnapshotRef<'a> {
-            chain_id: &'a String,
-            epoch: u64,
-            members: &'a BTreeMap<MemberId, Member>,
-            grants: &'a BTreeMap<GrantId, GrantRecord>,
-            policy: &'a Policy,
-        }
-        SnapshotRef {
-            chain_id: &self.chain_id,
-            epoch: self.epoch,
-            members: &self.members,
-            grants: &self.grants,
-            policy: &self.policy,
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for State {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = Snapshot::deserialize(d)?;
-        Ok(State::from_parts(
-            s.chain_id, s.epoch, s.members, s.grants, s.policy,
-        ))
-    }
+    /// (grantee, grantor) → grants between them, persistent like the maps
+    /// (a block that adds one grant to a pair copies O(log n), not the
+    /// pair's list).
+    grants_by_pair: OrdMap<(MemberId, MemberId), OrdSet<GrantId>>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -217,39 +214,52 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl State {
-    fn from_parts(
-        chain_id: String,
-        epoch: u64,
-        members: BTreeMap<MemberId, Member>,
-        grants: BTreeMap<GrantId, GrantRecord>,
-        policy: Policy,
+    /// The state made of its rows (as a store holds them), with its
+    /// indexes rebuilt: O(n log n), once per start.
+    pub fn from_rows(
+        consortium: Consortium,
+        members: impl IntoIterator<Item = Member>,
+        grants: impl IntoIterator<Item = (GrantId, GrantRecord)>,
     ) -> Self {
         let mut state = Self {
-            chain_id,
-            epoch,
-            members,
-            grants,
-            policy,
+            chain_id: consortium.chain_id,
+            epoch: consortium.epoch,
+            members: members.into_iter().map(|m| (m.id, m)).collect(),
+            grants: grants.into_iter().collect(),
+            policy: consortium.policy,
             index: Index::default(),
         };
         state.reindex();
         state
     }
 
+    /// The consortium-wide row.
+    pub fn consortium(&self) -> Consortium {
+        Consortium {
+            chain_id: self.chain_id.clone(),
+            epoch: self.epoch,
+            policy: self.policy.clone(),
+        }
+    }
+
     fn reindex(&mut self) {
+        self.reindex_members();
+        let mut pairs: BTreeMap<(MemberId, MemberId), OrdSet<GrantId>> = BTreeMap::new();
+        for (id, record) in &self.grants {
+            pairs
+                .entry((record.terms.grantee, record.terms.grantor))
+                .or_default()
+                .insert(*id);
+        }
+        self.index.grants_by_pair = pairs.into_iter().collect();
+    }
+
+    fn reindex_members(&mut self) {
         self.index.member_by_key = self
             .members
             .values()
             .map(|m| (m.did.public_key_bytes(), m.id))
             .collect();
-        self.index.grants_by_pair.clear();
-        for (id, record) in &self.grants {
-            self.index
-                .grants_by_pair
-                .entry((record.terms.grantee, record.terms.grantor))
-                .or_default()
-                .push(*id);
-        }
     }
 
     /// The state genesis creates; `member_ids` are the ids the ledger
@@ -265,7 +275,8 @@ impl State {
             return Err(Violation::Genesis("one id per member"));
         }
         check_policy(&genesis.policy)?;
-        let mut members = BTreeMap::new();
+        let mut members = Vec::new();
+        let mut ids = BTreeSet::new();
         let mut names = BTreeSet::new();
         let mut keys = BTreeSet::new();
         for (id, m) in member_ids.iter().zip(&genesis.members) {
@@ -281,17 +292,17 @@ impl State {
                 did: m.did,
                 joined_epoch: 0,
             };
-            if members.insert(*id, member).is_some() {
+            if !ids.insert(*id) {
                 return Err(Violation::MemberExists(*id));
             }
+            members.push(member);
         }
-        Ok(Self::from_parts(
-            genesis.chain_id.clone(),
-            0,
-            members,
-            BTreeMap::new(),
-            genesis.policy.clone(),
-        ))
+        let consortium = Consortium {
+            chain_id: genesis.chain_id.clone(),
+            epoch: 0,
+            policy: genesis.policy.clone(),
+        };
+        Ok(Self::from_rows(consortium, members, []))
     }
 
     /// The member holding `did`, if any.
@@ -325,6 +336,17 @@ impl State {
         proposer: MemberId,
         body: &Body,
     ) -> Result<(), Violation> {
+        self.apply_recording(ctx, proposer, body, &mut Changes::default())
+    }
+
+    /// [`apply`](Self::apply), adding the keys it changed to `changes`.
+    pub fn apply_recording(
+        &mut self,
+        ctx: ApplyContext,
+        proposer: MemberId,
+        body: &Body,
+        changes: &mut Changes,
+    ) -> Result<(), Violation> {
         check_proposal(self, proposer, body, ctx.time)?;
         match body {
             Body::Genesis(_) => return Err(Violation::Genesis("only at height 0")),
@@ -343,22 +365,39 @@ impl State {
                         joined_epoch: self.epoch,
                     },
                 );
+                changes.members.insert(id);
+                changes.consortium = true;
             }
             Body::RemoveMember { member } => {
                 self.members.remove(member);
-                for record in self.grants.values_mut() {
-                    let party = record.terms.grantor == *member || record.terms.grantee == *member;
-                    if party && record.status == GrantStatus::Active {
+                changes.members.insert(*member);
+                // Only the pairs the member is party to: the work is its
+                // grants, not every grant.
+                let parties: Vec<GrantId> = self
+                    .index
+                    .grants_by_pair
+                    .iter()
+                    .filter(|((grantee, grantor), _)| grantee == member || grantor == member)
+                    .flat_map(|(_, ids)| ids.iter().copied())
+                    .collect();
+                for id in parties {
+                    if let Some(record) = self.grants.get_mut(&id)
+                        && record.status == GrantStatus::Active
+                    {
                         record.status = GrantStatus::Ended { height: ctx.height };
+                        changes.grants.insert(id);
                     }
                 }
                 self.epoch += 1;
+                changes.consortium = true;
             }
             Body::RotateKey { member, new_did } => {
                 if let Some(m) = self.members.get_mut(member) {
                     m.did = *new_did;
                 }
                 self.epoch += 1;
+                changes.members.insert(*member);
+                changes.consortium = true;
             }
             Body::Grant(terms) => {
                 let id = GrantId(ctx.entry_id);
@@ -373,37 +412,30 @@ impl State {
                         committed_height: ctx.height,
                     },
                 );
+                changes.grants.insert(id);
             }
             Body::Revoke { grant } => {
                 if let Some(record) = self.grants.get_mut(grant) {
                     record.status = GrantStatus::Revoked { height: ctx.height };
+                    changes.grants.insert(*grant);
                 }
             }
-            Body::SetPolicy(policy) => self.policy = policy.clone(),
+            Body::SetPolicy(policy) => {
+                self.policy = policy.clone();
+                changes.consortium = true;
+            }
         }
         // Keep the request-path indexes in step, without a full rebuild on
         // the common path (a grant).
         match body {
             Body::Grant(terms) => {
-                let ids = self
-                    .index
+                self.index
                     .grants_by_pair
                     .entry((terms.grantee, terms.grantor))
-                    .or_default();
-                let id = GrantId(ctx.entry_id);
-                // Sorted, as a rebuild would make it: the index never
-                // depends on the order entries arrived in.
-                if let Err(at) = ids.binary_search(&id) {
-                    ids.insert(at, id);
-                }
+                    .or_default()
+                    .insert(GrantId(ctx.entry_id));
             }
-            b if b.changes_membership() => {
-                self.index.member_by_key = self
-                    .members
-                    .values()
-                    .map(|m| (m.did.public_key_bytes(), m.id))
-                    .collect();
-            }
+            b if b.changes_membership() => self.reindex_members(),
             _ => {}
         }
         Ok(())
@@ -574,7 +606,7 @@ pub fn check_endorsements(
     body: &Body,
     endorsers: &BTreeSet<MemberId>,
 ) -> Result<(), Violation> {
-    if let Some(outsider) = endorsers.iter().find(|e| !state.members.contains_key(e)) {
+    if let Some(outsider) = endorsers.iter().find(|e| !state.members.contains_key(*e)) {
         return Err(Violation::EndorserNotMember(*outsider));
     }
     let requirement = required_endorsements(state, proposer, body);

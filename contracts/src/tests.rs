@@ -390,7 +390,7 @@ fn every_deny_reason_and_allow() {
 }
 
 #[test]
-fn the_same_state_serializes_identically_however_it_was_built() {
+fn the_same_state_has_the_same_rows_however_it_was_built() {
     let g1 = Body::Grant(terms(0, 1, &["*"], &[Action::Read], T0, T0 + 1000));
     let g2 = Body::Grant(terms(1, 2, &["a/*"], &[Action::List], T0, T0 + 1000));
     let mut a = state(3);
@@ -401,11 +401,23 @@ fn the_same_state_serializes_identically_however_it_was_built() {
     b.apply(ctx(1, 1), member_id(0), &g1).unwrap();
     let encode = |s: &State| {
         let mut out = Vec::new();
-        ciborium::ser::into_writer(s, &mut out).unwrap();
+        let rows = (
+            s.consortium(),
+            s.members.values().cloned().collect::<Vec<_>>(),
+            s.grants
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect::<Vec<_>>(),
+        );
+        ciborium::ser::into_writer(&rows, &mut out).unwrap();
         out
     };
     assert_eq!(encode(&a), encode(&b));
-    let back: State = ciborium::de::from_reader(encode(&a).as_slice()).unwrap();
+    let back = State::from_rows(
+        a.consortium(),
+        a.members.values().cloned(),
+        a.grants.iter().map(|(k, v)| (*k, v.clone())),
+    );
     assert_eq!(back, a);
     // The rebuilt index answers like the original.
     let caller = did(1);
@@ -514,4 +526,46 @@ proptest! {
         let reference = q.len() > p.len() && q[..p.len()] == p[..];
         prop_assert_eq!(pattern.matches(&path), reference);
     }
+}
+
+#[test]
+fn changes_name_exactly_the_rows_an_entry_touched() {
+    let mut s = state(3);
+    let g = Body::Grant(terms(0, 1, &["*"], &[Action::Read], T0, T0 + 1000));
+    let mut changes = Changes::default();
+    s.apply_recording(ctx(1, 1), member_id(0), &g, &mut changes)
+        .unwrap();
+    let id = GrantId([101; 32]);
+    assert_eq!(changes.grants.iter().copied().collect::<Vec<_>>(), vec![id]);
+    assert!(changes.members.is_empty() && !changes.consortium);
+
+    // Removing the grantee ends its grant: the member, the grant and the
+    // epoch change, and nothing else.
+    let other = Body::Grant(terms(2, 0, &["*"], &[Action::Read], T0, T0 + 1000));
+    s.apply(ctx(2, 2), member_id(2), &other).unwrap();
+    let mut changes = Changes::default();
+    s.apply_recording(
+        ctx(3, 3),
+        member_id(0),
+        &Body::RemoveMember {
+            member: member_id(1),
+        },
+        &mut changes,
+    )
+    .unwrap();
+    assert_eq!(
+        changes.members.iter().copied().collect::<Vec<_>>(),
+        vec![member_id(1)]
+    );
+    assert_eq!(changes.grants.iter().copied().collect::<Vec<_>>(), vec![id]);
+    assert!(changes.consortium);
+    assert_eq!(s.grants[&GrantId([102; 32])].status, GrantStatus::Active);
+
+    // A failed entry records nothing.
+    let mut changes = Changes::default();
+    assert!(
+        s.apply_recording(ctx(4, 4), member_id(0), &g, &mut changes)
+            .is_err()
+    );
+    assert!(changes.is_empty());
 }

@@ -64,7 +64,7 @@ fn main() {
     c.put(
         "cbor_value",
         "state",
-        &encode(f.consortium.chain.state()).expect("encodes"),
+        &encode(&f.consortium.chain.state().consortium()).expect("encodes"),
     );
     c.put(
         "cbor_value",
@@ -94,7 +94,17 @@ fn main() {
             _ => {}
         }
     }
-    c.cbor("cbor_entry", "state", 8, f.consortium.chain.state());
+    // Selector 8 then the row kind: 0 consortium, 1 member, 2 grant, 3 meta.
+    let mut row = vec![0u8];
+    row.extend(encode(&f.consortium.chain.state().consortium()).expect("encodes"));
+    c.put(
+        "cbor_entry",
+        "state-consortium",
+        &[&[8u8][..], &row].concat(),
+    );
+    let mut row = vec![3u8];
+    row.extend(encode(&f.consortium.chain.meta()).expect("encodes"));
+    c.put("cbor_entry", "state-meta", &[&[8u8][..], &row].concat());
     // A revocation proposed now, for the tip (endorsements are the rules').
     let revoke = Proposal {
         chain_id: quorate_ledger::testing::CHAIN.to_owned(),
@@ -355,11 +365,12 @@ fn main() {
     // node_config
     let example = fs::read(repo.join("docs/config.example.toml")).expect("config example");
     c.put("node_config", "example", &example);
-    let rendered = quorate_node::home::config::render(&quorate_node::home::config::TemplateValues {
-        name: "org-a",
-        api_port: 7700,
-        p2p_port: 7701,
-    });
+    let rendered =
+        quorate_node::home::config::render(&quorate_node::home::config::TemplateValues {
+            name: "org-a",
+            api_port: 7700,
+            p2p_port: 7701,
+        });
     let with_upstream = format!(
         "{rendered}\n[[upstream]]\nprefix = \"erp\"\nurl = \"http://127.0.0.1:8080/base\"\ntimeout = \"5s\"\n"
     );

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quorate_node::config::{CONFIG_BYTES_MAX, Config};
+use quorate_node::home::config::{CONFIG_BYTES_MAX, Config};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() as u64 > CONFIG_BYTES_MAX {
@@ -28,5 +28,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = config.consensus.machine_config("fuzz-chain");
     let _ = config.api.connection_limits();
     let _ = quorate_node::home::validate_name(&config.node.name);
-    let _ = quorate_node::upstream::Upstreams::new(&config.upstream);
+    let _ = quorate_node::gateway::upstream::Upstreams::new(&config.upstream);
 });

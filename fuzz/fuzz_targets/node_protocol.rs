@@ -1,4 +1,4 @@
-//! What peers send a node over libp2p (`quorate_node::protocol`): gossip
+//! What peers send a node over libp2p (`quorate_node::net::protocol`): gossip
 //! on the consensus and mempool topics, requests and responses. The first
 //! byte picks the type.
 //!
@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use quorate_fuzz::{fixture, round_trip_bytes};
 use quorate_ledger::consensus::{ConsensusValue, proposal_sign_bytes};
 use quorate_ledger::testing::CHAIN;
-use quorate_node::protocol::{
+use quorate_node::net::protocol::{
     ConsensusMessage, MempoolMessage, OBJECT_CHUNK_BYTES, Request, Response, decode, encode,
 };
 

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use quorate_contracts::{Body, NewMember, RateLimit, ResourcePattern};
 use quorate_did::Keypair;
 use quorate_ledger::block::CommittedBlock;
-use quorate_ledger::chain::ChainState;
+use quorate_ledger::chain::MemoryChain;
 use quorate_ledger::codec;
 use quorate_ledger::entry::Entry;
 use quorate_ledger::export::{self, ExportHeader};
@@ -68,7 +68,7 @@ pub struct Fixture {
     /// The consortium (keys, the chain at its tip, every block).
     pub consortium: Consortium,
     /// The chain right after genesis, to check decoded blocks against.
-    pub at_genesis: ChainState,
+    pub at_genesis: MemoryChain,
     /// A grant proof that verifies (one membership change, then the grant).
     pub proof: GrantProof,
     /// An export of the whole chain that verifies.

@@ -74,7 +74,13 @@ fn store_batch(c: &mut Criterion) {
                             .collect();
                         (dir, store, blocks)
                     },
-                    |(_dir, store, blocks)| store.append_batch(&blocks, b"state").unwrap(),
+                    |(_dir, store, blocks)| {
+                        let state = quorate_ledger::store::StateWrite {
+                            meta: b"meta".to_vec(),
+                            ..Default::default()
+                        };
+                        store.append_batch(&blocks, &state).unwrap()
+                    },
                     BatchSize::PerIteration,
                 )
             },

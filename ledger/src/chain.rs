@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use quorate_contracts::{self as contracts, ApplyContext, Body, MemberId, State, Timestamp};
+use quorate_contracts::{
+    self as contracts, ApplyContext, Body, Changes, MemberId, State, Timestamp,
+};
 use quorate_did::Did;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +17,8 @@ use crate::block::{Block, BlockHeader, CommittedBlock, ENTRIES_PER_BLOCK_MAX, tx
 use crate::codec::{self, EncodeError};
 use crate::consensus::{Validators, verify_certificate};
 use crate::entry::{ENDORSEMENTS_MAX, Entry, EntryId, Proposal, verify_endorsement};
-use crate::hash::{Hash, hash_tagged, tag};
+use crate::hash::{Hash, hash_tagged};
+use crate::smt::{self, KeyHash, MemoryTree, TreeReader, TreeUpdate, Version};
 
 /// The proposer field of the genesis entry: before genesis there are no
 /// member ids, so the consortium as a whole proposes it.
@@ -69,16 +72,148 @@ pub struct Tip {
 }
 
 /// The state derived from a chain: the consortium state the contracts act
-/// on, the tip, and the ids of recent entries (to refuse replays).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// on, the tip, the state tree's latest version and root, and the ids of
+/// recent entries (to refuse replays).
+///
+/// The state tree's nodes are not held here: every operation that needs
+/// them takes a [`TreeReader`] (the store's, or a [`MemoryTree`]), and what
+/// a block changes comes back as an [`Adopted`] for the caller to persist.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainState {
     genesis_hash: Hash,
     tip: Tip,
     state: State,
+    /// The last version written to the state tree (the height of the last
+    /// block that changed the state; a block that changes nothing writes
+    /// no version).
+    tree_version: Version,
+    /// The state tree's root at `tree_version`: the tip's `state_root`.
+    state_root: Hash,
     /// Entry ids committed within the proposal time-to-live, with the time
     /// of their block. Older entries cannot be replayed because a proposal
     /// older than the TTL is refused, so this stays bounded.
     recent_entries: BTreeMap<EntryId, Timestamp>,
+}
+
+/// What a chain state is made of, besides its consortium state: the rows a
+/// store keeps to open the chain again without replaying it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainMeta {
+    /// The genesis block's hash.
+    pub genesis_hash: Hash,
+    /// The tip.
+    pub tip: Tip,
+    /// The state tree's last version.
+    pub tree_version: Version,
+    /// The tip's state root.
+    pub state_root: Hash,
+}
+
+/// A block checked against the chain, not yet adopted: the state it leads
+/// to and exactly what it changed.
+#[derive(Debug, Clone)]
+pub struct CheckedBlock {
+    next: State,
+    changes: Changes,
+    tree: Option<TreeUpdate>,
+    state_root: Hash,
+    ids: Vec<EntryId>,
+}
+
+impl CheckedBlock {
+    /// The state after the block.
+    pub fn state(&self) -> &State {
+        &self.next
+    }
+}
+
+/// What adopting a block changed, for a store to write in the block's own
+/// transaction: the rows (read their new values from the chain's state),
+/// the state tree's new and stale nodes, and the replay window's entries.
+#[derive(Debug, Clone, Default)]
+pub struct Adopted {
+    /// The state's changed rows.
+    pub changes: Changes,
+    /// The state tree's new version, if the block changed the state.
+    pub tree: Option<TreeUpdate>,
+    /// Entry ids that joined the replay window, with their block's time.
+    pub recent_added: Vec<(EntryId, Timestamp)>,
+    /// Entry ids that left it.
+    pub recent_removed: Vec<EntryId>,
+}
+
+/// The namespaces and keys of the state tree's rows (`docs/ledger-format.md`
+/// section 4): one leaf for the consortium row, one per member, one per
+/// grant, each holding the row's canonical CBOR.
+pub mod rows {
+    use quorate_contracts::{GrantId, MemberId};
+
+    use crate::smt::{KeyHash, key_hash};
+
+    /// Namespace of the consortium row (chain id, epoch, policy).
+    pub const CONSORTIUM: &[u8] = b"consortium";
+    /// Namespace of member rows, keyed by member id.
+    pub const MEMBER: &[u8] = b"member";
+    /// Namespace of grant rows, keyed by grant id.
+    pub const GRANT: &[u8] = b"grant";
+
+    /// The consortium row's key (an empty key in its namespace).
+    pub fn consortium_key() -> KeyHash {
+        key_hash(CONSORTIUM, b"")
+    }
+
+    /// A member row's key.
+    pub fn member_key(id: &MemberId) -> KeyHash {
+        key_hash(MEMBER, &id.0)
+    }
+
+    /// A grant row's key.
+    pub fn grant_key(id: &GrantId) -> KeyHash {
+        key_hash(GRANT, &id.0)
+    }
+}
+
+/// A change to the state tree: a row's key and its new canonical CBOR, or
+/// `None` for a row that is gone.
+pub type TreeChange = (KeyHash, Option<Vec<u8>>);
+
+/// The state tree changes that `changes` make to `state` (the state after
+/// them).
+pub fn tree_changes(state: &State, changes: &Changes) -> Result<Vec<TreeChange>, EncodeError> {
+    let mut out = Vec::with_capacity(changes.members.len() + changes.grants.len() + 1);
+    if changes.consortium {
+        out.push((
+            rows::consortium_key(),
+            Some(codec::encode(&state.consortium())?),
+        ));
+    }
+    for id in &changes.members {
+        let value = state.members.get(id).map(codec::encode).transpose()?;
+        out.push((rows::member_key(id), value));
+    }
+    for id in &changes.grants {
+        let value = state.grants.get(id).map(codec::encode).transpose()?;
+        out.push((rows::grant_key(id), value));
+    }
+    Ok(out)
+}
+
+/// Every row of `state` as a change (genesis, or a from-scratch root).
+fn all_rows(state: &State) -> Changes {
+    Changes {
+        members: state.members.keys().copied().collect(),
+        grants: state.grants.keys().copied().collect(),
+        consortium: true,
+    }
+}
+
+/// A reader of no nodes: the base of the first version.
+struct NoTree;
+
+impl TreeReader for NoTree {
+    fn node(&self, _key: &smt::NodeKey) -> Result<Option<smt::Node>, smt::ReadError> {
+        Ok(None)
+    }
 }
 
 /// Why a block cannot extend the chain. Each variant names the check that
@@ -185,6 +320,10 @@ pub enum BlockError {
     /// A value could not be encoded (a bug, or a value over the limits).
     #[error("encoding: {0}")]
     Encode(String),
+    /// The state tree could not be read or is corrupt (the store's fault,
+    /// not the block's).
+    #[error("state tree: {0}")]
+    StateTree(String),
 }
 
 /// Why an entry is invalid in its block.
@@ -250,10 +389,18 @@ fn encode_err(e: EncodeError) -> BlockError {
     BlockError::Encode(e.to_string())
 }
 
-/// The hash of a consortium state: `blake3-derive-key("quorate 2026 state
-/// v1", canonical CBOR of the state)`.
-pub fn state_root(state: &State) -> Result<Hash, EncodeError> {
-    Ok(hash_tagged(tag::STATE, &codec::encode(state)?))
+/// The state root of `state` computed from scratch: every row put into an
+/// empty state tree. O(n); a node never needs it past genesis (a block's
+/// root is computed from its changes), but tests and tools compare with it.
+pub fn state_root(state: &State) -> Result<Hash, BlockError> {
+    let changes = tree_changes(state, &all_rows(state)).map_err(encode_err)?;
+    Ok(smt::apply(&NoTree, None, 0, &changes)
+        .map_err(tree_err)?
+        .root)
+}
+
+fn tree_err(e: smt::ApplyError) -> BlockError {
+    BlockError::StateTree(e.to_string())
 }
 
 /// The member ids genesis assigns, in the order of `Genesis::members`.
@@ -278,6 +425,11 @@ impl ChainState {
     /// The state after the genesis block, after checking it: the Genesis
     /// body, endorsed by every initial member, and certified by a quorum.
     pub fn from_genesis(genesis: &CommittedBlock) -> Result<Self, VerifyError> {
+        Ok(Self::adopt_genesis(genesis)?.0)
+    }
+
+    /// [`from_genesis`](Self::from_genesis), with what a store must write.
+    pub fn adopt_genesis(genesis: &CommittedBlock) -> Result<(Self, Adopted), VerifyError> {
         let at = |reason| VerifyError { height: 0, reason };
         let block = &genesis.block;
         let header = &block.header;
@@ -333,7 +485,9 @@ impl ChainState {
                 found: header.tx_root,
             }));
         }
-        let root = state_root(&state).map_err(|e| at(encode_err(e)))?;
+        let rows = tree_changes(&state, &all_rows(&state)).map_err(|e| at(encode_err(e)))?;
+        let tree = smt::apply(&NoTree, None, 0, &rows).map_err(|e| at(tree_err(e)))?;
+        let root = tree.root;
         if header.state_root != root {
             return Err(at(BlockError::StateRoot {
                 expected: root,
@@ -357,7 +511,13 @@ impl ChainState {
         .map_err(at)?;
         let mut recent_entries = BTreeMap::new();
         recent_entries.insert(id, header.time);
-        Ok(Self {
+        let adopted = Adopted {
+            changes: all_rows(&state),
+            tree: Some(tree),
+            recent_added: vec![(id, header.time)],
+            recent_removed: Vec::new(),
+        };
+        let chain = Self {
             genesis_hash: hash,
             tip: Tip {
                 height: 0,
@@ -365,8 +525,49 @@ impl ChainState {
                 time: header.time,
             },
             state,
+            tree_version: 0,
+            state_root: root,
             recent_entries,
-        })
+        };
+        Ok((chain, adopted))
+    }
+
+    /// A chain state from what a store holds: its meta row, its state
+    /// rows and its replay window. The caller vouches that they belong
+    /// together (they were written in one transaction).
+    pub fn from_stored(
+        meta: ChainMeta,
+        state: State,
+        recent_entries: impl IntoIterator<Item = (EntryId, Timestamp)>,
+    ) -> Self {
+        Self {
+            genesis_hash: meta.genesis_hash,
+            tip: meta.tip,
+            state,
+            tree_version: meta.tree_version,
+            state_root: meta.state_root,
+            recent_entries: recent_entries.into_iter().collect(),
+        }
+    }
+
+    /// The meta row a store keeps for this chain state.
+    pub fn meta(&self) -> ChainMeta {
+        ChainMeta {
+            genesis_hash: self.genesis_hash,
+            tip: self.tip,
+            tree_version: self.tree_version,
+            state_root: self.state_root,
+        }
+    }
+
+    /// The tip's state root.
+    pub fn state_root(&self) -> Hash {
+        self.state_root
+    }
+
+    /// The state tree's latest version (see [`ChainMeta::tree_version`]).
+    pub fn tree_version(&self) -> Version {
+        self.tree_version
     }
 
     /// Whether entry `id` was committed within the replay window (the
@@ -402,9 +603,15 @@ impl ChainState {
     }
 
     /// Checks that `block` may follow the tip, and returns the state it
-    /// leads to (not yet adopted). Does not check a certificate: this is the
-    /// check a validator runs on a proposal before voting for it.
-    pub fn check_block(&self, block: &Block) -> Result<State, BlockError> {
+    /// leads to with what it changed (not yet adopted). Does not check a
+    /// certificate: this is the check a validator runs on a proposal before
+    /// voting for it. Costs the block's entries and O(changes · log n) tree
+    /// nodes read from `tree`, whatever the size of the state.
+    pub fn check_block(
+        &self,
+        block: &Block,
+        tree: &impl TreeReader,
+    ) -> Result<CheckedBlock, BlockError> {
         let header = &block.header;
         if header.chain_id != self.state.chain_id {
             return Err(BlockError::ChainId {
@@ -447,7 +654,7 @@ impl ChainState {
         for (index, entry) in block.entries.iter().enumerate() {
             builder.push(index, entry)?;
         }
-        let (next, ids) = (builder.next, builder.ids);
+        let (next, ids, changes) = (builder.next, builder.ids, builder.changes);
         let expected_tx = tx_root(&ids);
         if header.tx_root != expected_tx {
             return Err(BlockError::TxRoot {
@@ -455,14 +662,38 @@ impl ChainState {
                 found: header.tx_root,
             });
         }
-        let root = state_root(&next).map_err(encode_err)?;
+        let (tree, root) = self.tree_update(tree, header.height, &next, &changes)?;
         if header.state_root != root {
             return Err(BlockError::StateRoot {
                 expected: root,
                 found: header.state_root,
             });
         }
-        Ok(next)
+        Ok(CheckedBlock {
+            next,
+            changes,
+            tree,
+            state_root: root,
+            ids,
+        })
+    }
+
+    /// The state tree's next version for `changes` (none if nothing
+    /// changed: the root stays), and the root after them.
+    fn tree_update(
+        &self,
+        tree: &impl TreeReader,
+        height: u64,
+        next: &State,
+        changes: &Changes,
+    ) -> Result<(Option<TreeUpdate>, Hash), BlockError> {
+        if changes.is_empty() {
+            return Ok((None, self.state_root));
+        }
+        let rows = tree_changes(next, changes).map_err(encode_err)?;
+        let update = smt::apply(tree, Some(self.tree_version), height, &rows).map_err(tree_err)?;
+        let root = update.root;
+        Ok((Some(update), root))
     }
 
     /// Whether `proposal` may go into a block whose time is `time`: created
@@ -489,7 +720,8 @@ impl ChainState {
         proposer: MemberId,
         time: Timestamp,
         candidates: impl IntoIterator<Item = Entry>,
-    ) -> Result<(Block, Vec<(EntryId, BlockError)>), EncodeError> {
+        tree: &impl TreeReader,
+    ) -> Result<(Block, Vec<(EntryId, BlockError)>), BlockError> {
         let height = self.tip.height + 1;
         let mut builder = self.block_builder(height, time);
         let mut entries = Vec::new();
@@ -500,10 +732,11 @@ impl ChainState {
             }
             match builder.push(entries.len(), &entry) {
                 Ok(()) => entries.push(entry),
-                Err(BlockError::Encode(e)) => return Err(EncodeError::from_message(e)),
-                Err(reason) => skipped.push((entry.id()?, reason)),
+                Err(e @ BlockError::Encode(_)) => return Err(e),
+                Err(reason) => skipped.push((entry.id().map_err(encode_err)?, reason)),
             }
         }
+        let (_, state_root) = self.tree_update(tree, height, &builder.next, &builder.changes)?;
         let header = BlockHeader {
             chain_id: self.state.chain_id.clone(),
             height,
@@ -512,7 +745,7 @@ impl ChainState {
             time,
             proposer,
             tx_root: tx_root(&builder.ids),
-            state_root: state_root(&builder.next)?,
+            state_root,
         };
         Ok((Block { header, entries }, skipped))
     }
@@ -528,7 +761,9 @@ impl ChainState {
                 .iter()
                 .map(|(id, m)| (*id, m.did))
                 .collect(),
+            // O(1): the state's maps are persistent.
             next: self.state.clone(),
+            changes: Changes::default(),
             ids: Vec::new(),
             membership_changed: false,
             height,
@@ -539,7 +774,11 @@ impl ChainState {
     /// Applies a committed block: [`check_block`](Self::check_block) plus
     /// its certificate against the current epoch's validators. On error the
     /// chain state is unchanged.
-    pub fn apply(&mut self, committed: &CommittedBlock) -> Result<(), VerifyError> {
+    pub fn apply(
+        &mut self,
+        committed: &CommittedBlock,
+        tree: &impl TreeReader,
+    ) -> Result<Adopted, VerifyError> {
         let header = &committed.block.header;
         // Name the position in the chain, not the height the block claims.
         let position = self.tip.height + 1;
@@ -547,7 +786,7 @@ impl ChainState {
             height: position,
             reason,
         };
-        let next = self.check_block(&committed.block).map_err(at)?;
+        let checked = self.check_block(&committed.block, tree).map_err(at)?;
         let hash = committed.block.hash().map_err(|e| at(encode_err(e)))?;
         check_certificate(
             &self.state.chain_id,
@@ -557,29 +796,46 @@ impl ChainState {
             committed,
         )
         .map_err(at)?;
-        self.adopt(&committed.block, hash, next)
-            .map_err(|e| at(encode_err(e)))
+        Ok(self.adopt(&committed.block.header, hash, checked))
     }
 
-    /// Moves to `next`, the state `check_block` returned for `block`.
-    fn adopt(&mut self, block: &Block, hash: Hash, next: State) -> Result<(), EncodeError> {
-        let time = block.header.time;
-        for id in block.entry_ids()? {
-            self.recent_entries.insert(id, time);
-        }
-        let ttl = next.policy.proposal_ttl_ms;
+    /// Moves to the state `check_block` returned for the block of `header`.
+    fn adopt(&mut self, header: &BlockHeader, hash: Hash, checked: CheckedBlock) -> Adopted {
+        let time = header.time;
+        let recent_added: Vec<(EntryId, Timestamp)> =
+            checked.ids.iter().map(|id| (*id, time)).collect();
+        self.recent_entries.extend(recent_added.iter().copied());
+        let ttl = checked.next.policy.proposal_ttl_ms;
         // A proposal older than the TTL (plus skew) can never be committed
-        // again, so its id need not be remembered.
+        // again, so its id need not be remembered. The window is ordered by
+        // id, not time, so this scans it: it holds one TTL's entries, not
+        // the history.
         let horizon = ttl.saturating_add(PROPOSAL_CLOCK_SKEW_MS);
-        self.recent_entries
-            .retain(|_, at| time.saturating_ms_since(*at) <= horizon);
-        self.state = next;
+        let recent_removed: Vec<EntryId> = self
+            .recent_entries
+            .iter()
+            .filter(|(_, at)| time.saturating_ms_since(**at) > horizon)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &recent_removed {
+            self.recent_entries.remove(id);
+        }
+        self.state = checked.next;
+        if let Some(tree) = &checked.tree {
+            self.tree_version = tree.version;
+        }
+        self.state_root = checked.state_root;
         self.tip = Tip {
-            height: block.header.height,
+            height: header.height,
             hash,
             time,
         };
-        Ok(())
+        Adopted {
+            changes: checked.changes,
+            tree: checked.tree,
+            recent_added,
+            recent_removed,
+        }
     }
 }
 
@@ -588,6 +844,7 @@ struct BlockBuilder<'a> {
     chain: &'a ChainState,
     keys: BTreeMap<MemberId, Did>,
     next: State,
+    changes: Changes,
     ids: Vec<EntryId>,
     membership_changed: bool,
     height: u64,
@@ -650,9 +907,15 @@ impl BlockBuilder<'_> {
             height: self.height,
             time: self.time,
         };
+        // Changes are recorded only for an entry that applies: a refused
+        // one changes nothing.
+        let mut changes = Changes::default();
         self.next
-            .apply(ctx, proposal.proposer, &proposal.body)
+            .apply_recording(ctx, proposal.proposer, &proposal.body, &mut changes)
             .map_err(|v| entry_err(v.into()))?;
+        self.changes.members.append(&mut changes.members);
+        self.changes.grants.append(&mut changes.grants);
+        self.changes.consortium |= changes.consortium;
         self.membership_changed |= is_membership_change;
         self.ids.push(id);
         Ok(())
@@ -725,12 +988,87 @@ where
         height: 0,
         reason: BlockError::EmptyChain,
     })??;
-    let mut chain = ChainState::from_genesis(&genesis)?;
+    let mut chain = MemoryChain::from_genesis(&genesis)?;
     let mut entries = genesis.block.entries.len() as u64;
     for block in blocks {
         let block = block?;
         chain.apply(&block)?;
         entries += block.block.entries.len() as u64;
     }
-    Ok(ChainSummary { chain, entries })
+    Ok(ChainSummary {
+        chain: chain.into_chain(),
+        entries,
+    })
+}
+
+/// A chain replayed in memory with its state tree: for verifying a chain
+/// offline, and for tests. Keeps only the tree's latest version (older
+/// nodes are pruned as each block lands), so memory follows the state, not
+/// the history.
+#[derive(Debug, Clone)]
+pub struct MemoryChain {
+    chain: ChainState,
+    tree: MemoryTree,
+}
+
+impl MemoryChain {
+    /// The chain after its genesis block (checked).
+    pub fn from_genesis(genesis: &CommittedBlock) -> Result<Self, VerifyError> {
+        let (chain, adopted) = ChainState::adopt_genesis(genesis)?;
+        let mut tree = MemoryTree::new();
+        if let Some(update) = adopted.tree {
+            tree.write(update);
+        }
+        Ok(Self { chain, tree })
+    }
+
+    /// Applies a committed block ([`ChainState::apply`]).
+    pub fn apply(&mut self, committed: &CommittedBlock) -> Result<(), VerifyError> {
+        let adopted = self.chain.apply(committed, &self.tree)?;
+        if let Some(update) = adopted.tree {
+            let version = update.version;
+            self.tree.write(update);
+            self.tree.prune(version);
+        }
+        Ok(())
+    }
+
+    /// Checks a proposed block ([`ChainState::check_block`]).
+    pub fn check_block(&self, block: &Block) -> Result<CheckedBlock, BlockError> {
+        self.chain.check_block(block, &self.tree)
+    }
+
+    /// Builds the next block ([`ChainState::build_block`]).
+    pub fn build_block(
+        &self,
+        proposer: MemberId,
+        time: Timestamp,
+        candidates: impl IntoIterator<Item = Entry>,
+    ) -> Result<(Block, Vec<(EntryId, BlockError)>), BlockError> {
+        self.chain
+            .build_block(proposer, time, candidates, &self.tree)
+    }
+
+    /// The chain state.
+    pub fn chain(&self) -> &ChainState {
+        &self.chain
+    }
+
+    /// The state tree (latest version).
+    pub fn tree(&self) -> &MemoryTree {
+        &self.tree
+    }
+
+    /// The chain state, without its tree.
+    pub fn into_chain(self) -> ChainState {
+        self.chain
+    }
+}
+
+impl std::ops::Deref for MemoryChain {
+    type Target = ChainState;
+
+    fn deref(&self) -> &ChainState {
+        &self.chain
+    }
 }

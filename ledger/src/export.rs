@@ -223,16 +223,17 @@ pub enum VerifyExportError {
 /// Verifies an export from genesis, one block in memory at a time, and
 /// checks that its header describes the chain. Returns the state at the tip.
 pub fn verify<R: Read>(input: R) -> Result<crate::chain::ChainState, VerifyExportError> {
-    use crate::chain::{BlockError, ChainState, VerifyError};
+    use crate::chain::{BlockError, MemoryChain, VerifyError};
     let mut reader = Reader::new(input)?;
     let genesis = reader.next_block()?.ok_or(VerifyError {
         height: 0,
         reason: BlockError::EmptyChain,
     })?;
-    let mut chain = ChainState::from_genesis(&genesis)?;
+    let mut chain = MemoryChain::from_genesis(&genesis)?;
     while let Some(block) = reader.next_block()? {
         chain.apply(&block)?;
     }
+    let chain = chain.into_chain();
     let header = reader.header();
     let mismatch = |field, claimed: String, actual: String| {
         Err(VerifyExportError::Header {

@@ -26,6 +26,9 @@ pub enum GenesisError {
     /// Encoding failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The state root could not be computed.
+    #[error("genesis state: {0}")]
+    State(#[from] crate::chain::BlockError),
 }
 
 /// The genesis block of a consortium of `members` (name, key), signed by

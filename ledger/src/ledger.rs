@@ -9,15 +9,24 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::block::CommittedBlock;
-use crate::chain::{ChainState, ChainSummary, VerifyError, verify_chain};
+use std::collections::HashMap;
+
+use quorate_contracts::{Consortium, GrantRecord, Member, MemberId, State, Timestamp};
+
+use crate::block::{Block, CommittedBlock};
+use crate::chain::{
+    Adopted, BlockError, ChainMeta, ChainState, ChainSummary, CheckedBlock, VerifyError,
+    verify_chain,
+};
 use crate::codec::{self, DecodeError, EncodeError};
+use crate::entry::Entry;
 use crate::entry::EntryId;
 use crate::export::{self, ExportHeader};
 use crate::hash::Hash;
 use crate::merkle;
 use crate::proof::{EntryProof, GrantProof};
-use crate::store::{self, Store, StoredBlock};
+use crate::smt::{Node, NodeKey, TreeReader};
+use crate::store::{self, RowVisitor, StateWrite, Store, StoreTree, StoredBlock};
 use quorate_contracts::GrantId;
 
 /// Most bytes of blocks [`Ledger::blocks`] returns at once.
@@ -73,6 +82,77 @@ pub enum LedgerError {
     /// Writing an export failed.
     #[error(transparent)]
     Export(#[from] export::WriteError),
+    /// The stored state tree is missing a node or does not match the rows.
+    #[error("the stored state tree is inconsistent: {0}")]
+    Tree(String),
+}
+
+/// Collects the rows a store visits into what a state is built from.
+#[derive(Default)]
+struct LoadRows {
+    meta: Option<ChainMeta>,
+    consortium: Option<Consortium>,
+    members: Vec<Member>,
+    grants: Vec<(quorate_contracts::GrantId, GrantRecord)>,
+    recent: Vec<(EntryId, Timestamp)>,
+}
+
+fn corrupt(what: &str) -> impl FnOnce(DecodeError) -> LedgerError + '_ {
+    move |source| LedgerError::Corrupt {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+fn id32(what: &str, bytes: &[u8]) -> Result<[u8; 32], LedgerError> {
+    bytes
+        .try_into()
+        .map_err(|_| LedgerError::Tree(format!("a {what} key is not 32 bytes")))
+}
+
+impl RowVisitor for LoadRows {
+    type Error = LedgerError;
+
+    fn chain(&mut self, meta: &[u8], consortium: &[u8]) -> Result<(), LedgerError> {
+        self.meta = Some(codec::decode(meta).map_err(corrupt("chain meta row"))?);
+        self.consortium = Some(codec::decode(consortium).map_err(corrupt("consortium row"))?);
+        Ok(())
+    }
+
+    fn member(&mut self, value: &[u8]) -> Result<(), LedgerError> {
+        self.members
+            .push(codec::decode(value).map_err(corrupt("member row"))?);
+        Ok(())
+    }
+
+    fn grant(&mut self, id: &[u8], value: &[u8]) -> Result<(), LedgerError> {
+        let id = quorate_contracts::GrantId(id32("grant", id)?);
+        self.grants
+            .push((id, codec::decode(value).map_err(corrupt("grant row"))?));
+        Ok(())
+    }
+
+    fn recent(&mut self, id: &[u8], time_ms: u64) -> Result<(), LedgerError> {
+        self.recent
+            .push((Hash(id32("recent entry", id)?), Timestamp(time_ms)));
+        Ok(())
+    }
+}
+
+/// The store's tree with the nodes of blocks adopted earlier in the same
+/// batch, not yet written.
+struct PendingTree<'a> {
+    store: &'a StoreTree,
+    nodes: HashMap<NodeKey, Node>,
+}
+
+impl TreeReader for PendingTree<'_> {
+    fn node(&self, key: &NodeKey) -> Result<Option<Node>, crate::smt::ReadError> {
+        match self.nodes.get(key) {
+            Some(node) => Ok(Some(node.clone())),
+            None => self.store.node(key),
+        }
+    }
 }
 
 impl Ledger {
@@ -82,28 +162,44 @@ impl Ledger {
         Self::with_store(Store::open(path)?)
     }
 
-    /// The ledger held in an open store, loading the state at its tip and
-    /// checking it against the stored tip.
+    /// The ledger held in an open store, loading the state's rows at its
+    /// tip and checking them against the stored tip and the state tree's
+    /// root. Each row is decoded alone and is small by construction, so no
+    /// size of state can exceed a decode limit.
     pub fn with_store(store: Store) -> Result<Self, LedgerError> {
-        let chain = match store.state()? {
-            None => None,
-            Some(bytes) => {
-                let chain: ChainState =
-                    codec::decode(&bytes).map_err(|source| LedgerError::Corrupt {
-                        what: "chain state".to_owned(),
-                        source,
-                    })?;
-                let tip = store.tip()?.map(|t| t.height).unwrap_or(0);
-                if chain.tip().height != tip {
-                    return Err(LedgerError::Inconsistent {
-                        state: chain.tip().height,
-                        tip,
-                    });
-                }
-                Some(chain)
-            }
+        let mut rows = LoadRows::default();
+        if !store.visit_state(&mut rows)? {
+            return Ok(Self { store, chain: None });
+        }
+        let (Some(meta), Some(consortium)) = (rows.meta, rows.consortium) else {
+            return Ok(Self { store, chain: None });
         };
-        Ok(Self { store, chain })
+        let tip = store.tip()?.map(|t| t.height).unwrap_or(0);
+        if meta.tip.height != tip {
+            return Err(LedgerError::Inconsistent {
+                state: meta.tip.height,
+                tip,
+            });
+        }
+        // The tree's root node at its latest version must hash to the
+        // recorded root: a cheap check that rows and tree belong together.
+        let root = store
+            .tree()?
+            .node(&NodeKey::root(meta.tree_version))
+            .map_err(|e| LedgerError::Tree(e.to_string()))?
+            .map(|node| node.hash());
+        if root != Some(meta.state_root) {
+            return Err(LedgerError::Tree(format!(
+                "the state tree's root at version {} does not match the tip's state root",
+                meta.tree_version
+            )));
+        }
+        let state = State::from_rows(consortium, rows.members, rows.grants);
+        let chain = ChainState::from_stored(meta, state, rows.recent);
+        Ok(Self {
+            store,
+            chain: Some(chain),
+        })
     }
 
     /// The state at the tip, once there is a genesis.
@@ -116,10 +212,42 @@ impl Ledger {
         if let Some(chain) = &self.chain {
             return Err(LedgerError::HasGenesis(chain.genesis_hash()));
         }
-        let chain = ChainState::from_genesis(genesis)?;
-        self.persist(std::slice::from_ref(genesis), &chain)?;
+        let (chain, adopted) = ChainState::adopt_genesis(genesis)?;
+        self.persist(std::slice::from_ref(genesis), &chain, vec![adopted])?;
         self.chain = Some(chain);
         Ok(())
+    }
+
+    /// Checks a proposed block against the tip ([`ChainState::check_block`])
+    /// with the stored state tree.
+    pub fn check_block(&self, block: &Block) -> Result<CheckedBlock, LedgerError> {
+        let chain = self.chain.as_ref().ok_or(LedgerError::NoGenesis)?;
+        let tree = self.store.tree()?;
+        chain.check_block(block, &tree).map_err(|reason| {
+            LedgerError::Verify(VerifyError {
+                height: chain.tip().height + 1,
+                reason,
+            })
+        })
+    }
+
+    /// Builds the next block from `candidates` ([`ChainState::build_block`]).
+    pub fn build_block(
+        &self,
+        proposer: MemberId,
+        time: Timestamp,
+        candidates: impl IntoIterator<Item = Entry>,
+    ) -> Result<(Block, Vec<(EntryId, BlockError)>), LedgerError> {
+        let chain = self.chain.as_ref().ok_or(LedgerError::NoGenesis)?;
+        let tree = self.store.tree()?;
+        chain
+            .build_block(proposer, time, candidates, &tree)
+            .map_err(|reason| {
+                LedgerError::Verify(VerifyError {
+                    height: chain.tip().height + 1,
+                    reason,
+                })
+            })
     }
 
     /// Verifies and appends one committed block.
@@ -130,18 +258,39 @@ impl Ledger {
     /// Verifies and appends blocks in order, in one durable transaction: all
     /// or nothing.
     pub fn append_batch(&mut self, blocks: &[CommittedBlock]) -> Result<(), LedgerError> {
+        // O(1): the state's maps are persistent; the clone keeps the tip
+        // as it was if any block of the batch fails.
         let mut chain = self.chain.clone().ok_or(LedgerError::NoGenesis)?;
+        let store_tree = self.store.tree()?;
+        let mut tree = PendingTree {
+            store: &store_tree,
+            nodes: HashMap::new(),
+        };
+        let mut adopted = Vec::with_capacity(blocks.len());
         for block in blocks {
-            chain.apply(block)?;
+            let step = chain.apply(block, &tree)?;
+            if blocks.len() > 1
+                && let Some(update) = &step.tree
+            {
+                tree.nodes.extend(update.new_nodes.iter().cloned());
+            }
+            adopted.push(step);
         }
-        self.persist(blocks, &chain)?;
+        drop(tree);
+        drop(store_tree);
+        self.persist(blocks, &chain, adopted)?;
         self.chain = Some(chain);
         Ok(())
     }
 
-    /// Writes `blocks` and the state after the last of them in one durable
-    /// transaction.
-    fn persist(&self, blocks: &[CommittedBlock], after: &ChainState) -> Result<(), LedgerError> {
+    /// Writes `blocks` and what they changed (`adopted`, one per block) in
+    /// one durable transaction; `after` is the chain state after the last.
+    fn persist(
+        &self,
+        blocks: &[CommittedBlock],
+        after: &ChainState,
+        adopted: Vec<Adopted>,
+    ) -> Result<(), LedgerError> {
         let stored = blocks
             .iter()
             .map(|committed| {
@@ -161,7 +310,8 @@ impl Ledger {
                 })
             })
             .collect::<Result<Vec<_>, EncodeError>>()?;
-        self.store.append_batch(&stored, &codec::encode(after)?)?;
+        self.store
+            .append_batch(&stored, &state_write(after, adopted)?)?;
         Ok(())
     }
 
@@ -294,4 +444,57 @@ fn entry_proof(block: &CommittedBlock, index: usize) -> Result<EntryProof, Ledge
         entry,
         path,
     })
+}
+
+/// What `adopted` (a batch's blocks, in order) changed, with the rows' new
+/// values read from `after`, encoded for the store.
+fn state_write(after: &ChainState, adopted: Vec<Adopted>) -> Result<StateWrite, EncodeError> {
+    let state = after.state();
+    let mut changes = quorate_contracts::Changes::default();
+    let mut write = StateWrite {
+        meta: codec::encode(&after.meta())?,
+        ..StateWrite::default()
+    };
+    let mut recent: std::collections::BTreeMap<[u8; 32], Option<u64>> = Default::default();
+    for step in adopted {
+        changes.members.extend(step.changes.members);
+        changes.grants.extend(step.changes.grants);
+        changes.consortium |= step.changes.consortium;
+        for (id, time) in step.recent_added {
+            recent.insert(id.0, Some(time.0));
+        }
+        for id in step.recent_removed {
+            recent.insert(id.0, None);
+        }
+        if let Some(update) = step.tree {
+            for (key, node) in &update.new_nodes {
+                write
+                    .tree_nodes
+                    .push((key.to_bytes().to_vec(), codec::encode(node)?));
+            }
+            for stale in &update.stale_nodes {
+                write
+                    .tree_stale
+                    .push((stale.stale_since, stale.node_key.to_bytes().to_vec()));
+            }
+        }
+    }
+    if changes.consortium {
+        write.consortium = Some(codec::encode(&state.consortium())?);
+    }
+    for id in changes.members {
+        let value = state.members.get(&id).map(codec::encode).transpose()?;
+        write.members.push((id.0, value));
+    }
+    for id in changes.grants {
+        let value = state.grants.get(&id).map(codec::encode).transpose()?;
+        write.grants.push((id.0, value));
+    }
+    for (id, time) in recent {
+        match time {
+            Some(time) => write.recent_added.push((id, time)),
+            None => write.recent_removed.push(id),
+        }
+    }
+    Ok(write)
 }

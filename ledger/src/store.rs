@@ -24,13 +24,24 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 /// Largest stored block (or certificate) accepted.
 pub const BLOCK_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Format tag in the `meta` table: refuses files that are not ours.
-pub const FORMAT: &[u8] = b"quorate-ledger-store v1";
+pub const FORMAT: &[u8] = b"quorate-ledger-store v2";
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const ENTRIES: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("entries");
-const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+/// The chain's meta row (`"meta"`) and the consortium row (`"consortium"`).
+const CHAIN: TableDefinition<&str, &[u8]> = TableDefinition::new("chain");
+/// Member rows: member id → canonical CBOR of the member.
+const MEMBERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
+/// Grant rows: grant id → canonical CBOR of the grant record.
+const GRANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("grants");
+/// The replay window: entry id → its block's time (ms).
+const RECENT: TableDefinition<&[u8], u64> = TableDefinition::new("recent_entries");
+/// State tree nodes: node key (version, depth, path) → canonical CBOR.
+const TREE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_tree");
+/// Nodes the versions from `stale_since` on no longer use, for pruning.
+const TREE_STALE: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("state_tree_stale");
 const CONSENSUS: TableDefinition<&str, &[u8]> = TableDefinition::new("consensus");
 
 /// A block as the store sees it: encoded bytes plus the facts it checks.
@@ -48,6 +59,43 @@ pub struct StoredBlock {
     pub certificate: Vec<u8>,
     /// Ids of its entries, in order.
     pub entry_ids: Vec<[u8; 32]>,
+}
+
+/// What a batch of blocks changed in the state, encoded: written in the
+/// blocks' own transaction, so the rows always match the tip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateWrite {
+    /// The chain's meta row.
+    pub meta: Vec<u8>,
+    /// The consortium row, if it changed.
+    pub consortium: Option<Vec<u8>>,
+    /// Member rows to put (`Some`) or delete (`None`).
+    pub members: Vec<([u8; 32], Option<Vec<u8>>)>,
+    /// Grant rows to put (`Some`) or delete (`None`).
+    pub grants: Vec<([u8; 32], Option<Vec<u8>>)>,
+    /// Entry ids that joined the replay window, with their block's time.
+    pub recent_added: Vec<([u8; 32], u64)>,
+    /// Entry ids that left it.
+    pub recent_removed: Vec<[u8; 32]>,
+    /// State tree nodes to store: (node key, canonical CBOR).
+    pub tree_nodes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// State tree nodes gone stale: (stale since, node key).
+    pub tree_stale: Vec<(u64, Vec<u8>)>,
+}
+
+/// The state's rows as stored, visited one at a time (a state of a million
+/// grants is never held twice in memory while it loads).
+pub trait RowVisitor {
+    /// The error a visit can end with.
+    type Error: From<ReadError>;
+    /// The meta row and the consortium row.
+    fn chain(&mut self, meta: &[u8], consortium: &[u8]) -> Result<(), Self::Error>;
+    /// One member row.
+    fn member(&mut self, value: &[u8]) -> Result<(), Self::Error>;
+    /// One grant row.
+    fn grant(&mut self, id: &[u8], value: &[u8]) -> Result<(), Self::Error>;
+    /// One entry of the replay window.
+    fn recent(&mut self, id: &[u8], time_ms: u64) -> Result<(), Self::Error>;
 }
 
 /// A stored block as read back: `(height, block bytes, certificate bytes)`.
@@ -235,7 +283,12 @@ impl Store {
                 txn.open_table(table).map_err(|e| storage(&e))?;
             }
             txn.open_table(ENTRIES).map_err(|e| storage(&e))?;
-            txn.open_table(STATE).map_err(|e| storage(&e))?;
+            txn.open_table(CHAIN).map_err(|e| storage(&e))?;
+            for table in [MEMBERS, GRANTS, TREE] {
+                txn.open_table(table).map_err(|e| storage(&e))?;
+            }
+            txn.open_table(RECENT).map_err(|e| storage(&e))?;
+            txn.open_table(TREE_STALE).map_err(|e| storage(&e))?;
             txn.open_table(CONSENSUS).map_err(|e| storage(&e))?;
         }
         txn.commit().map_err(|e| storage(&e))?;
@@ -250,14 +303,19 @@ impl Store {
         Ok(tip.and_then(|v| decode_tip(v.value())))
     }
 
-    /// Appends one block and the state after it.
-    pub fn append(&self, block: &StoredBlock, state: &[u8]) -> Result<(), AppendError> {
+    /// Appends one block and what it changed in the state.
+    pub fn append(&self, block: &StoredBlock, state: &StateWrite) -> Result<(), AppendError> {
         self.append_batch(std::slice::from_ref(block), state)
     }
 
-    /// Appends blocks in order and the state after the last, in one durable
-    /// transaction: all or nothing.
-    pub fn append_batch(&self, blocks: &[StoredBlock], state: &[u8]) -> Result<(), AppendError> {
+    /// Appends blocks in order and what they changed in the state, in one
+    /// durable transaction: all or nothing. Writes the blocks and the
+    /// changed rows only, never the whole state.
+    pub fn append_batch(
+        &self,
+        blocks: &[StoredBlock],
+        state: &StateWrite,
+    ) -> Result<(), AppendError> {
         if blocks.is_empty() {
             return Err(AppendError::Empty);
         }
@@ -321,8 +379,7 @@ impl Store {
                 meta.insert("tip", encode_tip(t).as_slice())
                     .map_err(write_err)?;
             }
-            let mut state_table = txn.open_table(STATE).map_err(write_err)?;
-            state_table.insert("chain", state).map_err(write_err)?;
+            write_state(&txn, state)?;
         }
         // Returning early above drops `txn`, which aborts it: nothing written.
         txn.commit().map_err(write_err)?;
@@ -399,14 +456,72 @@ impl Store {
             .map(|v| v.value()))
     }
 
-    /// The state after the tip.
-    pub fn state(&self) -> Result<Option<Vec<u8>>, ReadError> {
+    /// Visits the state's rows at the tip, all from one snapshot; `false`
+    /// if the store holds no state yet.
+    pub fn visit_state<V: RowVisitor>(&self, visitor: &mut V) -> Result<bool, V::Error> {
         let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(STATE).map_err(read_err)?;
-        Ok(table
-            .get("chain")
+        let chain = txn.open_table(CHAIN).map_err(read_err)?;
+        let (Some(meta), Some(consortium)) = (
+            chain.get("meta").map_err(read_err)?,
+            chain.get("consortium").map_err(read_err)?,
+        ) else {
+            return Ok(false);
+        };
+        visitor.chain(meta.value(), consortium.value())?;
+        for row in txn
+            .open_table(MEMBERS)
+            .map_err(read_err)?
+            .iter()
+            .map_err(read_err)?
+        {
+            let (_, value) = row.map_err(read_err)?;
+            visitor.member(value.value())?;
+        }
+        for row in txn
+            .open_table(GRANTS)
+            .map_err(read_err)?
+            .iter()
+            .map_err(read_err)?
+        {
+            let (id, value) = row.map_err(read_err)?;
+            visitor.grant(id.value(), value.value())?;
+        }
+        for row in txn
+            .open_table(RECENT)
+            .map_err(read_err)?
+            .iter()
+            .map_err(read_err)?
+        {
+            let (id, time) = row.map_err(read_err)?;
+            visitor.recent(id.value(), time.value())?;
+        }
+        Ok(true)
+    }
+
+    /// The chain's meta row alone (what the tip's state is), if any.
+    pub fn meta_row(&self) -> Result<Option<Vec<u8>>, ReadError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let chain = txn.open_table(CHAIN).map_err(read_err)?;
+        Ok(chain
+            .get("meta")
             .map_err(read_err)?
             .map(|v| v.value().to_vec()))
+    }
+
+    /// A reader of the state tree's nodes, on a snapshot of the store.
+    pub fn tree(&self) -> Result<StoreTree, ReadError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        Ok(StoreTree {
+            table: txn.open_table(TREE).map_err(read_err)?,
+        })
+    }
+
+    /// Bytes of the database file in use (for benchmarks and `/metrics`).
+    pub fn stored_bytes(&self) -> Result<u64, ReadError> {
+        let txn = self.db.begin_write().map_err(read_err)?;
+        let stats = txn.stats().map_err(read_err)?;
+        txn.abort().map_err(read_err)?;
+        Ok(stats.stored_bytes())
     }
 
     /// Durably replaces the agreement machine's persisted state.
@@ -429,5 +544,71 @@ impl Store {
             .get("machine")
             .map_err(read_err)?
             .map(|v| v.value().to_vec()))
+    }
+}
+
+/// Writes a batch's state rows and tree nodes inside its transaction.
+fn write_state(txn: &redb::WriteTransaction, state: &StateWrite) -> Result<(), AppendError> {
+    let mut chain = txn.open_table(CHAIN).map_err(write_err)?;
+    chain
+        .insert("meta", state.meta.as_slice())
+        .map_err(write_err)?;
+    if let Some(consortium) = &state.consortium {
+        chain
+            .insert("consortium", consortium.as_slice())
+            .map_err(write_err)?;
+    }
+    for (table, rows) in [(MEMBERS, &state.members), (GRANTS, &state.grants)] {
+        let mut table = txn.open_table(table).map_err(write_err)?;
+        for (key, value) in rows {
+            match value {
+                Some(value) => table.insert(key.as_slice(), value.as_slice()),
+                None => table.remove(key.as_slice()),
+            }
+            .map_err(write_err)?;
+        }
+    }
+    let mut recent = txn.open_table(RECENT).map_err(write_err)?;
+    for (id, time) in &state.recent_added {
+        recent.insert(id.as_slice(), *time).map_err(write_err)?;
+    }
+    for id in &state.recent_removed {
+        recent.remove(id.as_slice()).map_err(write_err)?;
+    }
+    let mut tree = txn.open_table(TREE).map_err(write_err)?;
+    for (key, node) in &state.tree_nodes {
+        tree.insert(key.as_slice(), node.as_slice())
+            .map_err(write_err)?;
+    }
+    let mut stale = txn.open_table(TREE_STALE).map_err(write_err)?;
+    for (since, key) in &state.tree_stale {
+        stale
+            .insert((*since, key.as_slice()), ())
+            .map_err(write_err)?;
+    }
+    Ok(())
+}
+
+/// The state tree's nodes in the store, on one read snapshot.
+pub struct StoreTree {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl crate::smt::TreeReader for StoreTree {
+    fn node(
+        &self,
+        key: &crate::smt::NodeKey,
+    ) -> Result<Option<crate::smt::Node>, crate::smt::ReadError> {
+        let failed = |e: &dyn std::fmt::Display| crate::smt::ReadError::from_message(e.to_string());
+        let Some(bytes) = self
+            .table
+            .get(key.to_bytes().as_slice())
+            .map_err(|e| failed(&e))?
+        else {
+            return Ok(None);
+        };
+        crate::codec::decode(bytes.value())
+            .map(Some)
+            .map_err(|e| failed(&e))
     }
 }

@@ -4,7 +4,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::block::CommittedBlock;
-use crate::chain::ChainState;
+use crate::chain::MemoryChain;
 use crate::consensus::certify;
 use crate::entry::{Entry, Proposal};
 use crate::genesis;
@@ -19,7 +19,7 @@ pub const T0: u64 = 1_800_000_000_000;
 pub struct Consortium {
     pub keys: Vec<Keypair>,
     pub names: Vec<String>,
-    pub chain: ChainState,
+    pub chain: MemoryChain,
     pub blocks: Vec<CommittedBlock>,
     pub nonce: u64,
 }
@@ -33,7 +33,7 @@ impl Consortium {
         let members: Vec<(&str, &Keypair)> =
             names.iter().map(|s| s.as_str()).zip(keys.iter()).collect();
         let g = genesis::build(CHAIN, &members, Policy::default(), Timestamp(T0)).unwrap();
-        let chain = ChainState::from_genesis(&g).unwrap();
+        let chain = MemoryChain::from_genesis(&g).unwrap();
         Self {
             keys,
             names,

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use quorate_contracts::Body;
 use quorate_ledger::block::CommittedBlock;
-use quorate_ledger::chain::ChainState;
+use quorate_ledger::chain::MemoryChain;
 use quorate_ledger::ledger::Ledger;
-use quorate_ledger::store::{Store, StoredBlock};
+use quorate_ledger::store::{StateWrite, Store, StoredBlock};
 use quorate_ledger::testing::Consortium;
 
 /// SplitMix64: small, seeded, the same everywhere.
@@ -379,10 +379,17 @@ fn stored_block(height: u64) -> StoredBlock {
     }
 }
 
-fn state_after(height: u64) -> Vec<u8> {
-    let mut state = height.to_be_bytes().to_vec();
-    state.resize(64 + (height as usize % 4) * 1_500, height as u8);
-    state
+/// What an append writes besides its block: a meta row of varying size
+/// (so commits span different numbers of pages) and one grant row.
+fn state_after(height: u64) -> StateWrite {
+    let mut meta = height.to_be_bytes().to_vec();
+    meta.resize(64 + (height as usize % 4) * 1_500, height as u8);
+    StateWrite {
+        meta,
+        consortium: Some(b"consortium".to_vec()),
+        grants: vec![(hash_of(height), Some(vec![height as u8; 100]))],
+        ..StateWrite::default()
+    }
 }
 
 fn store_calibration() -> &'static Calibration {
@@ -447,8 +454,8 @@ fn check_store_reopen(
         }
         assert_eq!(tip.hash, hash_of(tip.height), "{what}: tip hash");
         assert_eq!(
-            store.state().unwrap(),
-            Some(state_after(tip.height)),
+            store.meta_row().unwrap(),
+            Some(state_after(tip.height).meta),
             "{what}: the state is not the tip's"
         );
         for h in 0..=tip.height {
@@ -542,7 +549,7 @@ fn store_faults_lose_nothing_acknowledged() {
 /// blocks, and the chain state after each.
 struct Fixture {
     blocks: Vec<CommittedBlock>,
-    chains: Vec<ChainState>,
+    chains: Vec<MemoryChain>,
 }
 
 const LEDGER_BLOCKS: usize = 12;
@@ -630,13 +637,13 @@ fn check_ledger_reopen(
         let height = tip as usize;
         assert_eq!(
             ledger.chain(),
-            Some(&f.chains[height]),
+            Some(f.chains[height].chain()),
             "{what}: the state at the tip"
         );
         let summary = ledger
             .verify()
             .unwrap_or_else(|e| panic!("{what}: the chain does not verify: {e}"));
-        assert_eq!(summary.chain, f.chains[height]);
+        assert_eq!(summary.chain, *f.chains[height].chain());
         assert_eq!(
             ledger.blocks(0, tip).unwrap(),
             f.blocks[..=height].to_vec(),

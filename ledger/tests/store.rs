@@ -5,7 +5,7 @@
 
 use quorate_contracts::Body;
 use quorate_ledger::ledger::{Ledger, LedgerError};
-use quorate_ledger::store::{AppendError, OpenError, Store, StoredBlock};
+use quorate_ledger::store::{AppendError, OpenError, StateWrite, Store, StoredBlock};
 use quorate_ledger::testing::Consortium;
 
 #[test]
@@ -77,31 +77,41 @@ fn stored(height: u64, prev: [u8; 32], ids: Vec<[u8; 32]>) -> StoredBlock {
     }
 }
 
+/// A state write of a meta row only (and the consortium row it needs).
+fn meta(bytes: &[u8]) -> StateWrite {
+    StateWrite {
+        meta: bytes.to_vec(),
+        consortium: Some(b"c".to_vec()),
+        ..StateWrite::default()
+    }
+}
+
 #[test]
 fn the_store_refuses_gaps_forks_and_reused_entry_ids() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
     assert_eq!(store.tip().unwrap(), None);
     store
-        .append(&stored(0, [0; 32], vec![[9; 32]]), b"s0")
+        .append(&stored(0, [0; 32], vec![[9; 32]]), &meta(b"s0"))
         .unwrap();
     assert!(matches!(
-        store.append(&stored(2, [1; 32], vec![]), b"x"),
+        store.append(&stored(2, [1; 32], vec![]), &meta(b"x")),
         Err(AppendError::Height {
             expected: 1,
             found: 2
         })
     ));
     assert!(matches!(
-        store.append(&stored(1, [7; 32], vec![]), b"x"),
+        store.append(&stored(1, [7; 32], vec![]), &meta(b"x")),
         Err(AppendError::PrevHash { height: 1 })
     ));
     assert!(matches!(
-        store.append(&stored(1, [1; 32], vec![[9; 32]]), b"x"),
+        store.append(&stored(1, [1; 32], vec![[9; 32]]), &meta(b"x")),
         Err(AppendError::DuplicateEntry { .. })
     ));
     assert_eq!(store.tip().unwrap().unwrap().height, 0);
-    assert_eq!(store.state().unwrap().unwrap(), b"s0");
+    // A refused append wrote none of its rows either.
+    assert_eq!(store.meta_row().unwrap().unwrap(), b"s0");
     assert_eq!(store.entry_location(&[9; 32]).unwrap(), Some((0, 0)));
 
     store.put_consensus_state(b"votes").unwrap();
@@ -129,7 +139,7 @@ fn range_reads_are_bounded_by_bytes() {
         let mut b = stored(h, prev, vec![]);
         b.block = vec![0; 1000];
         prev = b.hash;
-        store.append(&b, b"s").unwrap();
+        store.append(&b, &meta(b"s")).unwrap();
     }
     let some = store.blocks(0, 9, 3500).unwrap();
     assert_eq!(some.len(), 3, "stops before exceeding the byte budget");

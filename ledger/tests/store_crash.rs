@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quorate_ledger::store::{Store, StoredBlock};
+use quorate_ledger::store::{ReadError, RowVisitor, StateWrite, Store, StoredBlock};
 
 const WRITER_ENV: &str = "QUORATE_STORE_CRASH_WRITER";
 
@@ -18,6 +18,42 @@ fn hash_of(height: u64) -> [u8; 32] {
     h[..8].copy_from_slice(&height.to_be_bytes());
     h[31] = 0xaa;
     h
+}
+
+/// What each append writes besides its block: the meta row names the
+/// height, and one grant row per height.
+fn state_write(height: u64) -> StateWrite {
+    StateWrite {
+        meta: height.to_be_bytes().to_vec(),
+        consortium: (height == 0).then(|| b"consortium".to_vec()),
+        grants: vec![(hash_of(height), Some(height.to_be_bytes().to_vec()))],
+        ..StateWrite::default()
+    }
+}
+
+/// Reads back the meta row and the grant rows.
+#[derive(Default)]
+struct Rows {
+    meta: Vec<u8>,
+    grants: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RowVisitor for Rows {
+    type Error = ReadError;
+    fn chain(&mut self, meta: &[u8], _consortium: &[u8]) -> Result<(), ReadError> {
+        self.meta = meta.to_vec();
+        Ok(())
+    }
+    fn member(&mut self, _value: &[u8]) -> Result<(), ReadError> {
+        Ok(())
+    }
+    fn grant(&mut self, id: &[u8], value: &[u8]) -> Result<(), ReadError> {
+        self.grants.push((id.to_vec(), value.to_vec()));
+        Ok(())
+    }
+    fn recent(&mut self, _id: &[u8], _time_ms: u64) -> Result<(), ReadError> {
+        Ok(())
+    }
 }
 
 /// The child: appends forever, acknowledging each height on stdout.
@@ -43,7 +79,7 @@ fn writer() {
             certificate: vec![1; 64],
             entry_ids: vec![hash_of(next)],
         };
-        store.append(&block, &next.to_be_bytes()).unwrap();
+        store.append(&block, &state_write(next)).unwrap();
         println!("acked {next}");
         next += 1;
     }
@@ -104,7 +140,11 @@ fn crash_at_any_moment_loses_nothing_acknowledged() {
             tip.height
         );
         assert_eq!(tip.hash, hash_of(tip.height));
-        assert_eq!(store.state().unwrap().unwrap(), tip.height.to_be_bytes());
+        // The rows written with each block landed with it, never apart.
+        let mut rows = Rows::default();
+        assert!(store.visit_state(&mut rows).unwrap());
+        assert_eq!(rows.meta, tip.height.to_be_bytes());
+        assert_eq!(rows.grants.len() as u64, tip.height + 1);
         for h in 0..=tip.height {
             assert!(store.block(h).unwrap().is_some(), "block {h} missing");
             assert_eq!(store.entry_location(&hash_of(h)).unwrap(), Some((h, 0)));

@@ -649,7 +649,8 @@ impl Driver {
         let Some(me) = self.me() else { return Ok(()) };
         let time = chain.next_block_time(now());
         let (block, skipped) =
-            chain.build_block(me, time, self.mempool.eligible(ENTRIES_PER_BLOCK_MAX))?;
+            self.ledger
+                .build_block(me, time, self.mempool.eligible(ENTRIES_PER_BLOCK_MAX))?;
         for (id, reason) in skipped {
             debug!(target: "consensus", %id, %reason, "entry left out of the block");
         }
@@ -811,7 +812,13 @@ impl Driver {
         }
         let input = match message {
             ConsensusMessage::Proposal(proposal) => {
-                let valid = chain.check_block(&proposal.value).is_ok();
+                let valid = match self.ledger.check_block(&proposal.value) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        debug!(target: "consensus", height, error = %e, "proposed block is invalid");
+                        false
+                    }
+                };
                 let timely = check_timely(&proposal.value, now()).is_ok();
                 if !timely {
                     // Its proposer's clock is ahead of ours, or ours behind.
