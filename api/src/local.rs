@@ -222,8 +222,10 @@ pub trait Node: Clone + Send + Sync + 'static {
     /// Endorses (`approve`) or refuses a proposal.
     fn decide(&self, id: String, approve: bool)
     -> impl Future<Output = Result<(), Problem>> + Send;
-    /// Grants on the ledger.
-    fn grants(&self) -> impl Future<Output = serde_json::Value> + Send;
+    /// One page of the committed grants that match `query`, in id order.
+    fn grants(&self, query: GrantQuery) -> impl Future<Output = Result<GrantPage, Problem>> + Send;
+    /// One committed grant (`id` is 64 hex digits).
+    fn grant(&self, id: String) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
     /// A committed grant's proof, as canonical CBOR (see
     /// `docs/ledger-format.md`), checkable offline from genesis.
     fn grant_proof(&self, id: String) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
@@ -878,8 +880,8 @@ async fn proposals<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
     Json(node.proposals().await)
 }
 
-/// Filters of `GET /v1/grants` (member names or did:keys; status
-/// `active`, `revoked`, `ended`).
+/// Filters and page of `GET /v1/grants` (member names or did:keys; status
+/// `active`, `expired`, `revoked`, `ended`; a page after a grant id).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantQuery {
@@ -889,6 +891,65 @@ pub struct GrantQuery {
     pub grantor: Option<String>,
     /// Only grants in this state.
     pub status: Option<String>,
+    /// Only grants whose id sorts after this one (the previous page's last).
+    pub after: Option<String>,
+    /// At most this many grants (1 to [`GRANTS_PAGE_MAX`], default
+    /// [`GRANTS_PAGE_DEFAULT`]).
+    pub limit: Option<u32>,
+}
+
+/// Grants in a page when the query names no limit.
+pub const GRANTS_PAGE_DEFAULT: u32 = 100;
+/// Most grants in a page.
+pub const GRANTS_PAGE_MAX: u32 = 1000;
+
+/// One page of grants, and where the next begins if there may be more.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GrantPage {
+    /// The grants, in id order.
+    pub grants: Vec<serde_json::Value>,
+    /// The `after` of the next page, if the listing may go on.
+    pub next_after: Option<String>,
+}
+
+impl GrantQuery {
+    /// The page size asked for, checked.
+    pub fn page_size(&self) -> Result<u32, Problem> {
+        match self.limit {
+            None => Ok(GRANTS_PAGE_DEFAULT),
+            Some(n @ 1..=GRANTS_PAGE_MAX) => Ok(n),
+            Some(_) => Err(Problem::bad_request(format!(
+                "limit must be 1 to {GRANTS_PAGE_MAX}"
+            ))),
+        }
+    }
+
+    /// This query's filters with `after`, as a query string (for `Link`).
+    fn next_page(&self, after: &str, limit: u32) -> String {
+        let mut parts = Vec::new();
+        for (name, value) in [
+            ("grantee", &self.grantee),
+            ("grantor", &self.grantor),
+            ("status", &self.status),
+        ] {
+            if let Some(value) = value {
+                let encoded: String = value
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+                            char::from(b).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                parts.push(format!("{name}={encoded}"));
+            }
+        }
+        parts.push(format!("after={after}"));
+        parts.push(format!("limit={limit}"));
+        parts.join("&")
+    }
 }
 
 async fn grants<N: Node>(
@@ -896,29 +957,38 @@ async fn grants<N: Node>(
     query: Result<Query<GrantQuery>, QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
-        return Problem::bad_request("grant filters are grantee, grantor and status")
-            .into_response();
+        return Problem::bad_request(
+            "grant queries take grantee, grantor, status, after and limit",
+        )
+        .into_response();
     };
-    let all = node.grants().await;
-    let matches = |grant: &serde_json::Value, field: &str, wanted: &Option<String>| {
-        wanted.as_ref().is_none_or(|w| {
-            grant[field]
-                .as_str()
-                .is_some_and(|v| v.eq_ignore_ascii_case(w))
-        })
+    let limit = match query.page_size() {
+        Ok(limit) => limit,
+        Err(problem) => return problem.into_response(),
     };
-    let selected: Vec<serde_json::Value> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|g| {
-            matches(g, "grantee", &query.grantee)
-                && matches(g, "grantor", &query.grantor)
-                && matches(g, "status", &query.status)
-        })
-        .cloned()
-        .collect();
-    Json(serde_json::Value::Array(selected)).into_response()
+    if let Some(after) = &query.after
+        && !(after.len() == 64 && after.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Problem::bad_request("after must be a grant id (64 hex digits)").into_response();
+    }
+    match node.grants(query.clone()).await {
+        Ok(page) => {
+            let mut response = Json(serde_json::Value::Array(page.grants)).into_response();
+            if let Some(after) = page.next_after {
+                let link = format!(
+                    "</v1/grants?{}>; rel=\"next\"",
+                    query.next_page(&after, limit)
+                );
+                if let Ok(value) = axum::http::HeaderValue::from_str(&link) {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::LINK, value);
+                }
+            }
+            response
+        }
+        Err(problem) => problem.into_response(),
+    }
 }
 
 async fn grant<N: Node>(
@@ -929,15 +999,9 @@ async fn grant<N: Node>(
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    let all = node.grants().await;
-    match all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|g| g["id"] == id.as_str())
-    {
-        Some(grant) => Json(grant.clone()).into_response(),
-        None => Problem::not_found(format!("no committed grant {id}")).into_response(),
+    match node.grant(id).await {
+        Ok(grant) => Json(grant).into_response(),
+        Err(problem) => problem.into_response(),
     }
 }
 
@@ -1149,8 +1213,14 @@ mod tests {
             async fn decide(&self, _: String, _: bool) -> Result<(), Problem> {
                 none()
             }
-            async fn grants(&self) -> serde_json::Value {
-                serde_json::json!([])
+            async fn grants(
+                &self,
+                _: crate::local::GrantQuery,
+            ) -> Result<crate::local::GrantPage, Problem> {
+                Ok(crate::local::GrantPage::default())
+            }
+            async fn grant(&self, _: String) -> Result<serde_json::Value, Problem> {
+                none()
             }
             async fn grant_proof(&self, _: String) -> Result<Vec<u8>, Problem> {
                 none()

@@ -13,6 +13,7 @@
 mod agreement;
 mod gateway;
 mod load;
+mod scale;
 mod sys;
 
 use std::fmt::Write as _;
@@ -39,6 +40,69 @@ enum Which {
         #[arg(long)]
         quick: bool,
     },
+    /// The S-series: ledgers of many grants, built through the library;
+    /// replaces that section of bench/RESULTS.md.
+    Scale {
+        /// Sizes, in grants.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
+        grants: Vec<usize>,
+    },
+    /// (Internal) opens a ledger and prints the time and memory it took.
+    #[command(hide = true)]
+    OpenLedger {
+        /// The ledger file.
+        path: PathBuf,
+    },
+}
+
+/// Where the S-series section starts in RESULTS.md: `all` keeps it.
+const SCALE_MARKER: &str = "## Ledger at scale (S-series)";
+
+/// RESULTS.md's S-series section, if it has one.
+fn scale_section(results: &str) -> Option<&str> {
+    results.find(SCALE_MARKER).map(|at| {
+        let rest = &results[at..];
+        let end = rest[SCALE_MARKER.len()..]
+            .find("\n## ")
+            .map_or(rest.len(), |e| e + SCALE_MARKER.len() + 1);
+        &rest[..end]
+    })
+}
+
+fn run_scale(grants: &[usize]) -> anyhow::Result<()> {
+    let machine = sys::machine();
+    let scratch = tempfile::tempdir_in(workspace().join("target"))?;
+    let mut scales = Vec::new();
+    for &n in grants {
+        eprintln!("scale: {n} grants");
+        let s = scale::run(scratch.path(), n)?;
+        eprintln!("  {s:?}");
+        scales.push(s);
+    }
+    let sizes: Vec<String> = grants.iter().map(ToString::to_string).collect();
+    let command = format!(
+        "cargo run --release -p quorate-bench -- scale --grants {}",
+        sizes.join(",")
+    );
+    let section = scale::render(&scales, &command, &utc_date(), &machine);
+    let path = workspace().join("bench/RESULTS.md");
+    let results = std::fs::read_to_string(&path).unwrap_or_default();
+    let updated = match scale_section(&results) {
+        Some(old) => results.replacen(old, &section, 1),
+        None => format!("{}\n{section}", results.trim_end()),
+    };
+    std::fs::write(&path, updated).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote the S-series to {}", path.display());
+    Ok(())
+}
+
+fn utc_date() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn workspace() -> PathBuf {
@@ -56,7 +120,7 @@ fn build_quorate() -> anyhow::Result<PathBuf> {
             "build",
             "--release",
             "-p",
-            "quorate-node",
+            "quorate-cli",
             "--bin",
             "quorate",
         ])
@@ -68,17 +132,14 @@ fn build_quorate() -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let Cli {
-        command: Which::All { quick },
-    } = Cli::parse();
+    let quick = match Cli::parse().command {
+        Which::All { quick } => quick,
+        Which::Scale { grants } => return run_scale(&grants),
+        Which::OpenLedger { path } => return scale::open_ledger(&path),
+    };
     let started = Instant::now();
     let quorate = build_quorate()?;
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let date = utc_date();
     let machine = sys::machine();
     eprintln!("{machine}");
 
@@ -136,6 +197,12 @@ fn main() -> anyhow::Result<()> {
         started.elapsed(),
     );
     let path = workspace().join("bench/RESULTS.md");
+    // The S-series is run on its own (`scale`): keep its last section.
+    let previous = std::fs::read_to_string(&path).unwrap_or_default();
+    let report = match scale_section(&previous) {
+        Some(section) => format!("{}\n\n{section}", report.trim_end()),
+        None => report,
+    };
     std::fs::write(&path, report).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {} in {:.0?}", path.display(), started.elapsed());
     gateway.map(|_| ())

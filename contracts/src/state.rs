@@ -203,6 +203,8 @@ struct Index {
     /// (a block that adds one grant to a pair copies O(log n), not the
     /// pair's list).
     grants_by_pair: OrdMap<(MemberId, MemberId), OrdSet<GrantId>>,
+    /// Grants whose ledger status is active (expiry aside), kept in step.
+    active: usize,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -252,6 +254,17 @@ impl State {
                 .insert(*id);
         }
         self.index.grants_by_pair = pairs.into_iter().collect();
+        self.index.active = self
+            .grants
+            .values()
+            .filter(|g| g.status == GrantStatus::Active)
+            .count();
+    }
+
+    /// How many grants are active on the ledger (revoked and ended ones
+    /// aside; an active grant past its `not_after` still counts).
+    pub fn active_grants(&self) -> usize {
+        self.index.active
     }
 
     fn reindex_members(&mut self) {
@@ -386,6 +399,7 @@ impl State {
                     {
                         record.status = GrantStatus::Ended { height: ctx.height };
                         changes.grants.insert(id);
+                        self.index.active -= 1;
                     }
                 }
                 self.epoch += 1;
@@ -413,11 +427,14 @@ impl State {
                     },
                 );
                 changes.grants.insert(id);
+                self.index.active += 1;
             }
             Body::Revoke { grant } => {
+                // check_proposal refused a grant that is not active.
                 if let Some(record) = self.grants.get_mut(grant) {
                     record.status = GrantStatus::Revoked { height: ctx.height };
                     changes.grants.insert(*grant);
+                    self.index.active -= 1;
                 }
             }
             Body::SetPolicy(policy) => {

@@ -538,6 +538,7 @@ fn changes_name_exactly_the_rows_an_entry_touched() {
     let id = GrantId([101; 32]);
     assert_eq!(changes.grants.iter().copied().collect::<Vec<_>>(), vec![id]);
     assert!(changes.members.is_empty() && !changes.consortium);
+    assert_eq!(s.active_grants(), 1);
 
     // Removing the grantee ends its grant: the member, the grant and the
     // epoch change, and nothing else.
@@ -560,6 +561,7 @@ fn changes_name_exactly_the_rows_an_entry_touched() {
     assert_eq!(changes.grants.iter().copied().collect::<Vec<_>>(), vec![id]);
     assert!(changes.consortium);
     assert_eq!(s.grants[&GrantId([102; 32])].status, GrantStatus::Active);
+    assert_eq!(s.active_grants(), 1, "one ended, one still active");
 
     // A failed entry records nothing.
     let mut changes = Changes::default();

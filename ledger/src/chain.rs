@@ -109,10 +109,17 @@ pub struct ChainMeta {
     pub state_root: Hash,
 }
 
+/// A block built by [`ChainState::build_block_checked`]: the block, its
+/// check, and the candidates left out with why.
+pub type BuiltBlock = (Block, CheckedBlock, Vec<(EntryId, BlockError)>);
+
 /// A block checked against the chain, not yet adopted: the state it leads
 /// to and exactly what it changed.
 #[derive(Debug, Clone)]
 pub struct CheckedBlock {
+    /// The hash of the block checked, and of the tip it was checked on.
+    block_hash: Hash,
+    base: Hash,
     next: State,
     changes: Changes,
     tree: Option<TreeUpdate>,
@@ -320,6 +327,9 @@ pub enum BlockError {
     /// A value could not be encoded (a bug, or a value over the limits).
     #[error("encoding: {0}")]
     Encode(String),
+    /// A check was made for another block, or on another tip.
+    #[error("the block's check was made for another block or tip")]
+    StaleCheck,
     /// The state tree could not be read or is corrupt (the store's fault,
     /// not the block's).
     #[error("state tree: {0}")]
@@ -670,6 +680,8 @@ impl ChainState {
             });
         }
         Ok(CheckedBlock {
+            block_hash: block.hash().map_err(encode_err)?,
+            base: self.tip.hash,
             next,
             changes,
             tree,
@@ -722,6 +734,20 @@ impl ChainState {
         candidates: impl IntoIterator<Item = Entry>,
         tree: &impl TreeReader,
     ) -> Result<(Block, Vec<(EntryId, BlockError)>), BlockError> {
+        let (block, _, skipped) = self.build_block_checked(proposer, time, candidates, tree)?;
+        Ok((block, skipped))
+    }
+
+    /// [`build_block`](Self::build_block), with the block's check: what
+    /// [`apply_checked`](Self::apply_checked) adopts once it is certified,
+    /// so the proposer's own block is never checked twice.
+    pub fn build_block_checked(
+        &self,
+        proposer: MemberId,
+        time: Timestamp,
+        candidates: impl IntoIterator<Item = Entry>,
+        tree: &impl TreeReader,
+    ) -> Result<BuiltBlock, BlockError> {
         let height = self.tip.height + 1;
         let mut builder = self.block_builder(height, time);
         let mut entries = Vec::new();
@@ -736,7 +762,7 @@ impl ChainState {
                 Err(reason) => skipped.push((entry.id().map_err(encode_err)?, reason)),
             }
         }
-        let (_, state_root) = self.tree_update(tree, height, &builder.next, &builder.changes)?;
+        let (tree, state_root) = self.tree_update(tree, height, &builder.next, &builder.changes)?;
         let header = BlockHeader {
             chain_id: self.state.chain_id.clone(),
             height,
@@ -747,7 +773,17 @@ impl ChainState {
             tx_root: tx_root(&builder.ids),
             state_root,
         };
-        Ok((Block { header, entries }, skipped))
+        let block = Block { header, entries };
+        let checked = CheckedBlock {
+            block_hash: block.hash().map_err(encode_err)?,
+            base: self.tip.hash,
+            next: builder.next,
+            changes: builder.changes,
+            tree,
+            state_root,
+            ids: builder.ids,
+        };
+        Ok((block, checked, skipped))
     }
 
     fn block_builder(&self, height: u64, time: Timestamp) -> BlockBuilder<'_> {
@@ -797,6 +833,37 @@ impl ChainState {
         )
         .map_err(at)?;
         Ok(self.adopt(&committed.block.header, hash, checked))
+    }
+
+    /// Applies a committed block that was already checked against this tip
+    /// ([`check_block`](Self::check_block) or
+    /// [`build_block_checked`](Self::build_block_checked)): verifies its
+    /// certificate only. A check made for another block or another tip is
+    /// refused, so nothing unchecked is ever adopted.
+    pub fn apply_checked(
+        &mut self,
+        committed: &CommittedBlock,
+        checked: CheckedBlock,
+    ) -> Result<Adopted, VerifyError> {
+        let header = &committed.block.header;
+        let position = self.tip.height + 1;
+        let at = |reason| VerifyError {
+            height: position,
+            reason,
+        };
+        let hash = committed.block.hash().map_err(|e| at(encode_err(e)))?;
+        if checked.block_hash != hash || checked.base != self.tip.hash {
+            return Err(at(BlockError::StaleCheck));
+        }
+        check_certificate(
+            &self.state.chain_id,
+            &self.validators(),
+            header,
+            &hash,
+            committed,
+        )
+        .map_err(at)?;
+        Ok(self.adopt(header, hash, checked))
     }
 
     /// Moves to the state `check_block` returned for the block of `header`.

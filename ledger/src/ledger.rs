@@ -231,6 +231,40 @@ impl Ledger {
         })
     }
 
+    /// Builds the next block with its check
+    /// ([`ChainState::build_block_checked`]).
+    pub fn build_block_checked(
+        &self,
+        proposer: MemberId,
+        time: Timestamp,
+        candidates: impl IntoIterator<Item = Entry>,
+    ) -> Result<crate::chain::BuiltBlock, LedgerError> {
+        let chain = self.chain.as_ref().ok_or(LedgerError::NoGenesis)?;
+        let tree = self.store.tree()?;
+        chain
+            .build_block_checked(proposer, time, candidates, &tree)
+            .map_err(|reason| {
+                LedgerError::Verify(VerifyError {
+                    height: chain.tip().height + 1,
+                    reason,
+                })
+            })
+    }
+
+    /// Appends a committed block checked earlier against the tip
+    /// ([`ChainState::apply_checked`]): only its certificate is verified.
+    pub fn append_checked(
+        &mut self,
+        committed: &CommittedBlock,
+        checked: CheckedBlock,
+    ) -> Result<(), LedgerError> {
+        let mut chain = self.chain.clone().ok_or(LedgerError::NoGenesis)?;
+        let adopted = chain.apply_checked(committed, checked)?;
+        self.persist(std::slice::from_ref(committed), &chain, vec![adopted])?;
+        self.chain = Some(chain);
+        Ok(())
+    }
+
     /// Builds the next block from `candidates` ([`ChainState::build_block`]).
     pub fn build_block(
         &self,
@@ -418,6 +452,11 @@ impl Ledger {
     /// Where entry `id` was committed: (height, index in the block).
     pub fn entry_location(&self, id: &EntryId) -> Result<Option<(u64, u32)>, LedgerError> {
         Ok(self.store.entry_location(&id.0)?)
+    }
+
+    /// Bytes per table (see [`Store::table_bytes`]).
+    pub fn table_bytes(&self) -> Result<Vec<(&'static str, u64, u64)>, LedgerError> {
+        Ok(self.store.table_bytes()?)
     }
 
     /// The agreement machine's persisted state.

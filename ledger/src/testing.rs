@@ -124,3 +124,87 @@ impl Consortium {
         (0..self.keys.len()).collect()
     }
 }
+
+/// Appends `count` grants to `ledger` in full blocks, as a consortium whose
+/// members hold `keys` would commit them: member `i` grants member `i + 1`
+/// read on `scale/<k>/*`, endorsed by a quorum starting at the grantor,
+/// every block certified by all. Each block is checked once (built with
+/// its check, then adopted on its certificate) and handed to `on_block`
+/// after it is durable, so the same blocks can go to other ledgers of the
+/// chain. For building large ledgers quickly in benches and tests.
+pub fn append_grants(
+    ledger: &mut crate::ledger::Ledger,
+    keys: &[Keypair],
+    count: usize,
+    now: Timestamp,
+    mut on_block: impl FnMut(&CommittedBlock),
+) {
+    use crate::block::ENTRIES_PER_BLOCK_MAX;
+    let chain = ledger.chain().expect("a ledger with genesis");
+    let state = chain.state();
+    let members: Vec<MemberId> = keys
+        .iter()
+        .map(|k| {
+            state
+                .member_by_did(&k.did())
+                .expect("every key a member")
+                .id
+        })
+        .collect();
+    let quorum = quorate_contracts::quorum(members.len()) as usize;
+    let mut made = 0usize;
+    while made < count {
+        let chain = ledger.chain().expect("genesis");
+        let (epoch, chain_id) = (chain.state().epoch, chain.chain_id().to_owned());
+        let in_block = (count - made).min(ENTRIES_PER_BLOCK_MAX);
+        let entries: Vec<Entry> = (made..made + in_block)
+            .map(|k| {
+                let from = k % keys.len();
+                let to = (from + 1) % keys.len();
+                let terms = GrantTerms {
+                    grantor: members[from],
+                    grantee: members[to],
+                    resources: vec![ResourcePattern::parse(&format!("scale/{k}/*")).unwrap()],
+                    actions: vec![Action::Read],
+                    not_before: now,
+                    not_after: Timestamp(now.0 + 30 * 24 * 3_600_000),
+                    purpose: None,
+                    rate_limit: None,
+                };
+                let proposal = Proposal {
+                    chain_id: chain_id.clone(),
+                    epoch,
+                    proposer: members[from],
+                    nonce: 1_000_000_000 + k as u64,
+                    created_at: now,
+                    body: Body::Grant(terms),
+                };
+                let mut entry = Entry::propose(proposal, &keys[from]).unwrap();
+                for j in 1..quorum {
+                    let by = (from + j) % keys.len();
+                    entry.endorse(members[by], &keys[by]).unwrap();
+                }
+                entry
+            })
+            .collect();
+        let time = chain.next_block_time(now);
+        let (block, checked, skipped) = ledger
+            .build_block_checked(members[0], time, entries)
+            .unwrap();
+        assert!(skipped.is_empty(), "entries refused: {:?}", skipped.first());
+        let validators = ledger.chain().expect("genesis").validators();
+        let signers: Vec<&Keypair> = keys.iter().collect();
+        let certificate = certify(
+            &chain_id,
+            &validators,
+            block.header.height,
+            0,
+            block.hash().unwrap().0,
+            &signers,
+        );
+        let committed = CommittedBlock { block, certificate };
+        ledger.append_checked(&committed, checked).unwrap();
+        on_block(&committed);
+        made += in_block;
+    }
+}

@@ -20,3 +20,4 @@ pub mod home;
 pub mod local_api;
 pub mod net;
 pub mod run;
+mod views;

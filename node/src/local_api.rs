@@ -3,10 +3,10 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use futures::StreamExt as _;
-use quorate_api::local::{AuditQuery, Node, ProposalRequest};
+use quorate_api::local::{AuditQuery, GrantPage, GrantQuery, Node, ProposalRequest};
 use quorate_api::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
 use quorate_api::problem::Problem;
-use quorate_contracts::ResourcePath;
+use quorate_contracts::{GrantId, GrantStatus, MemberId, ResourcePath, Timestamp};
 use quorate_did::Did;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
@@ -150,10 +150,83 @@ impl Node for LocalNode {
             .map_err(|reason| Problem::new(StatusCode::NOT_FOUND, "not-found", reason))
     }
 
-    async fn grants(&self) -> serde_json::Value {
-        self.ask(|reply| Command::Grants { reply })
-            .await
-            .unwrap_or_default()
+    async fn grants(&self, query: GrantQuery) -> Result<GrantPage, Problem> {
+        // From the published state (an O(1) snapshot): the driver is not
+        // asked, and a page costs its rows, at most GRANTS_SCAN_MAX.
+        let state = self.gateway.state();
+        let tip_time = Timestamp(self.handle.status().tip_time_ms);
+        let limit = query.page_size()? as usize;
+        let member = |wanted: &Option<String>| -> Option<Option<MemberId>> {
+            wanted.as_ref().map(|w| {
+                state
+                    .members
+                    .values()
+                    .find(|m| m.name.eq_ignore_ascii_case(w) || m.did.to_string() == *w)
+                    .map(|m| m.id)
+            })
+        };
+        let (grantee, grantor) = (member(&query.grantee), member(&query.grantor));
+        // A filter naming no member matches nothing.
+        if matches!(grantee, Some(None)) || matches!(grantor, Some(None)) {
+            return Ok(GrantPage::default());
+        }
+        let status = query.status.as_deref().map(str::to_ascii_lowercase);
+        let after = match &query.after {
+            Some(after) => Some(
+                after
+                    .parse::<GrantId>()
+                    .map_err(|_| Problem::bad_request("after must be a grant id"))?,
+            ),
+            None => None,
+        };
+        let rows: Box<dyn Iterator<Item = (&GrantId, &quorate_contracts::GrantRecord)>> =
+            match after {
+                Some(after) => Box::new(
+                    state
+                        .grants
+                        .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+                ),
+                None => Box::new(state.grants.iter()),
+            };
+        let name = crate::views::member_name(&state);
+        let mut page = GrantPage::default();
+        let mut last = None;
+        for (scanned, (id, record)) in rows.enumerate() {
+            if page.grants.len() == limit || scanned == GRANTS_SCAN_MAX {
+                page.next_after = last.map(|id: &GrantId| id.to_string());
+                break;
+            }
+            last = Some(id);
+            let wanted = grantee.is_none_or(|g| g == Some(record.terms.grantee))
+                && grantor.is_none_or(|g| g == Some(record.terms.grantor))
+                && status.as_deref().is_none_or(|s| {
+                    s == crate::views::standing(record, tip_time)
+                        || s == status_kind(&record.status)
+                });
+            if wanted {
+                page.grants
+                    .push(crate::views::grant_json(id, record, tip_time, &name));
+            }
+        }
+        Ok(page)
+    }
+
+    async fn grant(&self, id: String) -> Result<serde_json::Value, Problem> {
+        let grant: GrantId = id.parse().map_err(|_| {
+            Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
+        })?;
+        let state = self.gateway.state();
+        let tip_time = Timestamp(self.handle.status().tip_time_ms);
+        let record = state
+            .grants
+            .get(&grant)
+            .ok_or_else(|| Problem::not_found(format!("no committed grant {id}")))?;
+        Ok(crate::views::grant_json(
+            &grant,
+            record,
+            tip_time,
+            &crate::views::member_name(&state),
+        ))
     }
 
     async fn grant_proof(&self, id: String) -> Result<Vec<u8>, Problem> {
@@ -504,11 +577,7 @@ impl Node for LocalNode {
         // From the published status and state: no work for the driver.
         let status = self.handle.status();
         let state = self.gateway.state();
-        let active = state
-            .grants
-            .values()
-            .filter(|g| g.status == quorate_contracts::GrantStatus::Active)
-            .count();
+        let active = state.active_grants();
         Ok(serde_json::json!({
             "chain_id": state.chain_id,
             "genesis_hash": self.genesis_hash.to_string(),
@@ -731,4 +800,18 @@ async fn write_upload(
     }
     file.flush().await.map_err(|_| Problem::internal())?;
     Ok((hasher.finalize().to_hex().to_string(), size))
+}
+
+/// Most grants one `GET /v1/grants` reads past its filters: a query that
+/// matches few grants gets a short page and a `next` link, never a scan of
+/// the whole ledger.
+pub const GRANTS_SCAN_MAX: usize = 10_000;
+
+/// The ledger status's name, as filters spell it.
+fn status_kind(status: &GrantStatus) -> &'static str {
+    match status {
+        GrantStatus::Active => "active",
+        GrantStatus::Revoked { .. } => "revoked",
+        GrantStatus::Ended { .. } => "ended",
+    }
 }

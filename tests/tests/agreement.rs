@@ -34,7 +34,7 @@ impl Net {
     }
 
     fn grant_ids(&self, i: usize) -> Vec<String> {
-        self.get(i, "/v1/grants")
+        self.get(i, "/v1/grants?limit=1000")
             .and_then(|g| g.as_array().cloned())
             .unwrap_or_default()
             .iter()

@@ -55,7 +55,7 @@ fn an_equivocating_forging_member_cannot_break_agreement_or_grants() {
     }
     let grants_of = |i: usize| -> Vec<serde_json::Value> {
         apis[i]
-            .get("/v1/grants")
+            .get("/v1/grants?limit=1000")
             .ok()
             .and_then(|r| r.json().ok())
             .and_then(|g| g.as_array().cloned())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quorate_tests::{Testnet, admin, eventually};
 
 fn grant_ids(api: &quorate_testnet::client::ApiClient) -> Vec<String> {
-    api.get("/v1/grants")
+    api.get("/v1/grants?limit=1000")
         .ok()
         .and_then(|r| r.json().ok())
         .and_then(|g| g.as_array().cloned())

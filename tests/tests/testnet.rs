@@ -54,6 +54,22 @@ fn testnet_up_grant_proof_and_process_control() {
     assert_eq!(count("grantee=org-c"), 0);
     assert_eq!(count("status=revoked"), 0);
     assert_eq!(api.get("/v1/grants?colour=red").unwrap().status, 400);
+    // Pages: a page of one ends at the grant, and the page after it is
+    // empty; bad pages are refused.
+    let first = api.get("/v1/grants?grantee=org-b&limit=1").unwrap();
+    assert_eq!(first.json().unwrap()[0]["standing"], "active");
+    let after = api
+        .get(&format!("/v1/grants?grantee=org-b&after={id}"))
+        .unwrap();
+    assert_eq!(after.json().unwrap().as_array().unwrap().len(), 0);
+    assert!(after.header("link").is_none(), "no next page past the last");
+    for bad in ["limit=0", "limit=1001", "after=zz"] {
+        assert_eq!(
+            api.get(&format!("/v1/grants?{bad}")).unwrap().status,
+            400,
+            "{bad}"
+        );
+    }
 
     // Its proof verifies offline, against the trusted genesis too; one
     // flipped byte anywhere in it fails.

@@ -101,10 +101,24 @@ pub(crate) enum GrantCommand {
     Propose(GrantProposal),
     /// Propose revoking a grant (the same as `quorate proposal revoke`).
     Revoke(RevokeProposal),
-    /// List the grants on the committed ledger.
+    /// List the grants on the committed ledger (a JSON array, in id order,
+    /// each with its standing as of the tip's time).
     List {
         #[command(flatten)]
         home: HomeArg,
+        /// Only grants to this member (name or did:key).
+        #[arg(long)]
+        grantee: Option<String>,
+        /// Only grants by this member (name or did:key).
+        #[arg(long)]
+        grantor: Option<String>,
+        /// Only grants in this state: active, expired, not-yet-valid,
+        /// revoked or ended.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many grants (all if not given).
+        #[arg(long)]
+        limit: Option<usize>,
     },
     /// Show one committed grant.
     Show {
@@ -461,6 +475,64 @@ fn checked(response: std::io::Result<Response>, client: &ApiClient) -> anyhow::R
     Ok(response)
 }
 
+/// Prints the grants page by page (following each page's `Link: rel=next`),
+/// as one JSON array, without holding the listing in memory.
+fn list_grants(
+    api: &ApiClient,
+    [grantee, grantor, status]: [Option<String>; 3],
+    limit: Option<usize>,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut query = vec!["limit=1000".to_owned()];
+    for (name, value) in [
+        ("grantee", grantee),
+        ("grantor", grantor),
+        ("status", status),
+    ] {
+        if let Some(value) = value {
+            if !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-:_".contains(&b))
+            {
+                bail!("--{name} takes a member name, a did:key or a status, not {value:?}");
+            }
+            query.push(format!("{name}={value}"));
+        }
+    }
+    let mut path = format!("/v1/grants?{}", query.join("&"));
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0usize;
+    write!(out, "[")?;
+    loop {
+        let response = checked(api.get(&path), api)?;
+        let page = response.json()?;
+        for grant in page.as_array().into_iter().flatten() {
+            if limit.is_some_and(|l| printed == l) {
+                break;
+            }
+            let sep = if printed == 0 { "\n" } else { ",\n" };
+            write!(out, "{sep}{}", serde_json::to_string_pretty(grant)?)?;
+            printed += 1;
+        }
+        let next = response.header("link").and_then(|link| {
+            let (target, rel) = link.split_once(';')?;
+            rel.contains("rel=\"next\"").then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+        });
+        match next {
+            Some(next) if limit.is_none_or(|l| printed < l) => path = next,
+            _ => break,
+        }
+    }
+    writeln!(out, "{}]", if printed == 0 { "" } else { "\n" })?;
+    Ok(())
+}
+
 fn print_json(response: &Response) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&response.json()?)?);
     Ok(())
@@ -595,10 +667,13 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
     match command {
         GrantCommand::Propose(proposal) => propose_grant(proposal)?,
         GrantCommand::Revoke(proposal) => propose_revoke(proposal)?,
-        GrantCommand::List { home } => {
-            let api = client(home)?;
-            print_json(&checked(api.get("/v1/grants"), &api)?)?;
-        }
+        GrantCommand::List {
+            home,
+            grantee,
+            grantor,
+            status,
+            limit,
+        } => list_grants(&client(home)?, [grantee, grantor, status], limit)?,
         GrantCommand::Show { home, id } => {
             ensure_hex_id(&id)?;
             let api = client(home)?;

@@ -134,11 +134,6 @@ pub enum Command {
         /// Its id, or why it was refused.
         reply: oneshot::Sender<Result<EntryId, String>>,
     },
-    /// The grants on the ledger, as JSON.
-    Grants {
-        /// The list.
-        reply: oneshot::Sender<serde_json::Value>,
-    },
     /// A committed grant's proof (canonical CBOR), `None` if no such grant.
     GrantProof {
         /// The grant.
@@ -948,9 +943,6 @@ impl Driver {
                 let _ = reply.send(result);
                 self.propose_if_work()?;
             }
-            Command::Grants { reply } => {
-                let _ = reply.send(self.grants_json());
-            }
             Command::Blocks { from, to, reply } => {
                 let to = to.min(from.saturating_add(SYNC_BLOCKS_MAX - 1));
                 let _ = reply.send(self.ledger.blocks(from, to).map_err(|e| e.to_string()));
@@ -996,7 +988,7 @@ impl Driver {
                     .map(|(id, p)| ProposalView {
                         id: id.to_string(),
                         proposer: name(&p.entry.proposal.proposer),
-                        body: body_json(&p.entry.proposal.body, &name),
+                        body: crate::views::body_json(&p.entry.proposal.body, &name),
                         state: p.state.clone(),
                         decision: p.decision,
                         endorsers: p
@@ -1081,37 +1073,6 @@ impl Driver {
                 Ok(Body::RotateKey { member, new_did })
             }
         }
-    }
-
-    fn grants_json(&self) -> serde_json::Value {
-        let Some(chain) = self.ledger.chain() else {
-            return serde_json::json!([]);
-        };
-        let state = chain.state();
-        let name = |id: &MemberId| {
-            state
-                .members
-                .get(id)
-                .map(|m| m.name.clone())
-                .unwrap_or_else(|| id.to_string())
-        };
-        let grants: Vec<serde_json::Value> = state
-            .grants
-            .iter()
-            .map(|(id, record)| {
-                let mut json = terms_json(&record.terms, &name);
-                if let Some(map) = json.as_object_mut() {
-                    map.insert("id".into(), id.to_string().into());
-                    map.insert("status".into(), serde_json::json!(record.status));
-                    map.insert(
-                        "committed_height".into(),
-                        serde_json::json!(record.committed_height),
-                    );
-                }
-                json
-            })
-            .collect();
-        serde_json::Value::Array(grants)
     }
 
     async fn propose(&mut self, body: Body) -> Result<EntryId, String> {
@@ -1282,41 +1243,4 @@ async fn sync_loop(
             break;
         }
     }
-}
-
-/// A grant's terms as the API shows them.
-fn terms_json(
-    t: &quorate_contracts::GrantTerms,
-    name: &dyn Fn(&MemberId) -> String,
-) -> serde_json::Value {
-    serde_json::json!({
-        "grantor": name(&t.grantor),
-        "grantee": name(&t.grantee),
-        "resources": t.resources.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-        "actions": t.actions,
-        "not_before_ms": t.not_before.0,
-        "not_after_ms": t.not_after.0,
-        "purpose": t.purpose,
-    })
-}
-
-/// A proposal's body as the API shows it.
-fn body_json(body: &Body, name: &dyn Fn(&MemberId) -> String) -> serde_json::Value {
-    let mut json = match body {
-        Body::Grant(terms) => terms_json(terms, name),
-        Body::Revoke { grant } => serde_json::json!({ "grant": grant.to_string() }),
-        Body::AddMember(member) => {
-            serde_json::json!({ "name": member.name, "did": member.did.to_string() })
-        }
-        Body::RemoveMember { member } => serde_json::json!({ "member": name(member) }),
-        Body::RotateKey { member, new_did } => {
-            serde_json::json!({ "member": name(member), "new_did": new_did.to_string() })
-        }
-        Body::SetPolicy(policy) => serde_json::json!({ "policy": format!("{policy:?}") }),
-        Body::Genesis(_) => serde_json::json!({}),
-    };
-    if let Some(map) = json.as_object_mut() {
-        map.insert("kind".into(), body.kind().into());
-    }
-    json
 }
