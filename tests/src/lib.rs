@@ -382,11 +382,7 @@ impl Testnet {
         ]);
         let id = id.trim().to_owned();
         eventually(Duration::from_secs(20), "the grant committed", || {
-            on.iter().all(|name| {
-                grants(&self.home(name))
-                    .iter()
-                    .any(|g| g["id"] == id.as_str())
-            })
+            on.iter().all(|name| holds_grant(self, name, &id))
         });
         id
     }

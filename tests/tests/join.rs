@@ -107,3 +107,81 @@ fn a_fifth_organization_joins_is_voted_in_and_then_counts() {
         "{verified}"
     );
 }
+
+/// Goal: the ledger is served to members only: a peer that no member and
+/// no pending AddMember names is refused blocks (and limited to a few
+/// requests a second), while the status handshake stays open.
+/// Method: a 4-node testnet; an outsider's own libp2p swarm dials org-a
+/// and asks for blocks over the agreement protocol.
+#[test]
+fn an_outsider_is_refused_blocks_and_its_requests_are_bounded() {
+    use quorate_node::agreement::driver::SYNC_MEMBERS_ONLY;
+    use quorate_node::net::protocol::{self, Request, Response};
+
+    let (net, _) = Testnet::up(&["--nodes", "4"]);
+    let a = admin(&net, "org-a");
+    let chain_id = a.get("/v1/ledger").unwrap().json().unwrap()["chain_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let config = std::fs::read_to_string(net.home("org-a").join("config.toml")).unwrap();
+    let p2p = config
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = [\""))
+        .map(|rest| rest.trim_end_matches("\"]").to_owned())
+        .expect("a p2p listen address");
+    let a_did = quorate_tests::key(&net, "org-a").did();
+    let bootstrap = format!("{p2p}/p2p/{}", quorate_node::net::identity::peer_id(&a_did));
+    let outsider = quorate_did::Keypair::generate().unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (client, _inbound, event_loop) = quorate_node::net::spawn(
+            &outsider,
+            &chain_id,
+            &["/ip4/127.0.0.1/tcp/0".to_owned()],
+            &[bootstrap],
+        )
+        .unwrap();
+        tokio::spawn(event_loop.run());
+        let ask = |request: Request| {
+            let client = client.clone();
+            async move {
+                let bytes = protocol::encode(&request).unwrap();
+                let answer = client.request(a_did, bytes).await.ok()?;
+                protocol::decode::<Response>(&answer).ok()
+            }
+        };
+        // The status handshake answers (once connected), blocks do not.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(Response::Status { .. }) = ask(Request::Status).await {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "org-a never answered");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match ask(Request::Blocks { from: 0, to: 10 }).await {
+            Some(Response::Refused(reason)) => assert_eq!(reason, SYNC_MEMBERS_ONLY),
+            other => panic!("blocks to an outsider: {other:?}"),
+        }
+        // Bounded: of 40 requests at once, most get no answer at all.
+        let answers =
+            futures::future::join_all((0..40).map(|_| ask(Request::Blocks { from: 0, to: 10 })))
+                .await;
+        let answered = answers.iter().filter(|a| a.is_some()).count();
+        assert!(
+            answers
+                .iter()
+                .flatten()
+                .all(|a| matches!(a, Response::Refused(r) if r == SYNC_MEMBERS_ONLY)),
+            "an outsider got blocks: {answers:?}"
+        );
+        assert!(
+            answered <= 10,
+            "{answered} of 40 outsider requests answered"
+        );
+        eprintln!("outsider: {answered} of 40 requests at once answered, each refused");
+    });
+}

@@ -294,6 +294,24 @@ fn join(dir: &Path, name: &str, sponsor: Option<&str>) -> anyhow::Result<()> {
             .context("no node of the testnet is running; `quorate testnet up` first")?,
     };
     let spec = testnet.add_node(name, &quorate)?;
+    // Proposed first: members serve blocks only to members and to a node
+    // that a pending AddMember names, so the new node can sync only once
+    // the proposal is out.
+    let body = serde_json::json!({ "add_member": { "name": name, "did": spec.did } });
+    let response = Testnet::client(&sponsor)
+        .post_json("/v1/proposals", &body)
+        .with_context(|| format!("cannot reach {}", sponsor.name))?;
+    anyhow::ensure!(
+        response.is_success(),
+        "{} refused the proposal: {}",
+        sponsor.name,
+        response.problem_detail()
+    );
+    let id = response.json()?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!("{} proposed adding {name}: {id}", sponsor.name);
     let mut child = testnet.start(&spec, &quorate)?;
     println!("started {name} (pid {}): {}", child.id(), spec.did);
     // Synced: within a few blocks of the sponsor, from genesis, verified.
@@ -317,21 +335,6 @@ fn join(dir: &Path, name: &str, sponsor: Option<&str>) -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let body = serde_json::json!({ "add_member": { "name": name, "did": spec.did } });
-    let response = Testnet::client(&sponsor)
-        .post_json("/v1/proposals", &body)
-        .with_context(|| format!("cannot reach {}", sponsor.name))?;
-    anyhow::ensure!(
-        response.is_success(),
-        "{} refused the proposal: {}",
-        sponsor.name,
-        response.problem_detail()
-    );
-    let id = response.json()?["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    println!("{} proposed adding {name}: {id}", sponsor.name);
     let manual = std::fs::read_to_string(sponsor.home.join("config.toml"))?
         .contains("approval = \"manual\"");
     if manual {

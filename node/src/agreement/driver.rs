@@ -208,6 +208,10 @@ enum Timer {
     },
 }
 
+/// What a non-member asking for blocks is told.
+pub const SYNC_MEMBERS_ONLY: &str =
+    "blocks are served to members, and to a node a pending AddMember names";
+
 /// Why the driver stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -1101,6 +1105,16 @@ impl Driver {
         Ok(id)
     }
 
+    /// Whether `peer` may read blocks: a member, or named by an AddMember
+    /// this node holds pending (the scan only runs for a non-member, whose
+    /// requests the network already limits to a few per second).
+    fn may_sync(&self, chain: &quorate_ledger::chain::ChainState, peer: &quorate_did::Did) -> bool {
+        chain.state().member_by_did(peer).is_some()
+            || self.mempool.iter().any(|(_, pending)| {
+                matches!(&pending.entry.proposal.body, Body::AddMember(new) if new.did == *peer)
+            })
+    }
+
     fn answer(&self, from: &quorate_did::Did, request: Request) -> Response {
         let Some(chain) = self.ledger.chain() else {
             return Response::Refused("no ledger yet".to_owned());
@@ -1112,6 +1126,13 @@ impl Driver {
                 hash: chain.tip().hash,
             },
             Request::Blocks { from: first, to } => {
+                // The ledger is the consortium's: blocks go to members, and
+                // to a node that a pending AddMember names (it must sync
+                // before it can take part).
+                if !self.may_sync(chain, from) {
+                    debug!(target: "sync", peer = %from, "blocks refused to a non-member");
+                    return Response::Refused(SYNC_MEMBERS_ONLY.to_owned());
+                }
                 let last = to
                     .min(first.saturating_add(SYNC_BLOCKS_MAX - 1))
                     .min(chain.tip().height);
