@@ -326,7 +326,7 @@ impl ChainState {
         if entry.endorsements.len() != keys.len() {
             return Err(entry_err(EntryError::MissingProposerEndorsement));
         }
-        let expected_tx = tx_root(&[id]);
+        let expected_tx = tx_root(&[entry.leaf_hash().map_err(|e| at(encode_err(e)))?]);
         if header.tx_root != expected_tx {
             return Err(at(BlockError::TxRoot {
                 expected: expected_tx,
@@ -447,8 +447,8 @@ impl ChainState {
         for (index, entry) in block.entries.iter().enumerate() {
             builder.push(index, entry)?;
         }
-        let (next, ids) = (builder.next, builder.ids);
-        let expected_tx = tx_root(&ids);
+        let (next, leaves) = (builder.next, builder.leaves);
+        let expected_tx = tx_root(&leaves);
         if header.tx_root != expected_tx {
             return Err(BlockError::TxRoot {
                 expected: expected_tx,
@@ -511,7 +511,7 @@ impl ChainState {
             epoch: self.state.epoch,
             time,
             proposer,
-            tx_root: tx_root(&builder.ids),
+            tx_root: tx_root(&builder.leaves),
             state_root: state_root(&builder.next)?,
         };
         Ok((Block { header, entries }, skipped))
@@ -530,6 +530,7 @@ impl ChainState {
                 .collect(),
             next: self.state.clone(),
             ids: Vec::new(),
+            leaves: Vec::new(),
             membership_changed: false,
             height,
             time,
@@ -589,6 +590,8 @@ struct BlockBuilder<'a> {
     keys: BTreeMap<MemberId, Did>,
     next: State,
     ids: Vec<EntryId>,
+    /// `tx_root`'s leaves, one per entry in `ids`.
+    leaves: Vec<Hash>,
     membership_changed: bool,
     height: u64,
     time: Timestamp,
@@ -600,6 +603,7 @@ impl BlockBuilder<'_> {
     fn push(&mut self, index: usize, entry: &Entry) -> Result<(), BlockError> {
         let current = &self.chain.state;
         let id = entry.id().map_err(encode_err)?;
+        let leaf = entry.leaf_hash().map_err(encode_err)?;
         let entry_err = |reason| BlockError::Entry { index, id, reason };
         let proposal = &entry.proposal;
         if proposal.chain_id != current.chain_id {
@@ -655,6 +659,7 @@ impl BlockBuilder<'_> {
             .map_err(|v| entry_err(v.into()))?;
         self.membership_changed |= is_membership_change;
         self.ids.push(id);
+        self.leaves.push(leaf);
         Ok(())
     }
 }

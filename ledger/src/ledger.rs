@@ -282,8 +282,8 @@ impl Ledger {
 }
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> Result<EntryProof, LedgerError> {
-    let ids = block.block.entry_ids()?;
-    let path = merkle::prove(&ids, index).ok_or(LedgerError::Inconsistent {
+    let leaves = block.block.leaf_hashes()?;
+    let path = merkle::prove(&leaves, index).ok_or(LedgerError::Inconsistent {
         state: block.block.header.height,
         tip: index as u64,
     })?;

@@ -33,7 +33,8 @@ pub struct EntryProof {
     pub certificate: QuorumCertificate,
     /// The entry.
     pub entry: Entry,
-    /// Its path to `header.tx_root`.
+    /// The path from its leaf hash ([`Entry::leaf_hash`]) to
+    /// `header.tx_root`.
     pub path: InclusionProof,
 }
 
@@ -120,8 +121,9 @@ impl EntryProof {
         verify_certificate(&state.chain_id, &validators_of(state), cert)
             .map_err(|e| format!("certificate: {e}"))?;
         let id = self.entry.id().map_err(|e| e.to_string())?;
+        let leaf = self.entry.leaf_hash().map_err(|e| e.to_string())?;
         self.path
-            .verify(&id, &header.tx_root)
+            .verify(&leaf, &header.tx_root)
             .map_err(|e| format!("merkle path: {e}"))?;
         Ok(id)
     }
