@@ -664,7 +664,10 @@ impl BlockBuilder<'_> {
     }
 }
 
-fn check_endorsement_signatures(
+/// The count, order, membership and signature checks of an entry's
+/// endorsements, against the keys of the block's epoch (shared with grant
+/// proofs, which check them the same way).
+pub(crate) fn check_endorsement_signatures(
     entry: &Entry,
     id: &EntryId,
     keys: &BTreeMap<MemberId, Did>,

@@ -238,7 +238,9 @@ impl Ledger {
 
     /// A proof, checkable offline from genesis, that grant `id` was
     /// committed: its block header, certificate and Merkle path, plus every
-    /// membership change before it. Reads the chain up to the grant's block.
+    /// membership change before it (in earlier blocks, and earlier in its
+    /// own block, whose member set the grant's endorsements were judged
+    /// against). Reads the chain up to the grant's block.
     pub fn grant_proof(&self, id: &GrantId) -> Result<Option<GrantProof>, LedgerError> {
         let Some((height, index)) = self.store.entry_location(&id.0)? else {
             return Ok(None);
@@ -254,7 +256,13 @@ impl Ledger {
             }
         }
         let block = self.block(height)?.ok_or(LedgerError::NoGenesis)?;
-        let grant = entry_proof(&block, index as usize)?;
+        let index = index as usize;
+        for (i, entry) in block.block.entries.iter().enumerate().take(index) {
+            if entry.proposal.body.changes_membership() {
+                membership_changes.push(entry_proof(&block, i)?);
+            }
+        }
+        let grant = entry_proof(&block, index)?;
         if !matches!(grant.entry.proposal.body, quorate_contracts::Body::Grant(_)) {
             return Ok(None);
         }
