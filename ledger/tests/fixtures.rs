@@ -52,6 +52,12 @@ fn tagged_hashes_and_merkle_roots_are_frozen() {
 }
 
 #[test]
+fn the_format_version_is_frozen() {
+    assert_eq!(quorate_ledger::export::MAGIC, b"QUORATE-LEDGER\n\x02");
+    assert_eq!(quorate_ledger::store::FORMAT, b"quorate-ledger-store v2");
+}
+
+#[test]
 fn small_values_encode_to_fixed_bytes() {
     #[derive(serde::Serialize)]
     struct Sample<'a> {

@@ -139,6 +139,18 @@ fn an_export_verifies_and_any_changed_byte_is_caught() {
 }
 
 #[test]
+fn an_export_of_format_v1_is_refused_by_its_version_byte() {
+    let (c, _, _) = chain_with_grant();
+    let mut bytes = export_bytes(&c);
+    assert_eq!(&bytes[..16], b"QUORATE-LEDGER\n\x02");
+    bytes[15] = 0x01;
+    match export::verify(bytes.as_slice()) {
+        Err(export::VerifyExportError::Read(export::ReadError::Version { found: 1 })) => {}
+        other => panic!("expected a version error, got {other:?}"),
+    }
+}
+
+#[test]
 fn an_export_with_a_surplus_endorsement_dropped_fails_on_tx_root() {
     let (c, _, _) = chain_with_grant();
     let mut blocks = c.blocks.clone();
