@@ -146,12 +146,12 @@ fn main() {
     };
     c.cbor("cbor_block", "vote", 4, vote);
     c.cbor("cbor_block", "proposal", 5, proposal);
-    let ids = blocks[2].block.entry_ids().expect("ids");
+    let leaves = blocks[2].block.leaf_hashes().expect("leaf hashes");
     c.cbor(
         "cbor_block",
         "inclusion-proof",
         6,
-        &merkle::prove(&ids, 1).expect("proof"),
+        &merkle::prove(&leaves, 1).expect("proof"),
     );
     let persisted = PersistedState {
         height: 1,

@@ -43,11 +43,11 @@ fuzz_target!(|data: &[u8]| {
         1 => {
             if let Some(block) = round_trip::<Block>(bytes) {
                 block.hash().expect("hashes");
-                let ids = block
-                    .entry_ids()
-                    .expect("a decoded block's entries have ids");
+                let leaves = block
+                    .leaf_hashes()
+                    .expect("a decoded block's entries have leaf hashes");
                 if let Ok(next) = f.at_genesis.check_block(&block) {
-                    assert_eq!(block.header.tx_root, merkle::root(&ids));
+                    assert_eq!(block.header.tx_root, merkle::root(&leaves));
                     assert_eq!(
                         block.header.state_root,
                         quorate_ledger::chain::state_root(next.state()).expect("root")
@@ -83,10 +83,10 @@ fuzz_target!(|data: &[u8]| {
             if let Some(proof) = round_trip::<InclusionProof>(bytes) {
                 // Block 2 holds two entries.
                 let block = &f.consortium.blocks[2].block;
-                let ids = block.entry_ids().expect("ids");
-                for (i, id) in ids.iter().enumerate() {
-                    if proof.verify(id, &block.header.tx_root).is_ok() {
-                        assert_eq!(Some(&proof), merkle::prove(&ids, i).as_ref());
+                let leaves = block.leaf_hashes().expect("leaf hashes");
+                for (i, leaf) in leaves.iter().enumerate() {
+                    if proof.verify(leaf, &block.header.tx_root).is_ok() {
+                        assert_eq!(Some(&proof), merkle::prove(&leaves, i).as_ref());
                     }
                 }
             }

@@ -82,12 +82,12 @@ pub fn fixture() -> &'static Fixture {
 }
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> EntryProof {
-    let ids = block.block.entry_ids().expect("ids");
+    let leaves = block.block.leaf_hashes().expect("leaf hashes");
     EntryProof {
         header: block.block.header.clone(),
         certificate: block.certificate.clone(),
         entry: block.block.entries[index].clone(),
-        path: merkle::prove(&ids, index).expect("index in range"),
+        path: merkle::prove(&leaves, index).expect("index in range"),
     }
 }
 

@@ -29,7 +29,8 @@ pub struct BlockHeader {
     pub time: Timestamp,
     /// The member that proposed the block.
     pub proposer: MemberId,
-    /// Merkle root of the entry ids, in block order.
+    /// Merkle root of the entries' leaf hashes ([`Entry::leaf_hash`]:
+    /// proposal and endorsements), in block order.
     pub tx_root: Hash,
     /// Hash of the state after applying this block.
     pub state_root: Hash,
@@ -70,11 +71,18 @@ impl Block {
     pub fn entry_ids(&self) -> Result<Vec<EntryId>, EncodeError> {
         self.entries.iter().map(Entry::id).collect()
     }
+
+    /// The leaf hashes of the entries ([`Entry::leaf_hash`]), in order:
+    /// the leaves of `tx_root` and of entry inclusion proofs.
+    pub fn leaf_hashes(&self) -> Result<Vec<Hash>, EncodeError> {
+        self.entries.iter().map(Entry::leaf_hash).collect()
+    }
 }
 
-/// The Merkle root over entry ids that a header's `tx_root` must equal.
-pub fn tx_root(ids: &[EntryId]) -> Hash {
-    merkle::root(ids)
+/// The Merkle root over entry leaf hashes ([`Block::leaf_hashes`]) that a
+/// header's `tx_root` must equal.
+pub fn tx_root(leaves: &[Hash]) -> Hash {
+    merkle::root(leaves)
 }
 
 impl crate::consensus::ConsensusValue for Block {

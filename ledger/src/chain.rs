@@ -488,7 +488,7 @@ impl ChainState {
         if entry.endorsements.len() != keys.len() {
             return Err(entry_err(EntryError::MissingProposerEndorsement));
         }
-        let expected_tx = tx_root(&[id]);
+        let expected_tx = tx_root(&[entry.leaf_hash().map_err(|e| at(encode_err(e)))?]);
         if header.tx_root != expected_tx {
             return Err(at(BlockError::TxRoot {
                 expected: expected_tx,
@@ -665,7 +665,7 @@ impl ChainState {
             builder.push(index, entry)?;
         }
         let (next, ids, changes) = (builder.next, builder.ids, builder.changes);
-        let expected_tx = tx_root(&ids);
+        let expected_tx = tx_root(&builder.leaves);
         if header.tx_root != expected_tx {
             return Err(BlockError::TxRoot {
                 expected: expected_tx,
@@ -770,7 +770,7 @@ impl ChainState {
             epoch: self.state.epoch,
             time,
             proposer,
-            tx_root: tx_root(&builder.ids),
+            tx_root: tx_root(&builder.leaves),
             state_root,
         };
         let block = Block { header, entries };
@@ -801,6 +801,7 @@ impl ChainState {
             next: self.state.clone(),
             changes: Changes::default(),
             ids: Vec::new(),
+            leaves: Vec::new(),
             membership_changed: false,
             height,
             time,
@@ -913,6 +914,8 @@ struct BlockBuilder<'a> {
     next: State,
     changes: Changes,
     ids: Vec<EntryId>,
+    /// `tx_root`'s leaves, one per entry in `ids`.
+    leaves: Vec<Hash>,
     membership_changed: bool,
     height: u64,
     time: Timestamp,
@@ -924,6 +927,7 @@ impl BlockBuilder<'_> {
     fn push(&mut self, index: usize, entry: &Entry) -> Result<(), BlockError> {
         let current = &self.chain.state;
         let id = entry.id().map_err(encode_err)?;
+        let leaf = entry.leaf_hash().map_err(encode_err)?;
         let entry_err = |reason| BlockError::Entry { index, id, reason };
         let proposal = &entry.proposal;
         if proposal.chain_id != current.chain_id {
@@ -985,11 +989,15 @@ impl BlockBuilder<'_> {
         self.changes.consortium |= changes.consortium;
         self.membership_changed |= is_membership_change;
         self.ids.push(id);
+        self.leaves.push(leaf);
         Ok(())
     }
 }
 
-fn check_endorsement_signatures(
+/// The count, order, membership and signature checks of an entry's
+/// endorsements, against the keys of the block's epoch (shared with grant
+/// proofs, which check them the same way).
+pub(crate) fn check_endorsement_signatures(
     entry: &Entry,
     id: &EntryId,
     keys: &BTreeMap<MemberId, Did>,

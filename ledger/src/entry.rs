@@ -94,6 +94,15 @@ impl Entry {
         self.proposal.id()
     }
 
+    /// The entry's leaf in its block's `tx_root`:
+    /// `blake3-derive-key("quorate 2026 block entry v2", canonical CBOR of
+    /// the whole entry)`. Unlike the id it covers the endorsements, so the
+    /// endorsements a block was agreed with cannot be changed afterwards
+    /// (a surplus one dropped, say) without changing the block hash.
+    pub fn leaf_hash(&self) -> Result<Hash, EncodeError> {
+        Ok(hash_tagged(tag::BLOCK_ENTRY, &codec::encode(self)?))
+    }
+
     /// Adds `member`'s endorsement (replacing an earlier one of the same
     /// member), keeping the list sorted by member id.
     pub fn endorse(&mut self, member: MemberId, key: &Keypair) -> Result<(), EncodeError> {

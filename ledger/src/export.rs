@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! file    = MAGIC record(header) record(committed block)*
-//! MAGIC   = "QUORATE-LEDGER\n" 0x01          (16 bytes: name, newline, version)
+//! MAGIC   = "QUORATE-LEDGER\n" 0x02          (16 bytes: name, newline, version)
 //! record  = length:u32-big-endian  canonical-CBOR-item(length bytes)
 //! ```
 //! The header is an [`ExportHeader`]; blocks follow in height order from 0.
@@ -18,8 +18,14 @@ use crate::block::CommittedBlock;
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::hash::Hash;
 
-/// The first 16 bytes of every export file.
-pub const MAGIC: &[u8; 16] = b"QUORATE-LEDGER\n\x01";
+/// The first 16 bytes of every export file: the name, a newline and the
+/// format version. Version 2: `tx_root` covers whole entries and a
+/// certificate's `value_id` is a byte string, so a version-1 file cannot
+/// verify under these rules and is refused by its version byte instead.
+pub const MAGIC: &[u8; 16] = b"QUORATE-LEDGER\n\x02";
+
+/// The format version this build reads and writes (the last magic byte).
+pub const VERSION: u8 = MAGIC[15];
 
 /// Largest record: one block with its certificate.
 pub const RECORD_BYTES_MAX: u32 = 16 * 1024 * 1024;
@@ -59,9 +65,17 @@ pub enum ReadError {
     /// The source failed.
     #[error("read: {0}")]
     Io(#[from] io::Error),
-    /// The file does not start with [`MAGIC`].
-    #[error("not a Quorate ledger export (bad magic or version)")]
+    /// The file does not start with the name of [`MAGIC`].
+    #[error("not a Quorate ledger export (bad magic)")]
     Magic,
+    /// A Quorate ledger export of another format version.
+    #[error(
+        "a Quorate ledger export of format version {found}; this build reads version {VERSION}"
+    )]
+    Version {
+        /// The file's version byte.
+        found: u8,
+    },
     /// The file ends inside a record.
     #[error("truncated: the file ends inside record {record}")]
     Truncated {
@@ -141,8 +155,11 @@ impl<R: Read> Reader<R> {
             io::ErrorKind::UnexpectedEof => ReadError::Magic,
             _ => ReadError::Io(e),
         })?;
-        if &magic != MAGIC {
+        if magic[..15] != MAGIC[..15] {
             return Err(ReadError::Magic);
+        }
+        if magic[15] != VERSION {
+            return Err(ReadError::Version { found: magic[15] });
         }
         let bytes = read_record(&mut input, 0)?.ok_or(ReadError::Truncated { record: 0 })?;
         let header =

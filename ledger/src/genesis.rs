@@ -8,13 +8,12 @@
 use quorate_contracts::{Body, Genesis, MemberId, NewMember, Policy, State, Timestamp};
 use quorate_did::Keypair;
 
-use crate::block::{Block, BlockHeader, CommittedBlock};
+use crate::block::{Block, BlockHeader, CommittedBlock, tx_root};
 use crate::chain::{GENESIS_PROPOSER, genesis_member_ids, state_root, validators_of};
 use crate::codec::EncodeError;
 use crate::consensus::certify;
 use crate::entry::{Endorsement, Entry, Proposal, endorsement_message};
 use crate::hash::Hash;
-use crate::merkle;
 
 /// Why a genesis could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +78,7 @@ pub fn build(
         epoch: 0,
         time,
         proposer: ids.first().copied().unwrap_or(GENESIS_PROPOSER),
-        tx_root: merkle::root(&[id]),
+        tx_root: tx_root(&[entry.leaf_hash()?]),
         state_root: state_root(&state)?,
     };
     let block = Block {

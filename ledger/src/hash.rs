@@ -17,6 +17,11 @@ pub mod tag {
     pub const ENTRY: &str = "quorate 2026 ledger entry v1";
     /// A block hash: the hash of a block header.
     pub const BLOCK_HEADER: &str = "quorate 2026 block header v1";
+    /// An entry as a block holds it, proposal and endorsements: the Merkle
+    /// leaf of `tx_root`, so the block hash covers the endorsements too.
+    /// New in format v2 (v1's leaves were bare entry ids), hence its
+    /// version.
+    pub const BLOCK_ENTRY: &str = "quorate 2026 block entry v2";
     /// A Merkle leaf.
     pub const MERKLE_LEAF: &str = "quorate 2026 merkle leaf v1";
     /// A Merkle inner node.

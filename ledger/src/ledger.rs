@@ -422,7 +422,9 @@ impl Ledger {
 
     /// A proof, checkable offline from genesis, that grant `id` was
     /// committed: its block header, certificate and Merkle path, plus every
-    /// membership change before it. Reads the chain up to the grant's block.
+    /// membership change before it (in earlier blocks, and earlier in its
+    /// own block, whose member set the grant's endorsements were judged
+    /// against). Reads the chain up to the grant's block.
     pub fn grant_proof(&self, id: &GrantId) -> Result<Option<GrantProof>, LedgerError> {
         let Some((height, index)) = self.store.entry_location(&id.0)? else {
             return Ok(None);
@@ -438,7 +440,13 @@ impl Ledger {
             }
         }
         let block = self.block(height)?.ok_or(LedgerError::NoGenesis)?;
-        let grant = entry_proof(&block, index as usize)?;
+        let index = index as usize;
+        for (i, entry) in block.block.entries.iter().enumerate().take(index) {
+            if entry.proposal.body.changes_membership() {
+                membership_changes.push(entry_proof(&block, i)?);
+            }
+        }
+        let grant = entry_proof(&block, index)?;
         if !matches!(grant.entry.proposal.body, quorate_contracts::Body::Grant(_)) {
             return Ok(None);
         }
@@ -471,8 +479,8 @@ impl Ledger {
 }
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> Result<EntryProof, LedgerError> {
-    let ids = block.block.entry_ids()?;
-    let path = merkle::prove(&ids, index).ok_or(LedgerError::Inconsistent {
+    let leaves = block.block.leaf_hashes()?;
+    let path = merkle::prove(&leaves, index).ok_or(LedgerError::Inconsistent {
         state: block.block.header.height,
         tip: index as u64,
     })?;

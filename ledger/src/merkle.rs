@@ -1,4 +1,6 @@
-//! blake3 Merkle trees over a block's entry ids, and inclusion proofs.
+//! blake3 Merkle trees over a block's entry leaf hashes
+//! ([`Entry::leaf_hash`](crate::entry::Entry::leaf_hash)), and inclusion
+//! proofs.
 //!
 //! The tree has RFC 6962's shape: a tree of `n > 1` leaves is a left subtree
 //! of the largest power of two smaller than `n` leaves and a right subtree

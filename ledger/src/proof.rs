@@ -2,24 +2,41 @@
 //! say) was committed by a quorum of the consortium.
 //!
 //! A [`GrantProof`] carries the genesis block, every membership change up
-//! to the grant's epoch, and the grant's own block header, certificate and
-//! Merkle path. Its verifier needs nothing else, except (optionally) the
-//! genesis hash it already trusts. Every membership change moves the epoch
-//! by one and every header names its epoch under a certificate, so a prover
-//! cannot leave a change out: the epochs would not line up.
+//! to the grant, and the grant's own block header, certificate and Merkle
+//! path. Its verifier needs nothing else, except (optionally) the genesis
+//! hash it already trusts. Every membership change moves the epoch by one
+//! and every header names its epoch under a certificate, so a prover
+//! cannot leave out a change of an earlier block: the epochs would not
+//! line up.
+//!
+//! Each entry's endorsements are checked as the chain checked them
+//! (docs/ledger-format.md section 5): strictly sorted, by members of the
+//! block's epoch, each signature valid under that member's key then, the
+//! proposer's among them, and enough for the contract's requirement. The
+//! verifier knows only the member sets (it replays membership changes, not
+//! grants), which is all those rules read for membership changes and
+//! grants. The Merkle path covers the endorsements too, so these checks
+//! cannot pass for an entry the block did not hold; they name what is
+//! wrong with a tampered proof, and refuse one whose endorsements a quorum
+//! certified without checking.
 //!
 //! A proof shows that the grant was committed. Whether it is still active
 //! (not revoked, not expired) is a question for the current ledger.
 
-use quorate_contracts::{ApplyContext, Body, GrantId, GrantTerms, State};
+use std::collections::{BTreeMap, BTreeSet};
+
+use quorate_contracts::{
+    self as contracts, ApplyContext, Body, GrantId, GrantTerms, MemberId, State,
+};
+use quorate_did::Did;
 use serde::{Deserialize, Serialize};
 
 use crate::block::{BlockHeader, CommittedBlock};
-use crate::chain::{ChainState, validators_of};
-use crate::consensus::{QuorumCertificate, verify_certificate};
+use crate::chain::{ChainState, EntryError, check_endorsement_signatures, validators_of};
+use crate::consensus::{CertificateError, QuorumCertificate, verify_certificate};
 use crate::entry::{Entry, EntryId};
 use crate::hash::Hash;
-use crate::merkle::InclusionProof;
+use crate::merkle::{self, InclusionProof};
 
 /// Most membership changes a proof may carry.
 pub const MEMBERSHIP_CHANGES_MAX: usize = 4096;
@@ -33,7 +50,8 @@ pub struct EntryProof {
     pub certificate: QuorumCertificate,
     /// The entry.
     pub entry: Entry,
-    /// Its path to `header.tx_root`.
+    /// The path from its leaf hash ([`Entry::leaf_hash`]) to
+    /// `header.tx_root`.
     pub path: InclusionProof,
 }
 
@@ -42,7 +60,8 @@ pub struct EntryProof {
 pub struct GrantProof {
     /// The genesis block (verified in full).
     pub genesis: CommittedBlock,
-    /// Every membership change before the grant's block, in order.
+    /// Every membership change committed before the grant, in order: those
+    /// of earlier blocks, and one earlier in the grant's own block.
     pub membership_changes: Vec<EntryProof>,
     /// The grant.
     pub grant: EntryProof,
@@ -79,51 +98,151 @@ pub enum ProofError {
     /// Too many membership changes.
     #[error("{0} membership changes; at most {MEMBERSHIP_CHANGES_MAX}")]
     TooLong(usize),
-    /// A step's block is in the wrong epoch or chain, or out of order.
+    /// One entry of the proof (a membership change, or the grant) fails.
     #[error("step {step}: {reason}")]
     Step {
         /// 0-based index among membership changes; the grant is the last.
         step: usize,
         /// What is wrong.
-        reason: String,
+        reason: StepError,
     },
     /// The final entry is not a grant.
     #[error("the proven entry is not a grant")]
     NotAGrant,
 }
 
+/// Why one entry of a proof fails: each variant is one check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    /// The block is for another chain.
+    #[error("block is for chain {0:?}")]
+    ChainId(String),
+    /// The block is not in the epoch the membership changes so far lead to.
+    #[error("block is in epoch {found}, expected {expected}")]
+    Epoch {
+        /// The epoch reached.
+        expected: u64,
+        /// The header's.
+        found: u64,
+    },
+    /// The block is not after the previous step's.
+    #[error("height {found} is not after {after}")]
+    Height {
+        /// The previous step's height.
+        after: u64,
+        /// The header's.
+        found: u64,
+    },
+    /// The certificate names another height or block hash.
+    #[error("certificate is for another block")]
+    CertifiesAnotherBlock,
+    /// The certificate does not verify against the epoch's validators.
+    #[error("certificate: {0}")]
+    Certificate(#[from] CertificateError),
+    /// The entry is not valid in its block: wrong chain or epoch, or its
+    /// endorsements are out of order, by a non-member, badly signed,
+    /// without the proposer's, or short of the contract's requirement.
+    #[error("entry: {0}")]
+    Entry(#[from] EntryError),
+    /// The entry's leaf hash does not lead to the header's `tx_root`.
+    #[error("merkle path: {0}")]
+    Path(#[from] merkle::ProofError),
+    /// A membership change in the grant's own block is not in that block
+    /// (another header) or does not come before the grant.
+    #[error(
+        "the last membership change is at the grant's height but is not an earlier entry of its block"
+    )]
+    NotEarlierInBlock,
+    /// A step listed as a membership change is something else.
+    #[error("not a membership change")]
+    NotAMembershipChange,
+    /// Applying a membership change breaks a rule.
+    #[error("{0}")]
+    Rule(#[from] contracts::Violation),
+    /// A value could not be encoded (over the limits).
+    #[error("encoding: {0}")]
+    Encode(String),
+}
+
+fn encode_err(e: crate::codec::EncodeError) -> StepError {
+    StepError::Encode(e.to_string())
+}
+
+/// The members' keys of an epoch, by member id.
+fn keys_of(state: &State) -> BTreeMap<MemberId, Did> {
+    state.members.iter().map(|(id, m)| (*id, m.did)).collect()
+}
+
 impl EntryProof {
-    /// Checks the certificate against `state`'s validators, the header's
-    /// chain and epoch, and the entry's Merkle path. Returns the entry id.
-    fn verify(&self, state: &State, after_height: u64) -> Result<EntryId, String> {
+    /// Checks the header's chain and epoch, the certificate against the
+    /// validators of `epoch` (the members of the block's epoch, whose keys
+    /// also sign endorsements), the entry's endorsements with the contract
+    /// requirement judged against `rules` (the state the entries before it
+    /// in the block left: `epoch`, unless one of them changed membership),
+    /// and the Merkle path. Returns the entry id.
+    fn verify(
+        &self,
+        epoch: &State,
+        rules: &State,
+        after_height: u64,
+    ) -> Result<EntryId, StepError> {
         let header = &self.header;
-        if header.chain_id != state.chain_id {
-            return Err(format!("chain id {:?}", header.chain_id));
+        if header.chain_id != epoch.chain_id {
+            return Err(StepError::ChainId(header.chain_id.clone()));
         }
-        if header.epoch != state.epoch {
-            return Err(format!(
-                "block is in epoch {}, expected {}",
-                header.epoch, state.epoch
-            ));
+        if header.epoch != epoch.epoch {
+            return Err(StepError::Epoch {
+                expected: epoch.epoch,
+                found: header.epoch,
+            });
         }
         if header.height <= after_height {
-            return Err(format!(
-                "height {} is not after {after_height}",
-                header.height
-            ));
+            return Err(StepError::Height {
+                after: after_height,
+                found: header.height,
+            });
         }
-        let hash = header.hash().map_err(|e| e.to_string())?;
+        let hash = header.hash().map_err(encode_err)?;
         let cert = &self.certificate;
         if cert.height != header.height || cert.value_id != hash.0 {
-            return Err("certificate is for another block".to_owned());
+            return Err(StepError::CertifiesAnotherBlock);
         }
-        verify_certificate(&state.chain_id, &validators_of(state), cert)
-            .map_err(|e| format!("certificate: {e}"))?;
-        let id = self.entry.id().map_err(|e| e.to_string())?;
-        self.path
-            .verify(&id, &header.tx_root)
-            .map_err(|e| format!("merkle path: {e}"))?;
+        verify_certificate(&epoch.chain_id, &validators_of(epoch), cert)?;
+        let id = self.entry.id().map_err(encode_err)?;
+        // The entry before its path: a tampered endorsement is named for
+        // what it is, not just as a path that leads elsewhere.
+        self.check_endorsements(&id, epoch, rules)?;
+        let leaf = self.entry.leaf_hash().map_err(encode_err)?;
+        self.path.verify(&leaf, &header.tx_root)?;
         Ok(id)
+    }
+
+    /// The endorsement rules of docs/ledger-format.md section 5, rule 2.
+    fn check_endorsements(
+        &self,
+        id: &EntryId,
+        epoch: &State,
+        rules: &State,
+    ) -> Result<(), EntryError> {
+        let proposal = &self.entry.proposal;
+        if proposal.chain_id != epoch.chain_id {
+            return Err(EntryError::ChainId(proposal.chain_id.clone()));
+        }
+        if proposal.epoch != epoch.epoch {
+            return Err(EntryError::Epoch {
+                expected: epoch.epoch,
+                found: proposal.epoch,
+            });
+        }
+        check_endorsement_signatures(&self.entry, id, &keys_of(epoch))?;
+        let endorsers: BTreeSet<MemberId> =
+            self.entry.endorsements.iter().map(|e| e.member).collect();
+        if !endorsers.contains(&proposal.proposer) {
+            return Err(EntryError::MissingProposerEndorsement);
+        }
+        contracts::check_endorsements(rules, proposal.proposer, &proposal.body, &endorsers)?;
+        Ok(())
     }
 }
 
@@ -141,23 +260,29 @@ impl GrantProof {
                 found: chain.genesis_hash(),
             });
         }
-        if self.membership_changes.len() > MEMBERSHIP_CHANGES_MAX {
-            return Err(ProofError::TooLong(self.membership_changes.len()));
+        let changes = &self.membership_changes;
+        if changes.len() > MEMBERSHIP_CHANGES_MAX {
+            return Err(ProofError::TooLong(changes.len()));
         }
         // Membership rules do not depend on grants, so replaying only the
         // membership changes on the genesis state yields each epoch's
         // member set exactly.
         let mut state = chain.state().clone();
         let mut height = 0;
-        for (step, change) in self.membership_changes.iter().enumerate() {
-            let fail = |reason: String| ProofError::Step { step, reason };
-            let id = change.verify(&state, height).map_err(fail)?;
+        // The state before the last change: the grant's epoch if that
+        // change is in the grant's own block. Kept for the last one only.
+        let mut before_last = None;
+        for (step, change) in changes.iter().enumerate() {
+            let fail = |reason: StepError| ProofError::Step { step, reason };
+            // At most one membership change per block, so none came before
+            // this one in its block: its rules are its epoch's.
+            let id = change.verify(&state, &state, height).map_err(fail)?;
             let proposal = &change.entry.proposal;
-            if !matches!(
-                proposal.body,
-                Body::AddMember(_) | Body::RemoveMember { .. } | Body::RotateKey { .. }
-            ) {
-                return Err(fail("not a membership change".to_owned()));
+            if !proposal.body.changes_membership() {
+                return Err(fail(StepError::NotAMembershipChange));
+            }
+            if step + 1 == changes.len() {
+                before_last = Some(state.clone());
             }
             let ctx = ApplyContext {
                 entry_id: id.0,
@@ -166,21 +291,32 @@ impl GrantProof {
             };
             state
                 .apply(ctx, proposal.proposer, &proposal.body)
-                .map_err(|v| fail(v.to_string()))?;
+                .map_err(|v| fail(v.into()))?;
             height = change.header.height;
         }
-        let step = self.membership_changes.len();
-        let id = self
-            .grant
-            .verify(&state, height)
-            .map_err(|reason| ProofError::Step { step, reason })?;
-        let Body::Grant(terms) = &self.grant.entry.proposal.body else {
+        let step = changes.len();
+        let fail = |reason: StepError| ProofError::Step { step, reason };
+        let grant = &self.grant;
+        // Named first: any other check would fail on it less clearly.
+        let Body::Grant(terms) = &grant.entry.proposal.body else {
             return Err(ProofError::NotAGrant);
+        };
+        let id = match (changes.last(), &before_last) {
+            // A change earlier in the grant's own block: the grant was
+            // endorsed and certified in the epoch before it, and the
+            // contract rules judged it against the state after it.
+            (Some(change), Some(epoch)) if change.header.height == grant.header.height => {
+                if change.header != grant.header || change.path.index >= grant.path.index {
+                    return Err(fail(StepError::NotEarlierInBlock));
+                }
+                grant.verify(epoch, &state, height - 1).map_err(fail)?
+            }
+            _ => grant.verify(&state, &state, height).map_err(fail)?,
         };
         Ok(VerifiedGrant {
             id: GrantId(id.0),
             terms: terms.clone(),
-            height: self.grant.header.height,
+            height: grant.header.height,
             genesis_hash: chain.genesis_hash(),
         })
     }

@@ -23,8 +23,15 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// Largest stored block (or certificate) accepted.
 pub const BLOCK_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// Format tag in the `meta` table: refuses files that are not ours.
+/// Format tag in the `meta` table: refuses files that are not ours, and
+/// ours of another format. v2: blocks' `tx_root` covers whole entries,
+/// certificates' `value_id` is a byte string, and the state is rows with a
+/// state tree, so v1 bytes would not decode or verify.
 pub const FORMAT: &[u8] = b"quorate-ledger-store v2";
+
+/// What every [`FORMAT`] tag starts with, to tell an old store of ours
+/// from a foreign file.
+const FORMAT_NAME: &[u8] = b"quorate-ledger-store ";
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
@@ -119,6 +126,18 @@ pub enum OpenError {
     Foreign {
         /// The path.
         path: String,
+    },
+    /// A Quorate ledger store of another format, which this build cannot
+    /// read (nor convert: the chain's hashes differ between formats).
+    #[error(
+        "{path} is a ledger store in format {found:?}; this build reads only {:?}",
+        String::from_utf8_lossy(FORMAT)
+    )]
+    Format {
+        /// The path.
+        path: String,
+        /// The store's format tag.
+        found: String,
     },
     /// redb refused the file or failed.
     #[error("cannot open the ledger store {path}: {message}")]
@@ -269,6 +288,12 @@ impl Store {
                 .map_err(|e| storage(&e))?
                 .map(|v| v.value().to_vec());
             match existing {
+                Some(format) if format.starts_with(FORMAT_NAME) && format != FORMAT => {
+                    return Err(OpenError::Format {
+                        path: name.to_owned(),
+                        found: String::from_utf8_lossy(&format).into_owned(),
+                    });
+                }
                 Some(format) if format != FORMAT => {
                     return Err(OpenError::Foreign {
                         path: name.to_owned(),

@@ -6,12 +6,21 @@
 //! values were printed once; the tagged hashes, the Merkle root and the
 //! sample encoding were recomputed independently in Python (`blake3`
 //! package, `derive_key_context=tag`; CBOR bytes written out by hand).
+//! Format v2 (tx_root leaves are whole entries, value_id a byte string,
+//! state_root the state tree's root) changed the genesis and block hashes
+//! and the state root, not the entry id;
+//! `fixtures_check.py` recomputes every chain value below from the bytes
+//! `print_fixture_bytes` prints (blake3 `derive_key`, cbor2, Ed25519 from
+//! `cryptography`), endorsement and precommit signatures included:
+//! `cargo test -p quorate-ledger --test fixtures -- --ignored --nocapture
+//! print_fixture_bytes | python3 ledger/tests/fixtures_check.py`.
 
 use quorate_contracts::Body;
 use quorate_ledger::codec;
 use quorate_ledger::hash::{hash_tagged, tag};
 use quorate_ledger::merkle;
 use quorate_ledger::testing::Consortium;
+use quorate_ledger::{block::CommittedBlock, entry::Entry};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -22,6 +31,11 @@ fn tagged_hashes_and_merkle_roots_are_frozen() {
     assert_eq!(
         hash_tagged(tag::ENTRY, b"quorate").to_string(),
         "d5c5014990971f7c83ae331fac9f1a42b9f39fb88dd1b80355d1013c4feb3d7d"
+    );
+    assert_eq!(tag::BLOCK_ENTRY, "quorate 2026 block entry v2");
+    assert_eq!(
+        hash_tagged(tag::BLOCK_ENTRY, b"quorate").to_string(),
+        "c41f244dc5304631931629854b0584113c33f53a8798087472f1a966585312d4"
     );
     let leaves = [
         hash_tagged(tag::ENTRY, b"a"),
@@ -36,6 +50,12 @@ fn tagged_hashes_and_merkle_roots_are_frozen() {
         merkle::root(&[]).to_string(),
         "3f502fcb8867b49e09c9c22aa42a94d6c84a04fbbabb126c51c8e3b8f863c64b"
     );
+}
+
+#[test]
+fn the_format_version_is_frozen() {
+    assert_eq!(quorate_ledger::export::MAGIC, b"QUORATE-LEDGER\n\x02");
+    assert_eq!(quorate_ledger::store::FORMAT, b"quorate-ledger-store v2");
 }
 
 #[test]
@@ -61,25 +81,87 @@ fn small_values_encode_to_fixed_bytes() {
     );
 }
 
+/// The fixture chain: genesis, then one grant endorsed by all four.
+fn fixture() -> (Consortium, Entry, CommittedBlock) {
+    let mut c = Consortium::new(4);
+    let e = c.entry(0, Body::Grant(c.grant_terms(0, 1)), &c.all());
+    let block = c.commit(vec![e.clone()]);
+    (c, e, block)
+}
+
 #[test]
 fn a_deterministic_chain_has_frozen_hashes() {
-    let mut c = Consortium::new(4);
+    let (c, e, block) = fixture();
     assert_eq!(
         c.chain.genesis_hash().to_string(),
-        "b0a419b874b6c61f3121244d09234b7b3d0e7f740a49b5516c83ca18b1de50f6"
+        "80edb9d27c55b0cb1227fae5d93e387fa15d00c9b053d7c07bbf1b7f3eb6ba26"
     );
-    let e = c.entry(0, Body::Grant(c.grant_terms(0, 1)), &c.all());
+    assert_eq!(
+        c.blocks[0].block.header.tx_root.to_string(),
+        "d6605620310f3ea81c4eb4626ad0559a5debc41c8936b222ee7dc5741708aae7"
+    );
+    // The entry id (the grant id) is the same in v1 and v2: it still
+    // hashes the proposal alone.
     assert_eq!(
         e.id().unwrap().to_string(),
         "82e28d10291f6e2b3a1dce6c38addb3062a63e25b5636c0ac5be1ff769e73d27"
     );
-    let block = c.commit(vec![e]);
+    assert_eq!(
+        e.leaf_hash().unwrap().to_string(),
+        "7a4707d7bc16ee5b598937b3dbe9f400067dc02823345b0faf1cfebbd03ca720"
+    );
+    assert_eq!(
+        block.block.header.tx_root,
+        merkle::root(&[e.leaf_hash().unwrap()])
+    );
+    assert_eq!(
+        block.block.header.tx_root.to_string(),
+        "5c67decb791736004f8acb2f2bbdf9f51497d6a0da670c0ba17d2a6f454375a7"
+    );
     assert_eq!(
         block.block.hash().unwrap().to_string(),
-        "77612771b89b624e0543e2c8b64272e40edd36910d02f793dc1f7d215e94a9f2"
+        "ac4e55c085ddcd52b7cee84bb8ebe07bc1e427ae7921e9bef07e849b6424a3c8"
     );
     assert_eq!(
         block.block.header.state_root.to_string(),
-        "5b505fda1d44cff484677fe6bcbe76c26fe1b9168d5d871dac42040645781d48"
+        "729fd8fc15b075d0e9dbe9e5ee58c66aced5ed9c7755138d40ff0ffd11e3fafd"
     );
+}
+
+/// Prints the fixture's bytes for `fixtures_check.py` (see the header).
+#[test]
+#[ignore = "prints the input of fixtures_check.py"]
+fn print_fixture_bytes() {
+    let (c, e, block) = fixture();
+    let genesis = &c.blocks[0].block;
+    let lines = [
+        ("TAG", hash_tagged(tag::BLOCK_ENTRY, b"quorate").to_string()),
+        ("GENESIS", c.chain.genesis_hash().to_string()),
+        (
+            "GENESIS_ENTRY_CBOR",
+            hex(&codec::encode(&genesis.entries[0]).unwrap()),
+        ),
+        (
+            "GENESIS_HEADER_CBOR",
+            hex(&codec::encode(&genesis.header).unwrap()),
+        ),
+        ("GENESIS_TX", genesis.header.tx_root.to_string()),
+        ("ID", e.id().unwrap().to_string()),
+        ("PROPOSAL_CBOR", hex(&codec::encode(&e.proposal).unwrap())),
+        ("ENTRY_CBOR", hex(&codec::encode(&e).unwrap())),
+        ("LEAF", e.leaf_hash().unwrap().to_string()),
+        ("TX", block.block.header.tx_root.to_string()),
+        (
+            "HEADER_CBOR",
+            hex(&codec::encode(&block.block.header).unwrap()),
+        ),
+        ("BLOCK", block.block.hash().unwrap().to_string()),
+        (
+            "CERT_CBOR",
+            hex(&codec::encode(&block.certificate).unwrap()),
+        ),
+    ];
+    for (name, value) in lines {
+        println!("{name} {value}");
+    }
 }

@@ -6,18 +6,19 @@
 use quorate_contracts::{Body, GrantId, NewMember};
 use quorate_did::Keypair;
 use quorate_ledger::block::CommittedBlock;
+use quorate_ledger::chain::{BlockError, VerifyError};
 use quorate_ledger::export::{self, ExportHeader};
 use quorate_ledger::merkle;
 use quorate_ledger::proof::{EntryProof, GrantProof};
 use quorate_ledger::testing::Consortium;
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> EntryProof {
-    let ids = block.block.entry_ids().unwrap();
+    let leaves = block.block.leaf_hashes().unwrap();
     EntryProof {
         header: block.block.header.clone(),
         certificate: block.certificate.clone(),
         entry: block.block.entries[index].clone(),
-        path: merkle::prove(&ids, index).unwrap(),
+        path: merkle::prove(&leaves, index).unwrap(),
     }
 }
 
@@ -135,6 +136,51 @@ fn an_export_verifies_and_any_changed_byte_is_caught() {
         "truncated"
     );
     assert!(verify_export(b"not a ledger").is_err());
+}
+
+#[test]
+fn an_export_of_format_v1_is_refused_by_its_version_byte() {
+    let (c, _, _) = chain_with_grant();
+    let mut bytes = export_bytes(&c);
+    assert_eq!(&bytes[..16], b"QUORATE-LEDGER\n\x02");
+    bytes[15] = 0x01;
+    match export::verify(bytes.as_slice()) {
+        Err(export::VerifyExportError::Read(export::ReadError::Version { found: 1 })) => {}
+        other => panic!("expected a version error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_export_with_a_surplus_endorsement_dropped_fails_on_tx_root() {
+    let (c, _, _) = chain_with_grant();
+    let mut blocks = c.blocks.clone();
+    // The grant at height 2 carries all five endorsements where a quorum
+    // of four suffices, so without it the entry still meets every rule:
+    // only tx_root, which covers whole entries, notices.
+    let entry = &mut blocks[2].block.entries[1];
+    assert_eq!(entry.endorsements.len(), 5);
+    let proposer = entry.proposal.proposer;
+    let at = entry
+        .endorsements
+        .iter()
+        .position(|e| e.member != proposer)
+        .unwrap();
+    entry.endorsements.remove(at);
+    let header = ExportHeader {
+        chain_id: quorate_ledger::testing::CHAIN.to_owned(),
+        genesis_hash: c.chain.genesis_hash(),
+        tip_height: c.chain.tip().height,
+        tip_hash: c.chain.tip().hash,
+    };
+    let mut bytes = Vec::new();
+    export::write(&mut bytes, &header, blocks).unwrap();
+    match export::verify(bytes.as_slice()) {
+        Err(export::VerifyExportError::Chain(VerifyError {
+            height: 2,
+            reason: BlockError::TxRoot { expected, found },
+        })) => assert_eq!(found, c.blocks[2].block.header.tx_root, "{expected}"),
+        other => panic!("expected a tx_root mismatch at height 2, got {other:?}"),
+    }
 }
 
 #[test]

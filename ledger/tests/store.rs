@@ -130,6 +130,45 @@ fn a_file_that_is_not_a_ledger_store_is_refused() {
     );
 }
 
+/// A redb file whose `meta` table holds `format`, as a store would.
+fn redb_with_format(path: &std::path::Path, format: &[u8]) {
+    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert("format", format)
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_store_of_format_v1_is_refused_naming_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.redb");
+    redb_with_format(&path, b"quorate-ledger-store v1");
+    let err = Store::open(&path).unwrap_err();
+    match &err {
+        OpenError::Format { found, .. } => assert_eq!(found, "quorate-ledger-store v1"),
+        other => panic!("expected a format error, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("\"quorate-ledger-store v1\"")
+            && message.contains("\"quorate-ledger-store v2\""),
+        "{message}"
+    );
+    // The store was left as it was: still v1, so refused again.
+    assert!(matches!(Store::open(&path), Err(OpenError::Format { .. })));
+
+    let other = dir.path().join("other.redb");
+    redb_with_format(&other, b"someone else's database");
+    assert!(matches!(
+        Store::open(&other),
+        Err(OpenError::Foreign { .. })
+    ));
+}
+
 #[test]
 fn range_reads_are_bounded_by_bytes() {
     let dir = tempfile::tempdir().unwrap();

@@ -184,7 +184,10 @@ pub struct QuorumCertificate {
     pub height: u64,
     /// The round that decided.
     pub round: u32,
-    /// The decided value's id (the block hash).
+    /// The decided value's id (the block hash). A CBOR byte string, as
+    /// every fixed-size byte value on the ledger is: serde alone would
+    /// write `[u8; 32]` as an array of 32 integers.
+    #[serde(with = "serde_bytes")]
     pub value_id: [u8; 32],
     /// `(validator index, precommit signature)`, sorted by index, unique.
     pub signatures: Vec<(u16, Signature)>,
@@ -367,6 +370,38 @@ mod tests {
             Err(CertificateError::BadSignature(_))
         ));
         assert!(verify_certificate("other-chain", &v, &good).is_err());
+    }
+
+    #[test]
+    fn value_id_is_a_cbor_byte_string() {
+        let ks = keys(1);
+        let v = Validators::new(vec![ks[0].did()]);
+        let cert = certify("c", &v, 5, 0, [7; 32], &[&ks[0]]);
+        let bytes = crate::codec::encode(&cert).unwrap();
+        // The text key "value_id", then major type 2 with a one-byte
+        // length (0x58) of 32, then the 32 bytes themselves.
+        let mut expected = vec![0x68];
+        expected.extend_from_slice(b"value_id");
+        expected.extend_from_slice(&[0x58, 0x20]);
+        expected.extend_from_slice(&[7; 32]);
+        assert!(
+            bytes.windows(expected.len()).any(|w| w == expected),
+            "value_id is not bstr .size 32 in {bytes:02x?}"
+        );
+        let back: QuorumCertificate = crate::codec::decode(&bytes).unwrap();
+        assert_eq!(back, cert);
+
+        // The format-v1 encoding, an array of 32 integers, is refused.
+        let mut array = vec![0x98, 0x20];
+        array.extend_from_slice(&[7; 32]);
+        let mut old = bytes.clone();
+        let at = old
+            .windows(expected.len())
+            .position(|w| w == expected)
+            .unwrap()
+            + 9;
+        old.splice(at..at + 34, array);
+        assert!(crate::codec::decode::<QuorumCertificate>(&old).is_err());
     }
 
     #[test]

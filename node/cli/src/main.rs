@@ -78,6 +78,10 @@ enum LedgerCommand {
         /// Verify the ledger in this node home instead.
         #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
+        /// The genesis hash you trust (hex hash of block 0): a chain that
+        /// starts elsewhere fails, however valid (as in `grant verify`).
+        #[arg(long, value_name = "HASH")]
+        genesis: Option<String>,
     },
 }
 
@@ -259,7 +263,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let tip = ledger.chain().map(|c| c.tip().height).unwrap_or(0);
             println!("exported blocks 0..={tip} to {}", out.display());
         }
-        Command::Ledger(LedgerCommand::Verify { file, home }) => {
+        Command::Ledger(LedgerCommand::Verify {
+            file,
+            home,
+            genesis,
+        }) => {
+            let trusted: Option<quorate_ledger::hash::Hash> = genesis
+                .map(|g| {
+                    g.parse()
+                        .map_err(|_| anyhow::anyhow!("{g:?} is not a hash (64 hex digits)"))
+                })
+                .transpose()?;
             let (chain, entries) = match (file, home) {
                 (Some(file), _) => {
                     let input = std::fs::File::open(&file)
@@ -277,6 +291,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (None, None) => anyhow::bail!("give an export FILE or --home DIR"),
             };
+            // A valid chain is not necessarily the one meant: pin its start.
+            if let Some(expected) = trusted
+                && chain.genesis_hash() != expected
+            {
+                anyhow::bail!(
+                    "FAILED: genesis hash {} is not the trusted {expected}",
+                    chain.genesis_hash()
+                );
+            }
             print_summary(&chain, entries);
             println!(
                 "OK: every block, certificate, endorsement and state root verifies from genesis"

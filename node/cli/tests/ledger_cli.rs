@@ -91,6 +91,58 @@ fn verify_and_export_a_node_ledger() {
 }
 
 #[test]
+fn verify_pins_the_genesis_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = home_with_chain(dir.path());
+    let home = dir.path().join("org-a");
+    let h = home.to_str().unwrap();
+    let file = dir.path().join("ledger.export");
+    let f = file.to_str().unwrap();
+    assert!(
+        quorate(&["ledger", "export", "--home", h, "--out", f])
+            .status
+            .success()
+    );
+    let right = c.chain.genesis_hash().to_string();
+    // Another consortium's genesis: a valid chain, not this one.
+    let wrong = Consortium::new(3).chain.genesis_hash().to_string();
+    for source in [&["--home", h][..], &[f][..]] {
+        let args = |genesis: &str| {
+            let mut args = vec!["ledger", "verify", "--genesis", genesis];
+            args.extend_from_slice(source);
+            quorate(&args)
+        };
+        let out = args(&right);
+        assert!(
+            out.status.success(),
+            "{source:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+
+        let out = args(&wrong);
+        assert_eq!(out.status.code(), Some(1), "{source:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "{source:?}: no summary for a wrong chain"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            format!("error: FAILED: genesis hash {right} is not the trusted {wrong}"),
+            "{source:?}"
+        );
+
+        let out = args("not-a-hash");
+        assert_eq!(out.status.code(), Some(1), "{source:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not a hash"),
+            "{source:?}"
+        );
+    }
+}
+
+#[test]
 fn verify_explains_missing_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let out = quorate(&[
