@@ -226,6 +226,14 @@ pub trait Node: Clone + Send + Sync + 'static {
     fn grants(&self, query: GrantQuery) -> impl Future<Output = Result<GrantPage, Problem>> + Send;
     /// One committed grant (`id` is 64 hex digits).
     fn grant(&self, id: String) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// A proof of a grant's record at height `at` (the tip if `None`), as
+    /// canonical CBOR (`docs/ledger-format.md` section 6), checkable
+    /// offline from genesis.
+    fn grant_status(
+        &self,
+        id: String,
+        at: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
     /// A committed grant's proof, as canonical CBOR (see
     /// `docs/ledger-format.md`), checkable offline from genesis.
     fn grant_proof(&self, id: String) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
@@ -393,6 +401,7 @@ pub fn router<N: Node>(
         .route("/v1/grants", get(grants::<N>))
         .route("/v1/grants/{id}", get(grant::<N>))
         .route("/v1/grants/{id}/proof", get(grant_proof::<N>))
+        .route("/v1/grants/{id}/status", get(grant_status::<N>))
         .route("/v1/identity", get(identity::<N>))
         .route("/v1/members", get(members::<N>))
         .route("/v1/peers", get(members::<N>))
@@ -1019,6 +1028,33 @@ async fn grant_proof<N: Node>(
     }
 }
 
+/// The height of `GET /v1/grants/{id}/status`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    /// The committed height to prove the status at (the tip if absent).
+    pub at: Option<u64>,
+}
+
+async fn grant_status<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Response {
+    let id = match hex_id(id, "grant") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
+    let Ok(Query(query)) = query else {
+        return Problem::bad_request("a status query takes at=HEIGHT (a whole number)")
+            .into_response();
+    };
+    match node.grant_status(id, query.at).await {
+        Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
 async fn propose<N: Node>(
     State(node): State<N>,
     body: Result<Json<ProposalRequest>, JsonRejection>,
@@ -1223,6 +1259,9 @@ mod tests {
                 none()
             }
             async fn grant_proof(&self, _: String) -> Result<Vec<u8>, Problem> {
+                none()
+            }
+            async fn grant_status(&self, _: String, _: Option<u64>) -> Result<Vec<u8>, Problem> {
                 none()
             }
             async fn identity(&self) -> serde_json::Value {

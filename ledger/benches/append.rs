@@ -67,6 +67,7 @@ fn store_batch(c: &mut Criterion) {
                                             id
                                         })
                                         .collect(),
+                                    membership_entries: Vec::new(),
                                 };
                                 prev = hash;
                                 b

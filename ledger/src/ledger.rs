@@ -24,7 +24,7 @@ use crate::entry::EntryId;
 use crate::export::{self, ExportHeader};
 use crate::hash::Hash;
 use crate::merkle;
-use crate::proof::{EntryProof, GrantProof};
+use crate::proof::{EntryProof, GrantProof, StatusProof};
 use crate::smt::{Node, NodeKey, TreeReader};
 use crate::store::{self, RowVisitor, StateWrite, Store, StoreTree, StoredBlock};
 use quorate_contracts::GrantId;
@@ -82,6 +82,20 @@ pub enum LedgerError {
     /// Writing an export failed.
     #[error(transparent)]
     Export(#[from] export::WriteError),
+    /// A height past the tip.
+    #[error("height {height} is beyond the tip ({tip})")]
+    BeyondTip {
+        /// Asked for.
+        height: u64,
+        /// The tip's.
+        tip: u64,
+    },
+    /// The state at a height is not held (pruned, or never written).
+    #[error("the state at height {height} is not held by this ledger")]
+    NotHeld {
+        /// Asked for.
+        height: u64,
+    },
     /// The stored state tree is missing a node or does not match the rows.
     #[error("the stored state tree is inconsistent: {0}")]
     Tree(String),
@@ -341,6 +355,14 @@ impl Ledger {
                         .into_iter()
                         .map(|id| id.0)
                         .collect(),
+                    membership_entries: committed
+                        .block
+                        .entries
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| e.proposal.body.changes_membership())
+                        .map(|(i, _)| i as u32)
+                        .collect(),
                 })
             })
             .collect::<Result<Vec<_>, EncodeError>>()?;
@@ -430,15 +452,9 @@ impl Ledger {
             return Ok(None);
         };
         let genesis = self.block(0)?.ok_or(LedgerError::NoGenesis)?;
-        let mut membership_changes = Vec::new();
-        for h in 1..height {
-            let block = self.block(h)?.ok_or(LedgerError::NoGenesis)?;
-            for (i, entry) in block.block.entries.iter().enumerate() {
-                if entry.proposal.body.changes_membership() {
-                    membership_changes.push(entry_proof(&block, i)?);
-                }
-            }
-        }
+        // From the index of membership changes: the proof reads the blocks
+        // it cites, not the chain.
+        let mut membership_changes = self.membership_changes_before(height)?;
         let block = self.block(height)?.ok_or(LedgerError::NoGenesis)?;
         let index = index as usize;
         for (i, entry) in block.block.entries.iter().enumerate().take(index) {
@@ -455,6 +471,60 @@ impl Ledger {
             membership_changes,
             grant,
         }))
+    }
+
+    /// Proofs of every membership change in blocks before `height`.
+    fn membership_changes_before(&self, height: u64) -> Result<Vec<EntryProof>, LedgerError> {
+        let at = self
+            .store
+            .membership_changes(height, crate::proof::MEMBERSHIP_CHANGES_MAX)?;
+        let mut proofs = Vec::with_capacity(at.len());
+        for (h, index) in at {
+            let block = self.block(h)?.ok_or(LedgerError::Inconsistent {
+                state: h,
+                tip: self.chain.as_ref().map_or(0, |c| c.tip().height),
+            })?;
+            proofs.push(entry_proof(&block, index as usize)?);
+        }
+        Ok(proofs)
+    }
+
+    /// A proof of grant `id`'s record in the state at height `at` (the
+    /// tip if `None`), or of its absence then: the record's path in the
+    /// state tree of that height, its certified header, and every
+    /// membership change before it. Reads O(log n) tree nodes and the
+    /// blocks it cites.
+    pub fn status_proof(&self, id: &GrantId, at: Option<u64>) -> Result<StatusProof, LedgerError> {
+        let chain = self.chain.as_ref().ok_or(LedgerError::NoGenesis)?;
+        let tip = chain.tip().height;
+        let height = at.unwrap_or(tip);
+        if height > tip {
+            return Err(LedgerError::BeyondTip { height, tip });
+        }
+        let block = self
+            .block(height)?
+            .ok_or(LedgerError::Inconsistent { state: height, tip })?;
+        let version = self
+            .store
+            .tree_version_at(height)?
+            .ok_or(LedgerError::NotHeld { height })?;
+        let tree = self.store.tree()?;
+        let key = crate::chain::rows::grant_key(id);
+        let tree_err = |e: crate::smt::LookupError| match e {
+            crate::smt::LookupError::MissingNode(_) => LedgerError::NotHeld { height },
+            other => LedgerError::Tree(other.to_string()),
+        };
+        let record = crate::smt::get(&tree, version, &key).map_err(tree_err)?;
+        let path = crate::smt::prove(&tree, version, &key).map_err(tree_err)?;
+        Ok(StatusProof {
+            genesis: self.block(0)?.ok_or(LedgerError::NoGenesis)?,
+            membership_changes: self.membership_changes_before(height)?,
+            header: block.block.header,
+            certificate: block.certificate,
+            grant_id: *id,
+            record,
+            path,
+        })
     }
 
     /// Where entry `id` was committed: (height, index in the block).
@@ -514,6 +584,7 @@ fn state_write(after: &ChainState, adopted: Vec<Adopted>) -> Result<StateWrite, 
             recent.insert(id.0, None);
         }
         if let Some(update) = step.tree {
+            write.tree_versions.push(update.version);
             for (key, node) in &update.new_nodes {
                 write
                     .tree_nodes

@@ -20,13 +20,16 @@
 //! wrong with a tampered proof, and refuse one whose endorsements a quorum
 //! certified without checking.
 //!
-//! A proof shows that the grant was committed. Whether it is still active
-//! (not revoked, not expired) is a question for the current ledger.
+//! A grant proof shows that the grant was committed. A [`StatusProof`]
+//! shows what its record was in the state at one committed height (active
+//! with its terms, revoked or ended at a height, or absent), through the
+//! state tree's path to that block's certified `state_root`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use quorate_contracts::{
-    self as contracts, ApplyContext, Body, GrantId, GrantTerms, MemberId, State,
+    self as contracts, ApplyContext, Body, GrantId, GrantRecord, GrantStatus, GrantTerms, MemberId,
+    State, Timestamp,
 };
 use quorate_did::Did;
 use serde::{Deserialize, Serialize};
@@ -37,6 +40,7 @@ use crate::consensus::{CertificateError, QuorumCertificate, verify_certificate};
 use crate::entry::{Entry, EntryId};
 use crate::hash::Hash;
 use crate::merkle::{self, InclusionProof};
+use crate::smt;
 
 /// Most membership changes a proof may carry.
 pub const MEMBERSHIP_CHANGES_MAX: usize = 4096;
@@ -250,50 +254,14 @@ impl GrantProof {
     /// Verifies the proof. With `trusted_genesis`, the genesis block must be
     /// that one; without, the proof's own genesis is taken as the chain's.
     pub fn verify(&self, trusted_genesis: Option<&Hash>) -> Result<VerifiedGrant, ProofError> {
-        let chain = ChainState::from_genesis(&self.genesis)
-            .map_err(|e| ProofError::Genesis(e.to_string()))?;
-        if let Some(expected) = trusted_genesis
-            && *expected != chain.genesis_hash()
-        {
-            return Err(ProofError::GenesisMismatch {
-                expected: *expected,
-                found: chain.genesis_hash(),
-            });
-        }
-        let changes = &self.membership_changes;
-        if changes.len() > MEMBERSHIP_CHANGES_MAX {
-            return Err(ProofError::TooLong(changes.len()));
-        }
-        // Membership rules do not depend on grants, so replaying only the
-        // membership changes on the genesis state yields each epoch's
-        // member set exactly.
-        let mut state = chain.state().clone();
-        let mut height = 0;
-        // The state before the last change: the grant's epoch if that
-        // change is in the grant's own block. Kept for the last one only.
-        let mut before_last = None;
-        for (step, change) in changes.iter().enumerate() {
-            let fail = |reason: StepError| ProofError::Step { step, reason };
-            // At most one membership change per block, so none came before
-            // this one in its block: its rules are its epoch's.
-            let id = change.verify(&state, &state, height).map_err(fail)?;
-            let proposal = &change.entry.proposal;
-            if !proposal.body.changes_membership() {
-                return Err(fail(StepError::NotAMembershipChange));
-            }
-            if step + 1 == changes.len() {
-                before_last = Some(state.clone());
-            }
-            let ctx = ApplyContext {
-                entry_id: id.0,
-                height: change.header.height,
-                time: change.header.time,
-            };
-            state
-                .apply(ctx, proposal.proposer, &proposal.body)
-                .map_err(|v| fail(v.into()))?;
-            height = change.header.height;
-        }
+        let walked = walk_membership(&self.genesis, &self.membership_changes, trusted_genesis)?;
+        let (chain, changes, state, height, before_last) = (
+            walked.genesis,
+            &self.membership_changes,
+            walked.state,
+            walked.height,
+            walked.before_last,
+        );
         let step = changes.len();
         let fail = |reason: StepError| ProofError::Step { step, reason };
         let grant = &self.grant;
@@ -318,6 +286,228 @@ impl GrantProof {
             terms: terms.clone(),
             height: grant.header.height,
             genesis_hash: chain.genesis_hash(),
+        })
+    }
+}
+
+/// The state a proof's membership changes lead to from its genesis.
+struct Walked {
+    /// The genesis chain state.
+    genesis: ChainState,
+    /// The members' state after every change.
+    state: State,
+    /// The height of the last change (0 if none).
+    height: u64,
+    /// The state before the last change.
+    before_last: Option<State>,
+}
+
+/// Verifies `genesis` (against `trusted_genesis` if given) and replays
+/// `changes` on its state: each one checked as an entry of its block.
+fn walk_membership(
+    genesis: &CommittedBlock,
+    changes: &[EntryProof],
+    trusted_genesis: Option<&Hash>,
+) -> Result<Walked, ProofError> {
+    let chain =
+        ChainState::from_genesis(genesis).map_err(|e| ProofError::Genesis(e.to_string()))?;
+    if let Some(expected) = trusted_genesis
+        && *expected != chain.genesis_hash()
+    {
+        return Err(ProofError::GenesisMismatch {
+            expected: *expected,
+            found: chain.genesis_hash(),
+        });
+    }
+    if changes.len() > MEMBERSHIP_CHANGES_MAX {
+        return Err(ProofError::TooLong(changes.len()));
+    }
+    // Membership rules do not depend on grants, so replaying only the
+    // membership changes on the genesis state yields each epoch's member
+    // set exactly.
+    let mut state = chain.state().clone();
+    let mut height = 0;
+    // The state before the last change: the grant's epoch if that change
+    // is in the grant's own block. Kept for the last one only.
+    let mut before_last = None;
+    for (step, change) in changes.iter().enumerate() {
+        let fail = |reason: StepError| ProofError::Step { step, reason };
+        // At most one membership change per block, so none came before
+        // this one in its block: its rules are its epoch's.
+        let id = change.verify(&state, &state, height).map_err(fail)?;
+        let proposal = &change.entry.proposal;
+        if !proposal.body.changes_membership() {
+            return Err(fail(StepError::NotAMembershipChange));
+        }
+        if step + 1 == changes.len() {
+            before_last = Some(state.clone());
+        }
+        let ctx = ApplyContext {
+            entry_id: id.0,
+            height: change.header.height,
+            time: change.header.time,
+        };
+        state
+            .apply(ctx, proposal.proposer, &proposal.body)
+            .map_err(|v| fail(v.into()))?;
+        height = change.header.height;
+    }
+    Ok(Walked {
+        genesis: chain,
+        state,
+        height,
+        before_last,
+    })
+}
+
+/// A proof of a grant's record in the consortium state at one committed
+/// height, or of its absence: the record's leaf in the state tree, against
+/// the `state_root` of that height's certified header, which is linked to
+/// genesis through every membership change before it (docs/ledger-format.md
+/// section 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusProof {
+    /// The genesis block (verified in full).
+    pub genesis: CommittedBlock,
+    /// Every membership change in blocks before `header`, in order.
+    pub membership_changes: Vec<EntryProof>,
+    /// The header of the block at the height the status is proven at.
+    pub header: BlockHeader,
+    /// That block's quorum certificate.
+    pub certificate: QuorumCertificate,
+    /// The grant.
+    pub grant_id: GrantId,
+    /// The grant's record at that height (canonical CBOR of a
+    /// `GrantRecord`), or `None` if it did not exist then.
+    #[serde(with = "serde_bytes")]
+    pub record: Option<Vec<u8>>,
+    /// The state tree path of the grant's row to `header.state_root`.
+    pub path: smt::Proof,
+}
+
+/// What a verified status proof established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedStatus {
+    /// The grant.
+    pub id: GrantId,
+    /// The height proven at, and that block's time.
+    pub height: u64,
+    /// The block's time.
+    pub time: Timestamp,
+    /// The record at that height, or `None`: the grant did not exist.
+    pub record: Option<GrantRecord>,
+    /// The chain's genesis hash.
+    pub genesis_hash: Hash,
+}
+
+impl VerifiedStatus {
+    /// What the record meant at the block's time: `active`, `expired`,
+    /// `not-yet-valid`, `revoked`, `ended`, or `absent`.
+    pub fn standing(&self) -> &'static str {
+        match &self.record {
+            None => "absent",
+            Some(record) => match record.status {
+                GrantStatus::Revoked { .. } => "revoked",
+                GrantStatus::Ended { .. } => "ended",
+                GrantStatus::Active if self.time >= record.terms.not_after => "expired",
+                GrantStatus::Active if self.time < record.terms.not_before => "not-yet-valid",
+                GrantStatus::Active => "active",
+            },
+        }
+    }
+}
+
+/// Why a status proof does not verify (beyond its membership chain).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatusError {
+    /// The genesis or a membership change fails.
+    #[error(transparent)]
+    Chain(#[from] ProofError),
+    /// The proven block's header or certificate fails.
+    #[error("the block at height {height}: {reason}")]
+    Header {
+        /// The header's height.
+        height: u64,
+        /// What is wrong.
+        reason: StepError,
+    },
+    /// A membership change is not before the proven height.
+    #[error("a membership change at height {change} is not before the proven height {height}")]
+    ChangeNotBefore {
+        /// The change's height.
+        change: u64,
+        /// The proven height.
+        height: u64,
+    },
+    /// The state tree path does not lead to the header's state root.
+    #[error("state path: {0}")]
+    Path(#[from] smt::ProofError),
+    /// The record's bytes are not a canonical grant record.
+    #[error("the record does not decode: {0}")]
+    Record(String),
+}
+
+impl StatusProof {
+    /// Verifies the proof. With `trusted_genesis`, the genesis block must be
+    /// that one.
+    pub fn verify(&self, trusted_genesis: Option<&Hash>) -> Result<VerifiedStatus, StatusError> {
+        let walked = walk_membership(&self.genesis, &self.membership_changes, trusted_genesis)?;
+        let header = &self.header;
+        if walked.height >= header.height && !self.membership_changes.is_empty() {
+            return Err(StatusError::ChangeNotBefore {
+                change: walked.height,
+                height: header.height,
+            });
+        }
+        let fail = |reason| StatusError::Header {
+            height: header.height,
+            reason,
+        };
+        let epoch = &walked.state;
+        if header.chain_id != epoch.chain_id {
+            return Err(fail(StepError::ChainId(header.chain_id.clone())));
+        }
+        // Every membership change moves the epoch, and the header names
+        // its epoch under the certificate: one left out fails here.
+        if header.epoch != epoch.epoch {
+            return Err(fail(StepError::Epoch {
+                expected: epoch.epoch,
+                found: header.epoch,
+            }));
+        }
+        let hash = header.hash().map_err(|e| fail(encode_err(e)))?;
+        let cert = &self.certificate;
+        if cert.height != header.height || cert.value_id != hash.0 {
+            return Err(fail(StepError::CertifiesAnotherBlock));
+        }
+        // The genesis block is verified in full above; later blocks are
+        // certified by the validators of their epoch.
+        if header.height > 0 {
+            verify_certificate(&epoch.chain_id, &validators_of(epoch), cert)
+                .map_err(|e| fail(e.into()))?;
+        } else if hash != walked.genesis.genesis_hash() {
+            return Err(fail(StepError::CertifiesAnotherBlock));
+        }
+        let key = crate::chain::rows::grant_key(&self.grant_id);
+        let record = match &self.record {
+            Some(bytes) => {
+                self.path.verify(&header.state_root, &key, Some(bytes))?;
+                let record: GrantRecord =
+                    crate::codec::decode(bytes).map_err(|e| StatusError::Record(e.to_string()))?;
+                Some(record)
+            }
+            None => {
+                self.path.verify(&header.state_root, &key, None)?;
+                None
+            }
+        };
+        Ok(VerifiedStatus {
+            id: self.grant_id,
+            height: header.height,
+            time: header.time,
+            record,
+            genesis_hash: walked.genesis.genesis_hash(),
         })
     }
 }

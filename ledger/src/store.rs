@@ -45,6 +45,11 @@ const MEMBERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
 const GRANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("grants");
 /// The replay window: entry id → its block's time (ms).
 const RECENT: TableDefinition<&[u8], u64> = TableDefinition::new("recent_entries");
+/// Where membership changes are: (height, index in block) → ().
+const MEMBERSHIP: TableDefinition<(u64, u32), ()> = TableDefinition::new("membership_changes");
+/// The versions the state tree has: a block that changed the state wrote
+/// the version of its height.
+const TREE_VERSIONS: TableDefinition<u64, ()> = TableDefinition::new("state_tree_versions");
 /// State tree nodes: node key (version, depth, path) → canonical CBOR.
 const TREE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_tree");
 /// Nodes the versions from `stale_since` on no longer use, for pruning.
@@ -66,6 +71,8 @@ pub struct StoredBlock {
     pub certificate: Vec<u8>,
     /// Ids of its entries, in order.
     pub entry_ids: Vec<[u8; 32]>,
+    /// Indexes of its entries that change membership (at most one).
+    pub membership_entries: Vec<u32>,
 }
 
 /// What a batch of blocks changed in the state, encoded: written in the
@@ -84,6 +91,8 @@ pub struct StateWrite {
     pub recent_added: Vec<([u8; 32], u64)>,
     /// Entry ids that left it.
     pub recent_removed: Vec<[u8; 32]>,
+    /// State tree versions written.
+    pub tree_versions: Vec<u64>,
     /// State tree nodes to store: (node key, canonical CBOR).
     pub tree_nodes: Vec<(Vec<u8>, Vec<u8>)>,
     /// State tree nodes gone stale: (stale since, node key).
@@ -314,6 +323,8 @@ impl Store {
             }
             txn.open_table(RECENT).map_err(|e| storage(&e))?;
             txn.open_table(TREE_STALE).map_err(|e| storage(&e))?;
+            txn.open_table(MEMBERSHIP).map_err(|e| storage(&e))?;
+            txn.open_table(TREE_VERSIONS).map_err(|e| storage(&e))?;
             txn.open_table(CONSENSUS).map_err(|e| storage(&e))?;
         }
         txn.commit().map_err(|e| storage(&e))?;
@@ -386,6 +397,12 @@ impl Store {
                 cert_table
                     .insert(block.height, block.certificate.as_slice())
                     .map_err(write_err)?;
+                let mut membership = txn.open_table(MEMBERSHIP).map_err(write_err)?;
+                for index in &block.membership_entries {
+                    membership
+                        .insert((block.height, *index), ())
+                        .map_err(write_err)?;
+                }
                 for (index, id) in block.entry_ids.iter().enumerate() {
                     if entries.get(id.as_slice()).map_err(write_err)?.is_some() {
                         return Err(AppendError::DuplicateEntry { id: *id });
@@ -521,6 +538,40 @@ impl Store {
             visitor.recent(id.value(), time.value())?;
         }
         Ok(true)
+    }
+
+    /// Where the membership changes before `height` are, in order: at most
+    /// `max` of them (the first ones).
+    pub fn membership_changes(
+        &self,
+        height: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, u32)>, ReadError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(MEMBERSHIP).map_err(read_err)?;
+        let mut out = Vec::new();
+        for row in table.range(..(height, 0)).map_err(read_err)? {
+            if out.len() == max {
+                break;
+            }
+            let (at, _) = row.map_err(read_err)?;
+            out.push(at.value());
+        }
+        Ok(out)
+    }
+
+    /// The state tree's version at `height`: the last one written at or
+    /// before it (blocks that change nothing write none).
+    pub fn tree_version_at(&self, height: u64) -> Result<Option<u64>, ReadError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(TREE_VERSIONS).map_err(read_err)?;
+        let last = table
+            .range(..=height)
+            .map_err(read_err)?
+            .next_back()
+            .transpose()
+            .map_err(read_err)?;
+        Ok(last.map(|(v, _)| v.value()))
     }
 
     /// The chain's meta row alone (what the tip's state is), if any.
@@ -663,6 +714,10 @@ fn write_state(txn: &redb::WriteTransaction, state: &StateWrite) -> Result<(), A
     }
     for id in &state.recent_removed {
         recent.remove(id.as_slice()).map_err(write_err)?;
+    }
+    let mut versions = txn.open_table(TREE_VERSIONS).map_err(write_err)?;
+    for version in &state.tree_versions {
+        versions.insert(*version, ()).map_err(write_err)?;
     }
     let mut tree = txn.open_table(TREE).map_err(write_err)?;
     for (key, node) in &state.tree_nodes {

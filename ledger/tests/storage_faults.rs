@@ -376,6 +376,7 @@ fn stored_block(height: u64) -> StoredBlock {
         entry_ids: (0..height % 3)
             .map(|i| hash_of(1_000 + height * 10 + i))
             .collect(),
+        membership_entries: Vec::new(),
     }
 }
 

@@ -74,6 +74,7 @@ fn stored(height: u64, prev: [u8; 32], ids: Vec<[u8; 32]>) -> StoredBlock {
         block: vec![1, 2, 3],
         certificate: vec![4],
         entry_ids: ids,
+        membership_entries: Vec::new(),
     }
 }
 

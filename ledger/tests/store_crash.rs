@@ -78,6 +78,7 @@ fn writer() {
             block: vec![next as u8; 512],
             certificate: vec![1; 64],
             entry_ids: vec![hash_of(next)],
+            membership_entries: Vec::new(),
         };
         store.append(&block, &state_write(next)).unwrap();
         println!("acked {next}");

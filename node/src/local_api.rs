@@ -229,6 +229,29 @@ impl Node for LocalNode {
         ))
     }
 
+    async fn grant_status(&self, id: String, at: Option<u64>) -> Result<Vec<u8>, Problem> {
+        let grant: GrantId = id.parse().map_err(|_| {
+            Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
+        })?;
+        self.ask(|reply| Command::GrantStatus {
+            id: grant,
+            at,
+            reply,
+        })
+        .await?
+        .map_err(|e| {
+            use crate::agreement::driver::StatusProofError as E;
+            let (status, kind) = match &e {
+                E::UnknownGrant(_) => (StatusCode::NOT_FOUND, "not-found"),
+                E::BeyondTip { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "height-beyond-tip"),
+                E::NotHeld(_) => (StatusCode::NOT_FOUND, "height-not-held"),
+                E::NoLedger => (StatusCode::SERVICE_UNAVAILABLE, "not-ready"),
+                E::Read(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger-read-failed"),
+            };
+            Problem::new(status, kind, e.to_string())
+        })
+    }
+
     async fn grant_proof(&self, id: String) -> Result<Vec<u8>, Problem> {
         let grant: quorate_contracts::GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))

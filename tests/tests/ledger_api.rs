@@ -114,4 +114,82 @@ fn the_ledger_is_summarized_shown_by_block_and_exported_while_running() {
                 .is_some_and(|s| s["grants"] == 2 && s["active_grants"] == 1)
         },
     );
+
+    // Status proofs: active as of the grant's height, revoked as of the
+    // tip, each verified offline; bad heights and ids are clear errors.
+    let shown = a.get(&format!("/v1/grants/{id}")).unwrap().json().unwrap();
+    assert_eq!(shown["standing"], "revoked", "{shown}");
+    let revoked_at = shown["status"]["Revoked"]["height"].as_u64().unwrap();
+    assert!(revoked_at > height);
+    let status_file = |name: &str| net.dir.path().join(name);
+    let (then, now) = (status_file("then.status"), status_file("now.status"));
+    let at = height.to_string();
+    let wrote = run_ok(&[
+        "grant",
+        "status",
+        &id,
+        "--at",
+        &at,
+        "--home",
+        &home_a,
+        "--out",
+        &home_arg(&then),
+    ]);
+    assert!(wrote.contains("active"), "{wrote}");
+    let wrote = run_ok(&[
+        "grant",
+        "status",
+        &id,
+        "--home",
+        &home_a,
+        "--out",
+        &home_arg(&now),
+    ]);
+    assert!(wrote.contains("revoked"), "{wrote}");
+    let genesis = summary["genesis_hash"].as_str().unwrap();
+    let verified = run_ok(&["grant", "verify", &home_arg(&then), "--genesis", genesis]);
+    assert!(verified.contains("status:     active"), "{verified}");
+    assert!(
+        verified.contains(&format!("height:     {height}")),
+        "{verified}"
+    );
+    let verified = run_ok(&["grant", "verify", &home_arg(&now), "--genesis", genesis]);
+    assert!(verified.contains("status:     revoked"), "{verified}");
+    let bytes = std::fs::read(&then).unwrap();
+    for position in [1, bytes.len() / 2, bytes.len() - 2] {
+        let mut tampered = bytes.clone();
+        tampered[position] ^= 0x04;
+        std::fs::write(&then, &tampered).unwrap();
+        let out = run(&["grant", "verify", &home_arg(&then)]);
+        assert!(!out.status.success(), "a flip at {position} verified");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));
+    }
+    let out = run(&[
+        "grant",
+        "status",
+        &id,
+        "--at",
+        "999999999",
+        "--home",
+        &home_a,
+        "--out",
+        "/dev/null",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("beyond the tip"));
+    let far = a
+        .get(&format!("/v1/grants/{id}/status?at=999999999"))
+        .unwrap();
+    assert_eq!(
+        (far.status, problem_type(&far).as_str()),
+        (422, "height-beyond-tip")
+    );
+    let bad = a.get(&format!("/v1/grants/{id}/status?at=soon")).unwrap();
+    assert_eq!(bad.status, 400);
+    let unknown = a
+        .get(&format!("/v1/grants/{}/status", "cd".repeat(32)))
+        .unwrap();
+    assert_eq!(
+        (unknown.status, problem_type(&unknown).as_str()),
+        (404, "not-found")
+    );
 }

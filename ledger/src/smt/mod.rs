@@ -309,7 +309,7 @@ pub struct LeafNode {
     /// `H(VALUE, value)`, kept so that moving a leaf hashes nothing.
     pub value_hash: Hash,
     /// The value (the canonical CBOR of a row).
-    #[serde(with = "bytes")]
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
@@ -373,33 +373,6 @@ pub trait TreeReader {
 impl<R: TreeReader + ?Sized> TreeReader for &R {
     fn node(&self, key: &NodeKey) -> Result<Option<Node>, ReadError> {
         (**self).node(key)
-    }
-}
-
-/// Serde for `Vec<u8>` as a CBOR byte string (serde's default is an array
-/// of integers).
-mod bytes {
-    use std::fmt;
-
-    pub(super) fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(b)
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_byte_buf(Visitor)
     }
 }
 

@@ -138,9 +138,24 @@ pub(crate) enum GrantCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Verify a grant proof offline and print the grant it proves.
+    /// Write a proof of the grant's status at a committed height (active
+    /// with its terms, revoked or ended, or absent then), checkable offline.
+    Status {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The grant id.
+        id: String,
+        /// The committed height (default: the tip).
+        #[arg(long, value_name = "HEIGHT")]
+        at: Option<u64>,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify a grant proof or a status proof offline and print what it
+    /// proves.
     Verify {
-        /// A proof file from `quorate grant proof`.
+        /// A proof file from `quorate grant proof` or `quorate grant status`.
         file: PathBuf,
         /// The genesis hash you trust (otherwise the proof's own genesis is
         /// checked for internal consistency only and its hash printed).
@@ -533,6 +548,44 @@ fn list_grants(
     Ok(())
 }
 
+/// Verifies a status proof and prints what it shows.
+fn print_status(
+    proof: &quorate_ledger::proof::StatusProof,
+    trusted: Option<&quorate_ledger::hash::Hash>,
+) -> anyhow::Result<()> {
+    let status = proof
+        .verify(trusted)
+        .map_err(|e| anyhow::anyhow!("FAILED: {e}"))?;
+    println!("grant:      {}", status.id);
+    println!("height:     {}", status.height);
+    println!("block time: {} ms", status.time.0);
+    println!("genesis:    {}", status.genesis_hash);
+    println!(
+        "status:     {} (as of height {}, by its block's time)",
+        status.standing(),
+        status.height
+    );
+    if let Some(record) = &status.record {
+        let t = &record.terms;
+        println!("grantor:    {}", t.grantor);
+        println!("grantee:    {}", t.grantee);
+        let resources: Vec<String> = t.resources.iter().map(|r| r.to_string()).collect();
+        println!("resources:  {}", resources.join(", "));
+        println!("valid (ms): {} .. {}", t.not_before.0, t.not_after.0);
+        println!("committed:  height {}", record.committed_height);
+    }
+    if trusted.is_some() {
+        println!(
+            "OK: the state at this height, certified by a quorum of the chain with the trusted genesis"
+        );
+    } else {
+        println!(
+            "OK: the state at this height, certified by a quorum of this genesis's members; compare the genesis hash with your own (or pass --genesis)"
+        );
+    }
+    Ok(())
+}
+
 fn print_json(response: &Response) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&response.json()?)?);
     Ok(())
@@ -700,6 +753,32 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
                 out.display()
             );
         }
+        GrantCommand::Status { home, id, at, out } => {
+            ensure_hex_id(&id)?;
+            let api = client(home)?;
+            let path = match at {
+                Some(at) => format!("/v1/grants/{id}/status?at={at}"),
+                None => format!("/v1/grants/{id}/status"),
+            };
+            let response = checked(api.get(&path), &api)?;
+            // Check before writing: never hand out a proof that fails.
+            let proof: quorate_ledger::proof::StatusProof =
+                quorate_ledger::codec::decode(&response.body)
+                    .context("the node sent a malformed status proof")?;
+            let verified = proof
+                .verify(None)
+                .context("the node sent a status proof that does not verify")?;
+            std::fs::write(&out, &response.body)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote the status of grant {} at height {} ({}, {} bytes) to {}",
+                verified.id,
+                verified.height,
+                verified.standing(),
+                response.body.len(),
+                out.display()
+            );
+        }
         GrantCommand::Verify { file, genesis } => {
             const PROOF_BYTES_MAX: u64 = 64 * 1024 * 1024;
             let size = std::fs::metadata(&file)
@@ -717,9 +796,19 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
                         .map_err(|_| anyhow::anyhow!("{g:?} is not a hash (64 hex digits)"))
                 })
                 .transpose()?;
+            // A status proof if it decodes as one (its fields differ from a
+            // grant proof's), else a grant proof.
+            if let Ok(status) =
+                quorate_ledger::codec::decode::<quorate_ledger::proof::StatusProof>(&bytes)
+            {
+                return print_status(&status, trusted.as_ref());
+            }
             let proof: quorate_ledger::proof::GrantProof = quorate_ledger::codec::decode(&bytes)
                 .map_err(|e| {
-                    anyhow::anyhow!("FAILED: {} is not a grant proof: {e}", file.display())
+                    anyhow::anyhow!(
+                        "FAILED: {} is neither a grant proof nor a status proof: {e}",
+                        file.display()
+                    )
                 })?;
             let grant = proof
                 .verify(trusted.as_ref())

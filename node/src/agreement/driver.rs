@@ -141,6 +141,15 @@ pub enum Command {
         /// The proof, or why it could not be built.
         reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
     },
+    /// A grant's status proof at a height (canonical CBOR).
+    GrantStatus {
+        /// The grant.
+        id: quorate_contracts::GrantId,
+        /// The height; the tip if `None`.
+        at: Option<u64>,
+        /// The proof, or why there is none.
+        reply: oneshot::Sender<Result<Vec<u8>, StatusProofError>>,
+    },
     /// Where an entry was committed: (height, index), `None` if it is not.
     EntryLocation {
         /// The entry.
@@ -206,6 +215,31 @@ enum Timer {
         height: u64,
         round: u32,
     },
+}
+
+/// Why a status proof could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusProofError {
+    /// The ledger has no such grant.
+    #[error("no committed grant {0}")]
+    UnknownGrant(quorate_contracts::GrantId),
+    /// The height is past the tip.
+    #[error("height {height} is beyond the tip ({tip})")]
+    BeyondTip {
+        /// Asked for.
+        height: u64,
+        /// The tip.
+        tip: u64,
+    },
+    /// The state at that height is not held.
+    #[error("the state at height {0} is not held by this node")]
+    NotHeld(u64),
+    /// No ledger yet.
+    #[error("the node has no ledger yet")]
+    NoLedger,
+    /// The ledger could not be read.
+    #[error("cannot read the ledger: {0}")]
+    Read(String),
 }
 
 /// What a non-member asking for blocks is told.
@@ -954,6 +988,9 @@ impl Driver {
             Command::EntryLocation { id, reply } => {
                 let _ = reply.send(self.ledger.entry_location(&id).map_err(|e| e.to_string()));
             }
+            Command::GrantStatus { id, at, reply } => {
+                let _ = reply.send(self.status_proof(&id, at));
+            }
             Command::GrantProof { id, reply } => {
                 // Reads the chain up to the grant's block: membership
                 // changes are few, so this stays small.
@@ -1103,6 +1140,26 @@ impl Driver {
         self.net.publish(Topic::Mempool, bytes).await;
         info!(target: "mempool", %id, "proposed");
         Ok(id)
+    }
+
+    /// A status proof of grant `id` at `at`, encoded.
+    fn status_proof(
+        &self,
+        id: &quorate_contracts::GrantId,
+        at: Option<u64>,
+    ) -> Result<Vec<u8>, StatusProofError> {
+        let chain = self.ledger.chain().ok_or(StatusProofError::NoLedger)?;
+        // A grant the ledger never committed has no status to prove; one
+        // committed after `at` is proven absent at `at`.
+        if !chain.state().grants.contains_key(id) {
+            return Err(StatusProofError::UnknownGrant(*id));
+        }
+        let proof = self.ledger.status_proof(id, at).map_err(|e| match e {
+            LedgerError::BeyondTip { height, tip } => StatusProofError::BeyondTip { height, tip },
+            LedgerError::NotHeld { height } => StatusProofError::NotHeld(height),
+            other => StatusProofError::Read(other.to_string()),
+        })?;
+        quorate_ledger::codec::encode(&proof).map_err(|e| StatusProofError::Read(e.to_string()))
     }
 
     /// Whether `peer` may read blocks: a member, or named by an AddMember
