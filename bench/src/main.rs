@@ -47,6 +47,18 @@ enum Which {
         #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
         grants: Vec<usize>,
     },
+    /// (For profiling) appends empty blocks to a ledger of many grants.
+    #[command(hide = true)]
+    Heartbeats {
+        /// The ledger file (built if missing).
+        path: PathBuf,
+        /// Grants to build it with.
+        #[arg(long, default_value_t = 100_000)]
+        grants: usize,
+        /// Empty blocks to append.
+        #[arg(long, default_value_t = 200)]
+        blocks: usize,
+    },
     /// (Internal) opens a ledger and prints the time and memory it took.
     #[command(hide = true)]
     OpenLedger {
@@ -136,6 +148,11 @@ fn main() -> anyhow::Result<()> {
         Which::All { quick } => quick,
         Which::Scale { grants } => return run_scale(&grants),
         Which::OpenLedger { path } => return scale::open_ledger(&path),
+        Which::Heartbeats {
+            path,
+            grants,
+            blocks,
+        } => return scale::heartbeats(&path, grants, blocks),
     };
     let started = Instant::now();
     let quorate = build_quorate()?;

@@ -281,3 +281,28 @@ pub(crate) fn render(scales: &[Scale], command: &str, date: &str, machine: &str)
     }
     out
 }
+
+/// (For profiling) builds a ledger of `grants` at `path` unless it exists,
+/// then appends `blocks` empty blocks and prints the mean check and append.
+pub(crate) fn heartbeats(path: &Path, grants: usize, blocks: usize) -> anyhow::Result<()> {
+    let keys = keys();
+    if !path.exists() {
+        let mut ledger = genesis_ledger(path, &keys)?;
+        quorate_ledger::testing::append_grants(&mut ledger, &keys, grants, now(), |_| {});
+    }
+    let mut ledger = Ledger::open(path)?;
+    let (mut check, mut append) = (0.0, 0.0);
+    for _ in 0..blocks {
+        let (c, a) = time_block(&mut ledger, &keys, Vec::new());
+        check += c;
+        append += a;
+    }
+    let n = blocks.max(1) as f64;
+    println!(
+        "{blocks} empty blocks at {} grants: check {:.3} ms, append {:.2} ms (mean)",
+        ledger.chain().map_or(0, |c| c.state().grants.len()),
+        check / n,
+        append / n
+    );
+    Ok(())
+}

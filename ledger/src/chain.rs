@@ -92,7 +92,11 @@ pub struct ChainState {
     /// Entry ids committed within the proposal time-to-live, with the time
     /// of their block. Older entries cannot be replayed because a proposal
     /// older than the TTL is refused, so this stays bounded.
-    recent_entries: BTreeMap<EntryId, Timestamp>,
+    recent_entries: imbl::OrdMap<EntryId, Timestamp>,
+    /// The same entries ordered by time, so expiring them costs what
+    /// expires. Both persistent: cloning a chain state is O(1) however
+    /// many entries one TTL holds.
+    recent_by_time: imbl::OrdSet<(Timestamp, EntryId)>,
 }
 
 /// What a chain state is made of, besides its consortium state: the rows a
@@ -519,8 +523,9 @@ impl ChainState {
             genesis,
         )
         .map_err(at)?;
-        let mut recent_entries = BTreeMap::new();
+        let mut recent_entries = imbl::OrdMap::new();
         recent_entries.insert(id, header.time);
+        let recent_by_time = imbl::OrdSet::unit((header.time, id));
         let adopted = Adopted {
             changes: all_rows(&state),
             tree: Some(tree),
@@ -538,6 +543,7 @@ impl ChainState {
             tree_version: 0,
             state_root: root,
             recent_entries,
+            recent_by_time,
         };
         Ok((chain, adopted))
     }
@@ -550,13 +556,15 @@ impl ChainState {
         state: State,
         recent_entries: impl IntoIterator<Item = (EntryId, Timestamp)>,
     ) -> Self {
+        let recent_entries: imbl::OrdMap<EntryId, Timestamp> = recent_entries.into_iter().collect();
         Self {
             genesis_hash: meta.genesis_hash,
             tip: meta.tip,
             state,
             tree_version: meta.tree_version,
             state_root: meta.state_root,
-            recent_entries: recent_entries.into_iter().collect(),
+            recent_by_time: recent_entries.iter().map(|(id, at)| (*at, *id)).collect(),
+            recent_entries,
         }
     }
 
@@ -872,21 +880,23 @@ impl ChainState {
         let time = header.time;
         let recent_added: Vec<(EntryId, Timestamp)> =
             checked.ids.iter().map(|id| (*id, time)).collect();
-        self.recent_entries.extend(recent_added.iter().copied());
+        for (id, at) in &recent_added {
+            self.recent_entries.insert(*id, *at);
+            self.recent_by_time.insert((*at, *id));
+        }
         let ttl = checked.next.policy.proposal_ttl_ms;
         // A proposal older than the TTL (plus skew) can never be committed
-        // again, so its id need not be remembered. The window is ordered by
-        // id, not time, so this scans it: it holds one TTL's entries, not
-        // the history.
+        // again, so its id need not be remembered. Oldest first: the cost
+        // is what expires, not the window.
         let horizon = ttl.saturating_add(PROPOSAL_CLOCK_SKEW_MS);
-        let recent_removed: Vec<EntryId> = self
-            .recent_entries
-            .iter()
-            .filter(|(_, at)| time.saturating_ms_since(**at) > horizon)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &recent_removed {
-            self.recent_entries.remove(id);
+        let mut recent_removed = Vec::new();
+        while let Some(&(at, id)) = self.recent_by_time.get_min() {
+            if time.saturating_ms_since(at) <= horizon {
+                break;
+            }
+            self.recent_by_time.remove(&(at, id));
+            self.recent_entries.remove(&id);
+            recent_removed.push(id);
         }
         self.state = checked.next;
         if let Some(tree) = &checked.tree {

@@ -164,4 +164,98 @@ fn print_fixture_bytes() {
     for (name, value) in lines {
         println!("{name} {value}");
     }
+
+    // The state rows of block 1 (docs/ledger-format.md section 4):
+    // fixtures_check.py writes each row out itself from the genesis and
+    // grant entries by the rules of docs/contracts.md, compares it with
+    // these bytes, and rebuilds the genesis and block-1 state roots from
+    // its own rows (docs/state-tree.md). Members print in member-id order.
+    use quorate_contracts::GrantId;
+    use quorate_ledger::chain::rows;
+    use quorate_ledger::proof::StatusProof;
+    use quorate_ledger::smt;
+    let mut c = c;
+    let state = c.chain.state().clone();
+    let grant = GrantId(e.id().unwrap().0);
+    println!(
+        "CONSORTIUM_ROW_CBOR {}",
+        hex(&codec::encode(&state.consortium()).unwrap())
+    );
+    for (i, member) in state.members.values().enumerate() {
+        println!(
+            "MEMBER_ROW_CBOR_{i} {}",
+            hex(&codec::encode(member).unwrap())
+        );
+    }
+    println!(
+        "GRANT_ROW_CBOR {}",
+        hex(&codec::encode(&state.grants[&grant]).unwrap())
+    );
+
+    // Status proofs at height 1 (docs/ledger-format.md section 6), which
+    // the script verifies against block 1's header: the grant's record,
+    // and the absence of two other ids, one whose path ends at another
+    // row's leaf and one whose path ends in an empty subtree (the first
+    // of each kind among the ids H(entry tag, [n])).
+    let tree = c.chain.tree();
+    let version = c.chain.tree_version();
+    let status = |id: GrantId| {
+        let key = rows::grant_key(&id);
+        StatusProof {
+            genesis: c.blocks[0].clone(),
+            membership_changes: Vec::new(),
+            header: block.block.header.clone(),
+            certificate: block.certificate.clone(),
+            grant_id: id,
+            record: smt::get(tree, version, &key).unwrap(),
+            path: smt::prove(tree, version, &key).unwrap(),
+        }
+    };
+    println!(
+        "STATUS_PROOF_CBOR {}",
+        hex(&codec::encode(&status(grant)).unwrap())
+    );
+    let absent: Vec<StatusProof> = (0..=u8::MAX)
+        .map(|n| status(GrantId(hash_tagged(tag::ENTRY, &[n]).0)))
+        .collect();
+    let beside = absent.iter().find(|p| p.path.leaf.is_some()).unwrap();
+    let empty = absent.iter().find(|p| p.path.leaf.is_none()).unwrap();
+    println!(
+        "STATUS_ABSENT_BESIDE_CBOR {}",
+        hex(&codec::encode(beside).unwrap())
+    );
+    println!(
+        "STATUS_ABSENT_EMPTY_CBOR {}",
+        hex(&codec::encode(empty).unwrap())
+    );
+
+    // Two more blocks: a heartbeat (no entries: the state root stays),
+    // then org-a removes org-b, the grant's grantee (its member row goes,
+    // the grant becomes Ended at height 3, the epoch becomes 1). The
+    // script checks the links and rebuilds block 3's state root.
+    let heartbeat = c.commit(Vec::new());
+    let by = c.all();
+    let remove = c.entry(0, Body::RemoveMember { member: c.id(1) }, &by);
+    let removed = c.commit(vec![remove.clone()]);
+    let after = c.chain.state().clone();
+    println!(
+        "HEARTBEAT_HEADER_CBOR {}",
+        hex(&codec::encode(&heartbeat.block.header).unwrap())
+    );
+    println!(
+        "REMOVE_ENTRY_CBOR {}",
+        hex(&codec::encode(&remove).unwrap())
+    );
+    println!(
+        "REMOVE_HEADER_CBOR {}",
+        hex(&codec::encode(&removed.block.header).unwrap())
+    );
+    println!(
+        "REMOVED_CONSORTIUM_ROW_CBOR {}",
+        hex(&codec::encode(&after.consortium()).unwrap())
+    );
+    println!(
+        "REMOVED_GRANT_ROW_CBOR {}",
+        hex(&codec::encode(&after.grants[&grant]).unwrap())
+    );
 }
