@@ -14,6 +14,10 @@
 //! `cryptography`), endorsement and precommit signatures included:
 //! `cargo test -p quorate-ledger --test fixtures -- --ignored --nocapture
 //! print_fixture_bytes | python3 ledger/tests/fixtures_check.py`.
+//! The script also writes the state rows out itself by the rules of the
+//! docs, compares them with the rows printed here, rebuilds the state
+//! roots of genesis, block 1 and two further blocks (a heartbeat, a
+//! member's removal) from its own rows, and verifies status proofs.
 
 use quorate_contracts::Body;
 use quorate_ledger::codec;

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use quorate_contracts::GrantStatus;
 use quorate_node::home::NodeHome;
 use quorate_testnet::client::{ApiClient, Response};
 
@@ -560,8 +561,14 @@ fn print_status(
     println!("height:     {}", status.height);
     println!("block time: {} ms", status.time.0);
     println!("genesis:    {}", status.genesis_hash);
+    let when = match status.record.as_ref().map(|r| r.status) {
+        Some(GrantStatus::Revoked { height }) | Some(GrantStatus::Ended { height }) => {
+            format!(" at height {height}")
+        }
+        _ => String::new(),
+    };
     println!(
-        "status:     {} (as of height {}, by its block's time)",
+        "status:     {}{when} (as of height {}, by its block's time)",
         status.standing(),
         status.height
     );
