@@ -141,6 +141,10 @@ pub struct Consortium {
     pub epoch: u64,
     /// The policy.
     pub policy: Policy,
+    /// Proposals created before this time are refused: set to the block
+    /// time when a policy raises the proposal TTL, so an entry that left
+    /// the replay window under the shorter TTL can never be fresh again.
+    pub proposals_since: Timestamp,
 }
 
 /// What applying entries changed, key by key: what a store rewrites and
@@ -179,6 +183,8 @@ pub struct State {
     pub grants: OrdMap<GrantId, GrantRecord>,
     /// The policy.
     pub policy: Policy,
+    /// See [`Consortium::proposals_since`].
+    pub proposals_since: Timestamp,
     index: Index,
 }
 
@@ -189,6 +195,7 @@ impl PartialEq for State {
             && self.members == other.members
             && self.grants == other.grants
             && self.policy == other.policy
+            && self.proposals_since == other.proposals_since
     }
 }
 
@@ -229,6 +236,7 @@ impl State {
             members: members.into_iter().map(|m| (m.id, m)).collect(),
             grants: grants.into_iter().collect(),
             policy: consortium.policy,
+            proposals_since: consortium.proposals_since,
             index: Index::default(),
         };
         state.reindex();
@@ -241,6 +249,7 @@ impl State {
             chain_id: self.chain_id.clone(),
             epoch: self.epoch,
             policy: self.policy.clone(),
+            proposals_since: self.proposals_since,
         }
     }
 
@@ -314,6 +323,7 @@ impl State {
             chain_id: genesis.chain_id.clone(),
             epoch: 0,
             policy: genesis.policy.clone(),
+            proposals_since: Timestamp(0),
         };
         Ok(Self::from_rows(consortium, members, []))
     }
@@ -438,6 +448,12 @@ impl State {
                 }
             }
             Body::SetPolicy(policy) => {
+                // A longer TTL would make entries fresh again that already
+                // left the replay window (kept for the shorter one): only
+                // proposals created from now on count.
+                if policy.proposal_ttl_ms > self.policy.proposal_ttl_ms {
+                    self.proposals_since = ctx.time;
+                }
                 self.policy = policy.clone();
                 changes.consortium = true;
             }

@@ -717,11 +717,13 @@ impl ChainState {
     }
 
     /// Whether `proposal` may go into a block whose time is `time`: created
-    /// at most [`PROPOSAL_CLOCK_SKEW_MS`] after it and no longer before it
-    /// than the policy's proposal time-to-live.
+    /// at most [`PROPOSAL_CLOCK_SKEW_MS`] after it, no longer before it
+    /// than the policy's proposal time-to-live, and not before the last
+    /// raise of that TTL (`State::proposals_since`).
     pub fn is_fresh(&self, proposal: &Proposal, time: Timestamp) -> bool {
         proposal.created_at.0 <= time.0.saturating_add(PROPOSAL_CLOCK_SKEW_MS)
             && time.saturating_ms_since(proposal.created_at) <= self.state.policy.proposal_ttl_ms
+            && proposal.created_at >= self.state.proposals_since
     }
 
     /// The time a proposer puts in the next block: its clock, or one
@@ -824,24 +826,15 @@ impl ChainState {
         committed: &CommittedBlock,
         tree: &impl TreeReader,
     ) -> Result<Adopted, VerifyError> {
-        let header = &committed.block.header;
         // Name the position in the chain, not the height the block claims.
         let position = self.tip.height + 1;
-        let at = |reason| VerifyError {
-            height: position,
-            reason,
-        };
-        let checked = self.check_block(&committed.block, tree).map_err(at)?;
-        let hash = committed.block.hash().map_err(|e| at(encode_err(e)))?;
-        check_certificate(
-            &self.state.chain_id,
-            &self.validators(),
-            header,
-            &hash,
-            committed,
-        )
-        .map_err(at)?;
-        Ok(self.adopt(&committed.block.header, hash, checked))
+        let checked = self
+            .check_block(&committed.block, tree)
+            .map_err(|reason| VerifyError {
+                height: position,
+                reason,
+            })?;
+        self.apply_checked(committed, checked)
     }
 
     /// Applies a committed block that was already checked against this tip

@@ -257,12 +257,7 @@ impl Ledger {
         let tree = self.store.tree()?;
         chain
             .build_block_checked(proposer, time, candidates, &tree)
-            .map_err(|reason| {
-                LedgerError::Verify(VerifyError {
-                    height: chain.tip().height + 1,
-                    reason,
-                })
-            })
+            .map_err(|reason| next_block_error(chain, reason))
     }
 
     /// Appends a committed block checked earlier against the tip
@@ -290,12 +285,7 @@ impl Ledger {
         let tree = self.store.tree()?;
         chain
             .build_block(proposer, time, candidates, &tree)
-            .map_err(|reason| {
-                LedgerError::Verify(VerifyError {
-                    height: chain.tip().height + 1,
-                    reason,
-                })
-            })
+            .map_err(|reason| next_block_error(chain, reason))
     }
 
     /// Verifies and appends one committed block.
@@ -615,4 +605,12 @@ fn state_write(after: &ChainState, adopted: Vec<Adopted>) -> Result<StateWrite, 
         }
     }
     Ok(write)
+}
+
+/// A failure of the block after the tip, named by its height.
+fn next_block_error(chain: &ChainState, reason: BlockError) -> LedgerError {
+    LedgerError::Verify(VerifyError {
+        height: chain.tip().height + 1,
+        reason,
+    })
 }

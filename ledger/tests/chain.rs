@@ -408,3 +408,53 @@ mod incremental_root {
         }
     }
 }
+
+/// Goal: raising the proposal TTL cannot make an entry fresh again that
+/// already left the replay window under the shorter TTL (a policy change
+/// replayed with its old endorsements would restore the old policy).
+/// Method: a SetPolicy with a 10 s TTL commits; a block a minute later
+/// trims it from the window; a second SetPolicy raises the TTL to a day;
+/// the first entry, offered again, is refused as stale.
+#[test]
+fn a_raised_ttl_does_not_revive_an_entry_that_left_the_replay_window() {
+    use quorate_contracts::Policy;
+    let mut c = Consortium::new(4);
+    let short = Policy {
+        proposal_ttl_ms: Policy::PROPOSAL_TTL_MIN_MS,
+        ..Policy::default()
+    };
+    let first = c.entry(0, Body::SetPolicy(short), &c.all());
+    c.commit(vec![first.clone()]);
+    // A minute later: past the 10 s TTL and the 30 s skew.
+    let later = Timestamp(c.chain.tip().time.0 + 60_000);
+    let (block, _) = c.chain.build_block(c.id(0), later, Vec::new()).unwrap();
+    let committed = c.certify(block);
+    c.chain.apply(&committed).unwrap();
+    c.blocks.push(committed);
+    assert!(!c.chain.is_recently_committed(&first.id().unwrap()));
+    let long = Policy {
+        proposal_ttl_ms: 24 * 3_600_000,
+        ..Policy::default()
+    };
+    let raise = c.entry(1, Body::SetPolicy(long), &c.all());
+    c.commit(vec![raise]);
+    assert_eq!(c.chain.state().policy.proposal_ttl_ms, 24 * 3_600_000);
+    let (block, skipped) = c.chain.build_block(c.id(0), c.now(), vec![first]).unwrap();
+    assert!(
+        block.entries.is_empty(),
+        "the old policy change was replayed"
+    );
+    assert!(
+        matches!(
+            skipped.as_slice(),
+            [(
+                _,
+                BlockError::Entry {
+                    reason: EntryError::Stale { .. },
+                    ..
+                }
+            )]
+        ),
+        "{skipped:?}"
+    );
+}

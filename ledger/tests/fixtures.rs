@@ -98,7 +98,7 @@ fn a_deterministic_chain_has_frozen_hashes() {
     let (c, e, block) = fixture();
     assert_eq!(
         c.chain.genesis_hash().to_string(),
-        "80edb9d27c55b0cb1227fae5d93e387fa15d00c9b053d7c07bbf1b7f3eb6ba26"
+        "f6c6c1085a9c189f993dec6d3af5abe6e0327520bbc32c0f77da4923b1d6625c"
     );
     assert_eq!(
         c.blocks[0].block.header.tx_root.to_string(),
@@ -124,11 +124,11 @@ fn a_deterministic_chain_has_frozen_hashes() {
     );
     assert_eq!(
         block.block.hash().unwrap().to_string(),
-        "ac4e55c085ddcd52b7cee84bb8ebe07bc1e427ae7921e9bef07e849b6424a3c8"
+        "6961a0b4a7416742997c2b37fa2bb0b7cf5d362a084f321084174b7689cfc236"
     );
     assert_eq!(
         block.block.header.state_root.to_string(),
-        "729fd8fc15b075d0e9dbe9e5ee58c66aced5ed9c7755138d40ff0ffd11e3fafd"
+        "2c7ddb4a64e06c0588c91c77931465c8d16c9e26dd1730d34b531e21183d4b4c"
     );
 }
 

@@ -212,7 +212,7 @@ def proof_verify(proof, root, key, expected):
 # docs/ledger-format.md section 3 (types, field order) and section 4 (rows);
 # docs/contracts.md (Genesis, What applying does).
 
-def consortium_row(chain_id, epoch, policy):
+def consortium_row(chain_id, epoch, policy, proposals_since=0):
     return cbor2.dumps({
         "chain_id": chain_id,
         "epoch": epoch,
@@ -220,6 +220,7 @@ def consortium_row(chain_id, epoch, policy):
             "proposal_ttl_ms": policy["proposal_ttl_ms"],
             "grant_duration_max_ms": policy["grant_duration_max_ms"],
         },
+        "proposals_since": proposals_since,
     })
 
 
