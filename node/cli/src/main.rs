@@ -396,11 +396,22 @@ fn open_home_ledger(home: PathBuf) -> anyhow::Result<quorate_ledger::ledger::Led
 
 fn print_summary(chain: &quorate_ledger::chain::ChainState, entries: Option<u64>) {
     let state = chain.state();
-    let active = state
-        .grants
-        .values()
-        .filter(|g| g.status == quorate_contracts::GrantStatus::Active)
-        .count();
+    // In force at the tip's time: active on the ledger and within its
+    // window. Reading every grant is fine here: this is an offline tool.
+    let tip_time = chain.tip().time;
+    let (mut in_force, mut expired, mut not_yet) = (0usize, 0usize, 0usize);
+    for grant in state.grants.values() {
+        if grant.status != quorate_contracts::GrantStatus::Active {
+            continue;
+        }
+        if tip_time >= grant.terms.not_after {
+            expired += 1;
+        } else if tip_time < grant.terms.not_before {
+            not_yet += 1;
+        } else {
+            in_force += 1;
+        }
+    }
     println!("chain:         {}", chain.chain_id());
     println!("genesis:       {}", chain.genesis_hash());
     println!("height:        {}", chain.tip().height);
@@ -417,8 +428,8 @@ fn print_summary(chain: &quorate_ledger::chain::ChainState, entries: Option<u64>
         println!("  {:<12} {}", member.name, member.did);
     }
     println!(
-        "grants:        {} active, {} in all",
-        active,
+        "grants:        {in_force} active, {expired} expired, {not_yet} not yet valid (at the tip's time, {} ms), {} in all",
+        tip_time.0,
         state.grants.len()
     );
 }
