@@ -336,6 +336,18 @@ impl State {
             .and_then(|id| self.members.get(id))
     }
 
+    /// The member that `name_or_did` names: its did:key, or its name in any
+    /// case (names are lowercase). The one lookup the API and CLI use.
+    pub fn member_named(&self, name_or_did: &str) -> Option<&Member> {
+        match name_or_did.parse::<Did>() {
+            Ok(did) => self.member_by_did(&did),
+            Err(_) => self
+                .members
+                .values()
+                .find(|m| m.name.eq_ignore_ascii_case(name_or_did)),
+        }
+    }
+
     /// The grants from `grantor` to `grantee`.
     pub fn grants_between(
         &self,

@@ -571,3 +571,14 @@ fn changes_name_exactly_the_rows_an_entry_touched() {
     );
     assert!(changes.is_empty());
 }
+
+#[test]
+fn a_member_is_named_by_its_name_in_any_case_or_its_did() {
+    let s = state(3);
+    assert_eq!(s.member_named("org-1").map(|m| m.id), Some(member_id(1)));
+    assert_eq!(s.member_named("ORG-2").map(|m| m.id), Some(member_id(2)));
+    let did = did(0).to_string();
+    assert_eq!(s.member_named(&did).map(|m| m.id), Some(member_id(0)));
+    assert!(s.member_named("org-9").is_none());
+    assert!(s.member_named(&crate::tests::did(9).to_string()).is_none());
+}

@@ -50,9 +50,7 @@ impl LocalNode {
     fn peer_did(&self, peer: &str) -> Result<Did, Problem> {
         let state = self.gateway.state();
         state
-            .members
-            .values()
-            .find(|m| m.name == peer || m.did.to_string() == peer)
+            .member_named(peer)
             .map(|m| m.did)
             .ok_or_else(|| Problem::not_found(format!("no member {peer:?}")))
     }
@@ -157,13 +155,7 @@ impl Node for LocalNode {
         let tip_time = Timestamp(self.handle.status().tip_time_ms);
         let limit = query.page_size()? as usize;
         let member = |wanted: &Option<String>| -> Option<Option<MemberId>> {
-            wanted.as_ref().map(|w| {
-                state
-                    .members
-                    .values()
-                    .find(|m| m.name.eq_ignore_ascii_case(w) || m.did.to_string() == *w)
-                    .map(|m| m.id)
-            })
+            wanted.as_ref().map(|w| state.member_named(w).map(|m| m.id))
         };
         let (grantee, grantor) = (member(&query.grantee), member(&query.grantor));
         // A filter naming no member matches nothing.

@@ -1063,9 +1063,7 @@ impl Driver {
             } => {
                 let grantor = self.me().ok_or("this node is not a member")?;
                 let grantee = state
-                    .members
-                    .values()
-                    .find(|m| m.name == grantee || m.did.to_string() == grantee)
+                    .member_named(&grantee)
                     .map(|m| m.id)
                     .ok_or_else(|| format!("no member named {grantee:?}"))?;
                 let resources = resources
@@ -1099,9 +1097,7 @@ impl Driver {
             }
             ProposalRequest::RemoveMember { member } => {
                 let member = state
-                    .members
-                    .values()
-                    .find(|m| m.name == member || m.did.to_string() == member)
+                    .member_named(&member)
                     .map(|m| m.id)
                     .ok_or_else(|| format!("no member named {member:?}"))?;
                 Ok(Body::RemoveMember { member })
