@@ -101,7 +101,7 @@ fn run_scale(grants: &[usize]) -> anyhow::Result<()> {
     let results = std::fs::read_to_string(&path).unwrap_or_default();
     let updated = match scale_section(&results) {
         Some(old) => results.replacen(old, &section, 1),
-        None => format!("{}\n{section}", results.trim_end()),
+        None => format!("{}\n\n{section}", results.trim_end()),
     };
     std::fs::write(&path, updated).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote the S-series to {}", path.display());
