@@ -35,6 +35,9 @@ pub(crate) struct Scale {
     /// Check then append (with fsync) of a block of 0, 1 and 256 entries:
     /// (check ms, append ms) medians.
     pub blocks: [(f64, f64); 3],
+    /// A status proof of one grant at the tip: its encoded bytes, the
+    /// genesis block's share of them, and the median time to verify it.
+    pub status_proof: (usize, usize, f64),
 }
 
 fn keys() -> Vec<Keypair> {
@@ -190,9 +193,11 @@ pub(crate) fn run(dir: &Path, grants: usize) -> anyhow::Result<Scale> {
         }
         blocks[slot] = (median(checks), median(appends));
     }
+    let status_proof = status_proof(&ledger)?;
     drop(ledger);
     let _ = std::fs::remove_file(&path);
     Ok(Scale {
+        status_proof,
         grants,
         build_secs,
         open_ms,
@@ -200,6 +205,24 @@ pub(crate) fn run(dir: &Path, grants: usize) -> anyhow::Result<Scale> {
         bytes_per_grant,
         blocks,
     })
+}
+
+/// A status proof of the first grant at the tip: bytes, genesis bytes, and
+/// the median verify time in ms (offline: nothing but the proof).
+fn status_proof(ledger: &Ledger) -> anyhow::Result<(usize, usize, f64)> {
+    let state = ledger.chain().context("genesis")?.state();
+    let (id, _) = state.grants.iter().next().context("a grant")?;
+    let proof = ledger.status_proof(id, None)?;
+    let bytes = quorate_ledger::codec::encode(&proof)?;
+    let genesis = quorate_ledger::codec::encode(&proof.genesis)?.len();
+    let mut times = Vec::new();
+    for _ in 0..SAMPLES {
+        let decoded: quorate_ledger::proof::StatusProof = quorate_ledger::codec::decode(&bytes)?;
+        let started = Instant::now();
+        decoded.verify(None)?;
+        times.push(ms(started.elapsed()));
+    }
+    Ok((bytes.len(), genesis, median(times)))
 }
 
 /// The child of [`run`]: opens the ledger, prints the time and VmRSS.
@@ -232,14 +255,14 @@ pub(crate) fn render(scales: &[Scale], command: &str, date: &str, machine: &str)
     );
     let _ = writeln!(
         out,
-        "| grants | built in (s) | open (ms) | RSS once open (MiB) | bytes on disk / grant | empty block: check / append (ms) | 1 entry: check / append (ms) | 256 entries: check / append (ms) |"
+        "| grants | built in (s) | open (ms) | RSS once open (MiB) | bytes on disk / grant | empty block: check / append (ms) | 1 entry: check / append (ms) | 256 entries: check / append (ms) | status proof: bytes (of which genesis) / verify (ms) |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for s in scales {
         let [e, one, many] = s.blocks;
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.3} / {:.2} | {:.3} / {:.2} | {:.1} / {:.1} |",
+            "| {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.3} / {:.2} | {:.3} / {:.2} | {:.1} / {:.1} | {} ({}) / {:.2} |",
             s.grants,
             s.build_secs,
             s.open_ms,
@@ -250,7 +273,10 @@ pub(crate) fn render(scales: &[Scale], command: &str, date: &str, machine: &str)
             one.0,
             one.1,
             many.0,
-            many.1
+            many.1,
+            s.status_proof.0,
+            s.status_proof.1,
+            s.status_proof.2
         );
     }
     if let (Some(first), Some(last)) = (scales.first(), scales.last())
