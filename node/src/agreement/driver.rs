@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quorate_contracts::{Body, MemberId, Timestamp};
 use quorate_did::Keypair;
 use quorate_ledger::block::{Block, CommittedBlock, ENTRIES_PER_BLOCK_MAX};
-use quorate_ledger::chain::check_timely;
+use quorate_ledger::chain::{CheckedBlock, check_timely};
 use quorate_ledger::consensus::{
     self, Effect, Input, Machine, Message, PersistedState, TimeoutKind,
 };
@@ -217,6 +217,10 @@ enum Timer {
     },
 }
 
+/// Checked blocks of the next height kept for its decision (one per
+/// round's proposal, a few rounds).
+const CHECKED_BLOCKS_MAX: usize = 8;
+
 /// Why a status proof could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StatusProofError {
@@ -298,6 +302,10 @@ pub struct Driver {
     /// Set while we are the proposer waiting for the heartbeat: proposing
     /// as soon as an entry becomes eligible keeps commit latency low.
     waiting_to_propose: Option<(u64, u32)>,
+    /// Blocks of the next height already checked (our own proposal, and
+    /// proposals received), by hash: the decided one is adopted on its
+    /// certificate alone, not checked a second time. Cleared on commit.
+    checked: Vec<(Hash, CheckedBlock)>,
     /// Messages dropped, by reason (a metric), and the (peer, reason) pairs
     /// already logged, so a misbehaving peer cannot flood the log.
     rejected: BTreeMap<&'static str, u64>,
@@ -372,6 +380,7 @@ impl Driver {
             commands,
             peers: 0,
             waiting_to_propose: None,
+            checked: Vec::new(),
             rejected: BTreeMap::new(),
             logged: std::collections::HashSet::new(),
             current_peer: None,
@@ -681,9 +690,12 @@ impl Driver {
         }
         let Some(me) = self.me() else { return Ok(()) };
         let time = chain.next_block_time(now());
-        let (block, skipped) =
-            self.ledger
-                .build_block(me, time, self.mempool.eligible(ENTRIES_PER_BLOCK_MAX))?;
+        let (block, checked, skipped) = self.ledger.build_block_checked(
+            me,
+            time,
+            self.mempool.eligible(ENTRIES_PER_BLOCK_MAX),
+        )?;
+        self.remember_checked(&block, checked);
         for (id, reason) in skipped {
             debug!(target: "consensus", %id, %reason, "entry left out of the block");
         }
@@ -707,7 +719,16 @@ impl Driver {
     ) -> Result<(), DriverError> {
         let committed = CommittedBlock { block, certificate };
         let ids = committed.block.entry_ids()?;
-        match self.ledger.append(&committed) {
+        let hash = committed.block.hash()?;
+        let appended = match self.checked.iter().position(|(h, _)| *h == hash) {
+            // Checked when it was proposed: only the certificate is left.
+            Some(at) => {
+                let (_, checked) = self.checked.swap_remove(at);
+                self.ledger.append_checked(&committed, checked)
+            }
+            None => self.ledger.append(&committed),
+        };
+        match appended {
             Ok(()) => {
                 info!(target: "consensus", height, entries = ids.len(), "committed");
             }
@@ -724,14 +745,28 @@ impl Driver {
         self.after_commit(height, &ids)
     }
 
+    /// Keeps `block`'s check for when it is decided (a few per height).
+    fn remember_checked(&mut self, block: &Block, checked: CheckedBlock) {
+        let Ok(hash) = block.hash() else { return };
+        if self.checked.iter().any(|(h, _)| *h == hash) {
+            return;
+        }
+        if self.checked.len() == CHECKED_BLOCKS_MAX {
+            self.checked.remove(0);
+        }
+        self.checked.push((hash, checked));
+    }
+
     fn after_commit(&mut self, height: u64, ids: &[EntryId]) -> Result<(), DriverError> {
         self.last_commit = Instant::now();
+        // Checks were made against the old tip.
+        self.checked.clear();
         if let Some(chain) = self.ledger.chain() {
             self.mempool.on_commit(height, ids, chain);
             if !ids.is_empty() {
                 // The gateway sees a revocation as soon as it commits. The
-                // clone is O(state); heartbeat blocks change nothing and
-                // skip it. The status (with the tip's time, which grant
+                // clone is O(1) (persistent maps); heartbeat blocks change
+                // nothing and skip it. The status (with the tip's time, which grant
                 // windows are checked against too) goes first, so a state
                 // is never seen with an older tip.
                 self.publish_status();
@@ -846,7 +881,10 @@ impl Driver {
         let input = match message {
             ConsensusMessage::Proposal(proposal) => {
                 let valid = match self.ledger.check_block(&proposal.value) {
-                    Ok(_) => true,
+                    Ok(checked) => {
+                        self.remember_checked(&proposal.value, checked);
+                        true
+                    }
                     Err(e) => {
                         debug!(target: "consensus", height, error = %e, "proposed block is invalid");
                         false
