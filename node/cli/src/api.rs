@@ -549,6 +549,27 @@ fn list_grants(
     Ok(())
 }
 
+/// Fetches a proof from `path`, checks it with `check` (which describes it)
+/// before writing it to `out`: never hands out a proof that fails. Returns
+/// the description, with the size and the file.
+fn save_proof(
+    home: HomeArg,
+    path: &str,
+    out: &std::path::Path,
+    check: impl FnOnce(&[u8]) -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    let api = client(home)?;
+    let response = checked(api.get(path), &api)?;
+    let described = check(&response.body).context("the node sent a proof that does not verify")?;
+    std::fs::write(out, &response.body)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(format!(
+        "{described}, {} bytes) to {}",
+        response.body.len(),
+        out.display()
+    ))
+}
+
 /// Verifies a status proof and prints what it shows.
 fn print_status(
     proof: &quorate_ledger::proof::StatusProof,
@@ -741,50 +762,35 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
         }
         GrantCommand::Proof { home, id, out } => {
             ensure_hex_id(&id)?;
-            let api = client(home)?;
-            let response = checked(api.get(&format!("/v1/grants/{id}/proof")), &api)?;
-            // Check before writing: never hand out a proof that fails.
-            let proof: quorate_ledger::proof::GrantProof =
-                quorate_ledger::codec::decode(&response.body)
-                    .context("the node sent a malformed proof")?;
-            let verified = proof
-                .verify(None)
-                .context("the node sent a proof that does not verify")?;
-            std::fs::write(&out, &response.body)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
-                "wrote the proof of grant {} (block {}, {} bytes) to {}",
-                verified.id,
-                verified.height,
-                response.body.len(),
-                out.display()
-            );
+            let summary = save_proof(home, &format!("/v1/grants/{id}/proof"), &out, |bytes| {
+                let proof: quorate_ledger::proof::GrantProof =
+                    quorate_ledger::codec::decode(bytes)?;
+                let verified = proof.verify(None)?;
+                Ok(format!(
+                    "the proof of grant {} (block {}",
+                    verified.id, verified.height
+                ))
+            })?;
+            println!("wrote {summary}");
         }
         GrantCommand::Status { home, id, at, out } => {
             ensure_hex_id(&id)?;
-            let api = client(home)?;
             let path = match at {
                 Some(at) => format!("/v1/grants/{id}/status?at={at}"),
                 None => format!("/v1/grants/{id}/status"),
             };
-            let response = checked(api.get(&path), &api)?;
-            // Check before writing: never hand out a proof that fails.
-            let proof: quorate_ledger::proof::StatusProof =
-                quorate_ledger::codec::decode(&response.body)
-                    .context("the node sent a malformed status proof")?;
-            let verified = proof
-                .verify(None)
-                .context("the node sent a status proof that does not verify")?;
-            std::fs::write(&out, &response.body)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
-                "wrote the status of grant {} at height {} ({}, {} bytes) to {}",
-                verified.id,
-                verified.height,
-                verified.standing(),
-                response.body.len(),
-                out.display()
-            );
+            let summary = save_proof(home, &path, &out, |bytes| {
+                let proof: quorate_ledger::proof::StatusProof =
+                    quorate_ledger::codec::decode(bytes)?;
+                let verified = proof.verify(None)?;
+                Ok(format!(
+                    "the status of grant {} at height {} ({}",
+                    verified.id,
+                    verified.height,
+                    verified.standing()
+                ))
+            })?;
+            println!("wrote {summary}");
         }
         GrantCommand::Verify { file, genesis } => {
             const PROOF_BYTES_MAX: u64 = 64 * 1024 * 1024;
