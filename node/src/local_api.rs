@@ -552,6 +552,15 @@ impl Node for LocalNode {
             "gauge",
             status.evidence.to_string(),
         );
+        out.push_str("# HELP quorate_decided_blocks_total Decided blocks, by whether the check made when each was proposed was reused or the block was checked again.\n# TYPE quorate_decided_blocks_total counter\n");
+        out.push_str(&format!(
+            "quorate_decided_blocks_total{{check=\"reused\"}} {}\n",
+            status.decided_reusing_check
+        ));
+        out.push_str(&format!(
+            "quorate_decided_blocks_total{{check=\"repeated\"}} {}\n",
+            status.decided_rechecked
+        ));
         out.push_str("# HELP quorate_gateway_decisions_total Gateway decisions.\n# TYPE quorate_gateway_decisions_total counter\n");
         out.push_str(&format!(
             "quorate_gateway_decisions_total{{decision=\"allow\"}} {allowed}\n"

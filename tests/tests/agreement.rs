@@ -29,6 +29,16 @@ impl Net {
             .flatten()
     }
 
+    /// A counter from node `i`'s `/metrics` (the line starting `name`).
+    fn counter(&self, i: usize, name: &str) -> Option<u64> {
+        let s = &self.specs[i];
+        let (status, body) = http("GET", &s.api, "/metrics", &s.token, None).ok()?;
+        (status == 200).then_some(())?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     fn height(&self, i: usize) -> Option<u64> {
         self.get(i, "/v1/status")?["height"].as_u64()
     }
@@ -102,6 +112,14 @@ fn four_nodes_commit_a_grant_survive_a_kill_and_converge() {
         (0..4).all(|i| net.grant_ids(i).contains(&id))
     });
     eprintln!("grant committed on all four nodes {latency:?} after the proposal");
+    // Blocks are checked once: a decided block is adopted on the check
+    // made when it was proposed.
+    let reused = |i| net.counter(i, "quorate_decided_blocks_total{check=\"reused\"} ");
+    assert!(
+        (0..4).all(|i| reused(i).is_some_and(|n| n >= 1)),
+        "a node checked every decided block twice: {:?}",
+        (0..4).map(reused).collect::<Vec<_>>()
+    );
 
     // Kill org-d; the other three (a quorum) keep committing, and commit a new grant.
     nodes.kill(3);

@@ -85,6 +85,11 @@ pub struct Status {
     pub evidence: usize,
     /// Peer messages dropped, by reason.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Decided blocks adopted on the check made when they were proposed.
+    pub decided_reusing_check: u64,
+    /// Decided blocks checked again (not seen as a proposal, or its check
+    /// was not kept).
+    pub decided_rechecked: u64,
     /// Milliseconds since this node last committed or synced a block.
     #[serde(skip)]
     pub last_commit: Option<Instant>,
@@ -306,6 +311,8 @@ pub struct Driver {
     /// proposals received), by hash: the decided one is adopted on its
     /// certificate alone, not checked a second time. Cleared on commit.
     checked: Vec<(Hash, CheckedBlock)>,
+    /// How decided blocks were adopted: on a kept check, or checked again.
+    decided: (u64, u64),
     /// Messages dropped, by reason (a metric), and the (peer, reason) pairs
     /// already logged, so a misbehaving peer cannot flood the log.
     rejected: BTreeMap<&'static str, u64>,
@@ -381,6 +388,7 @@ impl Driver {
             peers: 0,
             waiting_to_propose: None,
             checked: Vec::new(),
+            decided: (0, 0),
             rejected: BTreeMap::new(),
             logged: std::collections::HashSet::new(),
             current_peer: None,
@@ -724,9 +732,13 @@ impl Driver {
             // Checked when it was proposed: only the certificate is left.
             Some(at) => {
                 let (_, checked) = self.checked.swap_remove(at);
+                self.decided.0 += 1;
                 self.ledger.append_checked(&committed, checked)
             }
-            None => self.ledger.append(&committed),
+            None => {
+                self.decided.1 += 1;
+                self.ledger.append(&committed)
+            }
         };
         match appended {
             Ok(()) => {
@@ -1288,6 +1300,8 @@ impl Driver {
                 .count(),
             evidence: self.evidence.len(),
             rejected: self.rejected.clone(),
+            decided_reusing_check: self.decided.0,
+            decided_rechecked: self.decided.1,
             last_commit: Some(self.last_commit),
         };
         self.status.send_replace(status);
