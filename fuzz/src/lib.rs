@@ -16,7 +16,6 @@ use quorate_ledger::chain::MemoryChain;
 use quorate_ledger::codec;
 use quorate_ledger::entry::Entry;
 use quorate_ledger::export::{self, ExportHeader};
-use quorate_ledger::merkle;
 use quorate_ledger::proof::{EntryProof, GrantProof};
 use quorate_ledger::testing::Consortium;
 use serde::Serialize;
@@ -82,13 +81,9 @@ pub fn fixture() -> &'static Fixture {
 }
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> EntryProof {
-    let leaves = block.block.leaf_hashes().expect("leaf hashes");
-    EntryProof {
-        header: block.block.header.clone(),
-        certificate: block.certificate.clone(),
-        entry: block.block.entries[index].clone(),
-        path: merkle::prove(&leaves, index).expect("index in range"),
-    }
+    EntryProof::of_block(block, index)
+        .expect("encodes")
+        .expect("index in range")
 }
 
 fn build_fixture() -> Fixture {

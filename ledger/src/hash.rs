@@ -28,8 +28,6 @@ pub mod tag {
     pub const MERKLE_NODE: &str = "quorate 2026 merkle node v1";
     /// The root of an empty Merkle tree.
     pub const MERKLE_EMPTY: &str = "quorate 2026 merkle empty v1";
-    /// A state root.
-    pub const STATE: &str = "quorate 2026 state v1";
     /// An audit record.
     pub const AUDIT_RECORD: &str = "quorate 2026 audit record v1";
 }

@@ -23,7 +23,6 @@ use crate::entry::Entry;
 use crate::entry::EntryId;
 use crate::export::{self, ExportHeader};
 use crate::hash::Hash;
-use crate::merkle;
 use crate::proof::{EntryProof, GrantProof, StatusProof};
 use crate::smt::{Node, NodeKey, TreeReader};
 use crate::store::{self, RowVisitor, StateWrite, Store, StoreTree, StoredBlock};
@@ -539,17 +538,9 @@ impl Ledger {
 }
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> Result<EntryProof, LedgerError> {
-    let leaves = block.block.leaf_hashes()?;
-    let path = merkle::prove(&leaves, index).ok_or(LedgerError::Inconsistent {
+    EntryProof::of_block(block, index)?.ok_or(LedgerError::Inconsistent {
         state: block.block.header.height,
         tip: index as u64,
-    })?;
-    let entry = block.block.entries[index].clone();
-    Ok(EntryProof {
-        header: block.block.header.clone(),
-        certificate: block.certificate.clone(),
-        entry,
-        path,
     })
 }
 

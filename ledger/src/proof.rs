@@ -179,6 +179,24 @@ fn keys_of(state: &State) -> BTreeMap<MemberId, Did> {
 }
 
 impl EntryProof {
+    /// The proof of entry `index` of `block`: its header, certificate,
+    /// the entry and its Merkle path. `None` if there is no such entry.
+    pub fn of_block(
+        block: &CommittedBlock,
+        index: usize,
+    ) -> Result<Option<Self>, crate::codec::EncodeError> {
+        let Some(entry) = block.block.entries.get(index) else {
+            return Ok(None);
+        };
+        let leaves = block.block.leaf_hashes()?;
+        Ok(merkle::prove(&leaves, index).map(|path| EntryProof {
+            header: block.block.header.clone(),
+            certificate: block.certificate.clone(),
+            entry: entry.clone(),
+            path,
+        }))
+    }
+
     /// Checks the header's chain and epoch, the certificate against the
     /// validators of `epoch` (the members of the block's epoch, whose keys
     /// also sign endorsements), the entry's endorsements with the contract

@@ -8,18 +8,11 @@ use quorate_did::Keypair;
 use quorate_ledger::block::CommittedBlock;
 use quorate_ledger::chain::{BlockError, VerifyError};
 use quorate_ledger::export::{self, ExportHeader};
-use quorate_ledger::merkle;
 use quorate_ledger::proof::{EntryProof, GrantProof};
 use quorate_ledger::testing::Consortium;
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> EntryProof {
-    let leaves = block.block.leaf_hashes().unwrap();
-    EntryProof {
-        header: block.block.header.clone(),
-        certificate: block.certificate.clone(),
-        entry: block.block.entries[index].clone(),
-        path: merkle::prove(&leaves, index).unwrap(),
-    }
+    EntryProof::of_block(block, index).unwrap().unwrap()
 }
 
 /// A chain with a membership change before a grant.

@@ -11,18 +11,12 @@ use quorate_did::{Keypair, Signature};
 use quorate_ledger::block::CommittedBlock;
 use quorate_ledger::chain::EntryError;
 use quorate_ledger::ledger::Ledger;
-use quorate_ledger::merkle::{self, ProofError as PathError};
+use quorate_ledger::merkle::ProofError as PathError;
 use quorate_ledger::proof::{EntryProof, GrantProof, ProofError, StepError};
 use quorate_ledger::testing::Consortium;
 
 fn entry_proof(block: &CommittedBlock, index: usize) -> EntryProof {
-    let leaves = block.block.leaf_hashes().unwrap();
-    EntryProof {
-        header: block.block.header.clone(),
-        certificate: block.certificate.clone(),
-        entry: block.block.entries[index].clone(),
-        path: merkle::prove(&leaves, index).unwrap(),
-    }
+    EntryProof::of_block(block, index).unwrap().unwrap()
 }
 
 /// Four founders add a fifth, then 0 grants to 1 with the endorsements of
