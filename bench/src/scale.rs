@@ -219,8 +219,13 @@ pub(crate) fn run(dir: &Path, grants: usize) -> anyhow::Result<Scale> {
 /// verification is the cold one a third party pays.
 fn status_proof(ledger: &Ledger) -> anyhow::Result<(usize, usize, f64)> {
     let state = ledger.chain().context("genesis")?.state();
-    let (id, _) = state.grants.iter().next().context("a grant")?;
-    let proof = ledger.status_proof(id, None)?;
+    let mut first = None;
+    state.visit_grants(None, &mut |id, _| {
+        first = Some(id);
+        std::ops::ControlFlow::Break(())
+    })?;
+    let id = first.context("a grant")?;
+    let proof = ledger.status_proof(&id, None)?;
     let bytes = quorate_ledger::codec::encode(&proof)?;
     let genesis = quorate_ledger::codec::encode(&proof.genesis)?.len();
     let started = Instant::now();
@@ -234,7 +239,7 @@ pub(crate) fn open_ledger(path: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let ledger = Ledger::open(path)?;
     let open_ms = ms(started.elapsed());
-    let grants = ledger.chain().map_or(0, |c| c.state().grants.len());
+    let grants = ledger.chain().map_or(0, |c| c.state().grant_counts().total);
     let rss_kib = crate::sys::status_kib(std::process::id(), "VmRSS");
     let (status_bytes, status_genesis_bytes, status_verify_ms) = status_proof(&ledger)?;
     let tables: Vec<String> = ledger
@@ -339,7 +344,7 @@ pub(crate) fn heartbeats(path: &Path, grants: usize, blocks: usize) -> anyhow::R
     let n = blocks.max(1) as f64;
     println!(
         "{blocks} empty blocks at {} grants: check {:.3} ms, append {:.2} ms (mean)",
-        ledger.chain().map_or(0, |c| c.state().grants.len()),
+        ledger.chain().map_or(0, |c| c.state().grant_counts().total),
         check / n,
         append / n
     );

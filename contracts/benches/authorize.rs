@@ -93,11 +93,11 @@ fn bench(c: &mut Criterion) {
         };
         assert!(matches!(
             authorize(&state, &request(&allowed)),
-            Decision::Allow { .. }
+            Ok(Decision::Allow { .. })
         ));
         assert!(matches!(
             authorize(&state, &request(&denied)),
-            Decision::Deny(_)
+            Ok(Decision::Deny(_))
         ));
         group.bench_with_input(BenchmarkId::new("allow", grants), &grants, |b, _| {
             b.iter(|| authorize(&state, &request(&allowed)))

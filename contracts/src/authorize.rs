@@ -3,6 +3,7 @@
 use quorate_did::Did;
 use serde::Serialize;
 
+use crate::grants::RowsError;
 use crate::model::{Action, GrantId, GrantStatus, RateLimit, ResourcePath};
 use crate::state::State;
 use crate::{MemberId, Timestamp};
@@ -121,13 +122,14 @@ impl DenyReason {
 /// path. Deny by default, with the most telling reason.
 ///
 /// Cost: a hash lookup for the caller, one for the (caller, owner) pair,
-/// then only the grants between those two.
-pub fn authorize(state: &State, request: &AccessRequest<'_>) -> Decision {
+/// then only the grants between those two. A failure to read the grants is
+/// an error, never an answer: the caller refuses the request.
+pub fn authorize(state: &State, request: &AccessRequest<'_>) -> Result<Decision, RowsError> {
     let Some(caller) = state.member_by_did(request.caller) else {
-        return Decision::Deny(DenyReason::NotAMember);
+        return Ok(Decision::Deny(DenyReason::NotAMember));
     };
     let mut best = DenyReason::NoGrant;
-    for (id, record) in state.grants_between(&caller.id, &request.owner) {
+    for (id, record) in &state.grants_between(&caller.id, &request.owner)? {
         let terms = &record.terms;
         let reason = if !terms.resources.iter().any(|p| p.matches(request.path)) {
             DenyReason::OutOfScope
@@ -145,10 +147,10 @@ pub fn authorize(state: &State, request: &AccessRequest<'_>) -> Decision {
                     DenyReason::ActionNotGranted { grant: *id }
                 }
                 GrantStatus::Active => {
-                    return Decision::Allow {
+                    return Ok(Decision::Allow {
                         grant: *id,
                         rate_limit: terms.rate_limit,
-                    };
+                    });
                 }
             }
         };
@@ -156,5 +158,5 @@ pub fn authorize(state: &State, request: &AccessRequest<'_>) -> Decision {
             best = reason;
         }
     }
-    Decision::Deny(best)
+    Ok(Decision::Deny(best))
 }

@@ -15,11 +15,13 @@
 #![deny(missing_docs)]
 
 mod authorize;
+pub mod grants;
 pub mod model;
 mod primitives;
 pub mod state;
 
 pub use authorize::{AccessRequest, Decision, DenyReason, authorize};
+pub use grants::{GrantCounts, GrantRows, RowsError};
 pub use model::{
     Action, Body, Genesis, GrantId, GrantRecord, GrantStatus, GrantTerms, Member, NewMember,
     PathError, Policy, RateLimit, ResourcePath, ResourcePattern,

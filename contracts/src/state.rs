@@ -4,12 +4,15 @@
 //! result: the functions here are deterministic and read no clock. An entry
 //! that breaks a rule changes nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use std::ops::ControlFlow;
+use std::sync::Arc;
 
-use imbl::{OrdMap, OrdSet};
+use imbl::OrdMap;
 use quorate_did::Did;
 use serde::{Deserialize, Serialize};
 
+use crate::grants::{GrantCounts, GrantRows, Grants, RowsError};
 use crate::model::*;
 use crate::{MemberId, Timestamp};
 
@@ -109,6 +112,16 @@ pub enum Violation {
     /// An endorser is not a member.
     #[error("endorser {0} is not a member")]
     EndorserNotMember(MemberId),
+    /// Not a rule: this node could not read its grant rows, so it cannot
+    /// judge the entry and refuses it here. Another node may accept it.
+    #[error("{0}")]
+    Unreadable(RowsError),
+}
+
+impl From<RowsError> for Violation {
+    fn from(e: RowsError) -> Self {
+        Violation::Unreadable(e)
+    }
 }
 
 /// Whose endorsements an entry needs.
@@ -169,8 +182,11 @@ impl Changes {
 /// The consortium state: members, grants, policy. Its maps are persistent
 /// (`imbl`): a clone shares every node with the original, so taking the
 /// state to check a block, or handing it to the gateway, costs O(1), and a
-/// change copies O(log n). Indexes are derived, never stored. Two states
-/// are equal when their members, grants and consortium rows are.
+/// change copies O(log n). Grants are read through a store's snapshot
+/// ([`GrantRows`]) when the state has one, with only the grants changed
+/// since in memory; members (at most [`MEMBERS_MAX`]) always are. Indexes
+/// are derived, never stored. Two states are equal when their members,
+/// grants and consortium rows are (comparing reads every grant: O(n)).
 #[derive(Debug, Clone)]
 pub struct State {
     /// The chain id.
@@ -179,8 +195,8 @@ pub struct State {
     pub epoch: u64,
     /// Current members by id.
     pub members: OrdMap<MemberId, Member>,
-    /// Every grant ever committed.
-    pub grants: OrdMap<GrantId, GrantRecord>,
+    /// Every grant ever committed: a base and the changes since.
+    grants: Grants,
     /// The policy.
     pub policy: Policy,
     /// See [`Consortium::proposals_since`].
@@ -193,25 +209,34 @@ impl PartialEq for State {
         self.chain_id == other.chain_id
             && self.epoch == other.epoch
             && self.members == other.members
-            && self.grants == other.grants
             && self.policy == other.policy
+            && self.grant_counts() == other.grant_counts()
             && self.proposals_since == other.proposals_since
+            && self.same_grants(other)
     }
 }
 
-impl Eq for State {}
+impl State {
+    /// Whether both states hold the same grants, read row by row: O(n),
+    /// for tests and offline checks. A failed read compares unequal.
+    pub fn same_grants(&self, other: &State) -> bool {
+        let collect = |s: &State| -> Result<Vec<(GrantId, GrantRecord)>, RowsError> {
+            let mut out = Vec::new();
+            s.visit_grants(None, &mut |id, r| {
+                out.push((id, r.clone()));
+                ControlFlow::Continue(())
+            })?;
+            Ok(out)
+        };
+        matches!((collect(self), collect(other)), (Ok(a), Ok(b)) if a == b)
+    }
+}
 
 /// Lookups for the request path; derived, never serialized.
 #[derive(Debug, Clone, Default)]
 struct Index {
     /// At most `MEMBERS_MAX` entries, so a plain map.
     member_by_key: HashMap<[u8; 32], MemberId>,
-    /// (grantee, grantor) → grants between them, persistent like the maps
-    /// (a block that adds one grant to a pair copies O(log n), not the
-    /// pair's list).
-    grants_by_pair: OrdMap<(MemberId, MemberId), OrdSet<GrantId>>,
-    /// Grants whose ledger status is active (expiry aside), kept in step.
-    active: usize,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -223,24 +248,79 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl State {
-    /// The state made of its rows (as a store holds them), with its
-    /// indexes rebuilt: O(n log n), once per start.
+    /// The state made of all its rows, grants in memory: O(n log n).
     pub fn from_rows(
         consortium: Consortium,
         members: impl IntoIterator<Item = Member>,
         grants: impl IntoIterator<Item = (GrantId, GrantRecord)>,
     ) -> Self {
+        Self::with_grants(consortium, members, Grants::in_memory(grants))
+    }
+
+    /// The state of a store: its consortium and member rows, and its grants
+    /// read through `base` (counted by `counts`). O(members): what a node
+    /// does at start, whatever the number of grants.
+    pub fn on_rows(
+        consortium: Consortium,
+        members: impl IntoIterator<Item = Member>,
+        base: Arc<dyn GrantRows>,
+        counts: GrantCounts,
+    ) -> Self {
+        Self::with_grants(consortium, members, Grants::on(base, counts))
+    }
+
+    fn with_grants(
+        consortium: Consortium,
+        members: impl IntoIterator<Item = Member>,
+        grants: Grants,
+    ) -> Self {
         let mut state = Self {
             chain_id: consortium.chain_id,
             epoch: consortium.epoch,
             members: members.into_iter().map(|m| (m.id, m)).collect(),
-            grants: grants.into_iter().collect(),
+            grants,
             policy: consortium.policy,
             proposals_since: consortium.proposals_since,
             index: Index::default(),
         };
-        state.reindex();
+        state.reindex_members();
         state
+    }
+
+    /// Takes `base` as holding every grant of this state (the store has
+    /// written the changes): the changes leave memory.
+    pub fn rebase_grants(&mut self, base: Arc<dyn GrantRows>) {
+        self.grants.rebase(base);
+    }
+
+    /// How many grants there are, and how many are active.
+    pub fn grant_counts(&self) -> GrantCounts {
+        self.grants.counts()
+    }
+
+    /// The record of grant `id`.
+    pub fn grant(&self, id: &GrantId) -> Result<Option<GrantRecord>, RowsError> {
+        self.grants.get(id)
+    }
+
+    /// Visits the grants whose ids are greater than `after` (all, if
+    /// `None`), ascending, until `visit` breaks.
+    pub fn visit_grants(
+        &self,
+        after: Option<&GrantId>,
+        visit: &mut dyn FnMut(GrantId, &GrantRecord) -> ControlFlow<()>,
+    ) -> Result<(), RowsError> {
+        self.grants.visit(after, visit)
+    }
+
+    /// The ids of every grant, ascending: O(n), for offline checks.
+    pub fn grant_ids(&self) -> Result<Vec<GrantId>, RowsError> {
+        let mut ids = Vec::new();
+        self.visit_grants(None, &mut |id, _| {
+            ids.push(id);
+            ControlFlow::Continue(())
+        })?;
+        Ok(ids)
     }
 
     /// The consortium-wide row.
@@ -253,27 +333,10 @@ impl State {
         }
     }
 
-    fn reindex(&mut self) {
-        self.reindex_members();
-        let mut pairs: BTreeMap<(MemberId, MemberId), OrdSet<GrantId>> = BTreeMap::new();
-        for (id, record) in &self.grants {
-            pairs
-                .entry((record.terms.grantee, record.terms.grantor))
-                .or_default()
-                .insert(*id);
-        }
-        self.index.grants_by_pair = pairs.into_iter().collect();
-        self.index.active = self
-            .grants
-            .values()
-            .filter(|g| g.status == GrantStatus::Active)
-            .count();
-    }
-
     /// How many grants are active on the ledger (revoked and ended ones
     /// aside; an active grant past its `not_after` still counts).
-    pub fn active_grants(&self) -> usize {
-        self.index.active
+    pub fn active_grants(&self) -> u64 {
+        self.grants.counts().active
     }
 
     fn reindex_members(&mut self) {
@@ -348,18 +411,20 @@ impl State {
         }
     }
 
-    /// The grants from `grantor` to `grantee`.
+    /// The grants from `grantor` to `grantee`, ascending by id: the pair's
+    /// grants only, whatever the size of the state.
     pub fn grants_between(
         &self,
         grantee: &MemberId,
         grantor: &MemberId,
-    ) -> impl Iterator<Item = (&GrantId, &GrantRecord)> {
-        self.index
-            .grants_by_pair
-            .get(&(*grantee, *grantor))
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.grants.get(id).map(|r| (id, r)))
+    ) -> Result<Vec<(GrantId, GrantRecord)>, RowsError> {
+        let mut out = Vec::new();
+        for id in self.grants.between(grantee, grantor)? {
+            if let Some(record) = self.grants.get(&id)? {
+                out.push((id, record));
+            }
+        }
+        Ok(out)
     }
 
     /// Applies one entry: checks it fully, then changes the state. On error
@@ -406,22 +471,18 @@ impl State {
             Body::RemoveMember { member } => {
                 self.members.remove(member);
                 changes.members.insert(*member);
-                // Only the pairs the member is party to: the work is its
-                // grants, not every grant.
-                let parties: Vec<GrantId> = self
-                    .index
-                    .grants_by_pair
-                    .iter()
-                    .filter(|((grantee, grantor), _)| grantee == member || grantor == member)
-                    .flat_map(|(_, ids)| ids.iter().copied())
-                    .collect();
+                // Only the pairs the member is party to (with the members
+                // before its removal: a former member's grants all ended
+                // with it): the work is its grants, not every grant.
+                let mut parties = Vec::new();
+                for other in self.members.keys().chain(std::iter::once(member)) {
+                    parties.extend(self.grants.between(member, other)?);
+                    parties.extend(self.grants.between(other, member)?);
+                }
+                let ended = GrantStatus::Ended { height: ctx.height };
                 for id in parties {
-                    if let Some(record) = self.grants.get_mut(&id)
-                        && record.status == GrantStatus::Active
-                    {
-                        record.status = GrantStatus::Ended { height: ctx.height };
+                    if self.grants.end(&id, ended)? {
                         changes.grants.insert(id);
-                        self.index.active -= 1;
                     }
                 }
                 self.epoch += 1;
@@ -437,7 +498,7 @@ impl State {
             }
             Body::Grant(terms) => {
                 let id = GrantId(ctx.entry_id);
-                if self.grants.contains_key(&id) {
+                if self.grants.contains(&id)? {
                     return Err(Violation::GrantExists(id));
                 }
                 self.grants.insert(
@@ -449,14 +510,14 @@ impl State {
                     },
                 );
                 changes.grants.insert(id);
-                self.index.active += 1;
             }
             Body::Revoke { grant } => {
                 // check_proposal refused a grant that is not active.
-                if let Some(record) = self.grants.get_mut(grant) {
-                    record.status = GrantStatus::Revoked { height: ctx.height };
+                if self
+                    .grants
+                    .end(grant, GrantStatus::Revoked { height: ctx.height })?
+                {
                     changes.grants.insert(*grant);
-                    self.index.active -= 1;
                 }
             }
             Body::SetPolicy(policy) => {
@@ -470,18 +531,8 @@ impl State {
                 changes.consortium = true;
             }
         }
-        // Keep the request-path indexes in step, without a full rebuild on
-        // the common path (a grant).
-        match body {
-            Body::Grant(terms) => {
-                self.index
-                    .grants_by_pair
-                    .entry((terms.grantee, terms.grantor))
-                    .or_default()
-                    .insert(GrantId(ctx.entry_id));
-            }
-            b if b.changes_membership() => self.reindex_members(),
-            _ => {}
+        if body.changes_membership() {
+            self.reindex_members();
         }
         Ok(())
     }
@@ -563,10 +614,7 @@ pub fn check_proposal(
             Ok(())
         }
         Body::Revoke { grant } => {
-            let record = state
-                .grants
-                .get(grant)
-                .ok_or(Violation::UnknownGrant(*grant))?;
+            let record = state.grant(grant)?.ok_or(Violation::UnknownGrant(*grant))?;
             if record.status != GrantStatus::Active {
                 return Err(Violation::GrantNotActive(*grant));
             }
@@ -615,14 +663,18 @@ pub fn check_proposal(
 /// - Revoke by the grantor: the grantor alone. By anyone else: a quorum.
 /// - AddMember, RemoveMember, SetPolicy: a quorum.
 /// - RotateKey: a quorum including the member itself (its old key).
-pub fn required_endorsements(state: &State, proposer: MemberId, body: &Body) -> Requirement {
+pub fn required_endorsements(
+    state: &State,
+    proposer: MemberId,
+    body: &Body,
+) -> Result<Requirement, RowsError> {
     let q = quorum(state.members.len());
-    match body {
+    Ok(match body {
         Body::Grant(t) => Requirement {
             quorum: q,
             must_include: vec![t.grantor],
         },
-        Body::Revoke { grant } => match state.grants.get(grant) {
+        Body::Revoke { grant } => match state.grant(grant)? {
             Some(r) if r.terms.grantor == proposer => Requirement {
                 quorum: 1,
                 must_include: vec![proposer],
@@ -640,7 +692,7 @@ pub fn required_endorsements(state: &State, proposer: MemberId, body: &Body) -> 
             quorum: q,
             must_include: vec![proposer],
         },
-    }
+    })
 }
 
 /// Checks that `endorsers` (members whose signatures the ledger verified)
@@ -654,7 +706,7 @@ pub fn check_endorsements(
     if let Some(outsider) = endorsers.iter().find(|e| !state.members.contains_key(*e)) {
         return Err(Violation::EndorserNotMember(*outsider));
     }
-    let requirement = required_endorsements(state, proposer, body);
+    let requirement = required_endorsements(state, proposer, body)?;
     let have = endorsers.len() as u32;
     let missing: Vec<String> = requirement
         .must_include

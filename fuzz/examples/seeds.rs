@@ -117,9 +117,9 @@ fn main() {
                 .consortium
                 .chain
                 .state()
-                .grants
-                .keys()
-                .next()
+                .grant_ids()
+                .expect("grants in memory are readable")
+                .first()
                 .expect("grant"),
         },
     };

@@ -122,17 +122,17 @@ fn check_state(state: &State) {
         .values()
         .map(|m| codec::decode(&codec::encode(m).expect("a member encodes")).expect("decodes"))
         .collect();
-    let grants: Vec<_> = state
-        .grants
-        .iter()
-        .map(|(id, g)| {
+    let mut grants = Vec::new();
+    state
+        .visit_grants(None, &mut |id, g| {
             let bytes = codec::encode(g).expect("a grant encodes");
-            (
-                *id,
+            grants.push((
+                id,
                 codec::decode(&bytes).expect("a grant's encoding decodes"),
-            )
+            ));
+            std::ops::ControlFlow::Continue(())
         })
-        .collect();
+        .expect("grants in memory are readable");
     let back = State::from_rows(state.consortium(), members, grants);
     assert_eq!(&back, state);
     for member in state.members.values() {

@@ -42,8 +42,8 @@ fuzz_target!(|data: &[u8]| {
                     .consortium
                     .chain
                     .state()
-                    .grants
-                    .get(&verified.id)
+                    .grant(&verified.id)
+                    .expect("grants in memory are readable")
                     .expect("a verified proof from our genesis names a committed grant");
                 assert_eq!(record.terms, verified.terms);
                 assert_eq!(record.committed_height, verified.height);

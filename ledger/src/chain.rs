@@ -78,7 +78,7 @@ pub struct Tip {
 /// The state tree's nodes are not held here: every operation that needs
 /// them takes a [`TreeReader`] (the store's, or a [`MemoryTree`]), and what
 /// a block changes comes back as an [`Adopted`] for the caller to persist.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChainState {
     genesis_hash: Hash,
     tip: Tip,
@@ -111,6 +111,11 @@ pub struct ChainMeta {
     pub tree_version: Version,
     /// The tip's state root.
     pub state_root: Hash,
+    /// The state's grants counted: every one, and the active ones (the
+    /// rows are read on demand, so nobody counts them at start).
+    pub grants: u64,
+    /// See `grants`.
+    pub active_grants: u64,
 }
 
 /// A block built by [`ChainState::build_block_checked`]: the block, its
@@ -190,32 +195,38 @@ pub type TreeChange = (KeyHash, Option<Vec<u8>>);
 
 /// The state tree changes that `changes` make to `state` (the state after
 /// them).
-pub fn tree_changes(state: &State, changes: &Changes) -> Result<Vec<TreeChange>, EncodeError> {
+pub fn tree_changes(state: &State, changes: &Changes) -> Result<Vec<TreeChange>, BlockError> {
     let mut out = Vec::with_capacity(changes.members.len() + changes.grants.len() + 1);
     if changes.consortium {
         out.push((
             rows::consortium_key(),
-            Some(codec::encode(&state.consortium())?),
+            Some(codec::encode(&state.consortium()).map_err(encode_err)?),
         ));
     }
     for id in &changes.members {
-        let value = state.members.get(id).map(codec::encode).transpose()?;
-        out.push((rows::member_key(id), value));
+        let value = state.members.get(id).map(codec::encode).transpose();
+        out.push((rows::member_key(id), value.map_err(encode_err)?));
     }
     for id in &changes.grants {
-        let value = state.grants.get(id).map(codec::encode).transpose()?;
-        out.push((rows::grant_key(id), value));
+        // Changed grants are in the state's memory: no store read.
+        let record = state.grant(id).map_err(unreadable)?;
+        let value = record.as_ref().map(codec::encode).transpose();
+        out.push((rows::grant_key(id), value.map_err(encode_err)?));
     }
     Ok(out)
 }
 
+fn unreadable(e: contracts::RowsError) -> BlockError {
+    BlockError::Unreadable(e)
+}
+
 /// Every row of `state` as a change (genesis, or a from-scratch root).
-fn all_rows(state: &State) -> Changes {
-    Changes {
+fn all_rows(state: &State) -> Result<Changes, BlockError> {
+    Ok(Changes {
         members: state.members.keys().copied().collect(),
-        grants: state.grants.keys().copied().collect(),
+        grants: state.grant_ids().map_err(unreadable)?.into_iter().collect(),
         consortium: true,
-    }
+    })
 }
 
 /// A reader of no nodes: the base of the first version.
@@ -232,6 +243,9 @@ impl TreeReader for NoTree {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BlockError {
+    /// Not the block's fault: this node could not read its state's rows.
+    #[error(transparent)]
+    Unreadable(contracts::RowsError),
     /// The header's chain id is not this chain's.
     #[error("chain id {found:?} is not this chain's {expected:?}")]
     ChainId {
@@ -407,7 +421,7 @@ fn encode_err(e: EncodeError) -> BlockError {
 /// empty state tree. O(n); a node never needs it past genesis (a block's
 /// root is computed from its changes), but tests and tools compare with it.
 pub fn state_root(state: &State) -> Result<Hash, BlockError> {
-    let changes = tree_changes(state, &all_rows(state)).map_err(encode_err)?;
+    let changes = tree_changes(state, &all_rows(state)?)?;
     Ok(smt::apply(&NoTree, None, 0, &changes)
         .map_err(tree_err)?
         .root)
@@ -499,7 +513,8 @@ impl ChainState {
                 found: header.tx_root,
             }));
         }
-        let rows = tree_changes(&state, &all_rows(&state)).map_err(|e| at(encode_err(e)))?;
+        let all = all_rows(&state).map_err(at)?;
+        let rows = tree_changes(&state, &all).map_err(at)?;
         let tree = smt::apply(&NoTree, None, 0, &rows).map_err(|e| at(tree_err(e)))?;
         let root = tree.root;
         if header.state_root != root {
@@ -527,7 +542,7 @@ impl ChainState {
         recent_entries.insert(id, header.time);
         let recent_by_time = imbl::OrdSet::unit((header.time, id));
         let adopted = Adopted {
-            changes: all_rows(&state),
+            changes: all,
             tree: Some(tree),
             recent_added: vec![(id, header.time)],
             recent_removed: Vec::new(),
@@ -575,7 +590,15 @@ impl ChainState {
             tip: self.tip,
             tree_version: self.tree_version,
             state_root: self.state_root,
+            grants: self.state.grant_counts().total,
+            active_grants: self.state.grant_counts().active,
         }
+    }
+
+    /// Takes `base` as holding every grant of the state (a store wrote
+    /// them): see [`State::rebase_grants`].
+    pub fn rebase_grants(&mut self, base: std::sync::Arc<dyn contracts::GrantRows>) {
+        self.state.rebase_grants(base);
     }
 
     /// The tip's state root.
@@ -710,7 +733,7 @@ impl ChainState {
         if changes.is_empty() {
             return Ok((None, self.state_root));
         }
-        let rows = tree_changes(next, changes).map_err(encode_err)?;
+        let rows = tree_changes(next, changes)?;
         let update = smt::apply(tree, Some(self.tree_version), height, &rows).map_err(tree_err)?;
         let root = update.root;
         Ok((Some(update), root))
@@ -1046,7 +1069,7 @@ fn check_certificate(
 }
 
 /// What a verified chain holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChainSummary {
     /// The state at the tip.
     pub chain: ChainState,

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use std::collections::HashMap;
 
-use quorate_contracts::{Consortium, GrantRecord, Member, MemberId, State, Timestamp};
+use quorate_contracts::{Consortium, GrantCounts, Member, MemberId, RowsError, State, Timestamp};
 
 use crate::block::{Block, CommittedBlock};
 use crate::chain::{
@@ -35,7 +35,13 @@ pub const BLOCKS_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub struct Ledger {
     store: Store,
     chain: Option<ChainState>,
+    /// How long (block time, ms) past states stay provable; `None`: all.
+    state_history_ms: Option<u64>,
 }
+
+/// Fewest state tree nodes an append prunes when it prunes (more when the
+/// append made more stale): pruning keeps up with what blocks make stale.
+pub const PRUNE_NODES_MIN: usize = 4096;
 
 /// Why a ledger operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +104,9 @@ pub enum LedgerError {
     /// The stored state tree is missing a node or does not match the rows.
     #[error("the stored state tree is inconsistent: {0}")]
     Tree(String),
+    /// The grant rows could not be read.
+    #[error(transparent)]
+    Rows(#[from] RowsError),
 }
 
 /// Collects the rows a store visits into what a state is built from.
@@ -106,7 +115,6 @@ struct LoadRows {
     meta: Option<ChainMeta>,
     consortium: Option<Consortium>,
     members: Vec<Member>,
-    grants: Vec<(quorate_contracts::GrantId, GrantRecord)>,
     recent: Vec<(EntryId, Timestamp)>,
 }
 
@@ -135,13 +143,6 @@ impl RowVisitor for LoadRows {
     fn member(&mut self, value: &[u8]) -> Result<(), LedgerError> {
         self.members
             .push(codec::decode(value).map_err(corrupt("member row"))?);
-        Ok(())
-    }
-
-    fn grant(&mut self, id: &[u8], value: &[u8]) -> Result<(), LedgerError> {
-        let id = quorate_contracts::GrantId(id32("grant", id)?);
-        self.grants
-            .push((id, codec::decode(value).map_err(corrupt("grant row"))?));
         Ok(())
     }
 
@@ -177,15 +178,25 @@ impl Ledger {
 
     /// The ledger held in an open store, loading the state's rows at its
     /// tip and checking them against the stored tip and the state tree's
-    /// root. Each row is decoded alone and is small by construction, so no
-    /// size of state can exceed a decode limit.
+    /// root. Members and the replay window are loaded (each row decoded
+    /// alone and small by construction, so no size of state can exceed a
+    /// decode limit); grants stay on disk, read through a snapshot, so
+    /// opening costs the same at a thousand grants or a million.
     pub fn with_store(store: Store) -> Result<Self, LedgerError> {
         let mut rows = LoadRows::default();
         if !store.visit_state(&mut rows)? {
-            return Ok(Self { store, chain: None });
+            return Ok(Self {
+                store,
+                chain: None,
+                state_history_ms: None,
+            });
         }
         let (Some(meta), Some(consortium)) = (rows.meta, rows.consortium) else {
-            return Ok(Self { store, chain: None });
+            return Ok(Self {
+                store,
+                chain: None,
+                state_history_ms: None,
+            });
         };
         let tip = store.tip()?.map(|t| t.height).unwrap_or(0);
         if meta.tip.height != tip {
@@ -207,12 +218,26 @@ impl Ledger {
                 meta.tree_version
             )));
         }
-        let state = State::from_rows(consortium, rows.members, rows.grants);
+        let counts = GrantCounts {
+            total: meta.grants,
+            active: meta.active_grants,
+        };
+        let grants = std::sync::Arc::new(store.grants()?);
+        let state = State::on_rows(consortium, rows.members, grants, counts);
         let chain = ChainState::from_stored(meta, state, rows.recent);
         Ok(Self {
             store,
             chain: Some(chain),
+            state_history_ms: None,
         })
+    }
+
+    /// Keeps the state of past heights (for status proofs) for `ms` of
+    /// block time behind the tip, pruning older state tree versions as
+    /// blocks are appended; `None` keeps every version. A status proof at
+    /// a pruned height is refused as not held.
+    pub fn keep_state_history(&mut self, ms: Option<u64>) {
+        self.state_history_ms = ms;
     }
 
     /// The state at the tip, once there is a genesis.
@@ -225,8 +250,8 @@ impl Ledger {
         if let Some(chain) = &self.chain {
             return Err(LedgerError::HasGenesis(chain.genesis_hash()));
         }
-        let (chain, adopted) = ChainState::adopt_genesis(genesis)?;
-        self.persist(std::slice::from_ref(genesis), &chain, vec![adopted])?;
+        let (mut chain, adopted) = ChainState::adopt_genesis(genesis)?;
+        self.persist(std::slice::from_ref(genesis), &mut chain, vec![adopted])?;
         self.chain = Some(chain);
         Ok(())
     }
@@ -268,7 +293,7 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let mut chain = self.chain.clone().ok_or(LedgerError::NoGenesis)?;
         let adopted = chain.apply_checked(committed, checked)?;
-        self.persist(std::slice::from_ref(committed), &chain, vec![adopted])?;
+        self.persist(std::slice::from_ref(committed), &mut chain, vec![adopted])?;
         self.chain = Some(chain);
         Ok(())
     }
@@ -315,17 +340,19 @@ impl Ledger {
         }
         drop(tree);
         drop(store_tree);
-        self.persist(blocks, &chain, adopted)?;
+        self.persist(blocks, &mut chain, adopted)?;
         self.chain = Some(chain);
         Ok(())
     }
 
     /// Writes `blocks` and what they changed (`adopted`, one per block) in
-    /// one durable transaction; `after` is the chain state after the last.
+    /// one durable transaction; `after` is the chain state after the last,
+    /// and reads its grants from the store once they are written there
+    /// (its changed grants leave memory).
     fn persist(
         &self,
         blocks: &[CommittedBlock],
-        after: &ChainState,
+        after: &mut ChainState,
         adopted: Vec<Adopted>,
     ) -> Result<(), LedgerError> {
         let stored = blocks
@@ -355,8 +382,24 @@ impl Ledger {
                 })
             })
             .collect::<Result<Vec<_>, EncodeError>>()?;
-        self.store
-            .append_batch(&stored, &state_write(after, adopted)?)?;
+        let times: HashMap<u64, u64> = blocks
+            .iter()
+            .map(|b| (b.block.header.height, b.block.header.time.0))
+            .collect();
+        let mut write = state_write(after, adopted, &times)?;
+        if let Some(keep_ms) = self.state_history_ms {
+            write.prune = Some(store::Prune {
+                before_ms: after.tip().time.0.saturating_sub(keep_ms),
+                nodes_max: PRUNE_NODES_MIN.max(2 * write.tree_stale.len()),
+            });
+        }
+        self.store.append_batch(&stored, &write)?;
+        // The blocks are durable now, so this must not fail the append:
+        // without a new snapshot the changes stay in memory (correct, just
+        // larger) until the next append rebases.
+        if let Ok(grants) = self.store.grants() {
+            after.rebase_grants(std::sync::Arc::new(grants));
+        }
         Ok(())
     }
 
@@ -546,7 +589,11 @@ fn entry_proof(block: &CommittedBlock, index: usize) -> Result<EntryProof, Ledge
 
 /// What `adopted` (a batch's blocks, in order) changed, with the rows' new
 /// values read from `after`, encoded for the store.
-fn state_write(after: &ChainState, adopted: Vec<Adopted>) -> Result<StateWrite, EncodeError> {
+fn state_write(
+    after: &ChainState,
+    adopted: Vec<Adopted>,
+    block_times: &HashMap<u64, u64>,
+) -> Result<StateWrite, LedgerError> {
     let state = after.state();
     let mut changes = quorate_contracts::Changes::default();
     let mut write = StateWrite {
@@ -565,7 +612,13 @@ fn state_write(after: &ChainState, adopted: Vec<Adopted>) -> Result<StateWrite, 
             recent.insert(id.0, None);
         }
         if let Some(update) = step.tree {
-            write.tree_versions.push(update.version);
+            // A version is the height of a block of the batch; the tip's
+            // time is the safe stand-in (pruning only ever goes later).
+            let time = block_times
+                .get(&update.version)
+                .copied()
+                .unwrap_or(after.tip().time.0);
+            write.tree_versions.push((update.version, time));
             for (key, node) in &update.new_nodes {
                 write
                     .tree_nodes
@@ -586,8 +639,19 @@ fn state_write(after: &ChainState, adopted: Vec<Adopted>) -> Result<StateWrite, 
         write.members.push((id.0, value));
     }
     for id in changes.grants {
-        let value = state.grants.get(&id).map(codec::encode).transpose()?;
-        write.grants.push((id.0, value));
+        // Changed grants are in the state's memory: no store read.
+        let record = state.grant(&id)?;
+        if let Some(record) = &record {
+            // Rewritten for a status change too: the same key, harmless.
+            let mut pair = [0u8; 96];
+            pair[..32].copy_from_slice(&record.terms.grantee.0);
+            pair[32..64].copy_from_slice(&record.terms.grantor.0);
+            pair[64..].copy_from_slice(&id.0);
+            write.grant_pairs.push(pair);
+        }
+        write
+            .grants
+            .push((id.0, record.as_ref().map(codec::encode).transpose()?));
     }
     for (id, time) in recent {
         match time {

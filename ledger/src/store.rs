@@ -8,11 +8,24 @@
 //! | `blocks` | height | canonical CBOR of the block |
 //! | `certificates` | height | canonical CBOR of its quorum certificate |
 //! | `entries` | entry id (32 bytes) | `(height, index in block)` |
-//! | `state` | `"chain"` | the chain state after the tip |
+//! | `membership_changes` | `(height, index)` | () |
+//! | `chain` | `"meta"`, `"consortium"` | the chain's meta row (tip, tree version, root, grant counts); the consortium row |
+//! | `members` | member id | canonical CBOR of the member |
+//! | `grants` | grant id | canonical CBOR of the grant record |
+//! | `grant_pairs` | `grantee ‖ grantor ‖ grant id` | () |
+//! | `recent_entries` | entry id | its block's time (ms): the replay window |
+//! | `state_tree` | node key `(version, depth, path)` | canonical CBOR of the node |
+//! | `state_tree_stale` | `(stale since, node key)` | (): what pruning may delete |
+//! | `state_tree_versions` | version (a height) | its block's time (ms) |
 //! | `consensus` | `"machine"` | the agreement machine's persisted state |
 //!
-//! Appending writes the block, its certificate, its entry index, the state
-//! and the new tip in one write transaction committed with
+//! Only the meta, consortium and member rows and the replay window are
+//! loaded at open; grants are read on demand ([`Store::grants`]) and tree
+//! nodes as paths need them ([`Store::tree`]).
+//!
+//! Appending writes the block, its certificate, its entry index, the rows
+//! it changed, the tree's new nodes (and prunes old ones) and the new tip
+//! in one write transaction committed with
 //! `Durability::Immediate` (fsync before `commit` returns): a crash leaves
 //! the store at the old tip or the new one, never between. The node drives
 //! the store from one task; redb admits one writer at a time anyway.
@@ -26,8 +39,10 @@ pub const BLOCK_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Format tag in the `meta` table: refuses files that are not ours, and
 /// ours of another format. v2: blocks' `tx_root` covers whole entries,
 /// certificates' `value_id` is a byte string, and the state is rows with a
-/// state tree, so v1 bytes would not decode or verify.
-pub const FORMAT: &[u8] = b"quorate-ledger-store v2";
+/// state tree, so v1 bytes would not decode or verify. v3: grants are read
+/// from their rows on demand, through an index of grant pairs, and the
+/// meta row counts them.
+pub const FORMAT: &[u8] = b"quorate-ledger-store v3";
 
 /// What every [`FORMAT`] tag starts with, to tell an old store of ours
 /// from a foreign file.
@@ -43,13 +58,17 @@ const CHAIN: TableDefinition<&str, &[u8]> = TableDefinition::new("chain");
 const MEMBERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
 /// Grant rows: grant id → canonical CBOR of the grant record.
 const GRANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("grants");
+/// The grants between two members: `grantee ‖ grantor ‖ grant id` → ().
+/// A grant's parties never change, so a row is written once, with it.
+const GRANT_PAIRS: TableDefinition<&[u8], ()> = TableDefinition::new("grant_pairs");
 /// The replay window: entry id → its block's time (ms).
 const RECENT: TableDefinition<&[u8], u64> = TableDefinition::new("recent_entries");
 /// Where membership changes are: (height, index in block) → ().
 const MEMBERSHIP: TableDefinition<(u64, u32), ()> = TableDefinition::new("membership_changes");
-/// The versions the state tree has: a block that changed the state wrote
-/// the version of its height.
-const TREE_VERSIONS: TableDefinition<u64, ()> = TableDefinition::new("state_tree_versions");
+/// The versions the state tree holds, with their block's time (ms): a
+/// block that changed the state wrote the version of its height. Pruning
+/// removes the oldest.
+const TREE_VERSIONS: TableDefinition<u64, u64> = TableDefinition::new("state_tree_versions");
 /// State tree nodes: node key (version, depth, path) → canonical CBOR.
 const TREE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_tree");
 /// Nodes the versions from `stale_since` on no longer use, for pruning.
@@ -87,17 +106,37 @@ pub struct StateWrite {
     pub members: Vec<([u8; 32], Option<Vec<u8>>)>,
     /// Grant rows to put (`Some`) or delete (`None`).
     pub grants: Vec<([u8; 32], Option<Vec<u8>>)>,
+    /// Grants added: `grantee ‖ grantor ‖ grant id`.
+    pub grant_pairs: Vec<[u8; 96]>,
     /// Entry ids that joined the replay window, with their block's time.
     pub recent_added: Vec<([u8; 32], u64)>,
     /// Entry ids that left it.
     pub recent_removed: Vec<[u8; 32]>,
-    /// State tree versions written.
-    pub tree_versions: Vec<u64>,
+    /// State tree versions written, with their block's time (ms).
+    pub tree_versions: Vec<(u64, u64)>,
     /// State tree nodes to store: (node key, canonical CBOR).
     pub tree_nodes: Vec<(Vec<u8>, Vec<u8>)>,
     /// State tree nodes gone stale: (stale since, node key).
     pub tree_stale: Vec<(u64, Vec<u8>)>,
+    /// Old state tree versions to prune in the same transaction.
+    pub prune: Option<Prune>,
 }
+
+/// Which state tree versions a write prunes: those whose block time is
+/// before `before_ms`, except the newest of them (the state in force at
+/// `before_ms`, which later heights may still use), and at most
+/// `nodes_max` nodes this time (the rest go with later writes), so an
+/// append costs what it writes, not the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    /// Versions made before this block time (ms) go.
+    pub before_ms: u64,
+    /// Most nodes deleted by one write.
+    pub nodes_max: usize,
+}
+
+/// Most version rows one write prunes.
+const PRUNE_VERSIONS_MAX: usize = 1024;
 
 /// The state's rows as stored, visited one at a time (a state of a million
 /// grants is never held twice in memory while it loads).
@@ -108,8 +147,6 @@ pub trait RowVisitor {
     fn chain(&mut self, meta: &[u8], consortium: &[u8]) -> Result<(), Self::Error>;
     /// One member row.
     fn member(&mut self, value: &[u8]) -> Result<(), Self::Error>;
-    /// One grant row.
-    fn grant(&mut self, id: &[u8], value: &[u8]) -> Result<(), Self::Error>;
     /// One entry of the replay window.
     fn recent(&mut self, id: &[u8], time_ms: u64) -> Result<(), Self::Error>;
 }
@@ -321,6 +358,7 @@ impl Store {
             for table in [MEMBERS, GRANTS, TREE] {
                 txn.open_table(table).map_err(|e| storage(&e))?;
             }
+            txn.open_table(GRANT_PAIRS).map_err(|e| storage(&e))?;
             txn.open_table(RECENT).map_err(|e| storage(&e))?;
             txn.open_table(TREE_STALE).map_err(|e| storage(&e))?;
             txn.open_table(MEMBERSHIP).map_err(|e| storage(&e))?;
@@ -498,8 +536,10 @@ impl Store {
             .map(|v| v.value()))
     }
 
-    /// Visits the state's rows at the tip, all from one snapshot; `false`
-    /// if the store holds no state yet.
+    /// Visits the state's rows at the tip that a node holds in memory (the
+    /// meta and consortium rows, members, the replay window; grants are
+    /// read on demand through [`Store::grants`]), all from one snapshot;
+    /// `false` if the store holds no state yet.
     pub fn visit_state<V: RowVisitor>(&self, visitor: &mut V) -> Result<bool, V::Error> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let chain = txn.open_table(CHAIN).map_err(read_err)?;
@@ -518,15 +558,6 @@ impl Store {
         {
             let (_, value) = row.map_err(read_err)?;
             visitor.member(value.value())?;
-        }
-        for row in txn
-            .open_table(GRANTS)
-            .map_err(read_err)?
-            .iter()
-            .map_err(read_err)?
-        {
-            let (id, value) = row.map_err(read_err)?;
-            visitor.grant(id.value(), value.value())?;
         }
         for row in txn
             .open_table(RECENT)
@@ -582,6 +613,17 @@ impl Store {
             .get("meta")
             .map_err(read_err)?
             .map(|v| v.value().to_vec()))
+    }
+
+    /// The grant rows as of now, on one snapshot of the store: what a
+    /// state reads its grants through. The snapshot holds the pages it
+    /// reads, so take a new one after each append and drop the old.
+    pub fn grants(&self) -> Result<StoreGrants, ReadError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        Ok(StoreGrants {
+            grants: txn.open_table(GRANTS).map_err(read_err)?,
+            pairs: txn.open_table(GRANT_PAIRS).map_err(read_err)?,
+        })
     }
 
     /// A reader of the state tree's nodes, on a snapshot of the store.
@@ -708,6 +750,10 @@ fn write_state(txn: &redb::WriteTransaction, state: &StateWrite) -> Result<(), A
             .map_err(write_err)?;
         }
     }
+    let mut pairs = txn.open_table(GRANT_PAIRS).map_err(write_err)?;
+    for key in &state.grant_pairs {
+        pairs.insert(key.as_slice(), ()).map_err(write_err)?;
+    }
     let mut recent = txn.open_table(RECENT).map_err(write_err)?;
     for (id, time) in &state.recent_added {
         recent.insert(id.as_slice(), *time).map_err(write_err)?;
@@ -716,9 +762,10 @@ fn write_state(txn: &redb::WriteTransaction, state: &StateWrite) -> Result<(), A
         recent.remove(id.as_slice()).map_err(write_err)?;
     }
     let mut versions = txn.open_table(TREE_VERSIONS).map_err(write_err)?;
-    for version in &state.tree_versions {
-        versions.insert(*version, ()).map_err(write_err)?;
+    for (version, time_ms) in &state.tree_versions {
+        versions.insert(*version, *time_ms).map_err(write_err)?;
     }
+    drop(versions);
     let mut tree = txn.open_table(TREE).map_err(write_err)?;
     for (key, node) in &state.tree_nodes {
         tree.insert(key.as_slice(), node.as_slice())
@@ -729,6 +776,59 @@ fn write_state(txn: &redb::WriteTransaction, state: &StateWrite) -> Result<(), A
         stale
             .insert((*since, key.as_slice()), ())
             .map_err(write_err)?;
+    }
+    drop(stale);
+    drop(tree);
+    if let Some(prune) = &state.prune {
+        prune_tree(txn, prune)?;
+    }
+    Ok(())
+}
+
+/// Drops the state tree versions `prune` names, and the nodes no kept
+/// version uses: a node stale since version `s` is used by versions before
+/// `s` only, so once the oldest kept version is `k`, every node stale
+/// since `s ≤ k` can go.
+fn prune_tree(txn: &redb::WriteTransaction, prune: &Prune) -> Result<(), AppendError> {
+    let mut versions = txn.open_table(TREE_VERSIONS).map_err(write_err)?;
+    // Times grow with versions: walk from the oldest while the next one is
+    // still before the cutoff; the last such is the oldest kept.
+    let mut keep = None;
+    let mut dropped = Vec::new();
+    for row in versions
+        .iter()
+        .map_err(write_err)?
+        .take(PRUNE_VERSIONS_MAX + 1)
+    {
+        let (version, time_ms) = row.map_err(write_err)?;
+        if time_ms.value() >= prune.before_ms {
+            break;
+        }
+        if let Some(older) = keep.replace(version.value()) {
+            dropped.push(older);
+        }
+    }
+    let Some(keep) = keep else {
+        return Ok(());
+    };
+    for version in dropped {
+        versions.remove(version).map_err(write_err)?;
+    }
+    let mut stale = txn.open_table(TREE_STALE).map_err(write_err)?;
+    let mut gone = Vec::new();
+    for row in stale
+        .range::<(u64, &[u8])>(..(keep.saturating_add(1), &[][..]))
+        .map_err(write_err)?
+        .take(prune.nodes_max)
+    {
+        let (key, _) = row.map_err(write_err)?;
+        let (since, node) = key.value();
+        gone.push((since, node.to_vec()));
+    }
+    let mut tree = txn.open_table(TREE).map_err(write_err)?;
+    for (since, node) in &gone {
+        tree.remove(node.as_slice()).map_err(write_err)?;
+        stale.remove((*since, node.as_slice())).map_err(write_err)?;
     }
     Ok(())
 }
@@ -754,5 +854,107 @@ impl crate::smt::TreeReader for StoreTree {
         crate::codec::decode(bytes.value())
             .map(Some)
             .map_err(|e| failed(&e))
+    }
+}
+
+/// The grant rows on one snapshot of the store (see [`Store::grants`]).
+pub struct StoreGrants {
+    grants: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    pairs: redb::ReadOnlyTable<&'static [u8], ()>,
+}
+
+impl std::fmt::Debug for StoreGrants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreGrants")
+    }
+}
+
+impl StoreGrants {
+    /// How many grant rows the snapshot holds (without decoding them).
+    pub fn len(&self) -> Result<u64, ReadError> {
+        use redb::ReadableTableMetadata as _;
+        self.grants.len().map_err(read_err)
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> Result<bool, ReadError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+fn rows_err(e: impl std::fmt::Display) -> quorate_contracts::RowsError {
+    quorate_contracts::RowsError(e.to_string())
+}
+
+fn decode_grant(
+    bytes: &[u8],
+) -> Result<quorate_contracts::GrantRecord, quorate_contracts::RowsError> {
+    crate::codec::decode(bytes).map_err(|e| rows_err(format!("a grant row does not decode: {e}")))
+}
+
+impl quorate_contracts::GrantRows for StoreGrants {
+    fn get(
+        &self,
+        id: &quorate_contracts::GrantId,
+    ) -> Result<Option<quorate_contracts::GrantRecord>, quorate_contracts::RowsError> {
+        match self.grants.get(id.0.as_slice()).map_err(rows_err)? {
+            Some(bytes) => decode_grant(bytes.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn between(
+        &self,
+        grantee: &quorate_contracts::MemberId,
+        grantor: &quorate_contracts::MemberId,
+    ) -> Result<Vec<quorate_contracts::GrantId>, quorate_contracts::RowsError> {
+        let mut from = [0u8; 96];
+        from[..32].copy_from_slice(&grantee.0);
+        from[32..64].copy_from_slice(&grantor.0);
+        let mut to = from;
+        to[64..].fill(0xff);
+        let mut ids = Vec::new();
+        for row in self
+            .pairs
+            .range(from.as_slice()..=to.as_slice())
+            .map_err(rows_err)?
+        {
+            let (key, _) = row.map_err(rows_err)?;
+            let id: [u8; 32] = key.value()[64..]
+                .try_into()
+                .map_err(|_| rows_err("a grant pair key is not 96 bytes"))?;
+            ids.push(quorate_contracts::GrantId(id));
+        }
+        Ok(ids)
+    }
+
+    fn visit(
+        &self,
+        after: Option<&quorate_contracts::GrantId>,
+        visit: &mut dyn FnMut(
+            quorate_contracts::GrantId,
+            &quorate_contracts::GrantRecord,
+        ) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), quorate_contracts::RowsError> {
+        let range = match after {
+            Some(after) => self.grants.range::<&[u8]>((
+                std::ops::Bound::Excluded(after.0.as_slice()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.grants.range::<&[u8]>(..),
+        }
+        .map_err(rows_err)?;
+        for row in range {
+            let (id, value) = row.map_err(rows_err)?;
+            let id: [u8; 32] = id
+                .value()
+                .try_into()
+                .map_err(|_| rows_err("a grant key is not 32 bytes"))?;
+            let record = decode_grant(value.value())?;
+            if visit(quorate_contracts::GrantId(id), &record).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 }

@@ -137,6 +137,21 @@ pub fn append_grants(
     keys: &[Keypair],
     count: usize,
     now: Timestamp,
+    on_block: impl FnMut(&CommittedBlock),
+) {
+    append_grants_over(ledger, keys, count, now, 0, on_block)
+}
+
+/// [`append_grants`], with block `b` (from 0) made at `start + b × step_ms`
+/// and its entries created then: a ledger that grew over time, whose
+/// replay window holds only the last proposal TTL's entries, as a real
+/// one does (with `step_ms` 0 every entry is within one TTL).
+pub fn append_grants_over(
+    ledger: &mut crate::ledger::Ledger,
+    keys: &[Keypair],
+    count: usize,
+    start: Timestamp,
+    step_ms: u64,
     mut on_block: impl FnMut(&CommittedBlock),
 ) {
     use crate::block::ENTRIES_PER_BLOCK_MAX;
@@ -153,7 +168,10 @@ pub fn append_grants(
         .collect();
     let quorum = quorate_contracts::quorum(members.len()) as usize;
     let mut made = 0usize;
+    let mut block_index = 0u64;
     while made < count {
+        let now = Timestamp(start.0 + block_index * step_ms);
+        block_index += 1;
         let chain = ledger.chain().expect("genesis");
         let (epoch, chain_id) = (chain.state().epoch, chain.chain_id().to_owned());
         let in_block = (count - made).min(ENTRIES_PER_BLOCK_MAX);

@@ -26,7 +26,10 @@ fn a_quorum_endorsed_grant_commits_and_authorizes_reads_in_scope_only() {
     let entry = c.entry(0, Body::Grant(terms), &[1, 2]); // proposer + 2 = quorum of 3
     let grant = GrantId(entry.id().unwrap().0);
     c.commit(vec![entry]);
-    assert_eq!(c.chain.state().grants[&grant].status, GrantStatus::Active);
+    assert_eq!(
+        c.chain.state().grant(&grant).unwrap().unwrap().status,
+        GrantStatus::Active
+    );
 
     let path = ResourcePath::parse("datasets/shipments/2026-11.csv").unwrap();
     let caller = c.keys[1].did();
@@ -42,6 +45,7 @@ fn a_quorum_endorsed_grant_commits_and_authorizes_reads_in_scope_only() {
                 now: Timestamp(T0 + 5_000),
             },
         )
+        .unwrap()
     };
     assert!(matches!(decide(Action::Read, &path), Decision::Allow { grant: g, .. } if g == grant));
     let other = ResourcePath::parse("datasets/invoices/a.csv").unwrap();
@@ -159,7 +163,7 @@ fn only_the_grantor_revokes_alone_and_revocation_is_terminal() {
     c.commit(vec![e]);
     let height = c.chain.tip().height;
     assert_eq!(
-        c.chain.state().grants[&grant].status,
+        c.chain.state().grant(&grant).unwrap().unwrap().status,
         GrantStatus::Revoked { height }
     );
     let path = ResourcePath::parse("datasets/shipments/x.csv").unwrap();
@@ -173,7 +177,8 @@ fn only_the_grantor_revokes_alone_and_revocation_is_terminal() {
             path: &path,
             now: Timestamp(T0 + 9_000),
         },
-    );
+    )
+    .unwrap();
     assert_eq!(decision, Decision::Deny(DenyReason::Revoked { grant }));
 
     // And never again.
@@ -197,7 +202,7 @@ fn a_removed_member_can_no_longer_sign_and_its_grants_end() {
     c.commit(vec![e]);
     assert_eq!(c.chain.state().members.len(), 3);
     assert!(matches!(
-        c.chain.state().grants[&grant].status,
+        c.chain.state().grant(&grant).unwrap().unwrap().status,
         GrantStatus::Ended { .. }
     ));
 
@@ -369,9 +374,14 @@ mod incremental_root {
                     }
                     4 | 5 => {
                         // Revoke the first active grant, by its grantor.
-                        let active = c.chain.state().grants.iter().find_map(|(id, g)| {
-                            (g.status == GrantStatus::Active).then_some((*id, g.terms.grantor))
-                        });
+                        let mut active = None;
+                        c.chain.state().visit_grants(None, &mut |id, g| {
+                            if g.status == GrantStatus::Active {
+                                active = Some((id, g.terms.grantor));
+                                return std::ops::ControlFlow::Break(());
+                            }
+                            std::ops::ControlFlow::Continue(())
+                        }).unwrap();
                         match active {
                             Some((grant, grantor)) => {
                                 let by = (0..3).find(|i| c.id(*i) == grantor).unwrap();

@@ -156,7 +156,7 @@ fn a_store_of_format_v1_is_refused_naming_both_formats() {
     let message = err.to_string();
     assert!(
         message.contains("\"quorate-ledger-store v1\"")
-            && message.contains("\"quorate-ledger-store v2\""),
+            && message.contains("\"quorate-ledger-store v3\""),
         "{message}"
     );
     // The store was left as it was: still v1, so refused again.

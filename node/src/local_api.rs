@@ -171,35 +171,31 @@ impl Node for LocalNode {
             ),
             None => None,
         };
-        let rows: Box<dyn Iterator<Item = (&GrantId, &quorate_contracts::GrantRecord)>> =
-            match after {
-                Some(after) => Box::new(
-                    state
-                        .grants
-                        .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-                ),
-                None => Box::new(state.grants.iter()),
-            };
         let name = crate::views::member_name(&state);
         let mut page = GrantPage::default();
         let mut last = None;
-        for (scanned, (id, record)) in rows.enumerate() {
-            if page.grants.len() == limit || scanned == GRANTS_SCAN_MAX {
-                page.next_after = last.map(|id: &GrantId| id.to_string());
-                break;
-            }
-            last = Some(id);
-            let wanted = grantee.is_none_or(|g| g == Some(record.terms.grantee))
-                && grantor.is_none_or(|g| g == Some(record.terms.grantor))
-                && status.as_deref().is_none_or(|s| {
-                    s == crate::views::standing(record, tip_time)
-                        || s == status_kind(&record.status)
-                });
-            if wanted {
-                page.grants
-                    .push(crate::views::grant_json(id, record, tip_time, &name));
-            }
-        }
+        let mut scanned = 0;
+        state
+            .visit_grants(after.as_ref(), &mut |id, record| {
+                if page.grants.len() == limit || scanned == GRANTS_SCAN_MAX {
+                    page.next_after = last.map(|id: GrantId| id.to_string());
+                    return std::ops::ControlFlow::Break(());
+                }
+                scanned += 1;
+                last = Some(id);
+                let wanted = grantee.is_none_or(|g| g == Some(record.terms.grantee))
+                    && grantor.is_none_or(|g| g == Some(record.terms.grantor))
+                    && status.as_deref().is_none_or(|s| {
+                        s == crate::views::standing(record, tip_time)
+                            || s == status_kind(&record.status)
+                    });
+                if wanted {
+                    page.grants
+                        .push(crate::views::grant_json(&id, record, tip_time, &name));
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .map_err(rows_failed)?;
         Ok(page)
     }
 
@@ -210,12 +206,12 @@ impl Node for LocalNode {
         let state = self.gateway.state();
         let tip_time = Timestamp(self.handle.status().tip_time_ms);
         let record = state
-            .grants
-            .get(&grant)
+            .grant(&grant)
+            .map_err(rows_failed)?
             .ok_or_else(|| Problem::not_found(format!("no committed grant {id}")))?;
         Ok(crate::views::grant_json(
             &grant,
-            record,
+            &record,
             tip_time,
             &crate::views::member_name(&state),
         ))
@@ -611,7 +607,7 @@ impl Node for LocalNode {
             "epoch": status.epoch,
             "members": status.members,
             "active_grants": active,
-            "grants": state.grants.len(),
+            "grants": state.grant_counts().total,
         }))
     }
 
@@ -838,4 +834,10 @@ fn status_kind(status: &GrantStatus) -> &'static str {
         GrantStatus::Revoked { .. } => "revoked",
         GrantStatus::Ended { .. } => "ended",
     }
+}
+
+/// A failed read of the grant rows: logged here, 500 to the client.
+fn rows_failed(e: quorate_contracts::RowsError) -> Problem {
+    tracing::error!(target: "ledger", error = %e, "reading grant rows failed");
+    Problem::internal()
 }

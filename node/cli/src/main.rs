@@ -300,7 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     chain.genesis_hash()
                 );
             }
-            print_summary(&chain, entries);
+            print_summary(&chain, entries)?;
             println!(
                 "OK: every block, certificate, endorsement and state root verifies from genesis"
             );
@@ -394,24 +394,29 @@ fn open_home_ledger(home: PathBuf) -> anyhow::Result<quorate_ledger::ledger::Led
         .with_context(|| format!("cannot open the ledger {}", path.display()))
 }
 
-fn print_summary(chain: &quorate_ledger::chain::ChainState, entries: Option<u64>) {
+fn print_summary(
+    chain: &quorate_ledger::chain::ChainState,
+    entries: Option<u64>,
+) -> anyhow::Result<()> {
     let state = chain.state();
     // In force at the tip's time: active on the ledger and within its
     // window. Reading every grant is fine here: this is an offline tool.
     let tip_time = chain.tip().time;
     let (mut in_force, mut expired, mut not_yet) = (0usize, 0usize, 0usize);
-    for grant in state.grants.values() {
-        if grant.status != quorate_contracts::GrantStatus::Active {
-            continue;
-        }
-        if tip_time >= grant.terms.not_after {
-            expired += 1;
-        } else if tip_time < grant.terms.not_before {
-            not_yet += 1;
-        } else {
-            in_force += 1;
-        }
-    }
+    state
+        .visit_grants(None, &mut |_, grant| {
+            if grant.status == quorate_contracts::GrantStatus::Active {
+                if tip_time >= grant.terms.not_after {
+                    expired += 1;
+                } else if tip_time < grant.terms.not_before {
+                    not_yet += 1;
+                } else {
+                    in_force += 1;
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .context("cannot read the ledger's grants")?;
     println!("chain:         {}", chain.chain_id());
     println!("genesis:       {}", chain.genesis_hash());
     println!("height:        {}", chain.tip().height);
@@ -430,8 +435,9 @@ fn print_summary(chain: &quorate_ledger::chain::ChainState, entries: Option<u64>
     println!(
         "grants:        {in_force} active, {expired} expired, {not_yet} not yet valid (at the tip's time, {} ms), {} in all",
         tip_time.0,
-        state.grants.len()
+        state.grant_counts().total
     );
+    Ok(())
 }
 
 fn print_document(did: &Did) -> anyhow::Result<()> {

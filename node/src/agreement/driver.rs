@@ -1197,8 +1197,10 @@ impl Driver {
         let chain = self.ledger.chain().ok_or(StatusProofError::NoLedger)?;
         // A grant the ledger never committed has no status to prove; one
         // committed after `at` is proven absent at `at`.
-        if !chain.state().grants.contains_key(id) {
-            return Err(StatusProofError::UnknownGrant(*id));
+        match chain.state().grant(id) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(StatusProofError::UnknownGrant(*id)),
+            Err(e) => return Err(StatusProofError::Read(e.to_string())),
         }
         let proof = self.ledger.status_proof(id, at).map_err(|e| match e {
             LedgerError::BeyondTip { height, tip } => StatusProofError::BeyondTip { height, tip },

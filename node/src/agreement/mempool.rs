@@ -361,7 +361,9 @@ impl Mempool {
                 Ok(()) => ProposalState::Eligible,
                 Err(_) => ProposalState::Pending {
                     endorsements: endorsers.len(),
-                    required: requirement.quorum,
+                    // Unreadable rows: the usual quorum, until a re-check.
+                    required: requirement
+                        .map_or_else(|_| contracts::quorum(state.members.len()), |r| r.quorum),
                 },
             },
         };

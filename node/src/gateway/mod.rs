@@ -240,9 +240,12 @@ impl Gateway {
                 path,
                 now,
             },
-        );
+        )
+        .map_err(rows_problem)?;
         let decision = match decision {
-            Decision::Allow { grant, .. } => within_window_at(&state, grant, chain_time, decision),
+            Decision::Allow { grant, .. } => {
+                within_window_at(&state, grant, chain_time, decision).map_err(rows_problem)?
+            }
             deny => deny,
         };
         let (grant, rate_limit) = match decision {
@@ -558,7 +561,8 @@ impl Gateway {
         // Only the parts of the namespace the caller may list are read, so
         // a page, and its `next` cursor, come from what it may see.
         let (now, chain_time) = self.clocks();
-        let scopes = list_scopes(&state, member, owner, [now, chain_time], &query.prefix);
+        let scopes = list_scopes(&state, member, owner, [now, chain_time], &query.prefix)
+            .map_err(rows_problem)?;
         let store = self.inner.objects.clone();
         let after = query.after.clone();
         let limit = query.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX);
@@ -578,7 +582,8 @@ impl Gateway {
                     path: &path,
                     now,
                 };
-                matches!(authorize(&state, &request), Decision::Allow { .. })
+                // An unreadable row lists nothing: deny by default.
+                matches!(authorize(&state, &request), Ok(Decision::Allow { .. }))
             })
         });
         Ok(listing)
@@ -841,7 +846,7 @@ impl Gateway {
         use quorate_contracts::{DenyReason, GrantStatus};
         let state = self.state();
         let (now, chain_time) = self.clocks();
-        let reason = match state.grants.get(&grant) {
+        let reason = match state.grant(&grant).map_err(rows_problem)? {
             None => Some(DenyReason::NoGrant),
             Some(record) => match record.status {
                 GrantStatus::Revoked { .. } => Some(DenyReason::Revoked { grant }),
@@ -974,9 +979,9 @@ fn within_window_at(
     grant: GrantId,
     chain_time: quorate_contracts::Timestamp,
     allowed: Decision,
-) -> Decision {
+) -> Result<Decision, quorate_contracts::RowsError> {
     use quorate_contracts::DenyReason;
-    match state.grants.get(&grant) {
+    Ok(match state.grant(&grant)? {
         Some(record) if chain_time >= record.terms.not_after => {
             Decision::Deny(DenyReason::Expired { grant })
         }
@@ -985,7 +990,14 @@ fn within_window_at(
         }
         Some(_) => allowed,
         None => Decision::Deny(DenyReason::NoGrant),
-    }
+    })
+}
+
+/// A failed read of the grant rows: the request is refused (500), the
+/// cause logged.
+fn rows_problem(e: quorate_contracts::RowsError) -> Problem {
+    tracing::error!(target: "gateway", error = %e, "reading grant rows failed");
+    Problem::internal()
 }
 
 /// A part of the owner's namespace a caller may list: every path under a
@@ -1013,11 +1025,11 @@ fn list_scopes(
     owner: quorate_contracts::MemberId,
     clocks: [quorate_contracts::Timestamp; 2],
     prefix: &str,
-) -> Vec<Scope> {
+) -> Result<Vec<Scope>, quorate_contracts::RowsError> {
     use quorate_contracts::{GrantStatus, ResourcePattern};
     let mut prefixes = Vec::new();
     let mut exact = Vec::new();
-    for (_, record) in state.grants_between(&grantee, &owner) {
+    for (_, record) in state.grants_between(&grantee, &owner)? {
         let terms = &record.terms;
         let listable = record.status == GrantStatus::Active
             && clocks
@@ -1068,7 +1080,7 @@ fn list_scopes(
     scopes.extend(kept.into_iter().map(Scope::Prefix));
     scopes.sort_by(|a, b| a.start().cmp(b.start()));
     scopes.dedup();
-    scopes
+    Ok(scopes)
 }
 
 /// A page of the objects in `scopes` after `after` (blocking). `next` is
