@@ -181,3 +181,81 @@ fn a_tampered_status_proof_is_refused_with_its_reason() {
         Err(StatusError::Chain(ProofError::GenesisMismatch { .. }))
     ));
 }
+
+/// Goal: a ledger that keeps 5 s of state history prunes older state tree
+/// versions as it appends: every height it still holds proves exactly what
+/// a ledger keeping everything proves, a pruned height is refused as not
+/// held, the tree's stored bytes stay below the full ledger's, and the
+/// pruned ledger reopens on its root.
+/// Method: two ledgers on disk fed the same 40 blocks (one a second, each
+/// with a grant, every fourth with a revocation); the pruned one with
+/// `keep_state_history(Some(5_000))`.
+#[test]
+fn pruned_history_keeps_recent_heights_provable_and_refuses_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Consortium::new(4);
+    let mut full = Ledger::open(&dir.path().join("full.redb")).unwrap();
+    let pruned_path = dir.path().join("pruned.redb");
+    let mut pruned = Ledger::open(&pruned_path).unwrap();
+    pruned.keep_state_history(Some(5_000));
+    for ledger in [&mut full, &mut pruned] {
+        ledger.init_genesis(&c.blocks[0]).unwrap();
+    }
+    let mut grants = Vec::new();
+    for i in 0..40 {
+        let mut entries = vec![c.entry(i % 2, Body::Grant(c.grant_terms(i % 2, 2)), &c.all())];
+        grants.push(quorate_contracts::GrantId(entries[0].id().unwrap().0));
+        if i % 4 == 3 {
+            let grant = grants[i - 3];
+            entries.push(c.entry((i - 3) % 2, Body::Revoke { grant }, &[(i - 3) % 2]));
+        }
+        let block = c.commit(entries);
+        full.append(&block).unwrap();
+        pruned.append(&block).unwrap();
+    }
+    let tip = c.chain.tip().height;
+    let genesis = c.chain.genesis_hash();
+    // Blocks are a second apart: the last 5 s of heights, and the version
+    // in force 5 s back, are held.
+    for at in tip - 5..=tip {
+        for grant in [grants[0], grants[39], grants[36]] {
+            let proof = pruned.status_proof(&grant, Some(at)).unwrap();
+            assert_eq!(
+                codec::encode(&proof).unwrap(),
+                codec::encode(&full.status_proof(&grant, Some(at)).unwrap()).unwrap(),
+                "height {at}"
+            );
+            round_trip(&proof).verify(Some(&genesis)).unwrap();
+        }
+    }
+    for at in [1, 10, tip - 10] {
+        assert!(
+            matches!(
+                pruned.status_proof(&grants[0], Some(at)),
+                Err(LedgerError::NotHeld { height }) if height == at
+            ),
+            "height {at}"
+        );
+        full.status_proof(&grants[0], Some(at)).unwrap();
+    }
+    let tree_bytes = |l: &Ledger| {
+        l.table_bytes()
+            .unwrap()
+            .into_iter()
+            .find(|(name, _, _)| *name == "state_tree")
+            .map(|(_, stored, _)| stored)
+            .unwrap()
+    };
+    assert!(
+        tree_bytes(&pruned) * 2 < tree_bytes(&full),
+        "pruned {} bytes, full {}",
+        tree_bytes(&pruned),
+        tree_bytes(&full)
+    );
+    drop(pruned);
+    let reopened = Ledger::open(&pruned_path).unwrap();
+    assert_eq!(reopened.chain().unwrap().tip().height, tip);
+    round_trip(&reopened.status_proof(&grants[39], None).unwrap())
+        .verify(Some(&genesis))
+        .unwrap();
+}

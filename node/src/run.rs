@@ -99,6 +99,8 @@ pub fn open_ledger(home: &NodeHome, config: &Config) -> Result<Ledger, OpenLedge
         path: path.clone(),
         source,
     })?;
+    let history = config.ledger.state_history.0.as_millis();
+    ledger.keep_state_history(Some(u64::try_from(history).unwrap_or(u64::MAX)));
     if ledger.chain().is_none() {
         let genesis_path = home.root().join(GENESIS_FILE);
         let len = std::fs::metadata(&genesis_path)

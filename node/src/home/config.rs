@@ -38,6 +38,9 @@ pub struct Config {
     /// Agreement and endorsement.
     #[serde(default)]
     pub consensus: ConsensusSection,
+    /// The ledger's history.
+    #[serde(default)]
+    pub ledger: LedgerSection,
     /// The gateway's limits.
     #[serde(default)]
     pub gateway: GatewaySection,
@@ -81,6 +84,23 @@ impl Default for GatewaySection {
             object_bytes_max: 1 << 30,
             concurrency: 256,
             authority: None,
+        }
+    }
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// How far back (block time) past states stay provable; older state
+    /// tree versions are pruned. Blocks are never pruned.
+    pub state_history: HumanDuration,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            state_history: HumanDuration(Duration::from_secs(90 * 24 * 3_600)),
         }
     }
 }

@@ -1,18 +1,19 @@
-//! Human-readable durations in the config: `"500ms"`, `"1s"`, `"2m"`, `"1h"`.
+//! Human-readable durations in the config: `"500ms"`, `"1s"`, `"2m"`, `"1h"`,
+//! `"90d"`.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A duration written as a number and a unit (`ms`, `s`, `m`, `h`).
+/// A duration written as a number and a unit (`ms`, `s`, `m`, `h`, `d`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
 /// A duration string that is not `<integer><unit>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid duration {0:?}: write an integer and a unit, e.g. \"500ms\", \"1s\", \"2m\", \"1h\""
+    "invalid duration {0:?}: write an integer and a unit, e.g. \"500ms\", \"1s\", \"2m\", \"1h\", \"90d\""
 )]
 pub struct ParseDurationError(String);
 
@@ -29,6 +30,7 @@ impl std::str::FromStr for HumanDuration {
             "s" => number.checked_mul(1_000),
             "m" => number.checked_mul(60_000),
             "h" => number.checked_mul(3_600_000),
+            "d" => number.checked_mul(86_400_000),
             _ => None,
         }
         .ok_or_else(err)?;
@@ -41,6 +43,7 @@ impl fmt::Display for HumanDuration {
         let ms = self.0.as_millis();
         match ms {
             0 => write!(f, "0s"),
+            ms if ms % 86_400_000 == 0 => write!(f, "{}d", ms / 86_400_000),
             ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
             ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
             ms if ms % 1_000 == 0 => write!(f, "{}s", ms / 1_000),
@@ -73,6 +76,7 @@ mod tests {
             ("1s", 1_000),
             ("2m", 120_000),
             ("1h", 3_600_000),
+            ("90d", 7_776_000_000),
         ] {
             let d: HumanDuration = text.parse().unwrap();
             assert_eq!(d.0, Duration::from_millis(ms));
@@ -89,7 +93,7 @@ mod tests {
             "1.5s",
             "-1s",
             "1 s",
-            "1d",
+            "1w",
             "99999999999999999999h",
         ] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad:?}");
