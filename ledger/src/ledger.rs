@@ -23,7 +23,7 @@ use crate::entry::Entry;
 use crate::entry::EntryId;
 use crate::export::{self, ExportHeader};
 use crate::hash::Hash;
-use crate::proof::{EntryProof, GrantProof, StatusProof};
+use crate::proof::{EntryProof, GrantProof, MemberStatusProof, StatusProof};
 use crate::smt::{Node, NodeKey, TreeReader};
 use crate::store::{self, RowVisitor, StateWrite, Store, StoreTree, StoredBlock};
 use quorate_contracts::GrantId;
@@ -151,6 +151,15 @@ impl RowVisitor for LoadRows {
             .push((Hash(id32("recent entry", id)?), Timestamp(time_ms)));
         Ok(())
     }
+}
+
+/// A state row at a height, with what proves it.
+struct RowProof {
+    genesis: CommittedBlock,
+    membership_changes: Vec<EntryProof>,
+    block: CommittedBlock,
+    record: Option<Vec<u8>>,
+    path: crate::smt::Proof,
 }
 
 /// The store's tree with the nodes of blocks adopted earlier in the same
@@ -527,6 +536,45 @@ impl Ledger {
     /// membership change before it. Reads O(log n) tree nodes and the
     /// blocks it cites.
     pub fn status_proof(&self, id: &GrantId, at: Option<u64>) -> Result<StatusProof, LedgerError> {
+        let row = self.row_proof(crate::chain::rows::grant_key(id), at)?;
+        Ok(StatusProof {
+            genesis: row.genesis,
+            membership_changes: row.membership_changes,
+            header: row.block.block.header,
+            certificate: row.block.certificate,
+            grant_id: *id,
+            record: row.record,
+            path: row.path,
+        })
+    }
+
+    /// A proof of member `id`'s row in the state at height `at` (the tip if
+    /// `None`), or of its absence then, as [`Ledger::status_proof`] is for
+    /// a grant.
+    pub fn member_status_proof(
+        &self,
+        id: &MemberId,
+        at: Option<u64>,
+    ) -> Result<MemberStatusProof, LedgerError> {
+        let row = self.row_proof(crate::chain::rows::member_key(id), at)?;
+        Ok(MemberStatusProof {
+            genesis: row.genesis,
+            membership_changes: row.membership_changes,
+            header: row.block.block.header,
+            certificate: row.block.certificate,
+            member_id: *id,
+            record: row.record,
+            path: row.path,
+        })
+    }
+
+    /// The state row `key` at height `at` with its path, its block and the
+    /// membership changes before it.
+    fn row_proof(
+        &self,
+        key: crate::smt::KeyHash,
+        at: Option<u64>,
+    ) -> Result<RowProof, LedgerError> {
         let chain = self.chain.as_ref().ok_or(LedgerError::NoGenesis)?;
         let tip = chain.tip().height;
         let height = at.unwrap_or(tip);
@@ -541,22 +589,62 @@ impl Ledger {
             .tree_version_at(height)?
             .ok_or(LedgerError::NotHeld { height })?;
         let tree = self.store.tree()?;
-        let key = crate::chain::rows::grant_key(id);
         let tree_err = |e: crate::smt::LookupError| match e {
             crate::smt::LookupError::MissingNode(_) => LedgerError::NotHeld { height },
             other => LedgerError::Tree(other.to_string()),
         };
         let record = crate::smt::get(&tree, version, &key).map_err(tree_err)?;
         let path = crate::smt::prove(&tree, version, &key).map_err(tree_err)?;
-        Ok(StatusProof {
+        Ok(RowProof {
             genesis: self.block(0)?.ok_or(LedgerError::NoGenesis)?,
             membership_changes: self.membership_changes_before(height)?,
-            header: block.block.header,
-            certificate: block.certificate,
-            grant_id: *id,
+            block,
             record,
             path,
         })
+    }
+
+    /// The member that held `did` at height `at` (the tip if `None`), or
+    /// else the last member that held it before: replays the membership
+    /// changes up to `at` (at most [`crate::proof::MEMBERSHIP_CHANGES_MAX`]
+    /// blocks read). `None` if no member ever held it by then.
+    pub fn member_holding(
+        &self,
+        did: &quorate_did::Did,
+        at: Option<u64>,
+    ) -> Result<Option<MemberId>, LedgerError> {
+        let chain = self.chain.as_ref().ok_or(LedgerError::NoGenesis)?;
+        let height = at.unwrap_or(chain.tip().height);
+        let genesis = self.block(0)?.ok_or(LedgerError::NoGenesis)?;
+        let mut state = ChainState::from_genesis(&genesis)
+            .map_err(LedgerError::Verify)?
+            .state()
+            .clone();
+        let mut last_holder = state.member_by_did(did).map(|m| m.id);
+        let changes = self.store.membership_changes(
+            height.saturating_add(1),
+            crate::proof::MEMBERSHIP_CHANGES_MAX,
+        )?;
+        for (h, index) in changes {
+            let block = self.block(h)?.ok_or(LedgerError::Inconsistent {
+                state: h,
+                tip: chain.tip().height,
+            })?;
+            let Some(entry) = block.block.entries.get(index as usize) else {
+                continue;
+            };
+            let ctx = quorate_contracts::ApplyContext {
+                entry_id: entry.id()?.0,
+                height: h,
+                time: block.block.header.time,
+            };
+            // Committed, so it applied; the state is members only.
+            let _ = state.apply(ctx, entry.proposal.proposer, &entry.proposal.body);
+            if let Some(member) = state.member_by_did(did) {
+                last_holder = Some(member.id);
+            }
+        }
+        Ok(state.member_by_did(did).map(|m| m.id).or(last_holder))
     }
 
     /// Where entry `id` was committed: (height, index in the block).

@@ -23,13 +23,15 @@
 //! A grant proof shows that the grant was committed. A [`StatusProof`]
 //! shows what its record was in the state at one committed height (active
 //! with its terms, revoked or ended at a height, or absent), through the
-//! state tree's path to that block's certified `state_root`.
+//! state tree's path to that block's certified `state_root`. A
+//! [`MemberStatusProof`] does the same for a member's row: whether it was a
+//! member at that height, under which name and key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use quorate_contracts::{
-    self as contracts, ApplyContext, Body, GrantId, GrantRecord, GrantStatus, GrantTerms, MemberId,
-    State, Timestamp,
+    self as contracts, ApplyContext, Body, GrantId, GrantRecord, GrantStatus, GrantTerms, Member,
+    MemberId, State, Timestamp,
 };
 use quorate_did::Did;
 use serde::{Deserialize, Serialize};
@@ -470,60 +472,154 @@ impl StatusProof {
     /// Verifies the proof. With `trusted_genesis`, the genesis block must be
     /// that one.
     pub fn verify(&self, trusted_genesis: Option<&Hash>) -> Result<VerifiedStatus, StatusError> {
-        let walked = walk_membership(&self.genesis, &self.membership_changes, trusted_genesis)?;
-        let header = &self.header;
-        if walked.height >= header.height && !self.membership_changes.is_empty() {
-            return Err(StatusError::ChangeNotBefore {
-                change: walked.height,
-                height: header.height,
-            });
-        }
-        let fail = |reason| StatusError::Header {
-            height: header.height,
-            reason,
-        };
-        let epoch = &walked.state;
-        if header.chain_id != epoch.chain_id {
-            return Err(fail(StepError::ChainId(header.chain_id.clone())));
-        }
-        // Every membership change moves the epoch, and the header names
-        // its epoch under the certificate: one left out fails here.
-        if header.epoch != epoch.epoch {
-            return Err(fail(StepError::Epoch {
-                expected: epoch.epoch,
-                found: header.epoch,
-            }));
-        }
-        let hash = header.hash().map_err(|e| fail(encode_err(e)))?;
-        let cert = &self.certificate;
-        if cert.height != header.height || cert.value_id != hash.0 {
-            return Err(fail(StepError::CertifiesAnotherBlock));
-        }
-        // The genesis block is verified in full above; later blocks are
-        // certified by the validators of their epoch.
-        if header.height > 0 {
-            verify_certificate(&epoch.chain_id, &validators_of(epoch), cert)
-                .map_err(|e| fail(e.into()))?;
-        } else if hash != walked.genesis.genesis_hash() {
-            return Err(fail(StepError::CertifiesAnotherBlock));
-        }
+        let walked = verify_certified_header(
+            &self.genesis,
+            &self.membership_changes,
+            &self.header,
+            &self.certificate,
+            trusted_genesis,
+        )?;
         let key = crate::chain::rows::grant_key(&self.grant_id);
-        let record = match &self.record {
-            Some(bytes) => {
-                self.path.verify(&header.state_root, &key, Some(bytes))?;
-                let record: GrantRecord =
-                    crate::codec::decode(bytes).map_err(|e| StatusError::Record(e.to_string()))?;
-                Some(record)
-            }
-            None => {
-                self.path.verify(&header.state_root, &key, None)?;
-                None
-            }
-        };
+        let record: Option<GrantRecord> =
+            verify_row(&self.header, &key, self.record.as_deref(), &self.path)?;
         Ok(VerifiedStatus {
             id: self.grant_id,
+            height: self.header.height,
+            time: self.header.time,
+            record,
+            genesis_hash: walked.genesis.genesis_hash(),
+        })
+    }
+}
+
+/// Checks `header` and its certificate against genesis and the membership
+/// changes before it (docs/ledger-format.md section 6.3, steps 1 to 4):
+/// what every proof of a state row at a height starts with.
+fn verify_certified_header(
+    genesis: &CommittedBlock,
+    changes: &[EntryProof],
+    header: &BlockHeader,
+    cert: &QuorumCertificate,
+    trusted_genesis: Option<&Hash>,
+) -> Result<Walked, StatusError> {
+    let walked = walk_membership(genesis, changes, trusted_genesis)?;
+    if walked.height >= header.height && !changes.is_empty() {
+        return Err(StatusError::ChangeNotBefore {
+            change: walked.height,
             height: header.height,
-            time: header.time,
+        });
+    }
+    let fail = |reason| StatusError::Header {
+        height: header.height,
+        reason,
+    };
+    let epoch = &walked.state;
+    if header.chain_id != epoch.chain_id {
+        return Err(fail(StepError::ChainId(header.chain_id.clone())));
+    }
+    // Every membership change moves the epoch, and the header names
+    // its epoch under the certificate: one left out fails here.
+    if header.epoch != epoch.epoch {
+        return Err(fail(StepError::Epoch {
+            expected: epoch.epoch,
+            found: header.epoch,
+        }));
+    }
+    let hash = header.hash().map_err(|e| fail(encode_err(e)))?;
+    if cert.height != header.height || cert.value_id != hash.0 {
+        return Err(fail(StepError::CertifiesAnotherBlock));
+    }
+    // The genesis block is verified in full above; later blocks are
+    // certified by the validators of their epoch.
+    if header.height > 0 {
+        verify_certificate(&epoch.chain_id, &validators_of(epoch), cert)
+            .map_err(|e| fail(e.into()))?;
+    } else if hash != walked.genesis.genesis_hash() {
+        return Err(fail(StepError::CertifiesAnotherBlock));
+    }
+    Ok(walked)
+}
+
+/// Checks that `key`'s value under `header.state_root` is `record` (or
+/// that it has none) and decodes it (section 6.3, steps 5 and 6).
+fn verify_row<T: serde::de::DeserializeOwned + Serialize>(
+    header: &BlockHeader,
+    key: &smt::KeyHash,
+    record: Option<&[u8]>,
+    path: &smt::Proof,
+) -> Result<Option<T>, StatusError> {
+    path.verify(&header.state_root, key, record)?;
+    record
+        .map(|bytes| crate::codec::decode(bytes).map_err(|e| StatusError::Record(e.to_string())))
+        .transpose()
+}
+
+/// A proof of a member's row in the consortium state at one committed
+/// height, or of its absence (never admitted by then, or removed): the
+/// row's leaf in the state tree against that height's certified header,
+/// linked to genesis as a [`StatusProof`] is (docs/ledger-format.md
+/// section 6.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatusProof {
+    /// The genesis block (verified in full).
+    pub genesis: CommittedBlock,
+    /// Every membership change in blocks before `header`, in order.
+    pub membership_changes: Vec<EntryProof>,
+    /// The header of the block at the height the status is proven at.
+    pub header: BlockHeader,
+    /// That block's quorum certificate.
+    pub certificate: QuorumCertificate,
+    /// The member.
+    pub member_id: MemberId,
+    /// The member's row at that height (canonical CBOR of a `Member`), or
+    /// `None` if it was not a member then.
+    #[serde(with = "serde_bytes")]
+    pub record: Option<Vec<u8>>,
+    /// The state tree path of the member's row to `header.state_root`.
+    pub path: smt::Proof,
+}
+
+/// What a verified member status proof established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedMember {
+    /// The member.
+    pub id: MemberId,
+    /// The height proven at.
+    pub height: u64,
+    /// That block's time.
+    pub time: Timestamp,
+    /// Its row then (name and key), or `None`: not a member at that height.
+    pub record: Option<Member>,
+    /// The chain's genesis hash.
+    pub genesis_hash: Hash,
+}
+
+impl MemberStatusProof {
+    /// Verifies the proof. With `trusted_genesis`, the genesis block must be
+    /// that one.
+    pub fn verify(&self, trusted_genesis: Option<&Hash>) -> Result<VerifiedMember, StatusError> {
+        let walked = verify_certified_header(
+            &self.genesis,
+            &self.membership_changes,
+            &self.header,
+            &self.certificate,
+            trusted_genesis,
+        )?;
+        let key = crate::chain::rows::member_key(&self.member_id);
+        let record: Option<Member> =
+            verify_row(&self.header, &key, self.record.as_deref(), &self.path)?;
+        if let Some(member) = &record
+            && member.id != self.member_id
+        {
+            return Err(StatusError::Record(format!(
+                "the row is member {}'s, not {}'s",
+                member.id, self.member_id
+            )));
+        }
+        Ok(VerifiedMember {
+            id: self.member_id,
+            height: self.header.height,
+            time: self.header.time,
             record,
             genesis_hash: walked.genesis.genesis_hash(),
         })

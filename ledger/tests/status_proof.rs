@@ -259,3 +259,73 @@ fn pruned_history_keeps_recent_heights_provable_and_refuses_old_ones() {
         .verify(Some(&genesis))
         .unwrap();
 }
+
+/// Goal: a member status proof says whether a did:key was a member at a
+/// height, checkable offline like a grant's: absent before it joined,
+/// present (name and key) after, absent again once removed, while the
+/// proof at the earlier height still says present; the node finds the
+/// member by its key even after its removal; a proof of one member's row
+/// claimed for another, or with a changed row, is refused.
+/// Method: the fixture's newcomer (added after the grant), then removed.
+#[test]
+fn a_member_status_is_proven_as_of_each_height() {
+    let mut f = fixture();
+    let genesis = f.consortium.chain.genesis_hash();
+    let [before, _, after_change, _] = f.heights;
+    let newcomer = Keypair::from_seed(&[77; 32]).did();
+    let id = f.ledger.member_holding(&newcomer, None).unwrap().unwrap();
+    let remove = f
+        .consortium
+        .entry(0, Body::RemoveMember { member: id }, &[0, 1, 2, 3]);
+    let removed = f.consortium.commit(vec![remove]);
+    f.ledger.append(&removed).unwrap();
+    let removed_at = removed.block.header.height;
+    assert_eq!(
+        f.ledger.member_holding(&newcomer, None).unwrap(),
+        Some(id),
+        "a removed member is still found by the key it held"
+    );
+    assert_eq!(
+        f.ledger
+            .member_holding(&Keypair::from_seed(&[99; 32]).did(), None)
+            .unwrap(),
+        None
+    );
+    let verify = |at| {
+        let proof = f.ledger.member_status_proof(&id, Some(at)).unwrap();
+        let bytes = codec::encode(&proof).unwrap();
+        let back: quorate_ledger::proof::MemberStatusProof = codec::decode(&bytes).unwrap();
+        assert!(
+            codec::decode::<StatusProof>(&bytes).is_err(),
+            "a member status proof is not taken for a grant's"
+        );
+        back.verify(Some(&genesis)).unwrap()
+    };
+    assert_eq!(verify(before).record, None);
+    let present = verify(after_change);
+    let member = present.record.expect("a member after it joined");
+    assert_eq!((member.name.as_str(), member.did), ("org-new", newcomer));
+    assert_eq!(present.height, after_change);
+    assert_eq!(verify(removed_at).record, None, "removed");
+    assert!(verify(after_change).record.is_some(), "still, as of then");
+
+    // Another member's row claimed as this one's, and a changed row.
+    let mut other = f
+        .ledger
+        .member_status_proof(&id, Some(after_change))
+        .unwrap();
+    other.member_id = f.consortium.id(0);
+    assert!(other.verify(Some(&genesis)).is_err());
+    let mut changed = f
+        .ledger
+        .member_status_proof(&id, Some(after_change))
+        .unwrap();
+    let mut row: quorate_contracts::Member =
+        codec::decode(changed.record.as_ref().unwrap()).unwrap();
+    row.name = "org-evil".to_owned();
+    changed.record = Some(codec::encode(&row).unwrap());
+    assert!(matches!(
+        changed.verify(Some(&genesis)),
+        Err(StatusError::Path(smt::ProofError::ValueMismatch))
+    ));
+}
