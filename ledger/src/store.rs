@@ -319,6 +319,30 @@ impl Store {
         Self::init(db, name)
     }
 
+    /// Compacts the store at `path` in place: redb keeps the pages that
+    /// pruning and rewrites free inside the file, and this gives them back
+    /// to the file system. Needs the store to itself (the node stopped).
+    /// Returns the file's size before and after.
+    pub fn compact_file(path: &Path) -> Result<(u64, u64), OpenError> {
+        let name = path.display().to_string();
+        let storage = |e: &dyn std::fmt::Display| OpenError::Storage {
+            path: name.clone(),
+            message: e.to_string(),
+        };
+        let size = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.len())
+                .map_err(|e| storage(&e))
+        };
+        let before = size(path)?;
+        // Opened as a store first: a foreign or old file is refused as
+        // such, not rewritten.
+        let Self { mut db } = Self::open(path)?;
+        db.compact().map_err(|e| storage(&e))?;
+        drop(db);
+        Ok((before, size(path)?))
+    }
+
     /// Checks the format tag (writing it in a new store) and creates the
     /// tables.
     fn init(db: Database, name: &str) -> Result<Self, OpenError> {

@@ -83,6 +83,14 @@ enum LedgerCommand {
         #[arg(long, value_name = "HASH")]
         genesis: Option<String>,
     },
+    /// Give the ledger file's free pages back to the file system (the
+    /// node must be stopped). Pruned state history and rewritten rows
+    /// leave free pages inside the file; the node reuses them, this
+    /// shrinks the file.
+    Compact {
+        #[command(flatten)]
+        home: HomeArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +270,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::rename(&tmp, &out)?;
             let tip = ledger.chain().map(|c| c.tip().height).unwrap_or(0);
             println!("exported blocks 0..={tip} to {}", out.display());
+        }
+        Command::Ledger(LedgerCommand::Compact { home }) => {
+            let home = NodeHome::new(home.home);
+            let config = home.load_config()?;
+            let path = home.ledger_path(&config);
+            anyhow::ensure!(
+                path.exists(),
+                "{} has no ledger yet ({} is missing)",
+                home.root().display(),
+                path.display()
+            );
+            // The home lock: a running node holds it.
+            let _lock = quorate_node::home::lock::HomeLock::acquire(home.root())
+                .context("the node must be stopped to compact its ledger")?;
+            let (before, after) = quorate_ledger::store::Store::compact_file(&path)
+                .with_context(|| format!("cannot compact {}", path.display()))?;
+            println!(
+                "compacted {}: {before} bytes -> {after} bytes",
+                path.display()
+            );
         }
         Command::Ledger(LedgerCommand::Verify {
             file,
