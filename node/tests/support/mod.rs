@@ -284,7 +284,7 @@ impl Consortium {
 /// Asserts that `ledgers` hold the same blocks up to the lowest tip (the
 /// same hashes, hence the same state roots in their headers), and that
 /// each ledger's own state root is its tip block's; returns that height.
-pub(crate) fn assert_same_chain(ledgers: &[&Ledger]) -> u64 {
+pub(crate) fn assert_same_chain(ledgers: &[Ledger]) -> u64 {
     let tips: Vec<u64> = ledgers
         .iter()
         .map(|l| l.chain().expect("genesis").tip().height)
@@ -302,7 +302,7 @@ pub(crate) fn assert_same_chain(ledgers: &[&Ledger]) -> u64 {
             "ledger {i}: its state root is not its tip's"
         );
     }
-    let first: Vec<_> = block_hashes(ledgers[0], common);
+    let first: Vec<_> = block_hashes(&ledgers[0], common);
     for (i, ledger) in ledgers.iter().enumerate().skip(1) {
         assert_eq!(
             block_hashes(ledger, common),
