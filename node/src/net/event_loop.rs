@@ -56,9 +56,46 @@ pub enum Protocol {
 /// of requests in flight ([`limits`](super::limits)).
 #[derive(Debug)]
 pub struct ResponseHandle {
-    channel: request_response::ResponseChannel<Vec<u8>>,
-    protocol: Protocol,
-    _in_flight: InFlight,
+    reply: Reply,
+}
+
+/// Where a request's answer goes.
+#[derive(Debug)]
+enum Reply {
+    /// Back to the peer over the swarm.
+    Swarm {
+        channel: request_response::ResponseChannel<Vec<u8>>,
+        protocol: Protocol,
+        _in_flight: InFlight,
+    },
+    /// To an in-process network that stands in for the swarm in tests.
+    #[cfg(feature = "test-harness")]
+    InMemory(oneshot::Sender<Vec<u8>>),
+}
+
+#[cfg(feature = "test-harness")]
+impl ResponseHandle {
+    /// A reply slot whose answer comes out of the receiver (feature
+    /// `test-harness`: an in-process network delivers requests with it).
+    pub fn in_memory() -> (Self, oneshot::Receiver<Vec<u8>>) {
+        let (reply, answer) = oneshot::channel();
+        (
+            Self {
+                reply: Reply::InMemory(reply),
+            },
+            answer,
+        )
+    }
+
+    /// Delivers the answer to an [`in_memory`](Self::in_memory) slot, as
+    /// the event loop does for [`Command::Respond`]. False if this slot
+    /// belongs to the swarm or the requester stopped waiting.
+    pub fn answer_in_memory(self, data: Vec<u8>) -> bool {
+        match self.reply {
+            Reply::InMemory(reply) => reply.send(data).is_ok(),
+            Reply::Swarm { .. } => false,
+        }
+    }
 }
 
 /// A member's data request, for the gateway.
@@ -148,29 +185,51 @@ pub enum NetworkError {
 
 type ReplySlot = oneshot::Sender<Result<Vec<u8>, RequestError>>;
 
+/// What a [`Client`] asks of the event loop. Reachable from outside only
+/// with the feature `test-harness`, for an in-process network that stands
+/// in for the swarm (`Client::in_memory`).
 #[derive(Debug)]
-enum Command {
+#[cfg_attr(not(feature = "test-harness"), allow(unreachable_pub))]
+pub enum Command {
+    /// [`Client::publish`].
     Publish {
+        /// The topic.
         topic: Topic,
+        /// The payload.
         data: Vec<u8>,
     },
+    /// [`Client::validate`].
     Validate {
+        /// The message.
         id: MessageId,
+        /// The peer that forwarded it.
         via: PeerId,
+        /// Forward it?
         accept: bool,
     },
+    /// [`Client::request`] and [`Client::request_data`].
     Request {
+        /// The peer asked.
         peer: Did,
+        /// Which protocol.
         protocol: Protocol,
+        /// The payload.
         data: Vec<u8>,
-        reply: ReplySlot,
+        /// Where the answer, or the failure, goes.
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
     },
+    /// [`Client::respond`].
     Respond {
+        /// The request's reply slot.
         handle: ResponseHandle,
+        /// The answer.
         data: Vec<u8>,
     },
+    /// [`Client::set_members`].
     SetMembers(Vec<Did>),
+    /// [`Client::peers`].
     Peers(oneshot::Sender<Vec<Did>>),
+    /// [`Client::listen_addrs`].
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
 }
 
@@ -182,6 +241,19 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client with no swarm behind it: its commands come out of the
+    /// receiver (feature `test-harness`, for an in-process network that
+    /// routes them between drivers).
+    #[cfg(feature = "test-harness")]
+    pub fn in_memory(capacity: usize) -> (Self, mpsc::Receiver<Command>) {
+        let (commands, receiver) = mpsc::channel(capacity);
+        let client = Self {
+            commands,
+            dropped_events: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        };
+        (client, receiver)
+    }
+
     /// Publishes `data` on `topic` to the members.
     pub async fn publish(&self, topic: Topic, data: Vec<u8>) {
         let _ = self.commands.send(Command::Publish { topic, data }).await;
@@ -568,12 +640,20 @@ impl EventLoop {
                 };
                 self.pending.insert((protocol, id), (peer, reply));
             }
-            Command::Respond { handle, data } => {
-                let _ = match handle.protocol {
-                    Protocol::Agreement => behaviour.requests.send_response(handle.channel, data),
-                    Protocol::Data => behaviour.data.send_response(handle.channel, data),
-                };
-            }
+            Command::Respond { handle, data } => match handle.reply {
+                Reply::Swarm {
+                    channel, protocol, ..
+                } => {
+                    let _ = match protocol {
+                        Protocol::Agreement => behaviour.requests.send_response(channel, data),
+                        Protocol::Data => behaviour.data.send_response(channel, data),
+                    };
+                }
+                #[cfg(feature = "test-harness")]
+                Reply::InMemory(reply) => {
+                    let _ = reply.send(data);
+                }
+            },
             Command::SetMembers(members) => {
                 self.members = members.iter().map(peer_id).collect();
             }
@@ -756,9 +836,11 @@ impl EventLoop {
             }
         };
         let reply = ResponseHandle {
-            channel,
-            protocol,
-            _in_flight: in_flight,
+            reply: Reply::Swarm {
+                channel,
+                protocol,
+                _in_flight: in_flight,
+            },
         };
         match protocol {
             Protocol::Agreement => self.emit(Event::Request {

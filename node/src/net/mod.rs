@@ -18,6 +18,9 @@ pub mod limits;
 pub mod protocol;
 
 pub use codec::FramedBytes;
+/// What a [`Client`] sends; public for in-process tests only.
+#[cfg(feature = "test-harness")]
+pub use event_loop::Command;
 pub use event_loop::{
     Client, DataRequest, Event, EventLoop, Inbound, NetworkError, Protocol, RequestError,
     ResponseHandle, Topic, spawn,
