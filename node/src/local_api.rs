@@ -11,7 +11,9 @@ use quorate_did::Did;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 
-use crate::agreement::driver::{Command, Handle};
+use crate::agreement::driver::{
+    Command, DecideError, GrantProofError, Handle, ProposeError, StatusProofError,
+};
 use crate::gateway::{Gateway, open_range};
 use crate::net;
 use crate::net::protocol::{self, Request, Response};
@@ -90,26 +92,129 @@ impl LocalNode {
         }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Problem> {
+    /// One command to the driver, and its answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverGone> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "node-stopping",
-                "the node is stopping",
-            )
-        };
-        self.handle.send(make(reply)).await.ok_or_else(stopped)?;
-        answer.await.map_err(|_| stopped())
+        self.handle.send(make(reply)).await.ok_or(DriverGone)?;
+        answer.await.map_err(|_| DriverGone)
     }
 }
 
-fn rejected(reason: String) -> Problem {
+// The driver's refusals as problems: each error, one place.
+
+/// The driver took no command, or dropped it unanswered: it is stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("the node is stopping")]
+struct DriverGone;
+
+impl From<DriverGone> for Problem {
+    fn from(e: DriverGone) -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node-stopping",
+            e.to_string(),
+        )
+    }
+}
+
+fn not_a_member(detail: String) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "not-a-member", detail)
+}
+
+fn not_ready(detail: String) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", detail)
+}
+
+/// A fault of this node: the cause goes to the log, not the client.
+fn internal(what: &str, cause: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(target: "local_api", error = %cause, "{what}");
+    Problem::internal()
+}
+
+/// The ledger could not be read: logged, and a 500 that says so.
+fn ledger_read_failed(cause: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(target: "ledger", error = %cause, "cannot read the ledger");
     Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "proposal-rejected",
-        reason,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ledger-read-failed",
+        "the node could not read its ledger; see its log",
     )
+}
+
+impl From<ProposeError> for Problem {
+    fn from(e: ProposeError) -> Self {
+        use ProposeError as E;
+        match e {
+            E::NotAMember => not_a_member(e.to_string()),
+            E::NoLedger => not_ready(e.to_string()),
+            E::UnknownMember(_)
+            | E::BadResource { .. }
+            | E::BadGrantId(_)
+            | E::BadDid { .. }
+            | E::Invalid(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "proposal-rejected",
+                e.to_string(),
+            ),
+            E::Full(_) => {
+                let mut p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too-many-proposals",
+                    e.to_string(),
+                );
+                p.retry_after_secs = Some(PROPOSALS_FULL_RETRY_SECS);
+                p
+            }
+            E::Entropy(_) | E::Encode(_) | E::Refused(_) => internal("cannot propose", &e),
+        }
+    }
+}
+
+/// When to try again after the mempool was full: proposals commit or
+/// expire on the order of the heartbeat.
+const PROPOSALS_FULL_RETRY_SECS: u64 = 5;
+
+impl From<DecideError> for Problem {
+    fn from(e: DecideError) -> Self {
+        use DecideError as E;
+        match e {
+            E::NotAMember => not_a_member(e.to_string()),
+            E::NoLedger => not_ready(e.to_string()),
+            E::UnknownProposal(_) => Problem::not_found(e.to_string()),
+            E::Encode(_) | E::Refused(_) => internal("cannot decide", &e),
+        }
+    }
+}
+
+impl From<GrantProofError> for Problem {
+    fn from(e: GrantProofError) -> Self {
+        use GrantProofError as E;
+        match e {
+            E::UnknownGrant(_) => Problem::not_found(e.to_string()),
+            E::Read(_) => ledger_read_failed(&e),
+            E::Encode(_) => internal("cannot encode a grant proof", &e),
+        }
+    }
+}
+
+impl From<StatusProofError> for Problem {
+    fn from(e: StatusProofError) -> Self {
+        use StatusProofError as E;
+        match e {
+            E::UnknownGrant(_) => Problem::not_found(e.to_string()),
+            E::BeyondTip { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "height-beyond-tip",
+                e.to_string(),
+            ),
+            E::NotHeld(_) => Problem::new(StatusCode::NOT_FOUND, "height-not-held", e.to_string()),
+            E::NoLedger => not_ready(e.to_string()),
+            E::Read(_) => ledger_read_failed(&e),
+        }
+    }
 }
 
 impl Node for LocalNode {
@@ -126,10 +231,10 @@ impl Node for LocalNode {
     }
 
     async fn propose(&self, request: ProposalRequest) -> Result<String, Problem> {
-        self.ask(|reply| Command::ProposeRequest { request, reply })
-            .await?
-            .map(|id| id.to_string())
-            .map_err(rejected)
+        let id = self
+            .ask(|reply| Command::ProposeRequest { request, reply })
+            .await??;
+        Ok(id.to_string())
     }
 
     async fn proposals(&self) -> serde_json::Value {
@@ -143,9 +248,9 @@ impl Node for LocalNode {
         let id = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a proposal id (64 hex digits)"))
         })?;
-        self.ask(|reply| Command::Decide { id, approve, reply })
-            .await?
-            .map_err(|reason| Problem::new(StatusCode::NOT_FOUND, "not-found", reason))
+        Ok(self
+            .ask(|reply| Command::Decide { id, approve, reply })
+            .await??)
     }
 
     async fn grants(&self, query: GrantQuery) -> Result<GrantPage, Problem> {
@@ -225,45 +330,22 @@ impl Node for LocalNode {
         let grant: GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
         })?;
-        self.ask(|reply| Command::GrantStatus {
-            id: grant,
-            at,
-            reply,
-        })
-        .await?
-        .map_err(|e| {
-            use crate::agreement::driver::StatusProofError as E;
-            let (status, kind) = match &e {
-                E::UnknownGrant(_) => (StatusCode::NOT_FOUND, "not-found"),
-                E::BeyondTip { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "height-beyond-tip"),
-                E::NotHeld(_) => (StatusCode::NOT_FOUND, "height-not-held"),
-                E::NoLedger => (StatusCode::SERVICE_UNAVAILABLE, "not-ready"),
-                E::Read(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger-read-failed"),
-            };
-            Problem::new(status, kind, e.to_string())
-        })
+        Ok(self
+            .ask(|reply| Command::GrantStatus {
+                id: grant,
+                at,
+                reply,
+            })
+            .await??)
     }
 
     async fn grant_proof(&self, id: String) -> Result<Vec<u8>, Problem> {
         let grant: quorate_contracts::GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
         })?;
-        self.ask(|reply| Command::GrantProof { id: grant, reply })
-            .await?
-            .map_err(|reason| {
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ledger-read-failed",
-                    reason,
-                )
-            })?
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    format!("no committed grant {id}"),
-                )
-            })
+        Ok(self
+            .ask(|reply| Command::GrantProof { id: grant, reply })
+            .await??)
     }
 
     async fn identity(&self) -> serde_json::Value {
@@ -584,7 +666,7 @@ impl Node for LocalNode {
         let location = self
             .ask(|reply| Command::EntryLocation { id: entry, reply })
             .await?
-            .map_err(|_| Problem::internal())?;
+            .map_err(|e| ledger_read_failed(&e))?;
         match location {
             Some((height, index)) => {
                 Ok(serde_json::json!({ "id": id, "height": height, "index": index }))
@@ -737,10 +819,7 @@ impl LocalNode {
     ) -> Result<Vec<quorate_ledger::block::CommittedBlock>, Problem> {
         self.ask(|reply| Command::Blocks { from, to, reply })
             .await?
-            .map_err(|e| {
-                tracing::error!(target: "ledger", error = %e, "cannot read blocks");
-                Problem::internal()
-            })
+            .map_err(|e| ledger_read_failed(&e))
     }
 }
 
@@ -837,5 +916,112 @@ fn status_kind(status: &GrantStatus) -> &'static str {
         GrantStatus::Active => "active",
         GrantStatus::Revoked { .. } => "revoked",
         GrantStatus::Ended { .. } => "ended",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quorate_api::problem::Problem;
+    use quorate_ledger::codec::EncodeError;
+    use quorate_ledger::ledger::LedgerError;
+
+    use super::{DecideError, DriverGone, GrantProofError, ProposeError, StatusProofError};
+    use crate::agreement::mempool::AddError;
+
+    fn seen(problem: Problem) -> (u16, &'static str) {
+        (problem.status.as_u16(), problem.code)
+    }
+
+    #[test]
+    fn each_refusal_of_the_driver_has_its_own_problem_type() {
+        let id = quorate_ledger::hash::Hash([7; 32]);
+        let grant = quorate_contracts::GrantId([9; 32]);
+        let encode = || EncodeError::from_message("too deep");
+        let read = || LedgerError::BeyondTip { height: 9, tip: 1 };
+        let propose = [
+            (ProposeError::NotAMember, (403, "not-a-member")),
+            (ProposeError::NoLedger, (503, "not-ready")),
+            (
+                ProposeError::UnknownMember("org-z".into()),
+                (422, "proposal-rejected"),
+            ),
+            (
+                ProposeError::BadGrantId("zz".into()),
+                (422, "proposal-rejected"),
+            ),
+            (
+                ProposeError::BadDid {
+                    did: "did:web:x".into(),
+                    reason: "did:web:x".parse::<quorate_did::Did>().unwrap_err(),
+                },
+                (422, "proposal-rejected"),
+            ),
+            (
+                ProposeError::BadResource {
+                    pattern: "".into(),
+                    reason: quorate_contracts::ResourcePattern::parse("").unwrap_err(),
+                },
+                (422, "proposal-rejected"),
+            ),
+            (
+                AddError::Rule(quorate_contracts::Violation::SelfGrant).into(),
+                (422, "proposal-rejected"),
+            ),
+            (AddError::Full.into(), (503, "too-many-proposals")),
+            (AddError::ProposerFull.into(), (503, "too-many-proposals")),
+            (AddError::Unsigned.into(), (500, "internal")),
+            (ProposeError::Encode(encode()), (500, "internal")),
+        ];
+        for (error, expected) in propose {
+            let shown = error.to_string();
+            assert_eq!(seen(error.into()), expected, "{shown}");
+        }
+        let decide = [
+            (DecideError::NotAMember, (403, "not-a-member")),
+            (DecideError::NoLedger, (503, "not-ready")),
+            (AddError::Unknown(id).into(), (404, "not-found")),
+            (
+                AddError::BadEndorsement(quorate_contracts::MemberId([1; 32])).into(),
+                (500, "internal"),
+            ),
+            (DecideError::Encode(encode()), (500, "internal")),
+        ];
+        for (error, expected) in decide {
+            let shown = error.to_string();
+            assert_eq!(seen(error.into()), expected, "{shown}");
+        }
+        let proofs = [
+            (GrantProofError::UnknownGrant(grant), (404, "not-found")),
+            (GrantProofError::Read(read()), (500, "ledger-read-failed")),
+            (GrantProofError::Encode(encode()), (500, "internal")),
+        ];
+        for (error, expected) in proofs {
+            assert_eq!(seen(error.into()), expected);
+        }
+        let status = [
+            (StatusProofError::UnknownGrant(grant), (404, "not-found")),
+            (
+                StatusProofError::BeyondTip { height: 9, tip: 1 },
+                (422, "height-beyond-tip"),
+            ),
+            (StatusProofError::NotHeld(1), (404, "height-not-held")),
+            (StatusProofError::NoLedger, (503, "not-ready")),
+            (
+                StatusProofError::Read("disk".into()),
+                (500, "ledger-read-failed"),
+            ),
+        ];
+        for (error, expected) in status {
+            assert_eq!(seen(error.into()), expected);
+        }
+        assert_eq!(seen(DriverGone.into()), (503, "node-stopping"));
+    }
+
+    #[test]
+    fn internal_causes_stay_out_of_the_body() {
+        let problem: Problem = ProposeError::Encode(EncodeError::from_message("secret")).into();
+        assert!(!problem.detail.contains("secret"), "{}", problem.detail);
+        let problem: Problem = GrantProofError::Read(LedgerError::NotHeld { height: 1 }).into();
+        assert!(!problem.detail.contains("height"), "{}", problem.detail);
     }
 }
