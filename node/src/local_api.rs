@@ -3,8 +3,12 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use futures::StreamExt as _;
+use quorate_api::local::responses::{
+    AuditRecord, BlockEntry, BlockView, CertificateView, EntryLocation, GrantView, Identity,
+    LedgerSummary, MemberView, Members, NodeStatus, ProposalView,
+};
 use quorate_api::local::{AuditQuery, GrantPage, GrantQuery, Node, ProposalRequest};
-use quorate_api::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
+use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
 use quorate_api::problem::Problem;
 use quorate_contracts::{GrantId, GrantStatus, MemberId, ResourcePath, Timestamp};
 use quorate_did::Did;
@@ -218,16 +222,29 @@ impl From<StatusProofError> for Problem {
 }
 
 impl Node for LocalNode {
-    async fn status(&self) -> serde_json::Value {
+    async fn status(&self) -> NodeStatus {
         let status = self.handle.status();
-        let mut json = serde_json::to_value(&status).unwrap_or_default();
-        if let (Some(map), Some(last)) = (json.as_object_mut(), status.last_commit) {
-            map.insert(
-                "last_commit_age_ms".into(),
-                serde_json::json!(last.elapsed().as_millis() as u64),
-            );
+        NodeStatus {
+            height: status.height,
+            tip_hash: status.tip_hash,
+            tip_time_ms: status.tip_time_ms,
+            epoch: status.epoch,
+            members: status.members as u64,
+            is_member: status.is_member,
+            peers: status.peers as u64,
+            pending_proposals: status.pending_proposals as u64,
+            evidence: status.evidence as u64,
+            rejected: status
+                .rejected
+                .iter()
+                .map(|(reason, count)| ((*reason).to_owned(), *count))
+                .collect(),
+            decided_reusing_check: status.decided_reusing_check,
+            decided_rechecked: status.decided_rechecked,
+            last_commit_age_ms: status
+                .last_commit
+                .map(|last| last.elapsed().as_millis() as u64),
         }
-        json
     }
 
     async fn propose(&self, request: ProposalRequest) -> Result<String, Problem> {
@@ -237,11 +254,11 @@ impl Node for LocalNode {
         Ok(id.to_string())
     }
 
-    async fn proposals(&self) -> serde_json::Value {
-        match self.ask(|reply| Command::Proposals { reply }).await {
-            Ok(list) => serde_json::to_value(list).unwrap_or_default(),
-            Err(_) => serde_json::json!([]),
-        }
+    async fn proposals(&self) -> Vec<ProposalView> {
+        // A stopping node has no proposals left to show.
+        self.ask(|reply| Command::Proposals { reply })
+            .await
+            .unwrap_or_default()
     }
 
     async fn decide(&self, id: String, approve: bool) -> Result<(), Problem> {
@@ -297,18 +314,18 @@ impl Node for LocalNode {
             let wanted = grantee.is_none_or(|g| g == Some(record.terms.grantee))
                 && grantor.is_none_or(|g| g == Some(record.terms.grantor))
                 && status.as_deref().is_none_or(|s| {
-                    s == crate::views::standing(record, tip_time)
+                    s == crate::views::standing(record, tip_time).as_str()
                         || s == status_kind(&record.status)
                 });
             if wanted {
                 page.grants
-                    .push(crate::views::grant_json(id, record, tip_time, &name));
+                    .push(crate::views::grant(id, record, tip_time, &name));
             }
         }
         Ok(page)
     }
 
-    async fn grant(&self, id: String) -> Result<serde_json::Value, Problem> {
+    async fn grant(&self, id: String) -> Result<GrantView, Problem> {
         let grant: GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
         })?;
@@ -318,7 +335,7 @@ impl Node for LocalNode {
             .grants
             .get(&grant)
             .ok_or_else(|| Problem::not_found(format!("no committed grant {id}")))?;
-        Ok(crate::views::grant_json(
+        Ok(crate::views::grant(
             &grant,
             record,
             tip_time,
@@ -348,32 +365,33 @@ impl Node for LocalNode {
             .await??)
     }
 
-    async fn identity(&self) -> serde_json::Value {
+    async fn identity(&self) -> Identity {
         let state = self.gateway.state();
         let member = state.member_by_did(self.gateway.me());
-        serde_json::json!({
-            "name": self.gateway.name(),
-            "did": self.gateway.me().to_string(),
-            "member_id": member.map(|m| m.id.to_string()),
-            "document": self.gateway.me().document(),
-        })
+        Identity {
+            name: self.gateway.name().to_owned(),
+            did: self.gateway.me().to_string(),
+            member_id: member.map(|m| m.id.to_string()),
+            document: self.gateway.me().document(),
+        }
     }
 
-    async fn members(&self) -> serde_json::Value {
+    async fn members(&self) -> Members {
         let state = self.gateway.state();
-        let members: Vec<serde_json::Value> = state
+        let members = state
             .members
             .values()
-            .map(|m| {
-                serde_json::json!({
-                    "name": m.name,
-                    "did": m.did.to_string(),
-                    "id": m.id.to_string(),
-                    "is_me": &m.did == self.gateway.me(),
-                })
+            .map(|m| MemberView {
+                name: m.name.clone(),
+                did: m.did.to_string(),
+                id: m.id.to_string(),
+                is_me: &m.did == self.gateway.me(),
             })
             .collect();
-        serde_json::json!({ "epoch": state.epoch, "members": members })
+        Members {
+            epoch: state.epoch,
+            members,
+        }
     }
 
     async fn put_object(
@@ -423,12 +441,10 @@ impl Node for LocalNode {
         }
     }
 
-    async fn list_objects(&self, query: ListQuery) -> Result<serde_json::Value, Problem> {
+    async fn list_objects(&self, query: ListQuery) -> Result<Listing, Problem> {
         let store = self.gateway.objects().clone();
         let limit = query.limit.unwrap_or(100);
-        let listing =
-            blocking(move || store.list(&query.prefix, query.after.as_deref(), limit)).await?;
-        serde_json::to_value(listing).map_err(|_| Problem::internal())
+        blocking(move || store.list(&query.prefix, query.after.as_deref(), limit)).await
     }
 
     async fn peer_get(
@@ -505,11 +521,7 @@ impl Node for LocalNode {
         })
     }
 
-    async fn peer_list(
-        &self,
-        peer: String,
-        query: ListQuery,
-    ) -> Result<serde_json::Value, Problem> {
+    async fn peer_list(&self, peer: String, query: ListQuery) -> Result<Listing, Problem> {
         let peer = self.peer_did(&peer)?;
         let request = Request::List {
             prefix: query.prefix,
@@ -520,9 +532,7 @@ impl Node for LocalNode {
                 .min(crate::gateway::objects::LIST_LIMIT_MAX) as u32,
         };
         match self.ask_peer(&peer, &request).await? {
-            Response::Listing(listing) => {
-                serde_json::to_value(listing).map_err(|_| Problem::internal())
-            }
+            Response::Listing(listing) => Ok(listing),
             _ => Err(Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "peer-unreachable",
@@ -531,7 +541,7 @@ impl Node for LocalNode {
         }
     }
 
-    async fn audit(&self, query: AuditQuery) -> Result<serde_json::Value, Problem> {
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, Problem> {
         let path = self.gateway.auditor().path().to_owned();
         let query = crate::gateway::audit::Query {
             caller: query.caller,
@@ -539,7 +549,23 @@ impl Node for LocalNode {
             limit: query.limit,
         };
         let records = blocking(move || crate::gateway::audit::query(&path, &query)).await?;
-        serde_json::to_value(records).map_err(|_| Problem::internal())
+        Ok(records
+            .into_iter()
+            .map(|r| AuditRecord {
+                seq: r.seq,
+                time_ms: r.time_ms,
+                transport: r.decision.transport,
+                caller: r.decision.caller,
+                action: r.decision.action,
+                resource: r.decision.resource,
+                decision: r.decision.decision,
+                reason: r.decision.reason,
+                grant: r.decision.grant,
+                bytes: r.decision.bytes,
+                prev: r.prev,
+                hash: r.hash,
+            })
+            .collect())
     }
 
     async fn gateway_read(
@@ -557,9 +583,8 @@ impl Node for LocalNode {
         caller: Did,
         transport: &'static str,
         query: ListQuery,
-    ) -> Result<serde_json::Value, Problem> {
-        let listing = self.gateway.list(&caller, transport, &query).await?;
-        serde_json::to_value(listing).map_err(|_| Problem::internal())
+    ) -> Result<Listing, Problem> {
+        self.gateway.list(&caller, transport, &query).await
     }
 
     fn is_member(&self, did: &Did) -> bool {
@@ -659,7 +684,7 @@ impl Node for LocalNode {
         out
     }
 
-    async fn entry(&self, id: String) -> Result<serde_json::Value, Problem> {
+    async fn entry(&self, id: String) -> Result<EntryLocation, Problem> {
         let entry: quorate_ledger::entry::EntryId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not an entry id (64 hex digits)"))
         })?;
@@ -668,9 +693,11 @@ impl Node for LocalNode {
             .await?
             .map_err(|e| ledger_read_failed(&e))?;
         match location {
-            Some((height, index)) => {
-                Ok(serde_json::json!({ "id": id, "height": height, "index": index }))
-            }
+            Some((height, index)) => Ok(EntryLocation {
+                id: entry.to_string(),
+                height,
+                index,
+            }),
             None => Err(Problem::not_found(format!("entry {id} is not committed"))),
         }
     }
@@ -679,25 +706,24 @@ impl Node for LocalNode {
         self.gateway.ready()
     }
 
-    async fn ledger(&self) -> Result<serde_json::Value, Problem> {
+    async fn ledger(&self) -> Result<LedgerSummary, Problem> {
         // From the published status and state: no work for the driver.
         let status = self.handle.status();
         let state = self.gateway.state();
-        let active = state.active_grants();
-        Ok(serde_json::json!({
-            "chain_id": state.chain_id,
-            "genesis_hash": self.genesis_hash.to_string(),
-            "height": status.height,
-            "tip_hash": status.tip_hash,
-            "tip_time_ms": status.tip_time_ms,
-            "epoch": status.epoch,
-            "members": status.members,
-            "active_grants": active,
-            "grants": state.grants.len(),
-        }))
+        Ok(LedgerSummary {
+            chain_id: state.chain_id.clone(),
+            genesis_hash: self.genesis_hash.to_string(),
+            height: status.height,
+            tip_hash: status.tip_hash,
+            tip_time_ms: status.tip_time_ms,
+            epoch: status.epoch,
+            members: status.members as u64,
+            active_grants: state.active_grants() as u64,
+            grants: state.grants.len() as u64,
+        })
     }
 
-    async fn block(&self, height: u64) -> Result<(serde_json::Value, Vec<u8>), Problem> {
+    async fn block(&self, height: u64) -> Result<(BlockView, Vec<u8>), Problem> {
         let block = self
             .blocks(height, height)
             .await?
@@ -705,7 +731,7 @@ impl Node for LocalNode {
             .next()
             .ok_or_else(|| Problem::not_found(format!("no block at height {height} yet")))?;
         let bytes = quorate_ledger::codec::encode(&block).map_err(|_| Problem::internal())?;
-        Ok((block_json(&block, &self.gateway.state()), bytes))
+        Ok((block_view(&block, &self.gateway.state()), bytes))
     }
 
     async fn ledger_export(&self) -> Result<Body, Problem> {
@@ -769,46 +795,49 @@ fn tokio_stream_from<T: Send + 'static>(
 
 /// A block as the API shows it: the header, entries by id and kind, and
 /// who signed its certificate (validator indices, in the epoch's order).
-fn block_json(
+/// A committed block was hashed when it was checked, so its hashes here
+/// cannot fail; an empty string stands in if one ever did.
+fn block_view(
     block: &quorate_ledger::block::CommittedBlock,
     state: &quorate_contracts::State,
-) -> serde_json::Value {
-    let name = |id: &quorate_contracts::MemberId| {
-        state
-            .members
-            .get(id)
-            .map(|m| m.name.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
+) -> BlockView {
+    let name = crate::views::member_name(state);
     let header = &block.block.header;
-    let entries: Vec<serde_json::Value> = block
+    let entries = block
         .block
         .entries
         .iter()
-        .map(|entry| {
-            serde_json::json!({
-                "id": entry.id().map(|id| id.to_string()).unwrap_or_default(),
-                "kind": entry.proposal.body.kind(),
-                "proposer": name(&entry.proposal.proposer),
-                "endorsements": entry.endorsements.len(),
-            })
+        .map(|entry| BlockEntry {
+            id: entry.id().map(|id| id.to_string()).unwrap_or_default(),
+            kind: entry.proposal.body.kind().to_owned(),
+            proposer: name(&entry.proposal.proposer),
+            endorsements: entry.endorsements.len() as u64,
         })
         .collect();
-    serde_json::json!({
-        "height": header.height,
-        "hash": block.block.hash().map(|h| h.to_string()).unwrap_or_default(),
-        "prev_hash": header.prev_hash.to_string(),
-        "epoch": header.epoch,
-        "time_ms": header.time.0,
-        "proposer": name(&header.proposer),
-        "tx_root": header.tx_root.to_string(),
-        "state_root": header.state_root.to_string(),
-        "entries": entries,
-        "certificate": {
-            "round": block.certificate.round,
-            "signers": block.certificate.signatures.iter().map(|(i, _)| *i).collect::<Vec<u16>>(),
+    BlockView {
+        height: header.height,
+        hash: block
+            .block
+            .hash()
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
+        prev_hash: header.prev_hash.to_string(),
+        epoch: header.epoch,
+        time_ms: header.time.0,
+        proposer: name(&header.proposer),
+        tx_root: header.tx_root.to_string(),
+        state_root: header.state_root.to_string(),
+        entries,
+        certificate: CertificateView {
+            round: block.certificate.round,
+            signers: block
+                .certificate
+                .signatures
+                .iter()
+                .map(|(i, _)| *i)
+                .collect(),
         },
-    })
+    }
 }
 
 impl LocalNode {

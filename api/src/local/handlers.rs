@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quorate_contracts::ResourcePath;
 
+use super::responses::{Identity, Members, NodeStatus, ProposalId, ProposalView};
 use super::{
     AuditQuery, BlockQuery, GrantQuery, JSON_BODY_BYTES_MAX, Node, ProposalRequest, StatusQuery,
 };
@@ -71,7 +72,7 @@ fn hex_id(id: Result<Path<String>, PathRejection>, what: &str) -> Result<String,
     }
 }
 
-fn json_or_problem(result: Result<serde_json::Value, Problem>) -> Response {
+fn json_or_problem<T: serde::Serialize>(result: Result<T, Problem>) -> Response {
     match result {
         Ok(json) => Json(json).into_response(),
         Err(problem) => problem.into_response(),
@@ -144,11 +145,11 @@ pub(super) async fn ledger_export<N: Node>(State(node): State<N>) -> Response {
     }
 }
 
-pub(super) async fn identity<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
+pub(super) async fn identity<N: Node>(State(node): State<N>) -> Json<Identity> {
     Json(node.identity().await)
 }
 
-pub(super) async fn members<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
+pub(super) async fn members<N: Node>(State(node): State<N>) -> Json<Members> {
     Json(node.members().await)
 }
 
@@ -299,11 +300,11 @@ pub(super) async fn audit<N: Node>(
     }
 }
 
-pub(super) async fn status<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
+pub(super) async fn status<N: Node>(State(node): State<N>) -> Json<NodeStatus> {
     Json(node.status().await)
 }
 
-pub(super) async fn proposals<N: Node>(State(node): State<N>) -> Json<serde_json::Value> {
+pub(super) async fn proposals<N: Node>(State(node): State<N>) -> Json<Vec<ProposalView>> {
     Json(node.proposals().await)
 }
 
@@ -328,7 +329,7 @@ pub(super) async fn grants<N: Node>(
     }
     match node.grants(query.clone()).await {
         Ok(page) => {
-            let mut response = Json(serde_json::Value::Array(page.grants)).into_response();
+            let mut response = Json(page.grants).into_response();
             if let Some(after) = page.next_after {
                 let link = format!(
                     "</v1/grants?{}>; rel=\"next\"",
@@ -402,7 +403,7 @@ pub(super) async fn propose<N: Node>(
         Err(e) => return json_problem(e).into_response(),
     };
     match node.propose(request).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Ok(id) => (StatusCode::ACCEPTED, Json(ProposalId { id })).into_response(),
         Err(problem) => problem.into_response(),
     }
 }

@@ -23,7 +23,7 @@ mod tests;
 
 pub(crate) use handlers::resource;
 pub use node::Node;
-pub use openapi::OPENAPI_JSON;
+pub use openapi::openapi_json;
 pub use requests::{
     AuditQuery, BlockQuery, GRANTS_PAGE_DEFAULT, GRANTS_PAGE_MAX, GrantQuery, ProposalRequest,
     StatusQuery,

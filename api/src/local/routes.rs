@@ -12,7 +12,7 @@ use super::layers::{
     Budget, budget, head_limits, method_not_allowed, not_found, problems_only,
     refuse_declared_too_large,
 };
-use super::{JSON_BODY_BYTES_MAX, Limits, Node, OPENAPI_JSON};
+use super::{JSON_BODY_BYTES_MAX, Limits, Node, openapi_json};
 use crate::auth::{AdminToken, require_admin};
 
 /// The local API's routes, behind the admin token, and the gateway's
@@ -74,7 +74,7 @@ pub fn router<N: Node>(
         .route("/readyz", get(readyz::<N>))
         .route(
             "/openapi.json",
-            get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+            get(|| async { ([(CONTENT_TYPE, "application/json")], openapi_json()) }),
         )
         .with_state(node_for_probes);
     let gateway = crate::gateway::router(node_for_gateway, gateway)

@@ -95,24 +95,6 @@ pub struct Status {
     pub last_commit: Option<Instant>,
 }
 
-/// A proposal as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProposalView {
-    /// Its id.
-    pub id: String,
-    /// The proposer.
-    pub proposer: String,
-    /// What is proposed, readably (names instead of member ids).
-    pub body: serde_json::Value,
-    /// Where it stands.
-    #[serde(flatten)]
-    pub state: ProposalState,
-    /// This node's decision.
-    pub decision: LocalDecision,
-    /// Members that endorsed it.
-    pub endorsers: Vec<String>,
-}
-
 /// Requests from the API.
 #[derive(Debug)]
 pub enum Command {
@@ -174,8 +156,8 @@ pub enum Command {
     },
     /// List proposals.
     Proposals {
-        /// The list.
-        reply: oneshot::Sender<Vec<ProposalView>>,
+        /// The list, as the API shows it.
+        reply: oneshot::Sender<Vec<quorate_api::local::responses::ProposalView>>,
     },
 }
 
@@ -1164,6 +1146,7 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::Proposals { reply } => {
+                use quorate_api::local::responses as view;
                 let chain = self.ledger.chain();
                 let name = |id: &MemberId| {
                     chain
@@ -1174,12 +1157,29 @@ impl Driver {
                 let views = self
                     .mempool
                     .iter()
-                    .map(|(id, p)| ProposalView {
+                    .map(|(id, p)| view::ProposalView {
                         id: id.to_string(),
                         proposer: name(&p.entry.proposal.proposer),
-                        body: crate::views::body_json(&p.entry.proposal.body, &name),
-                        state: p.state.clone(),
-                        decision: p.decision,
+                        body: crate::views::body(&p.entry.proposal.body, &name),
+                        state: match &p.state {
+                            ProposalState::Pending {
+                                endorsements,
+                                required,
+                            } => view::ProposalState::Pending {
+                                endorsements: *endorsements as u64,
+                                required: *required,
+                            },
+                            ProposalState::Eligible => view::ProposalState::Eligible,
+                            ProposalState::Rejected { reason } => view::ProposalState::Rejected {
+                                reason: reason.clone(),
+                            },
+                            ProposalState::Expired => view::ProposalState::Expired,
+                        },
+                        decision: match p.decision {
+                            LocalDecision::Undecided => view::LocalDecision::Undecided,
+                            LocalDecision::Endorsed => view::LocalDecision::Endorsed,
+                            LocalDecision::Refused => view::LocalDecision::Refused,
+                        },
                         endorsers: p
                             .entry
                             .endorsements

@@ -12,8 +12,12 @@ use quorate_did::Did;
 use tower::ServiceExt as _;
 
 use crate::auth::AdminToken;
+use crate::local::responses::{
+    AuditRecord, BlockView, EntryLocation, GrantView, Identity, LedgerSummary, Members, NodeStatus,
+    ProposalView,
+};
 use crate::local::{AuditQuery, Budgets, Limits, Node, ProposalRequest, router};
-use crate::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
+use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
 use crate::problem::Problem;
 
 const TOKEN: &str = "test-token";
@@ -30,17 +34,17 @@ fn none<T>() -> Result<T, Problem> {
 }
 
 impl Node for Empty {
-    async fn status(&self) -> serde_json::Value {
+    async fn status(&self) -> NodeStatus {
         if let Some(gate) = &self.gate {
             let _pass = gate.acquire().await;
         }
-        serde_json::json!({})
+        NodeStatus::default()
     }
     async fn propose(&self, _: ProposalRequest) -> Result<String, Problem> {
         none()
     }
-    async fn proposals(&self) -> serde_json::Value {
-        serde_json::json!([])
+    async fn proposals(&self) -> Vec<ProposalView> {
+        Vec::new()
     }
     async fn decide(&self, _: String, _: bool) -> Result<(), Problem> {
         none()
@@ -51,7 +55,7 @@ impl Node for Empty {
     ) -> Result<crate::local::GrantPage, Problem> {
         Ok(crate::local::GrantPage::default())
     }
-    async fn grant(&self, _: String) -> Result<serde_json::Value, Problem> {
+    async fn grant(&self, _: String) -> Result<GrantView, Problem> {
         none()
     }
     async fn grant_proof(&self, _: String) -> Result<Vec<u8>, Problem> {
@@ -60,11 +64,14 @@ impl Node for Empty {
     async fn grant_status(&self, _: String, _: Option<u64>) -> Result<Vec<u8>, Problem> {
         none()
     }
-    async fn identity(&self) -> serde_json::Value {
-        serde_json::json!({})
+    async fn identity(&self) -> Identity {
+        super::routes::identity()
     }
-    async fn members(&self) -> serde_json::Value {
-        serde_json::json!({})
+    async fn members(&self) -> Members {
+        Members {
+            epoch: 0,
+            members: Vec::new(),
+        }
     }
     async fn put_object(
         &self,
@@ -96,8 +103,11 @@ impl Node for Empty {
     async fn delete_object(&self, _: ResourcePath) -> Result<(), Problem> {
         none()
     }
-    async fn list_objects(&self, query: ListQuery) -> Result<serde_json::Value, Problem> {
-        Ok(serde_json::json!({ "objects": [], "limit": query.limit }))
+    async fn list_objects(&self, _: ListQuery) -> Result<Listing, Problem> {
+        Ok(Listing {
+            objects: Vec::new(),
+            next: None,
+        })
     }
     async fn peer_get(
         &self,
@@ -107,11 +117,11 @@ impl Node for Empty {
     ) -> Result<ObjectBody, Problem> {
         none()
     }
-    async fn peer_list(&self, _: String, _: ListQuery) -> Result<serde_json::Value, Problem> {
+    async fn peer_list(&self, _: String, _: ListQuery) -> Result<Listing, Problem> {
         none()
     }
-    async fn audit(&self, query: AuditQuery) -> Result<serde_json::Value, Problem> {
-        Ok(serde_json::json!({ "limit": query.limit, "decision": query.decision }))
+    async fn audit(&self, _: AuditQuery) -> Result<Vec<AuditRecord>, Problem> {
+        Ok(Vec::new())
     }
     async fn gateway_read(
         &self,
@@ -127,7 +137,7 @@ impl Node for Empty {
         _: Did,
         _: &'static str,
         _: ListQuery,
-    ) -> Result<serde_json::Value, Problem> {
+    ) -> Result<Listing, Problem> {
         none()
     }
     fn is_member(&self, _: &Did) -> bool {
@@ -145,16 +155,16 @@ impl Node for Empty {
     async fn metrics(&self) -> String {
         String::new()
     }
-    async fn entry(&self, _: String) -> Result<serde_json::Value, Problem> {
+    async fn entry(&self, _: String) -> Result<EntryLocation, Problem> {
         none()
     }
     async fn ready(&self) -> Result<(), Problem> {
         Ok(())
     }
-    async fn ledger(&self) -> Result<serde_json::Value, Problem> {
-        Ok(serde_json::json!({}))
+    async fn ledger(&self) -> Result<LedgerSummary, Problem> {
+        none()
     }
-    async fn block(&self, _: u64) -> Result<(serde_json::Value, Vec<u8>), Problem> {
+    async fn block(&self, _: u64) -> Result<(BlockView, Vec<u8>), Problem> {
         none()
     }
     async fn ledger_export(&self) -> Result<Body, Problem> {
@@ -272,10 +282,10 @@ async fn a_declared_length_over_the_object_limit_is_refused_before_the_body() {
 
 #[tokio::test]
 async fn oversized_targets_and_header_sections_are_problems() {
-    let long = format!("/v1/objects/{}", "a".repeat(super::URI_BYTES_MAX));
+    let long = format!("/v1/objects/{}", "a".repeat(crate::local::URI_BYTES_MAX));
     assert_eq!(refusal(get(&long)).await, (414, "uri-too-long".into()));
     let mut many = request("GET", "/v1/status");
-    for i in 0..super::HEADERS_MAX {
+    for i in 0..crate::local::HEADERS_MAX {
         many = many.header(format!("x-field-{i}"), "1");
     }
     assert_eq!(
@@ -283,12 +293,15 @@ async fn oversized_targets_and_header_sections_are_problems() {
         (431, "headers-too-large".into())
     );
     let big = request("GET", "/healthz")
-        .header("x-big", "b".repeat(super::HEADER_BYTES_MAX))
+        .header("x-big", "b".repeat(crate::local::HEADER_BYTES_MAX))
         .body(Body::empty())
         .unwrap();
     assert_eq!(refusal(big).await, (431, "headers-too-large".into()));
     // The gateway's routes are held to the same limits.
-    let long = format!("/gateway/objects/{}", "a".repeat(super::URI_BYTES_MAX));
+    let long = format!(
+        "/gateway/objects/{}",
+        "a".repeat(crate::local::URI_BYTES_MAX)
+    );
     assert_eq!(refusal(get(&long)).await, (414, "uri-too-long".into()));
 }
 
@@ -390,7 +403,7 @@ async fn json_bodies_are_refused_as_problems() {
         }
         builder.body(Body::from(body)).unwrap()
     };
-    let big = vec![b' '; super::JSON_BODY_BYTES_MAX + 1];
+    let big = vec![b' '; crate::local::JSON_BODY_BYTES_MAX + 1];
     assert_eq!(
         refusal(post(Some("application/json"), big)).await,
         (413, "too-large".into())

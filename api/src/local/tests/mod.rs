@@ -1,0 +1,5 @@
+//! The local API's routes, through `tower::ServiceExt::oneshot` against
+//! test nodes (in process, no sockets).
+
+mod refusals;
+mod routes;
