@@ -65,7 +65,7 @@ impl Node for Empty {
         none()
     }
     async fn identity(&self) -> Identity {
-        super::routes::identity()
+        super::fake::identity()
     }
     async fn members(&self) -> Members {
         Members {
