@@ -16,7 +16,7 @@ pub const LIST_LIMIT_MAX: usize = 1000;
 pub const CONTENT_TYPE_BYTES_MAX: usize = 256;
 
 /// What is known of an object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObjectInfo {
     /// Its path.
     pub path: String,
@@ -247,7 +247,7 @@ impl IntoResponse for ObjectBody {
 }
 
 /// A page of a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Listing {
     /// Objects, in path order.
     pub objects: Vec<ObjectInfo>,

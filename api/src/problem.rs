@@ -14,6 +14,205 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// The prefix of every problem type.
 pub const TYPE_PREFIX: &str = "urn:quorate:problem:";
 
+/// A problem type: the code its URN ends with, the status it goes out
+/// with, and what it tells the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemType {
+    /// `urn:quorate:problem:<code>`.
+    pub code: &'static str,
+    /// The HTTP status (a peer's refusal relayed by the local API keeps
+    /// the peer's status).
+    pub status: u16,
+    /// What it means, for the OpenAPI document.
+    pub about: &'static str,
+}
+
+const fn t(code: &'static str, status: u16, about: &'static str) -> ProblemType {
+    ProblemType {
+        code,
+        status,
+        about,
+    }
+}
+
+/// Every problem type the node answers with, by status. Clients match on
+/// the codes, so a code, once listed, keeps its meaning; `/openapi.json`
+/// lists them all, and a problem with a code not listed here is a bug
+/// (asserted in debug builds).
+pub const TYPES: &[ProblemType] = &[
+    t("bad-request", 400, "a malformed parameter, query or body"),
+    t("bad-path", 400, "a path that is not a resource path"),
+    t(
+        "bad-content-type",
+        400,
+        "a Content-Type that is not a media type",
+    ),
+    t("bad-chunk", 400, "a download chunk asked for out of order"),
+    t(
+        "unauthenticated",
+        401,
+        "no admin token, a wrong one, or an unsigned gateway request",
+    ),
+    t(
+        "bad-signature",
+        401,
+        "an RFC 9421 signature that does not verify",
+    ),
+    t("replayed", 401, "a signature nonce seen before"),
+    t(
+        "refusals-suppressed",
+        401,
+        "unauthenticated refusals from one source, counted, not each audited",
+    ),
+    t(
+        "not-a-member",
+        403,
+        "the caller, or this node for a proposal or endorsement, is not a member",
+    ),
+    t("no-grant", 403, "no grant covers the request"),
+    t("out-of-scope", 403, "the grants do not cover this resource"),
+    t(
+        "action-not-granted",
+        403,
+        "the grant does not give this action",
+    ),
+    t("not-yet-valid", 403, "the grant has not started"),
+    t("expired-grant", 403, "the grant is over"),
+    t(
+        "ended-grant",
+        403,
+        "the grant ended with its grantee's membership",
+    ),
+    t("revoked-grant", 403, "the grant was revoked"),
+    t(
+        "not-found",
+        404,
+        "no such route, object, grant, proposal, entry or block",
+    ),
+    t(
+        "height-not-held",
+        404,
+        "this node no longer holds the state at that height",
+    ),
+    t("unknown-download", 404, "no download with that ticket"),
+    t(
+        "method-not-allowed",
+        405,
+        "the route does not take this method (Allow lists what it takes)",
+    ),
+    t("timeout", 408, "the request took too long"),
+    t(
+        "changed",
+        412,
+        "the object changed while it was being fetched",
+    ),
+    t("too-large", 413, "a body over its limit"),
+    t("uri-too-long", 414, "a request target over 8 KiB"),
+    t(
+        "unsupported-media-type",
+        415,
+        "a JSON body without a JSON Content-Type",
+    ),
+    t("bad-range", 416, "a malformed Range"),
+    t(
+        "range-not-satisfiable",
+        416,
+        "a Range the object cannot satisfy",
+    ),
+    t(
+        "wrong-authority",
+        421,
+        "the signed request names another gateway",
+    ),
+    t(
+        "wrong-audience",
+        421,
+        "the signed request names another member",
+    ),
+    t(
+        "proposal-rejected",
+        422,
+        "a well-formed proposal the consortium's rules refuse",
+    ),
+    t("height-beyond-tip", 422, "a height past the committed tip"),
+    t(
+        "rate-limited",
+        429,
+        "over the grant's rate (Retry-After says when)",
+    ),
+    t(
+        "headers-too-large",
+        431,
+        "more than 64 header fields, or a header section over 16 KiB",
+    ),
+    t("refused", 400, "a refusal with no more specific type"),
+    t("internal", 500, "the node failed; the cause is in its log"),
+    t(
+        "ledger-read-failed",
+        500,
+        "the node could not read its ledger; the cause is in its log",
+    ),
+    t(
+        "peer-unreachable",
+        502,
+        "the member's node did not answer, or answered nonsense",
+    ),
+    t(
+        "peer-refused",
+        502,
+        "the member's node refused with a type this node does not know",
+    ),
+    t(
+        "upstream-failed",
+        502,
+        "the upstream behind the gateway failed",
+    ),
+    t(
+        "upstream-too-large",
+        502,
+        "the upstream's answer is over the object limit",
+    ),
+    t("node-stopping", 503, "the node is stopping"),
+    t("not-ready", 503, "the node has no ledger yet"),
+    t(
+        "stale-ledger",
+        503,
+        "the node's ledger is not fresh enough to decide",
+    ),
+    t("overloaded", 503, "too many requests at once"),
+    t(
+        "too-many-proposals",
+        503,
+        "the node, or this member, holds as many open proposals as it may",
+    ),
+    t(
+        "not-serving",
+        503,
+        "the member's node does not serve data now",
+    ),
+    t("too-many-downloads", 503, "too many downloads open at once"),
+    t(
+        "replay-journal-unavailable",
+        503,
+        "the nonce journal cannot be written",
+    ),
+    t(
+        "upstream-unavailable",
+        503,
+        "the upstream is marked down for a while",
+    ),
+    t(
+        "upstream-timeout",
+        504,
+        "the upstream did not answer in time",
+    ),
+];
+
+/// Whether `code` is one of [`TYPES`].
+pub fn is_listed(code: &str) -> bool {
+    TYPES.iter().any(|t| t.code == code)
+}
+
 /// An HTTP error with a stable type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -39,6 +238,10 @@ struct Body<'a> {
 impl Problem {
     /// A problem with `status`, `code` and `detail`.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        debug_assert!(
+            is_listed(code),
+            "problem type {code:?} is not in problem::TYPES"
+        );
         Self {
             status,
             code,
@@ -138,5 +341,30 @@ impl IntoResponse for Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_types_are_listed_once_with_error_statuses() {
+        let mut seen = std::collections::BTreeSet::new();
+        for t in TYPES {
+            assert!(seen.insert(t.code), "{} is listed twice", t.code);
+            assert!((400..600).contains(&t.status), "{}", t.code);
+            assert!(
+                t.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{}",
+                t.code
+            );
+        }
+        // Each status a framework refusal can have gets a listed type.
+        for status in 400..600u16 {
+            if let Ok(status) = StatusCode::from_u16(status) {
+                assert!(is_listed(Problem::for_status(status, "").code));
+            }
+        }
     }
 }

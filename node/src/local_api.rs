@@ -3,15 +3,21 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use futures::StreamExt as _;
+use quorate_api::local::responses::{
+    AuditRecord, BlockEntry, BlockView, CertificateView, EntryLocation, GrantView, Identity,
+    LedgerSummary, MemberView, Members, NodeStatus, ProposalView,
+};
 use quorate_api::local::{AuditQuery, GrantPage, GrantQuery, Node, ProposalRequest};
-use quorate_api::objects::{ByteRange, ListQuery, ObjectBody, ObjectInfo};
+use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
 use quorate_api::problem::Problem;
 use quorate_contracts::{GrantId, GrantStatus, MemberId, ResourcePath, Timestamp};
 use quorate_did::Did;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 
-use crate::agreement::driver::{Command, Handle};
+use crate::agreement::driver::{
+    Command, DecideError, GrantProofError, Handle, ProposeError, StatusProofError,
+};
 use crate::gateway::{Gateway, open_range};
 use crate::net;
 use crate::net::protocol::{self, Request, Response};
@@ -90,62 +96,178 @@ impl LocalNode {
         }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Problem> {
+    /// One command to the driver, and its answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverGone> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "node-stopping",
-                "the node is stopping",
-            )
-        };
-        self.handle.send(make(reply)).await.ok_or_else(stopped)?;
-        answer.await.map_err(|_| stopped())
+        self.handle.send(make(reply)).await.ok_or(DriverGone)?;
+        answer.await.map_err(|_| DriverGone)
     }
 }
 
-fn rejected(reason: String) -> Problem {
+// The driver's refusals as problems: each error, one place.
+
+/// The driver took no command, or dropped it unanswered: it is stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("the node is stopping")]
+struct DriverGone;
+
+impl From<DriverGone> for Problem {
+    fn from(e: DriverGone) -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node-stopping",
+            e.to_string(),
+        )
+    }
+}
+
+fn not_a_member(detail: String) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "not-a-member", detail)
+}
+
+fn not_ready(detail: String) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", detail)
+}
+
+/// A fault of this node: the cause goes to the log, not the client.
+fn internal(what: &str, cause: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(target: "local_api", error = %cause, "{what}");
+    Problem::internal()
+}
+
+/// The ledger could not be read: logged, and a 500 that says so.
+fn ledger_read_failed(cause: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(target: "ledger", error = %cause, "cannot read the ledger");
     Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "proposal-rejected",
-        reason,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ledger-read-failed",
+        "the node could not read its ledger; see its log",
     )
 }
 
-impl Node for LocalNode {
-    async fn status(&self) -> serde_json::Value {
-        let status = self.handle.status();
-        let mut json = serde_json::to_value(&status).unwrap_or_default();
-        if let (Some(map), Some(last)) = (json.as_object_mut(), status.last_commit) {
-            map.insert(
-                "last_commit_age_ms".into(),
-                serde_json::json!(last.elapsed().as_millis() as u64),
-            );
+impl From<ProposeError> for Problem {
+    fn from(e: ProposeError) -> Self {
+        use ProposeError as E;
+        match e {
+            E::NotAMember => not_a_member(e.to_string()),
+            E::NoLedger => not_ready(e.to_string()),
+            E::UnknownMember(_)
+            | E::BadResource { .. }
+            | E::BadGrantId(_)
+            | E::BadDid { .. }
+            | E::Invalid(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "proposal-rejected",
+                e.to_string(),
+            ),
+            E::Full(_) => {
+                let mut p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too-many-proposals",
+                    e.to_string(),
+                );
+                p.retry_after_secs = Some(PROPOSALS_FULL_RETRY_SECS);
+                p
+            }
+            E::Entropy(_) | E::Encode(_) | E::Refused(_) => internal("cannot propose", &e),
         }
-        json
+    }
+}
+
+/// When to try again after the mempool was full: proposals commit or
+/// expire on the order of the heartbeat.
+const PROPOSALS_FULL_RETRY_SECS: u64 = 5;
+
+impl From<DecideError> for Problem {
+    fn from(e: DecideError) -> Self {
+        use DecideError as E;
+        match e {
+            E::NotAMember => not_a_member(e.to_string()),
+            E::NoLedger => not_ready(e.to_string()),
+            E::UnknownProposal(_) => Problem::not_found(e.to_string()),
+            E::Encode(_) | E::Refused(_) => internal("cannot decide", &e),
+        }
+    }
+}
+
+impl From<GrantProofError> for Problem {
+    fn from(e: GrantProofError) -> Self {
+        use GrantProofError as E;
+        match e {
+            E::UnknownGrant(_) => Problem::not_found(e.to_string()),
+            E::Read(_) => ledger_read_failed(&e),
+            E::Encode(_) => internal("cannot encode a grant proof", &e),
+        }
+    }
+}
+
+impl From<StatusProofError> for Problem {
+    fn from(e: StatusProofError) -> Self {
+        use StatusProofError as E;
+        match e {
+            E::UnknownGrant(_) => Problem::not_found(e.to_string()),
+            E::BeyondTip { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "height-beyond-tip",
+                e.to_string(),
+            ),
+            E::NotHeld(_) => Problem::new(StatusCode::NOT_FOUND, "height-not-held", e.to_string()),
+            E::NoLedger => not_ready(e.to_string()),
+            E::Read(_) => ledger_read_failed(&e),
+        }
+    }
+}
+
+impl Node for LocalNode {
+    async fn status(&self) -> NodeStatus {
+        let status = self.handle.status();
+        NodeStatus {
+            height: status.height,
+            tip_hash: status.tip_hash,
+            tip_time_ms: status.tip_time_ms,
+            epoch: status.epoch,
+            members: status.members as u64,
+            is_member: status.is_member,
+            peers: status.peers as u64,
+            pending_proposals: status.pending_proposals as u64,
+            evidence: status.evidence as u64,
+            rejected: status
+                .rejected
+                .iter()
+                .map(|(reason, count)| ((*reason).to_owned(), *count))
+                .collect(),
+            decided_reusing_check: status.decided_reusing_check,
+            decided_rechecked: status.decided_rechecked,
+            last_commit_age_ms: status
+                .last_commit
+                .map(|last| last.elapsed().as_millis() as u64),
+        }
     }
 
     async fn propose(&self, request: ProposalRequest) -> Result<String, Problem> {
-        self.ask(|reply| Command::ProposeRequest { request, reply })
-            .await?
-            .map(|id| id.to_string())
-            .map_err(rejected)
+        let id = self
+            .ask(|reply| Command::ProposeRequest { request, reply })
+            .await??;
+        Ok(id.to_string())
     }
 
-    async fn proposals(&self) -> serde_json::Value {
-        match self.ask(|reply| Command::Proposals { reply }).await {
-            Ok(list) => serde_json::to_value(list).unwrap_or_default(),
-            Err(_) => serde_json::json!([]),
-        }
+    async fn proposals(&self) -> Vec<ProposalView> {
+        // A stopping node has no proposals left to show.
+        self.ask(|reply| Command::Proposals { reply })
+            .await
+            .unwrap_or_default()
     }
 
     async fn decide(&self, id: String, approve: bool) -> Result<(), Problem> {
         let id = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a proposal id (64 hex digits)"))
         })?;
-        self.ask(|reply| Command::Decide { id, approve, reply })
-            .await?
-            .map_err(|reason| Problem::new(StatusCode::NOT_FOUND, "not-found", reason))
+        Ok(self
+            .ask(|reply| Command::Decide { id, approve, reply })
+            .await??)
     }
 
     async fn grants(&self, query: GrantQuery) -> Result<GrantPage, Problem> {
@@ -186,12 +308,12 @@ impl Node for LocalNode {
                 let wanted = grantee.is_none_or(|g| g == Some(record.terms.grantee))
                     && grantor.is_none_or(|g| g == Some(record.terms.grantor))
                     && status.as_deref().is_none_or(|s| {
-                        s == crate::views::standing(record, tip_time)
+                        s == crate::views::standing(record, tip_time).as_str()
                             || s == status_kind(&record.status)
                     });
                 if wanted {
                     page.grants
-                        .push(crate::views::grant_json(&id, record, tip_time, &name));
+                        .push(crate::views::grant(&id, record, tip_time, &name));
                 }
                 std::ops::ControlFlow::Continue(())
             })
@@ -199,7 +321,7 @@ impl Node for LocalNode {
         Ok(page)
     }
 
-    async fn grant(&self, id: String) -> Result<serde_json::Value, Problem> {
+    async fn grant(&self, id: String) -> Result<GrantView, Problem> {
         let grant: GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
         })?;
@@ -209,7 +331,7 @@ impl Node for LocalNode {
             .grant(&grant)
             .map_err(rows_failed)?
             .ok_or_else(|| Problem::not_found(format!("no committed grant {id}")))?;
-        Ok(crate::views::grant_json(
+        Ok(crate::views::grant(
             &grant,
             &record,
             tip_time,
@@ -221,73 +343,51 @@ impl Node for LocalNode {
         let grant: GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
         })?;
-        self.ask(|reply| Command::GrantStatus {
-            id: grant,
-            at,
-            reply,
-        })
-        .await?
-        .map_err(|e| {
-            use crate::agreement::driver::StatusProofError as E;
-            let (status, kind) = match &e {
-                E::UnknownGrant(_) => (StatusCode::NOT_FOUND, "not-found"),
-                E::BeyondTip { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "height-beyond-tip"),
-                E::NotHeld(_) => (StatusCode::NOT_FOUND, "height-not-held"),
-                E::NoLedger => (StatusCode::SERVICE_UNAVAILABLE, "not-ready"),
-                E::Read(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger-read-failed"),
-            };
-            Problem::new(status, kind, e.to_string())
-        })
+        Ok(self
+            .ask(|reply| Command::GrantStatus {
+                id: grant,
+                at,
+                reply,
+            })
+            .await??)
     }
 
     async fn grant_proof(&self, id: String) -> Result<Vec<u8>, Problem> {
         let grant: quorate_contracts::GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
         })?;
-        self.ask(|reply| Command::GrantProof { id: grant, reply })
-            .await?
-            .map_err(|reason| {
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ledger-read-failed",
-                    reason,
-                )
-            })?
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    format!("no committed grant {id}"),
-                )
-            })
+        Ok(self
+            .ask(|reply| Command::GrantProof { id: grant, reply })
+            .await??)
     }
 
-    async fn identity(&self) -> serde_json::Value {
+    async fn identity(&self) -> Identity {
         let state = self.gateway.state();
         let member = state.member_by_did(self.gateway.me());
-        serde_json::json!({
-            "name": self.gateway.name(),
-            "did": self.gateway.me().to_string(),
-            "member_id": member.map(|m| m.id.to_string()),
-            "document": self.gateway.me().document(),
-        })
+        Identity {
+            name: self.gateway.name().to_owned(),
+            did: self.gateway.me().to_string(),
+            member_id: member.map(|m| m.id.to_string()),
+            document: self.gateway.me().document(),
+        }
     }
 
-    async fn members(&self) -> serde_json::Value {
+    async fn members(&self) -> Members {
         let state = self.gateway.state();
-        let members: Vec<serde_json::Value> = state
+        let members = state
             .members
             .values()
-            .map(|m| {
-                serde_json::json!({
-                    "name": m.name,
-                    "did": m.did.to_string(),
-                    "id": m.id.to_string(),
-                    "is_me": &m.did == self.gateway.me(),
-                })
+            .map(|m| MemberView {
+                name: m.name.clone(),
+                did: m.did.to_string(),
+                id: m.id.to_string(),
+                is_me: &m.did == self.gateway.me(),
             })
             .collect();
-        serde_json::json!({ "epoch": state.epoch, "members": members })
+        Members {
+            epoch: state.epoch,
+            members,
+        }
     }
 
     async fn put_object(
@@ -337,12 +437,10 @@ impl Node for LocalNode {
         }
     }
 
-    async fn list_objects(&self, query: ListQuery) -> Result<serde_json::Value, Problem> {
+    async fn list_objects(&self, query: ListQuery) -> Result<Listing, Problem> {
         let store = self.gateway.objects().clone();
         let limit = query.limit.unwrap_or(100);
-        let listing =
-            blocking(move || store.list(&query.prefix, query.after.as_deref(), limit)).await?;
-        serde_json::to_value(listing).map_err(|_| Problem::internal())
+        blocking(move || store.list(&query.prefix, query.after.as_deref(), limit)).await
     }
 
     async fn peer_get(
@@ -419,11 +517,7 @@ impl Node for LocalNode {
         })
     }
 
-    async fn peer_list(
-        &self,
-        peer: String,
-        query: ListQuery,
-    ) -> Result<serde_json::Value, Problem> {
+    async fn peer_list(&self, peer: String, query: ListQuery) -> Result<Listing, Problem> {
         let peer = self.peer_did(&peer)?;
         let request = Request::List {
             prefix: query.prefix,
@@ -434,9 +528,7 @@ impl Node for LocalNode {
                 .min(crate::gateway::objects::LIST_LIMIT_MAX) as u32,
         };
         match self.ask_peer(&peer, &request).await? {
-            Response::Listing(listing) => {
-                serde_json::to_value(listing).map_err(|_| Problem::internal())
-            }
+            Response::Listing(listing) => Ok(listing),
             _ => Err(Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "peer-unreachable",
@@ -445,7 +537,7 @@ impl Node for LocalNode {
         }
     }
 
-    async fn audit(&self, query: AuditQuery) -> Result<serde_json::Value, Problem> {
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, Problem> {
         let path = self.gateway.auditor().path().to_owned();
         let query = crate::gateway::audit::Query {
             caller: query.caller,
@@ -453,7 +545,23 @@ impl Node for LocalNode {
             limit: query.limit,
         };
         let records = blocking(move || crate::gateway::audit::query(&path, &query)).await?;
-        serde_json::to_value(records).map_err(|_| Problem::internal())
+        Ok(records
+            .into_iter()
+            .map(|r| AuditRecord {
+                seq: r.seq,
+                time_ms: r.time_ms,
+                transport: r.decision.transport,
+                caller: r.decision.caller,
+                action: r.decision.action,
+                resource: r.decision.resource,
+                decision: r.decision.decision,
+                reason: r.decision.reason,
+                grant: r.decision.grant,
+                bytes: r.decision.bytes,
+                prev: r.prev,
+                hash: r.hash,
+            })
+            .collect())
     }
 
     async fn gateway_read(
@@ -471,9 +579,8 @@ impl Node for LocalNode {
         caller: Did,
         transport: &'static str,
         query: ListQuery,
-    ) -> Result<serde_json::Value, Problem> {
-        let listing = self.gateway.list(&caller, transport, &query).await?;
-        serde_json::to_value(listing).map_err(|_| Problem::internal())
+    ) -> Result<Listing, Problem> {
+        self.gateway.list(&caller, transport, &query).await
     }
 
     fn is_member(&self, did: &Did) -> bool {
@@ -573,18 +680,20 @@ impl Node for LocalNode {
         out
     }
 
-    async fn entry(&self, id: String) -> Result<serde_json::Value, Problem> {
+    async fn entry(&self, id: String) -> Result<EntryLocation, Problem> {
         let entry: quorate_ledger::entry::EntryId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not an entry id (64 hex digits)"))
         })?;
         let location = self
             .ask(|reply| Command::EntryLocation { id: entry, reply })
             .await?
-            .map_err(|_| Problem::internal())?;
+            .map_err(|e| ledger_read_failed(&e))?;
         match location {
-            Some((height, index)) => {
-                Ok(serde_json::json!({ "id": id, "height": height, "index": index }))
-            }
+            Some((height, index)) => Ok(EntryLocation {
+                id: entry.to_string(),
+                height,
+                index,
+            }),
             None => Err(Problem::not_found(format!("entry {id} is not committed"))),
         }
     }
@@ -593,25 +702,24 @@ impl Node for LocalNode {
         self.gateway.ready()
     }
 
-    async fn ledger(&self) -> Result<serde_json::Value, Problem> {
+    async fn ledger(&self) -> Result<LedgerSummary, Problem> {
         // From the published status and state: no work for the driver.
         let status = self.handle.status();
         let state = self.gateway.state();
-        let active = state.active_grants();
-        Ok(serde_json::json!({
-            "chain_id": state.chain_id,
-            "genesis_hash": self.genesis_hash.to_string(),
-            "height": status.height,
-            "tip_hash": status.tip_hash,
-            "tip_time_ms": status.tip_time_ms,
-            "epoch": status.epoch,
-            "members": status.members,
-            "active_grants": active,
-            "grants": state.grant_counts().total,
-        }))
+        Ok(LedgerSummary {
+            chain_id: state.chain_id.clone(),
+            genesis_hash: self.genesis_hash.to_string(),
+            height: status.height,
+            tip_hash: status.tip_hash,
+            tip_time_ms: status.tip_time_ms,
+            epoch: status.epoch,
+            members: status.members as u64,
+            active_grants: state.active_grants(),
+            grants: state.grant_counts().total,
+        })
     }
 
-    async fn block(&self, height: u64) -> Result<(serde_json::Value, Vec<u8>), Problem> {
+    async fn block(&self, height: u64) -> Result<(BlockView, Vec<u8>), Problem> {
         let block = self
             .blocks(height, height)
             .await?
@@ -619,7 +727,7 @@ impl Node for LocalNode {
             .next()
             .ok_or_else(|| Problem::not_found(format!("no block at height {height} yet")))?;
         let bytes = quorate_ledger::codec::encode(&block).map_err(|_| Problem::internal())?;
-        Ok((block_json(&block, &self.gateway.state()), bytes))
+        Ok((block_view(&block, &self.gateway.state()), bytes))
     }
 
     async fn ledger_export(&self) -> Result<Body, Problem> {
@@ -683,46 +791,49 @@ fn tokio_stream_from<T: Send + 'static>(
 
 /// A block as the API shows it: the header, entries by id and kind, and
 /// who signed its certificate (validator indices, in the epoch's order).
-fn block_json(
+/// A committed block was hashed when it was checked, so its hashes here
+/// cannot fail; an empty string stands in if one ever did.
+fn block_view(
     block: &quorate_ledger::block::CommittedBlock,
     state: &quorate_contracts::State,
-) -> serde_json::Value {
-    let name = |id: &quorate_contracts::MemberId| {
-        state
-            .members
-            .get(id)
-            .map(|m| m.name.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
+) -> BlockView {
+    let name = crate::views::member_name(state);
     let header = &block.block.header;
-    let entries: Vec<serde_json::Value> = block
+    let entries = block
         .block
         .entries
         .iter()
-        .map(|entry| {
-            serde_json::json!({
-                "id": entry.id().map(|id| id.to_string()).unwrap_or_default(),
-                "kind": entry.proposal.body.kind(),
-                "proposer": name(&entry.proposal.proposer),
-                "endorsements": entry.endorsements.len(),
-            })
+        .map(|entry| BlockEntry {
+            id: entry.id().map(|id| id.to_string()).unwrap_or_default(),
+            kind: entry.proposal.body.kind().to_owned(),
+            proposer: name(&entry.proposal.proposer),
+            endorsements: entry.endorsements.len() as u64,
         })
         .collect();
-    serde_json::json!({
-        "height": header.height,
-        "hash": block.block.hash().map(|h| h.to_string()).unwrap_or_default(),
-        "prev_hash": header.prev_hash.to_string(),
-        "epoch": header.epoch,
-        "time_ms": header.time.0,
-        "proposer": name(&header.proposer),
-        "tx_root": header.tx_root.to_string(),
-        "state_root": header.state_root.to_string(),
-        "entries": entries,
-        "certificate": {
-            "round": block.certificate.round,
-            "signers": block.certificate.signatures.iter().map(|(i, _)| *i).collect::<Vec<u16>>(),
+    BlockView {
+        height: header.height,
+        hash: block
+            .block
+            .hash()
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
+        prev_hash: header.prev_hash.to_string(),
+        epoch: header.epoch,
+        time_ms: header.time.0,
+        proposer: name(&header.proposer),
+        tx_root: header.tx_root.to_string(),
+        state_root: header.state_root.to_string(),
+        entries,
+        certificate: CertificateView {
+            round: block.certificate.round,
+            signers: block
+                .certificate
+                .signatures
+                .iter()
+                .map(|(i, _)| *i)
+                .collect(),
         },
-    })
+    }
 }
 
 impl LocalNode {
@@ -733,10 +844,7 @@ impl LocalNode {
     ) -> Result<Vec<quorate_ledger::block::CommittedBlock>, Problem> {
         self.ask(|reply| Command::Blocks { from, to, reply })
             .await?
-            .map_err(|e| {
-                tracing::error!(target: "ledger", error = %e, "cannot read blocks");
-                Problem::internal()
-            })
+            .map_err(|e| ledger_read_failed(&e))
     }
 }
 
@@ -840,4 +948,111 @@ fn status_kind(status: &GrantStatus) -> &'static str {
 fn rows_failed(e: quorate_contracts::RowsError) -> Problem {
     tracing::error!(target: "ledger", error = %e, "reading grant rows failed");
     Problem::internal()
+}
+
+#[cfg(test)]
+mod tests {
+    use quorate_api::problem::Problem;
+    use quorate_ledger::codec::EncodeError;
+    use quorate_ledger::ledger::LedgerError;
+
+    use super::{DecideError, DriverGone, GrantProofError, ProposeError, StatusProofError};
+    use crate::agreement::mempool::AddError;
+
+    fn seen(problem: Problem) -> (u16, &'static str) {
+        (problem.status.as_u16(), problem.code)
+    }
+
+    #[test]
+    fn each_refusal_of_the_driver_has_its_own_problem_type() {
+        let id = quorate_ledger::hash::Hash([7; 32]);
+        let grant = quorate_contracts::GrantId([9; 32]);
+        let encode = || EncodeError::from_message("too deep");
+        let read = || LedgerError::BeyondTip { height: 9, tip: 1 };
+        let propose = [
+            (ProposeError::NotAMember, (403, "not-a-member")),
+            (ProposeError::NoLedger, (503, "not-ready")),
+            (
+                ProposeError::UnknownMember("org-z".into()),
+                (422, "proposal-rejected"),
+            ),
+            (
+                ProposeError::BadGrantId("zz".into()),
+                (422, "proposal-rejected"),
+            ),
+            (
+                ProposeError::BadDid {
+                    did: "did:web:x".into(),
+                    reason: "did:web:x".parse::<quorate_did::Did>().unwrap_err(),
+                },
+                (422, "proposal-rejected"),
+            ),
+            (
+                ProposeError::BadResource {
+                    pattern: "".into(),
+                    reason: quorate_contracts::ResourcePattern::parse("").unwrap_err(),
+                },
+                (422, "proposal-rejected"),
+            ),
+            (
+                AddError::Rule(quorate_contracts::Violation::SelfGrant).into(),
+                (422, "proposal-rejected"),
+            ),
+            (AddError::Full.into(), (503, "too-many-proposals")),
+            (AddError::ProposerFull.into(), (503, "too-many-proposals")),
+            (AddError::Unsigned.into(), (500, "internal")),
+            (ProposeError::Encode(encode()), (500, "internal")),
+        ];
+        for (error, expected) in propose {
+            let shown = error.to_string();
+            assert_eq!(seen(error.into()), expected, "{shown}");
+        }
+        let decide = [
+            (DecideError::NotAMember, (403, "not-a-member")),
+            (DecideError::NoLedger, (503, "not-ready")),
+            (AddError::Unknown(id).into(), (404, "not-found")),
+            (
+                AddError::BadEndorsement(quorate_contracts::MemberId([1; 32])).into(),
+                (500, "internal"),
+            ),
+            (DecideError::Encode(encode()), (500, "internal")),
+        ];
+        for (error, expected) in decide {
+            let shown = error.to_string();
+            assert_eq!(seen(error.into()), expected, "{shown}");
+        }
+        let proofs = [
+            (GrantProofError::UnknownGrant(grant), (404, "not-found")),
+            (GrantProofError::Read(read()), (500, "ledger-read-failed")),
+            (GrantProofError::Encode(encode()), (500, "internal")),
+        ];
+        for (error, expected) in proofs {
+            assert_eq!(seen(error.into()), expected);
+        }
+        let status = [
+            (StatusProofError::UnknownGrant(grant), (404, "not-found")),
+            (
+                StatusProofError::BeyondTip { height: 9, tip: 1 },
+                (422, "height-beyond-tip"),
+            ),
+            (StatusProofError::NotHeld(1), (404, "height-not-held")),
+            (StatusProofError::NoLedger, (503, "not-ready")),
+            (
+                StatusProofError::Read("disk".into()),
+                (500, "ledger-read-failed"),
+            ),
+        ];
+        for (error, expected) in status {
+            assert_eq!(seen(error.into()), expected);
+        }
+        assert_eq!(seen(DriverGone.into()), (503, "node-stopping"));
+    }
+
+    #[test]
+    fn internal_causes_stay_out_of_the_body() {
+        let problem: Problem = ProposeError::Encode(EncodeError::from_message("secret")).into();
+        assert!(!problem.detail.contains("secret"), "{}", problem.detail);
+        let problem: Problem = GrantProofError::Read(LedgerError::NotHeld { height: 1 }).into();
+        assert!(!problem.detail.contains("height"), "{}", problem.detail);
+    }
 }

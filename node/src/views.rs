@@ -1,56 +1,58 @@
-//! JSON views of ledger values, as the local API shows them. Pure
-//! functions of the state: whoever holds a published state can render
-//! them, without a round trip to the driver.
+//! Ledger values as the local API shows them (the types of
+//! [`quorate_api::local::responses`]). Pure functions of the state:
+//! whoever holds a published state can render them, without a round trip
+//! to the driver.
 
+use quorate_api::local::responses::{self as view, GrantView, LedgerGrantStatus, Standing};
 use quorate_contracts::{Body, GrantId, GrantRecord, GrantStatus, MemberId, State, Timestamp};
 
 /// A grant's terms, with member ids shown by `name`.
-pub(crate) fn terms_json(
+pub(crate) fn terms(
     t: &quorate_contracts::GrantTerms,
     name: &dyn Fn(&MemberId) -> String,
-) -> serde_json::Value {
-    serde_json::json!({
-        "grantor": name(&t.grantor),
-        "grantee": name(&t.grantee),
-        "resources": t.resources.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-        "actions": t.actions,
-        "not_before_ms": t.not_before.0,
-        "not_after_ms": t.not_after.0,
-        "purpose": t.purpose,
-    })
+) -> view::GrantTerms {
+    view::GrantTerms {
+        grantor: name(&t.grantor),
+        grantee: name(&t.grantee),
+        resources: t.resources.iter().map(|r| r.to_string()).collect(),
+        actions: t.actions.clone(),
+        not_before_ms: t.not_before.0,
+        not_after_ms: t.not_after.0,
+        purpose: t.purpose.clone(),
+    }
 }
 
 /// A grant's standing at `time`: what its status means then.
-pub(crate) fn standing(record: &GrantRecord, time: Timestamp) -> &'static str {
+pub(crate) fn standing(record: &GrantRecord, time: Timestamp) -> Standing {
     match record.status {
-        GrantStatus::Revoked { .. } => "revoked",
-        GrantStatus::Ended { .. } => "ended",
-        GrantStatus::Active if time >= record.terms.not_after => "expired",
-        GrantStatus::Active if time < record.terms.not_before => "not-yet-valid",
-        GrantStatus::Active => "active",
+        GrantStatus::Revoked { .. } => Standing::Revoked,
+        GrantStatus::Ended { .. } => Standing::Ended,
+        GrantStatus::Active if time >= record.terms.not_after => Standing::Expired,
+        GrantStatus::Active if time < record.terms.not_before => Standing::NotYetValid,
+        GrantStatus::Active => Standing::Active,
     }
 }
 
 /// A committed grant: its terms, id, ledger status, commit height, and its
 /// standing as of the tip's time (`as_of_ms`).
-pub(crate) fn grant_json(
+pub(crate) fn grant(
     id: &GrantId,
     record: &GrantRecord,
     tip_time: Timestamp,
     name: &dyn Fn(&MemberId) -> String,
-) -> serde_json::Value {
-    let mut json = terms_json(&record.terms, name);
-    if let Some(map) = json.as_object_mut() {
-        map.insert("id".into(), id.to_string().into());
-        map.insert("status".into(), serde_json::json!(record.status));
-        map.insert(
-            "committed_height".into(),
-            serde_json::json!(record.committed_height),
-        );
-        map.insert("standing".into(), standing(record, tip_time).into());
-        map.insert("as_of_ms".into(), tip_time.0.into());
+) -> GrantView {
+    GrantView {
+        id: id.to_string(),
+        terms: terms(&record.terms, name),
+        status: match record.status {
+            GrantStatus::Active => LedgerGrantStatus::Active,
+            GrantStatus::Revoked { height } => LedgerGrantStatus::Revoked { height },
+            GrantStatus::Ended { height } => LedgerGrantStatus::Ended { height },
+        },
+        committed_height: record.committed_height,
+        standing: standing(record, tip_time),
+        as_of_ms: tip_time.0,
     }
-    json
 }
 
 /// Names members by their name in `state`, or their id if gone.
@@ -65,22 +67,27 @@ pub(crate) fn member_name(state: &State) -> impl Fn(&MemberId) -> String + '_ {
 }
 
 /// A proposal's body as the API shows it.
-pub(crate) fn body_json(body: &Body, name: &dyn Fn(&MemberId) -> String) -> serde_json::Value {
-    let mut json = match body {
-        Body::Grant(terms) => terms_json(terms, name),
-        Body::Revoke { grant } => serde_json::json!({ "grant": grant.to_string() }),
-        Body::AddMember(member) => {
-            serde_json::json!({ "name": member.name, "did": member.did.to_string() })
-        }
-        Body::RemoveMember { member } => serde_json::json!({ "member": name(member) }),
-        Body::RotateKey { member, new_did } => {
-            serde_json::json!({ "member": name(member), "new_did": new_did.to_string() })
-        }
-        Body::SetPolicy(policy) => serde_json::json!({ "policy": format!("{policy:?}") }),
-        Body::Genesis(_) => serde_json::json!({}),
-    };
-    if let Some(map) = json.as_object_mut() {
-        map.insert("kind".into(), body.kind().into());
+pub(crate) fn body(body: &Body, name: &dyn Fn(&MemberId) -> String) -> view::ProposalBody {
+    use view::ProposalBody as B;
+    match body {
+        Body::Grant(t) => B::Grant(terms(t, name)),
+        Body::Revoke { grant } => B::Revoke {
+            grant: grant.to_string(),
+        },
+        Body::AddMember(member) => B::AddMember {
+            name: member.name.clone(),
+            did: member.did.to_string(),
+        },
+        Body::RemoveMember { member } => B::RemoveMember {
+            member: name(member),
+        },
+        Body::RotateKey { member, new_did } => B::RotateKey {
+            member: name(member),
+            new_did: new_did.to_string(),
+        },
+        Body::SetPolicy(policy) => B::SetPolicy {
+            policy: format!("{policy:?}"),
+        },
+        Body::Genesis(_) => B::Genesis {},
     }
-    json
 }

@@ -3,10 +3,13 @@
 //! a declared body over the object limit, an over-long target, too many or
 //! too large header fields, bad path bytes, an out-of-range limit, a bad
 //! Range or Content-Type), slow admin uploads do not hold back the probes
-//! or the gateway, and schemathesis (`--checks all`) finds nothing.
-//! Method: a 1-node testnet of the real binary; requests over raw sockets;
-//! then a pinned, seeded, bounded schemathesis run against /openapi.json
-//! with the admin token. The schemathesis run is skipped (with a reason)
+//! or the gateway, every JSON answer of a node holding objects, grants and
+//! audit records validates against its schema in the document the node
+//! serves, and schemathesis (`--checks all`) finds nothing.
+//! Method: 1- and 2-node testnets of the real binary; requests over raw
+//! sockets; the JSON routes checked with the `jsonschema` crate; then a
+//! pinned, seeded, bounded schemathesis run against /openapi.json with the
+//! admin token. The schemathesis run is skipped (with a reason)
 //! when schemathesis is absent, unless QUORATE_REQUIRE_SCHEMATHESIS is set
 //! (`.ci/run` installs it and sets it).
 
@@ -15,7 +18,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use quorate_testnet::client::ApiClient;
-use quorate_tests::{Testnet, admin, problem_type};
+use quorate_tests::{Testnet, admin, problem_type, put_object};
 
 /// The schemathesis `.ci/run` installs; its CLI changed a lot between 3.x
 /// and 4.x, so the flags below are this version's.
@@ -310,6 +313,96 @@ fn slow_admin_uploads_hold_back_neither_the_probes_nor_the_gateway() {
             "the admin budget was not given back"
         );
     }
+}
+
+/// Whether `instance` fits the schema at `pointer` of `doc` (its `$ref`s
+/// resolved within the document); the errors if not.
+fn schema_errors(
+    doc: &serde_json::Value,
+    pointer: &str,
+    instance: &serde_json::Value,
+) -> Vec<String> {
+    assert!(
+        doc.pointer(pointer).is_some(),
+        "the document has no {pointer}"
+    );
+    let mut root = doc.clone();
+    // A fragment is a URI's: braces are percent-encoded.
+    root["$ref"] = format!("#{}", pointer.replace('{', "%7B").replace('}', "%7D")).into();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("{pointer} does not compile: {e}"));
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn every_json_answer_of_a_real_node_validates_against_its_document() {
+    let (net, _) = Testnet::up(&["--nodes", "2"]);
+    let a = admin(&net, "org-a");
+    let b = admin(&net, "org-b");
+    put_object(&a, "reports/q1.csv", "text/csv", b"a,b\n1,2\n");
+    let grant = net.grant("org-a", "org-b", "reports/*", &["org-a", "org-b"]);
+    // An allowed read and a refused one, so the audit log has both.
+    assert!(
+        b.get("/v1/peers/org-a/objects/reports/q1.csv")
+            .unwrap()
+            .is_success()
+    );
+    assert_eq!(
+        b.get("/v1/peers/org-a/objects/secret.csv").unwrap().status,
+        403
+    );
+    let doc: serde_json::Value = a.get("/openapi.json").unwrap().json().unwrap();
+    let entry = a.get(&format!("/v1/ledger/entries/{grant}")).unwrap();
+    let height = entry.json().unwrap()["height"].as_u64().unwrap();
+    let routes = [
+        ("/v1/status", "/v1/status"),
+        ("/v1/identity", "/v1/identity"),
+        ("/v1/members", "/v1/members"),
+        ("/v1/peers", "/v1/peers"),
+        ("/v1/proposals", "/v1/proposals"),
+        ("/v1/grants", "/v1/grants"),
+        (&format!("/v1/grants/{grant}"), "/v1/grants/{id}"),
+        ("/v1/objects", "/v1/objects"),
+        ("/v1/peers/{other}/objects", "/v1/peers/{peer}/objects"),
+        ("/v1/audit", "/v1/audit"),
+        ("/v1/ledger", "/v1/ledger"),
+        (
+            &format!("/v1/ledger/blocks/{height}"),
+            "/v1/ledger/blocks/{height}",
+        ),
+        ("/v1/ledger/blocks/0", "/v1/ledger/blocks/{height}"),
+        (
+            &format!("/v1/ledger/entries/{grant}"),
+            "/v1/ledger/entries/{id}",
+        ),
+    ];
+    for (node, other, api) in [("org-a", "org-b", &a), ("org-b", "org-a", &b)] {
+        for (target, path) in &routes {
+            let target = target.replace("{other}", other);
+            let answer = api.get(&target).unwrap();
+            assert_eq!(answer.status, 200, "{node} {target}: {}", answer.text());
+            let json = answer.json().unwrap();
+            let pointer = format!(
+                "/paths/{}/get/responses/200/content/application~1json/schema",
+                path.replace('/', "~1")
+            );
+            let errors = schema_errors(&doc, &pointer, &json);
+            assert!(errors.is_empty(), "{node} {target}: {json} {errors:?}");
+        }
+    }
+    // The audit log is not empty: its records were checked.
+    let audit = a.get("/v1/audit").unwrap().json().unwrap();
+    assert!(audit.as_array().is_some_and(|r| r.len() >= 2), "{audit}");
+    // A refusal fits the problem schema, its type among those listed.
+    let refused = a.get(&format!("/v1/grants/{}", "0".repeat(64))).unwrap();
+    let problem = refused.json().unwrap();
+    let errors = schema_errors(&doc, "/components/schemas/Problem", &problem);
+    assert!(errors.is_empty(), "{problem} {errors:?}");
 }
 
 fn schemathesis_version() -> Option<String> {

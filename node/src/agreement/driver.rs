@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::agreement::mempool::{LocalDecision, Mempool, ProposalState};
+use crate::agreement::mempool::{AddError, LocalDecision, Mempool, ProposalState};
 use crate::net::protocol::{
     self, ConsensusMessage, MempoolMessage, Request, Response, SYNC_BLOCKS_MAX,
 };
@@ -95,24 +95,6 @@ pub struct Status {
     pub last_commit: Option<Instant>,
 }
 
-/// A proposal as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProposalView {
-    /// Its id.
-    pub id: String,
-    /// The proposer.
-    pub proposer: String,
-    /// What is proposed, readably (names instead of member ids).
-    pub body: serde_json::Value,
-    /// Where it stands.
-    #[serde(flatten)]
-    pub state: ProposalState,
-    /// This node's decision.
-    pub decision: LocalDecision,
-    /// Members that endorsed it.
-    pub endorsers: Vec<String>,
-}
-
 /// Requests from the API.
 #[derive(Debug)]
 pub enum Command {
@@ -121,7 +103,7 @@ pub enum Command {
         /// What to propose.
         body: Body,
         /// Its id, or why it was refused.
-        reply: oneshot::Sender<Result<EntryId, String>>,
+        reply: oneshot::Sender<Result<EntryId, ProposeError>>,
     },
     /// Approve (endorse) or reject a proposal.
     Decide {
@@ -130,21 +112,21 @@ pub enum Command {
         /// Endorse it?
         approve: bool,
         /// Done, or why not.
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), DecideError>>,
     },
     /// Propose from an API request (names and DIDs resolved here).
     ProposeRequest {
         /// The request.
         request: quorate_api::local::ProposalRequest,
         /// Its id, or why it was refused.
-        reply: oneshot::Sender<Result<EntryId, String>>,
+        reply: oneshot::Sender<Result<EntryId, ProposeError>>,
     },
-    /// A committed grant's proof (canonical CBOR), `None` if no such grant.
+    /// A committed grant's proof (canonical CBOR).
     GrantProof {
         /// The grant.
         id: quorate_contracts::GrantId,
         /// The proof, or why it could not be built.
-        reply: oneshot::Sender<Result<Option<Vec<u8>>, String>>,
+        reply: oneshot::Sender<Result<Vec<u8>, GrantProofError>>,
     },
     /// A grant's status proof at a height (canonical CBOR).
     GrantStatus {
@@ -160,7 +142,7 @@ pub enum Command {
         /// The entry.
         id: EntryId,
         /// The answer.
-        reply: oneshot::Sender<Result<Option<(u64, u32)>, String>>,
+        reply: oneshot::Sender<Result<Option<(u64, u32)>, LedgerError>>,
     },
     /// Committed blocks `from..=to` (at most [`SYNC_BLOCKS_MAX`]; fewer
     /// past the tip).
@@ -170,12 +152,12 @@ pub enum Command {
         /// Last height.
         to: u64,
         /// The blocks, in order.
-        reply: oneshot::Sender<Result<Vec<CommittedBlock>, String>>,
+        reply: oneshot::Sender<Result<Vec<CommittedBlock>, LedgerError>>,
     },
     /// List proposals.
     Proposals {
-        /// The list.
-        reply: oneshot::Sender<Vec<ProposalView>>,
+        /// The list, as the API shows it.
+        reply: oneshot::Sender<Vec<quorate_api::local::responses::ProposalView>>,
     },
 }
 
@@ -249,6 +231,112 @@ pub enum StatusProofError {
     /// The ledger could not be read.
     #[error("cannot read the ledger: {0}")]
     Read(String),
+}
+
+/// Why a proposal was not made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// This node is not a member (only members propose).
+    #[error("this node is not a member")]
+    NotAMember,
+    /// No ledger yet.
+    #[error("the node has no ledger yet")]
+    NoLedger,
+    /// The request names a member the ledger does not have.
+    #[error("no member named {0:?}")]
+    UnknownMember(String),
+    /// A resource pattern that does not parse.
+    #[error("resource {pattern:?}: {reason}")]
+    BadResource {
+        /// As given.
+        pattern: String,
+        /// Why it does not parse.
+        reason: quorate_contracts::PathError,
+    },
+    /// A grant id that is not one.
+    #[error("{0:?} is not a grant id (64 hex digits)")]
+    BadGrantId(String),
+    /// A DID that is not a did:key.
+    #[error("{did:?} is not a did:key: {reason}")]
+    BadDid {
+        /// As given.
+        did: String,
+        /// Why not.
+        reason: quorate_did::ParseError,
+    },
+    /// The consortium's rules refuse it.
+    #[error("{0}")]
+    Invalid(quorate_contracts::Violation),
+    /// The mempool holds as many proposals as it may, or as many of this
+    /// member's (a later try may succeed).
+    #[error("{0}")]
+    Full(AddError),
+    /// No randomness for the nonce.
+    #[error("no randomness for the nonce: {0}")]
+    Entropy(getrandom::Error),
+    /// The proposal could not be encoded.
+    #[error("the proposal cannot be encoded: {0}")]
+    Encode(#[from] quorate_ledger::codec::EncodeError),
+    /// The mempool refused our own proposal for a reason that only another
+    /// member's can have (a bug).
+    #[error("the mempool refused this node's own proposal: {0}")]
+    Refused(AddError),
+}
+
+impl From<AddError> for ProposeError {
+    fn from(e: AddError) -> Self {
+        match e {
+            AddError::Rule(violation) => Self::Invalid(violation),
+            AddError::Full | AddError::ProposerFull => Self::Full(e),
+            other => Self::Refused(other),
+        }
+    }
+}
+
+/// Why a proposal was not endorsed or refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecideError {
+    /// This node is not a member (only members endorse).
+    #[error("this node is not a member")]
+    NotAMember,
+    /// No ledger yet.
+    #[error("the node has no ledger yet")]
+    NoLedger,
+    /// No such proposal is open (unknown, or committed and gone).
+    #[error("no proposal {0}")]
+    UnknownProposal(EntryId),
+    /// The endorsement could not be encoded.
+    #[error("the endorsement cannot be encoded: {0}")]
+    Encode(#[from] quorate_ledger::codec::EncodeError),
+    /// The mempool refused this node's own endorsement (a bug).
+    #[error("the mempool refused this node's endorsement: {0}")]
+    Refused(AddError),
+}
+
+impl From<AddError> for DecideError {
+    fn from(e: AddError) -> Self {
+        match e {
+            AddError::Unknown(id) => Self::UnknownProposal(id),
+            other => Self::Refused(other),
+        }
+    }
+}
+
+/// Why a grant's proof could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantProofError {
+    /// The ledger has no such grant.
+    #[error("no committed grant {0}")]
+    UnknownGrant(quorate_contracts::GrantId),
+    /// The ledger could not be read.
+    #[error("cannot read the ledger: {0}")]
+    Read(#[from] LedgerError),
+    /// The proof could not be encoded.
+    #[error("the proof cannot be encoded: {0}")]
+    Encode(#[from] quorate_ledger::codec::EncodeError),
 }
 
 /// What a non-member asking for blocks is told.
@@ -988,30 +1076,26 @@ impl Driver {
         Ok(())
     }
 
-    async fn endorse(&mut self, id: EntryId) -> Result<(), String> {
-        let Some(me) = self.me() else {
-            return Err("this node is not a member".to_owned());
-        };
-        let Some(chain) = self.ledger.chain() else {
-            return Err("no ledger".to_owned());
-        };
-        let Some(pending) = self.mempool.get(&id) else {
-            return Err(format!("no proposal {id}"));
-        };
+    async fn endorse(&mut self, id: EntryId) -> Result<(), DecideError> {
+        let me = self.me().ok_or(DecideError::NotAMember)?;
+        let chain = self.ledger.chain().ok_or(DecideError::NoLedger)?;
+        let pending = self
+            .mempool
+            .get(&id)
+            .ok_or(DecideError::UnknownProposal(id))?;
         let mut entry = pending.entry.clone();
-        entry.endorse(me, &self.key).map_err(|e| e.to_string())?;
+        entry.endorse(me, &self.key)?;
         let Some(endorsement) = entry.endorsements.iter().find(|e| e.member == me).cloned() else {
-            return Err("endorsement missing".to_owned());
+            // `endorse` just added it.
+            return Err(DecideError::Refused(AddError::BadEndorsement(me)));
         };
         self.mempool
-            .add_endorsement(&id, endorsement.clone(), chain)
-            .map_err(|e| e.to_string())?;
+            .add_endorsement(&id, endorsement.clone(), chain)?;
         let _ = self.mempool.decide(&id, LocalDecision::Endorsed);
         let bytes = protocol::encode(&MempoolMessage::Endorsement {
             entry: id,
             endorsement,
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         self.net.publish(Topic::Mempool, bytes).await;
         Ok(())
     }
@@ -1033,10 +1117,10 @@ impl Driver {
             }
             Command::Blocks { from, to, reply } => {
                 let to = to.min(from.saturating_add(SYNC_BLOCKS_MAX - 1));
-                let _ = reply.send(self.ledger.blocks(from, to).map_err(|e| e.to_string()));
+                let _ = reply.send(self.ledger.blocks(from, to));
             }
             Command::EntryLocation { id, reply } => {
-                let _ = reply.send(self.ledger.entry_location(&id).map_err(|e| e.to_string()));
+                let _ = reply.send(self.ledger.entry_location(&id));
             }
             Command::GrantStatus { id, at, reply } => {
                 let _ = reply.send(self.status_proof(&id, at));
@@ -1044,15 +1128,11 @@ impl Driver {
             Command::GrantProof { id, reply } => {
                 // Reads the chain up to the grant's block: membership
                 // changes are few, so this stays small.
-                let proof = self
-                    .ledger
-                    .grant_proof(&id)
-                    .map_err(|e| e.to_string())
-                    .and_then(|proof| {
-                        proof
-                            .map(|p| quorate_ledger::codec::encode(&p).map_err(|e| e.to_string()))
-                            .transpose()
-                    });
+                let proof = match self.ledger.grant_proof(&id) {
+                    Ok(Some(proof)) => quorate_ledger::codec::encode(&proof).map_err(Into::into),
+                    Ok(None) => Err(GrantProofError::UnknownGrant(id)),
+                    Err(e) => Err(e.into()),
+                };
                 let _ = reply.send(proof);
             }
             Command::Decide { id, approve, reply } => {
@@ -1061,11 +1141,12 @@ impl Driver {
                 } else {
                     self.mempool
                         .decide(&id, LocalDecision::Refused)
-                        .map_err(|e| e.to_string())
+                        .map_err(Into::into)
                 };
                 let _ = reply.send(result);
             }
             Command::Proposals { reply } => {
+                use quorate_api::local::responses as view;
                 let chain = self.ledger.chain();
                 let name = |id: &MemberId| {
                     chain
@@ -1076,12 +1157,29 @@ impl Driver {
                 let views = self
                     .mempool
                     .iter()
-                    .map(|(id, p)| ProposalView {
+                    .map(|(id, p)| view::ProposalView {
                         id: id.to_string(),
                         proposer: name(&p.entry.proposal.proposer),
-                        body: crate::views::body_json(&p.entry.proposal.body, &name),
-                        state: p.state.clone(),
-                        decision: p.decision,
+                        body: crate::views::body(&p.entry.proposal.body, &name),
+                        state: match &p.state {
+                            ProposalState::Pending {
+                                endorsements,
+                                required,
+                            } => view::ProposalState::Pending {
+                                endorsements: *endorsements as u64,
+                                required: *required,
+                            },
+                            ProposalState::Eligible => view::ProposalState::Eligible,
+                            ProposalState::Rejected { reason } => view::ProposalState::Rejected {
+                                reason: reason.clone(),
+                            },
+                            ProposalState::Expired => view::ProposalState::Expired,
+                        },
+                        decision: match p.decision {
+                            LocalDecision::Undecided => view::LocalDecision::Undecided,
+                            LocalDecision::Endorsed => view::LocalDecision::Endorsed,
+                            LocalDecision::Refused => view::LocalDecision::Refused,
+                        },
                         endorsers: p
                             .entry
                             .endorsements
@@ -1097,9 +1195,9 @@ impl Driver {
     }
 
     /// Turns an API request into an entry body against the current state.
-    fn body_of(&self, request: quorate_api::local::ProposalRequest) -> Result<Body, String> {
+    fn body_of(&self, request: quorate_api::local::ProposalRequest) -> Result<Body, ProposeError> {
         use quorate_api::local::ProposalRequest;
-        let chain = self.ledger.chain().ok_or("no ledger")?;
+        let chain = self.ledger.chain().ok_or(ProposeError::NoLedger)?;
         let state = chain.state();
         match request {
             ProposalRequest::Grant {
@@ -1111,16 +1209,20 @@ impl Driver {
                 purpose,
                 rate_limit,
             } => {
-                let grantor = self.me().ok_or("this node is not a member")?;
+                let grantor = self.me().ok_or(ProposeError::NotAMember)?;
                 let grantee = state
                     .member_named(&grantee)
                     .map(|m| m.id)
-                    .ok_or_else(|| format!("no member named {grantee:?}"))?;
+                    .ok_or(ProposeError::UnknownMember(grantee))?;
                 let resources = resources
                     .iter()
                     .map(|r| {
-                        quorate_contracts::ResourcePattern::parse(r)
-                            .map_err(|e| format!("resource {r:?}: {e}"))
+                        quorate_contracts::ResourcePattern::parse(r).map_err(|reason| {
+                            ProposeError::BadResource {
+                                pattern: r.clone(),
+                                reason,
+                            }
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 actions.sort();
@@ -1137,36 +1239,36 @@ impl Driver {
                 }))
             }
             ProposalRequest::Revoke { grant } => Ok(Body::Revoke {
-                grant: grant.parse()?,
+                grant: grant.parse().map_err(|_| ProposeError::BadGrantId(grant))?,
             }),
             ProposalRequest::AddMember { name, did } => {
                 let did = did
                     .parse()
-                    .map_err(|e| format!("{did:?} is not a did:key: {e}"))?;
+                    .map_err(|reason| ProposeError::BadDid { did, reason })?;
                 Ok(Body::AddMember(quorate_contracts::NewMember { name, did }))
             }
             ProposalRequest::RemoveMember { member } => {
                 let member = state
                     .member_named(&member)
                     .map(|m| m.id)
-                    .ok_or_else(|| format!("no member named {member:?}"))?;
+                    .ok_or(ProposeError::UnknownMember(member))?;
                 Ok(Body::RemoveMember { member })
             }
             ProposalRequest::RotateKey { did } => {
                 let new_did = did
                     .parse()
-                    .map_err(|e| format!("{did:?} is not a did:key: {e}"))?;
-                let member = self.me().ok_or("this node is not a member")?;
+                    .map_err(|reason| ProposeError::BadDid { did, reason })?;
+                let member = self.me().ok_or(ProposeError::NotAMember)?;
                 Ok(Body::RotateKey { member, new_did })
             }
         }
     }
 
-    async fn propose(&mut self, body: Body) -> Result<EntryId, String> {
-        let me = self.me().ok_or("this node is not a member")?;
-        let chain = self.ledger.chain().ok_or("no ledger")?;
+    async fn propose(&mut self, body: Body) -> Result<EntryId, ProposeError> {
+        let me = self.me().ok_or(ProposeError::NotAMember)?;
+        let chain = self.ledger.chain().ok_or(ProposeError::NoLedger)?;
         let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+        getrandom::fill(&mut nonce).map_err(ProposeError::Entropy)?;
         let proposal = Proposal {
             chain_id: chain.chain_id().to_owned(),
             epoch: chain.state().epoch,
@@ -1175,14 +1277,10 @@ impl Driver {
             created_at: now(),
             body,
         };
-        let entry = Entry::propose(proposal, &self.key).map_err(|e| e.to_string())?;
-        let id = self
-            .mempool
-            .add_proposal(entry.clone(), chain, now())
-            .map_err(|e| e.to_string())?;
+        let entry = Entry::propose(proposal, &self.key)?;
+        let id = self.mempool.add_proposal(entry.clone(), chain, now())?;
         let _ = self.mempool.decide(&id, LocalDecision::Endorsed);
-        let bytes =
-            protocol::encode(&MempoolMessage::Entry(Box::new(entry))).map_err(|e| e.to_string())?;
+        let bytes = protocol::encode(&MempoolMessage::Entry(Box::new(entry)))?;
         self.net.publish(Topic::Mempool, bytes).await;
         info!(target: "mempool", %id, "proposed");
         Ok(id)

@@ -1,0 +1,438 @@
+//! The handlers: each reads its request (every rejection a problem), calls
+//! the [`Node`] and writes its answer.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use quorate_contracts::ResourcePath;
+
+use super::responses::{Identity, Members, NodeStatus, ProposalId, ProposalView};
+use super::{
+    AuditQuery, BlockQuery, GrantQuery, JSON_BODY_BYTES_MAX, Node, ProposalRequest, StatusQuery,
+};
+use crate::objects::{ListQuery, is_media_type, object_headers, range_of};
+use crate::problem::Problem;
+
+/// `path` as a resource path, or a 400 `bad-path`.
+pub(crate) fn resource(path: &str) -> Result<ResourcePath, Problem> {
+    ResourcePath::parse(path).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-path",
+            format!("{path:?} is not a resource path: {e}"),
+        )
+    })
+}
+
+/// A path parameter the router could not read (bytes that are not UTF-8
+/// once percent-decoded): 400 `bad-path`.
+fn path_problem(rejection: PathRejection) -> Problem {
+    if rejection.status().is_server_error() {
+        return Problem::internal();
+    }
+    Problem::new(StatusCode::BAD_REQUEST, "bad-path", rejection.body_text())
+}
+
+/// A query string that does not fit the route's filters: 400.
+fn query_problem(rejection: QueryRejection) -> Problem {
+    Problem::bad_request(rejection.body_text())
+}
+
+/// A JSON body that could not be read: 413 over the limit, 415 without a
+/// JSON `Content-Type`, else 400.
+fn json_problem(rejection: JsonRejection) -> Problem {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::too_large(format!(
+            "JSON bodies are limited to {JSON_BODY_BYTES_MAX} bytes"
+        )),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            rejection.body_text(),
+        ),
+        status if status.is_server_error() => Problem::internal(),
+        _ => Problem::bad_request(rejection.body_text()),
+    }
+}
+
+/// An id path parameter: 64 hex digits (a grant, proposal or entry id), or
+/// a 400 `bad-request`.
+fn hex_id(id: Result<Path<String>, PathRejection>, what: &str) -> Result<String, Problem> {
+    let Path(id) = id.map_err(path_problem)?;
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id)
+    } else {
+        Err(Problem::bad_request(format!(
+            "{id:?} is not a {what} id (64 hex digits)"
+        )))
+    }
+}
+
+fn json_or_problem<T: serde::Serialize>(result: Result<T, Problem>) -> Response {
+    match result {
+        Ok(json) => Json(json).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn readyz<N: Node>(State(node): State<N>) -> Response {
+    match node.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn entry<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    match hex_id(id, "entry") {
+        Ok(id) => json_or_problem(node.entry(id).await),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn ledger<N: Node>(State(node): State<N>) -> Response {
+    json_or_problem(node.ledger().await)
+}
+
+pub(super) async fn block<N: Node>(
+    State(node): State<N>,
+    height: Result<Path<String>, PathRejection>,
+    query: Result<Query<BlockQuery>, QueryRejection>,
+) -> Response {
+    let Path(height) = match height {
+        Ok(height) => height,
+        Err(e) => return path_problem(e).into_response(),
+    };
+    // Decimal digits only (no sign), at most u64::MAX.
+    let parsed = height
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| height.parse::<u64>().ok())
+        .flatten();
+    let Some(height) = parsed else {
+        return Problem::bad_request(format!(
+            "{height:?} is not a block height (0 to {})",
+            u64::MAX
+        ))
+        .into_response();
+    };
+    let cbor = match query.map(|Query(q)| q.format) {
+        Ok(None) => false,
+        Ok(Some(f)) if f == "json" => false,
+        Ok(Some(f)) if f == "cbor" => true,
+        Ok(Some(f)) => {
+            return Problem::bad_request(format!("format {f:?}: use json or cbor")).into_response();
+        }
+        Err(e) => return query_problem(e).into_response(),
+    };
+    match node.block(height).await {
+        Ok((_, bytes)) if cbor => ([(CONTENT_TYPE, "application/cbor")], bytes).into_response(),
+        Ok((json, _)) => Json(json).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn ledger_export<N: Node>(State(node): State<N>) -> Response {
+    match node.ledger_export().await {
+        Ok(body) => ([(CONTENT_TYPE, "application/octet-stream")], body).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn identity<N: Node>(State(node): State<N>) -> Json<Identity> {
+    Json(node.identity().await)
+}
+
+pub(super) async fn members<N: Node>(State(node): State<N>) -> Json<Members> {
+    Json(node.members().await)
+}
+
+pub(super) async fn metrics<N: Node>(State(node): State<N>) -> Response {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        node.metrics().await,
+    )
+        .into_response()
+}
+
+pub(super) async fn list_objects<N: Node>(
+    State(node): State<N>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(query)) => json_or_problem(node.list_objects(query).await),
+        Err(e) => query_problem(e).into_response(),
+    }
+}
+
+pub(super) async fn get_object<N: Node>(
+    State(node): State<N>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let Path(path) = path.map_err(path_problem)?;
+        let range = range_of(&headers)?;
+        node.get_object(resource(&path)?, range).await
+    };
+    match result.await {
+        Ok(object) => object.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn head_object<N: Node>(
+    State(node): State<N>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(path) = path.map_err(path_problem)?;
+        node.head_object(resource(&path)?).await
+    };
+    match result.await {
+        Ok(info) => {
+            let mut response = StatusCode::OK.into_response();
+            object_headers(&info, response.headers_mut());
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(info.size));
+            response
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// The media type a put stores: its `Content-Type` if that is one (see
+/// [`is_media_type`]), `application/octet-stream` if absent, else a 400
+/// `bad-content-type` (it is echoed on every read of the object).
+fn stored_content_type(headers: &HeaderMap) -> Result<String, Problem> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok("application/octet-stream".to_owned());
+    };
+    match value.to_str() {
+        Ok(text) if is_media_type(text) => Ok(text.to_owned()),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-content-type",
+            format!(
+                "Content-Type must be a media type (type/subtype; parameters), at most {} bytes",
+                crate::objects::CONTENT_TYPE_BYTES_MAX
+            ),
+        )),
+    }
+}
+
+/// A put: an empty body stores an empty object (a legitimate object, such
+/// as a marker file).
+pub(super) async fn put_object<N: Node>(
+    State(node): State<N>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let Path(path) = path.map_err(path_problem)?;
+        let path = resource(&path)?;
+        let content_type = stored_content_type(&headers)?;
+        node.put_object(path, content_type, body).await
+    };
+    match result.await {
+        Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn delete_object<N: Node>(
+    State(node): State<N>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let Path(path) = path.map_err(path_problem)?;
+        node.delete_object(resource(&path)?).await
+    };
+    match result.await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn peer_get<N: Node>(
+    State(node): State<N>,
+    params: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let Path((peer, path)) = params.map_err(path_problem)?;
+        let range = range_of(&headers)?;
+        node.peer_get(peer, resource(&path)?, range).await
+    };
+    match result.await {
+        Ok(object) => object.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn peer_list<N: Node>(
+    State(node): State<N>,
+    peer: Result<Path<String>, PathRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    match (peer, query) {
+        (Err(e), _) => path_problem(e).into_response(),
+        (_, Err(e)) => query_problem(e).into_response(),
+        (Ok(Path(peer)), Ok(Query(query))) => json_or_problem(node.peer_list(peer, query).await),
+    }
+}
+
+pub(super) async fn audit<N: Node>(
+    State(node): State<N>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(query)) => json_or_problem(node.audit(query).await),
+        Err(e) => query_problem(e).into_response(),
+    }
+}
+
+pub(super) async fn status<N: Node>(State(node): State<N>) -> Json<NodeStatus> {
+    Json(node.status().await)
+}
+
+pub(super) async fn proposals<N: Node>(State(node): State<N>) -> Json<Vec<ProposalView>> {
+    Json(node.proposals().await)
+}
+
+pub(super) async fn grants<N: Node>(
+    State(node): State<N>,
+    query: Result<Query<GrantQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return Problem::bad_request(
+            "grant queries take grantee, grantor, status, after and limit",
+        )
+        .into_response();
+    };
+    let limit = match query.page_size() {
+        Ok(limit) => limit,
+        Err(problem) => return problem.into_response(),
+    };
+    if let Some(after) = &query.after
+        && !(after.len() == 64 && after.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Problem::bad_request("after must be a grant id (64 hex digits)").into_response();
+    }
+    match node.grants(query.clone()).await {
+        Ok(page) => {
+            let mut response = Json(page.grants).into_response();
+            if let Some(after) = page.next_after {
+                let link = format!(
+                    "</v1/grants?{}>; rel=\"next\"",
+                    query.next_page(&after, limit)
+                );
+                if let Ok(value) = axum::http::HeaderValue::from_str(&link) {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::LINK, value);
+                }
+            }
+            response
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn grant<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = match hex_id(id, "grant") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
+    match node.grant(id).await {
+        Ok(grant) => Json(grant).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn grant_proof<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = match hex_id(id, "grant") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
+    match node.grant_proof(id).await {
+        Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn grant_status<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Response {
+    let id = match hex_id(id, "grant") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
+    let Ok(Query(query)) = query else {
+        return Problem::bad_request("a status query takes at=HEIGHT (a whole number)")
+            .into_response();
+    };
+    match node.grant_status(id, query.at).await {
+        Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn propose<N: Node>(
+    State(node): State<N>,
+    body: Result<Json<ProposalRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(e) => return json_problem(e).into_response(),
+    };
+    match node.propose(request).await {
+        Ok(id) => (StatusCode::ACCEPTED, Json(ProposalId { id })).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn approve<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    decide(node, id, true).await
+}
+
+pub(super) async fn reject<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    decide(node, id, false).await
+}
+
+pub(super) async fn decide<N: Node>(
+    node: N,
+    id: Result<Path<String>, PathRejection>,
+    approve: bool,
+) -> Response {
+    let id = match hex_id(id, "proposal") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
+    match node.decide(id, approve).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}

@@ -1,0 +1,142 @@
+//! The node as the API sees it: the one seam between HTTP and the node.
+
+use std::future::Future;
+
+use axum::body::Body;
+use quorate_contracts::{Action, ResourcePath};
+use quorate_did::Did;
+
+use super::responses::{
+    AuditRecord, BlockView, EntryLocation, GrantPage, GrantView, Identity, LedgerSummary, Members,
+    NodeStatus, ProposalView,
+};
+use super::{AuditQuery, GrantQuery, ProposalRequest};
+use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
+use crate::problem::Problem;
+
+/// The node as the API sees it.
+pub trait Node: Clone + Send + Sync + 'static {
+    /// Height, peers, freshness.
+    fn status(&self) -> impl Future<Output = NodeStatus> + Send;
+    /// Proposes as this member; returns the proposal id.
+    fn propose(
+        &self,
+        request: ProposalRequest,
+    ) -> impl Future<Output = Result<String, Problem>> + Send;
+    /// Proposals the node knows, with their state.
+    fn proposals(&self) -> impl Future<Output = Vec<ProposalView>> + Send;
+    /// Endorses (`approve`) or refuses a proposal.
+    fn decide(&self, id: String, approve: bool)
+    -> impl Future<Output = Result<(), Problem>> + Send;
+    /// One page of the committed grants that match `query`, in id order.
+    fn grants(&self, query: GrantQuery) -> impl Future<Output = Result<GrantPage, Problem>> + Send;
+    /// One committed grant (`id` is 64 hex digits).
+    fn grant(&self, id: String) -> impl Future<Output = Result<GrantView, Problem>> + Send;
+    /// A proof of a grant's record at height `at` (the tip if `None`), as
+    /// canonical CBOR (`docs/ledger-format.md` section 6), checkable
+    /// offline from genesis.
+    fn grant_status(
+        &self,
+        id: String,
+        at: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
+    /// A committed grant's proof, as canonical CBOR (see
+    /// `docs/ledger-format.md`), checkable offline from genesis.
+    fn grant_proof(&self, id: String) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
+    /// This node: name, DID, member id.
+    fn identity(&self) -> impl Future<Output = Identity> + Send;
+    /// The current members, with whether each is connected.
+    fn members(&self) -> impl Future<Output = Members> + Send;
+    /// Stores an object, streaming `body` to disk (durable on return).
+    fn put_object(
+        &self,
+        path: ResourcePath,
+        content_type: String,
+        body: Body,
+    ) -> impl Future<Output = Result<ObjectInfo, Problem>> + Send;
+    /// Reads one of this organization's objects.
+    fn get_object(
+        &self,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
+    /// An object's metadata.
+    fn head_object(
+        &self,
+        path: ResourcePath,
+    ) -> impl Future<Output = Result<ObjectInfo, Problem>> + Send;
+    /// Deletes an object.
+    fn delete_object(&self, path: ResourcePath)
+    -> impl Future<Output = Result<(), Problem>> + Send;
+    /// Lists this organization's objects.
+    fn list_objects(
+        &self,
+        query: ListQuery,
+    ) -> impl Future<Output = Result<Listing, Problem>> + Send;
+    /// Fetches a member's object over libp2p; the member's gateway decides.
+    fn peer_get(
+        &self,
+        peer: String,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
+    /// Lists what a member's gateway lets this organization list.
+    fn peer_list(
+        &self,
+        peer: String,
+        query: ListQuery,
+    ) -> impl Future<Output = Result<Listing, Problem>> + Send;
+    /// Audit records, newest last.
+    fn audit(
+        &self,
+        query: AuditQuery,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, Problem>> + Send;
+    /// The gateway pipeline for an authenticated caller's read: authorize
+    /// against the committed grants, rate-limit, serve, audit.
+    fn gateway_read(
+        &self,
+        caller: Did,
+        transport: &'static str,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
+    /// The gateway pipeline for an authenticated caller's listing.
+    fn gateway_list(
+        &self,
+        caller: Did,
+        transport: &'static str,
+        query: ListQuery,
+    ) -> impl Future<Output = Result<Listing, Problem>> + Send;
+    /// Whether `did` is a member's current key on the committed ledger
+    /// (cheap: a lookup in the state snapshot). The gateway asks before it
+    /// stores anything for a signed request, such as its nonce.
+    fn is_member(&self, did: &Did) -> bool;
+    /// Audits a request refused before authorization (unsigned, bad
+    /// signature, replay, bad path).
+    fn gateway_refused(
+        &self,
+        caller: Option<Did>,
+        transport: &'static str,
+        action: Action,
+        resource: String,
+        problem: &Problem,
+    ) -> impl Future<Output = ()> + Send;
+    /// Prometheus text.
+    fn metrics(&self) -> impl Future<Output = String> + Send;
+    /// Where a committed entry (grant, revocation, membership change) is
+    /// on the ledger.
+    fn entry(&self, id: String) -> impl Future<Output = Result<EntryLocation, Problem>> + Send;
+    /// Whether the node can decide requests now (its ledger is fresh).
+    fn ready(&self) -> impl Future<Output = Result<(), Problem>> + Send;
+    /// The committed chain at a glance (id, genesis, tip, epoch, counts).
+    fn ledger(&self) -> impl Future<Output = Result<LedgerSummary, Problem>> + Send;
+    /// A committed block: a view of it, and its canonical CBOR (a
+    /// `CommittedBlock` of `docs/ledger-format.md`).
+    fn block(
+        &self,
+        height: u64,
+    ) -> impl Future<Output = Result<(BlockView, Vec<u8>), Problem>> + Send;
+    /// The whole committed chain as an export file (`docs/ledger-format.md`),
+    /// streamed; `quorate ledger verify` checks it offline.
+    fn ledger_export(&self) -> impl Future<Output = Result<Body, Problem>> + Send;
+}

@@ -1,0 +1,182 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`.
+//!
+//! Paths, parameters and responses are written by hand (`openapi.json`
+//! beside this file); the schemas of the response bodies are generated
+//! from the types the handlers serialize ([`super::responses`]), and the
+//! problem types from [`crate::problem::TYPES`], so neither can drift from
+//! the code. Request bodies keep their hand-written schemas: they say what
+//! the lenient readers accept (`5.0` as a whole number, `null` for absent),
+//! which a derived schema would not.
+
+use std::sync::LazyLock;
+
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::transform::RecursiveTransform;
+use schemars::{JsonSchema, Schema};
+use serde_json::{Value, json};
+
+use super::responses::{
+    AuditRecord, BlockView, EntryLocation, GrantView, Identity, LedgerSummary, Listing, Members,
+    NodeStatus, ObjectInfo, ProposalId, ProposalView,
+};
+use crate::problem::{TYPE_PREFIX, TYPES};
+
+/// The hand-written part of the document.
+const BASE: &str = include_str!("openapi.json");
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    // Built from constants: a failure here is a bug, caught by the tests.
+    serde_json::to_string_pretty(&document_value()).unwrap_or_default()
+});
+
+/// The OpenAPI 3.1 description of every route (checked against the
+/// routers and validated by tests), built once.
+pub fn openapi_json() -> &'static str {
+    &DOCUMENT
+}
+
+/// The document as JSON: the hand-written part, the generated body
+/// schemas, and every problem type.
+pub fn document_value() -> Value {
+    let mut doc: Value = serde_json::from_str(BASE).unwrap_or_else(|_| json!({}));
+    let generated = body_schemas();
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for (name, schema) in generated {
+            // A generated schema never replaces a hand-written one.
+            debug_assert!(
+                !schemas.contains_key(&name),
+                "schema {name} is written twice"
+            );
+            schemas.entry(name).or_insert(schema);
+        }
+    }
+    if let Some(kind) = doc.pointer_mut("/components/schemas/Problem/properties/type") {
+        kind["enum"] = TYPES
+            .iter()
+            .map(|t| Value::from(format!("{TYPE_PREFIX}{}", t.code)))
+            .collect();
+        let listed: Vec<String> = TYPES
+            .iter()
+            .map(|t| format!("{} ({}): {}", t.code, t.status, t.about))
+            .collect();
+        kind["description"] = format!(
+            "urn:quorate:problem:<code>; the codes are stable. {}.",
+            listed.join("; ")
+        )
+        .into();
+    }
+    doc
+}
+
+/// The schemas of every response body, by name, as
+/// `#/components/schemas/<name>` refers to them.
+fn body_schemas() -> serde_json::Map<String, Value> {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    let mut generator: SchemaGenerator = settings
+        .with_transform(RecursiveTransform(integer_bounds))
+        .into_generator();
+    fn add<T: JsonSchema>(generator: &mut SchemaGenerator) {
+        generator.subschema_for::<T>();
+    }
+    add::<NodeStatus>(&mut generator);
+    add::<Identity>(&mut generator);
+    add::<Members>(&mut generator);
+    add::<ProposalId>(&mut generator);
+    add::<ProposalView>(&mut generator);
+    add::<GrantView>(&mut generator);
+    add::<ObjectInfo>(&mut generator);
+    add::<Listing>(&mut generator);
+    add::<AuditRecord>(&mut generator);
+    add::<EntryLocation>(&mut generator);
+    add::<LedgerSummary>(&mut generator);
+    add::<BlockView>(&mut generator);
+    generator.take_definitions(true)
+}
+
+/// An unsigned integer's schema gets the maximum of its width, so the
+/// document states the whole range (JSON Schema's `integer` has none).
+fn integer_bounds(schema: &mut Schema) {
+    let maximum = match schema.get("format").and_then(Value::as_str) {
+        Some("uint8") => u64::from(u8::MAX),
+        Some("uint16") => u64::from(u16::MAX),
+        Some("uint32") => u64::from(u32::MAX),
+        Some("uint64" | "uint") => u64::MAX,
+        _ => return,
+    };
+    schema.insert("maximum".into(), maximum.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openapi_json;
+
+    /// Every `.route("…")` in the routers' source, as OpenAPI paths.
+    fn routes_in_source() -> Vec<String> {
+        let mut routes = Vec::new();
+        for source in [include_str!("routes.rs"), include_str!("../gateway.rs")] {
+            for piece in source.split(".route(").skip(1) {
+                let Some(path) = piece.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let path = &path[..path.find('"').unwrap()];
+                if path.starts_with('/') {
+                    routes.push(path.replace("{*", "{"));
+                }
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route_and_no_other() {
+        let doc: serde_json::Value = serde_json::from_str(openapi_json()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let documented: std::collections::BTreeSet<String> =
+            doc["paths"].as_object().unwrap().keys().cloned().collect();
+        let routed: std::collections::BTreeSet<String> = routes_in_source().into_iter().collect();
+        assert!(routed.len() >= 20, "found only {routed:?}");
+        assert_eq!(documented, routed);
+    }
+
+    /// Validated with the reference validator (`openapi-spec-validator`,
+    /// installed by `.ci/run`); skipped when it is absent unless
+    /// `QUORATE_REQUIRE_OPENAPI_VALIDATOR` is set.
+    #[test]
+    fn the_openapi_document_validates() {
+        let check = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import json,sys; from openapi_spec_validator import validate; validate(json.load(sys.stdin))",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let required = std::env::var_os("QUORATE_REQUIRE_OPENAPI_VALIDATOR").is_some();
+        let Ok(mut child) = check else {
+            assert!(!required, "python3 is required");
+            return;
+        };
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(openapi_json().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("ModuleNotFoundError") && !required {
+            eprintln!("skipped: openapi-spec-validator is not installed");
+            return;
+        }
+        assert!(
+            out.status.success(),
+            "the OpenAPI document does not validate: {stderr}"
+        );
+    }
+}

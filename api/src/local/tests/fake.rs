@@ -1,0 +1,355 @@
+//! A node for the route tests: it answers with a sample of every
+//! response type, or refuses every fallible call with one chosen problem.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::response::Response;
+use quorate_contracts::{Action, ResourcePath};
+use quorate_did::Did;
+
+use crate::auth::AdminToken;
+use crate::local::responses::{
+    AuditRecord, BlockEntry, BlockView, CertificateView, EntryLocation, GrantTerms, GrantView,
+    Identity, LedgerGrantStatus, LedgerSummary, LocalDecision, MemberView, Members, NodeStatus,
+    ProposalBody, ProposalState, ProposalView, Standing,
+};
+use crate::local::{AuditQuery, GrantPage, GrantQuery, Limits, Node, ProposalRequest, router};
+use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
+use crate::problem::Problem;
+
+const TOKEN: &str = "route-test-token";
+pub(super) const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Answers with samples, or refuses every fallible call with `refusal`.
+#[derive(Clone, Default)]
+pub(super) struct Fake {
+    pub(super) refusal: Option<Problem>,
+}
+
+impl Fake {
+    fn answer<T>(&self, value: T) -> Result<T, Problem> {
+        match &self.refusal {
+            Some(problem) => Err(problem.clone()),
+            None => Ok(value),
+        }
+    }
+}
+
+pub(super) fn identity() -> Identity {
+    let did = quorate_did::Keypair::from_seed(&[7; 32]).did();
+    Identity {
+        name: "org-a".into(),
+        did: did.to_string(),
+        member_id: Some(HEX.into()),
+        document: did.document(),
+    }
+}
+
+fn object() -> ObjectInfo {
+    ObjectInfo {
+        path: "reports/q1.csv".into(),
+        size: 5,
+        etag: HEX.into(),
+        content_type: "text/csv".into(),
+        modified_ms: 1_700_000_000_000,
+    }
+}
+
+fn listing() -> Listing {
+    Listing {
+        objects: vec![object()],
+        next: Some("reports/q1.csv".into()),
+    }
+}
+
+fn terms() -> GrantTerms {
+    GrantTerms {
+        grantor: "org-a".into(),
+        grantee: "org-b".into(),
+        resources: vec!["reports/*".into()],
+        actions: vec![Action::Read, Action::List],
+        not_before_ms: 1,
+        not_after_ms: u64::MAX,
+        purpose: None,
+    }
+}
+
+fn grant() -> GrantView {
+    GrantView {
+        id: HEX.into(),
+        terms: terms(),
+        status: LedgerGrantStatus::Revoked { height: 9 },
+        committed_height: 3,
+        standing: Standing::Revoked,
+        as_of_ms: 2,
+    }
+}
+
+pub(super) fn proposals() -> Vec<ProposalView> {
+    let bodies = [
+        ProposalBody::Grant(terms()),
+        ProposalBody::Revoke { grant: HEX.into() },
+        ProposalBody::AddMember {
+            name: "org-c".into(),
+            did: identity().did,
+        },
+        ProposalBody::RemoveMember {
+            member: "org-c".into(),
+        },
+        ProposalBody::RotateKey {
+            member: "org-a".into(),
+            new_did: identity().did,
+        },
+        ProposalBody::SetPolicy {
+            policy: "Policy { .. }".into(),
+        },
+        ProposalBody::Genesis {},
+    ];
+    let states = [
+        ProposalState::Pending {
+            endorsements: 1,
+            required: 2,
+        },
+        ProposalState::Eligible,
+        ProposalState::Rejected {
+            reason: "refused".into(),
+        },
+        ProposalState::Expired,
+    ];
+    bodies
+        .into_iter()
+        .zip(states.into_iter().cycle())
+        .map(|(body, state)| ProposalView {
+            id: HEX.into(),
+            proposer: "org-a".into(),
+            body,
+            state,
+            decision: LocalDecision::Undecided,
+            endorsers: vec!["org-a".into()],
+        })
+        .collect()
+}
+
+impl Node for Fake {
+    async fn status(&self) -> NodeStatus {
+        NodeStatus {
+            tip_hash: HEX.into(),
+            rejected: BTreeMap::from([("bad-signature".to_owned(), 2)]),
+            last_commit_age_ms: Some(40),
+            ..NodeStatus::default()
+        }
+    }
+    async fn propose(&self, _: ProposalRequest) -> Result<String, Problem> {
+        self.answer(HEX.to_owned())
+    }
+    async fn proposals(&self) -> Vec<ProposalView> {
+        proposals()
+    }
+    async fn decide(&self, _: String, _: bool) -> Result<(), Problem> {
+        self.answer(())
+    }
+    async fn grants(&self, _: GrantQuery) -> Result<GrantPage, Problem> {
+        self.answer(GrantPage {
+            grants: vec![grant()],
+            next_after: Some(HEX.into()),
+        })
+    }
+    async fn grant(&self, _: String) -> Result<GrantView, Problem> {
+        self.answer(grant())
+    }
+    async fn grant_status(&self, _: String, _: Option<u64>) -> Result<Vec<u8>, Problem> {
+        self.answer(vec![0xa0])
+    }
+    async fn grant_proof(&self, _: String) -> Result<Vec<u8>, Problem> {
+        self.answer(vec![0xa0])
+    }
+    async fn identity(&self) -> Identity {
+        identity()
+    }
+    async fn members(&self) -> Members {
+        Members {
+            epoch: 1,
+            members: vec![MemberView {
+                name: "org-a".into(),
+                did: identity().did,
+                id: HEX.into(),
+                is_me: true,
+            }],
+        }
+    }
+    async fn put_object(&self, _: ResourcePath, _: String, _: Body) -> Result<ObjectInfo, Problem> {
+        self.answer(object())
+    }
+    async fn get_object(
+        &self,
+        _: ResourcePath,
+        _: Option<ByteRange>,
+    ) -> Result<ObjectBody, Problem> {
+        self.answer(ObjectBody {
+            info: object(),
+            span: (0, 5),
+            partial: false,
+            sized: true,
+            body: Body::from("a,b\n1"),
+        })
+    }
+    async fn head_object(&self, _: ResourcePath) -> Result<ObjectInfo, Problem> {
+        self.answer(object())
+    }
+    async fn delete_object(&self, _: ResourcePath) -> Result<(), Problem> {
+        self.answer(())
+    }
+    async fn list_objects(&self, _: ListQuery) -> Result<Listing, Problem> {
+        self.answer(listing())
+    }
+    async fn peer_get(
+        &self,
+        peer: String,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, Problem> {
+        let _ = peer;
+        self.get_object(path, range).await
+    }
+    async fn peer_list(&self, _: String, _: ListQuery) -> Result<Listing, Problem> {
+        self.answer(listing())
+    }
+    async fn audit(&self, _: AuditQuery) -> Result<Vec<AuditRecord>, Problem> {
+        self.answer(vec![AuditRecord {
+            seq: 1,
+            time_ms: 2,
+            transport: "http".into(),
+            caller: None,
+            action: "read".into(),
+            resource: "reports/q1.csv".into(),
+            decision: "deny".into(),
+            reason: Some("no-grant".into()),
+            grant: None,
+            bytes: 0,
+            prev: "0".repeat(64),
+            hash: HEX.into(),
+        }])
+    }
+    async fn gateway_read(
+        &self,
+        _: Did,
+        _: &'static str,
+        _: ResourcePath,
+        _: Option<ByteRange>,
+    ) -> Result<ObjectBody, Problem> {
+        Err(Problem::not_found("the gateway is not under test here"))
+    }
+    async fn gateway_list(
+        &self,
+        _: Did,
+        _: &'static str,
+        _: ListQuery,
+    ) -> Result<Listing, Problem> {
+        Err(Problem::not_found("the gateway is not under test here"))
+    }
+    fn is_member(&self, _: &Did) -> bool {
+        false
+    }
+    async fn gateway_refused(
+        &self,
+        _: Option<Did>,
+        _: &'static str,
+        _: Action,
+        _: String,
+        _: &Problem,
+    ) {
+    }
+    async fn metrics(&self) -> String {
+        "quorate_ledger_height 0\n".into()
+    }
+    async fn entry(&self, _: String) -> Result<EntryLocation, Problem> {
+        self.answer(EntryLocation {
+            id: HEX.into(),
+            height: 4,
+            index: 0,
+        })
+    }
+    async fn ready(&self) -> Result<(), Problem> {
+        self.answer(())
+    }
+    async fn ledger(&self) -> Result<LedgerSummary, Problem> {
+        self.answer(LedgerSummary {
+            chain_id: "quorate-test".into(),
+            genesis_hash: HEX.into(),
+            height: 4,
+            tip_hash: HEX.into(),
+            tip_time_ms: 5,
+            epoch: 1,
+            members: 3,
+            active_grants: 1,
+            grants: 2,
+        })
+    }
+    async fn block(&self, height: u64) -> Result<(BlockView, Vec<u8>), Problem> {
+        self.answer((
+            BlockView {
+                height,
+                hash: HEX.into(),
+                prev_hash: HEX.into(),
+                epoch: 1,
+                time_ms: 5,
+                proposer: "org-a".into(),
+                tx_root: HEX.into(),
+                state_root: HEX.into(),
+                entries: vec![BlockEntry {
+                    id: HEX.into(),
+                    kind: "grant".into(),
+                    proposer: "org-a".into(),
+                    endorsements: 2,
+                }],
+                certificate: CertificateView {
+                    round: 0,
+                    signers: vec![0, 2],
+                },
+            },
+            vec![0xa0],
+        ))
+    }
+    async fn ledger_export(&self) -> Result<Body, Problem> {
+        self.answer(Body::from(vec![0u8; 4]))
+    }
+}
+
+pub(super) fn app(node: Fake) -> axum::Router {
+    router(
+        node,
+        AdminToken::new(TOKEN),
+        crate::gateway::Settings::new(
+            60,
+            "127.0.0.1:1",
+            quorate_did::Keypair::from_seed(&[8; 32]).did(),
+        ),
+        Limits::default(),
+    )
+}
+
+/// A request with the admin token; `body` JSON when given.
+pub(super) fn request(method: &str, uri: &str, body: Option<&str>) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+    match body {
+        Some(json) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json.to_owned())),
+        None => builder.body(Body::empty()),
+    }
+    .unwrap()
+}
+
+pub(super) async fn body_of(response: Response) -> (StatusCode, header::HeaderMap, Vec<u8>) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, headers, body.to_vec())
+}

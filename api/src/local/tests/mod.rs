@@ -1,0 +1,6 @@
+//! The local API's routes, through `tower::ServiceExt::oneshot` against
+//! test nodes (in process, no sockets).
+
+mod fake;
+mod refusals;
+mod routes;
