@@ -39,9 +39,11 @@ pub struct Ledger {
     state_history_ms: Option<u64>,
 }
 
-/// Fewest state tree nodes an append prunes when it prunes (more when the
-/// append made more stale): pruning keeps up with what blocks make stale.
-pub const PRUNE_NODES_MIN: usize = 4096;
+/// Most state tree nodes an append prunes besides twice what it made
+/// stale itself: pruning keeps up with what blocks make stale, and a
+/// heartbeat block after a burst deletes a few hundred nodes (each a
+/// random B-tree delete, tens of µs on a large tree), not thousands.
+pub const PRUNE_NODES_MIN: usize = 512;
 
 /// Why a ledger operation failed.
 #[derive(Debug, thiserror::Error)]
