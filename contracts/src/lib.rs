@@ -19,7 +19,7 @@ pub mod model;
 mod primitives;
 pub mod state;
 
-pub use authorize::{AccessRequest, Decision, DenyReason, authorize};
+pub use authorize::{AccessRequest, Decision, DenyKind, DenyReason, authorize};
 pub use model::{
     Action, Body, Genesis, GrantId, GrantRecord, GrantStatus, GrantTerms, Member, NewMember,
     PathError, Policy, RateLimit, ResourcePath, ResourcePattern,
