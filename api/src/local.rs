@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use quorate_contracts::{Action, ResourcePath};
-use quorate_did::Did;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AdminToken, require_admin};
@@ -285,36 +284,10 @@ pub trait Node: Clone + Send + Sync + 'static {
         &self,
         query: AuditQuery,
     ) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
-    /// The gateway pipeline for an authenticated caller's read: authorize
-    /// against the committed grants, rate-limit, serve, audit.
-    fn gateway_read(
-        &self,
-        caller: Did,
-        transport: &'static str,
-        path: ResourcePath,
-        range: Option<ByteRange>,
-    ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
-    /// The gateway pipeline for an authenticated caller's listing.
-    fn gateway_list(
-        &self,
-        caller: Did,
-        transport: &'static str,
-        query: ListQuery,
-    ) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
-    /// Whether `did` is a member's current key on the committed ledger
-    /// (cheap: a lookup in the state snapshot). The gateway asks before it
-    /// stores anything for a signed request, such as its nonce.
-    fn is_member(&self, did: &Did) -> bool;
-    /// Audits a request refused before authorization (unsigned, bad
-    /// signature, replay, bad path).
-    fn gateway_refused(
-        &self,
-        caller: Option<Did>,
-        transport: &'static str,
-        action: Action,
-        resource: String,
-        problem: &Problem,
-    ) -> impl Future<Output = ()> + Send;
+    /// The gateway pipeline, behind the signed routes.
+    type Gateway: crate::gateway::Pipeline;
+    /// Its handle (cheap to clone).
+    fn gateway(&self) -> Self::Gateway;
     /// Prometheus text.
     fn metrics(&self) -> impl Future<Output = String> + Send;
     /// Where a committed entry (grant, revocation, membership change) is
@@ -385,7 +358,7 @@ pub fn router<N: Node>(
     gateway: crate::gateway::Settings,
     limits: Limits,
 ) -> Router {
-    let node_for_gateway = node.clone();
+    let pipeline = node.gateway();
     let node_for_probes = node.clone();
     let admin_budget = Budget::new(limits.budgets.admin);
     let gateway_budget = Budget::new(limits.budgets.gateway);
@@ -434,7 +407,7 @@ pub fn router<N: Node>(
             get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
         .with_state(node_for_probes);
-    let gateway = crate::gateway::router(node_for_gateway, gateway)
+    let gateway = crate::gateway::router(pipeline, gateway)
         .route_layer(middleware::from_fn_with_state(gateway_budget, budget));
     Router::new()
         .merge(probes)
@@ -1321,34 +1294,9 @@ mod tests {
             async fn audit(&self, query: AuditQuery) -> Result<serde_json::Value, Problem> {
                 Ok(serde_json::json!({ "limit": query.limit, "decision": query.decision }))
             }
-            async fn gateway_read(
-                &self,
-                _: Did,
-                _: &'static str,
-                _: ResourcePath,
-                _: Option<ByteRange>,
-            ) -> Result<ObjectBody, Problem> {
-                none()
-            }
-            async fn gateway_list(
-                &self,
-                _: Did,
-                _: &'static str,
-                _: ListQuery,
-            ) -> Result<serde_json::Value, Problem> {
-                none()
-            }
-            fn is_member(&self, _: &Did) -> bool {
-                false
-            }
-            async fn gateway_refused(
-                &self,
-                _: Option<Did>,
-                _: &'static str,
-                _: quorate_contracts::Action,
-                _: String,
-                _: &Problem,
-            ) {
+            type Gateway = Self;
+            fn gateway(&self) -> Self {
+                self.clone()
             }
             async fn metrics(&self) -> String {
                 String::new()
@@ -1367,6 +1315,35 @@ mod tests {
             }
             async fn ledger_export(&self) -> Result<Body, Problem> {
                 none()
+            }
+        }
+
+        impl crate::gateway::Pipeline for Empty {
+            async fn read(
+                &self,
+                _: Did,
+                _: ResourcePath,
+                _: Option<ByteRange>,
+            ) -> Result<ObjectBody, crate::refusal::Refusal> {
+                Err(crate::refusal::Refusal::Internal)
+            }
+            async fn list(
+                &self,
+                _: Did,
+                _: ListQuery,
+            ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
+                Err(crate::refusal::Refusal::Internal)
+            }
+            fn is_member(&self, _: &Did) -> bool {
+                false
+            }
+            async fn refused(
+                &self,
+                _: Option<Did>,
+                _: quorate_contracts::Action,
+                _: String,
+                _: &crate::refusal::Refusal,
+            ) {
             }
         }
 

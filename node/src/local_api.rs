@@ -71,20 +71,7 @@ impl LocalNode {
         let response: Response = protocol::decode(&answer)
             .map_err(|_| unreachable("the peer's answer is malformed".into()))?;
         match response {
-            Response::Denied {
-                status,
-                code,
-                detail,
-            } => {
-                // The peer's refusal, passed through with its status and a
-                // code from our own vocabulary.
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-                Err(Problem::new(
-                    status,
-                    peer_code(&code),
-                    format!("the peer refused: {detail}"),
-                ))
-            }
+            Response::Denied(denial) => Err(Problem::from(denial.into_refusal())),
             Response::Refused(reason) => Err(unreachable(format!("the peer refused: {reason}"))),
             other => Ok(other),
         }
@@ -319,7 +306,9 @@ impl Node for LocalNode {
         path: ResourcePath,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, Problem> {
-        open_range(self.gateway.objects(), &path, range).await
+        open_range(self.gateway.objects(), &path, range)
+            .await
+            .map_err(Problem::from)
     }
 
     async fn head_object(&self, path: ResourcePath) -> Result<ObjectInfo, Problem> {
@@ -460,41 +449,9 @@ impl Node for LocalNode {
         serde_json::to_value(records).map_err(|_| Problem::internal())
     }
 
-    async fn gateway_read(
-        &self,
-        caller: Did,
-        transport: &'static str,
-        path: ResourcePath,
-        range: Option<ByteRange>,
-    ) -> Result<ObjectBody, Problem> {
-        self.gateway.read(&caller, transport, &path, range).await
-    }
-
-    async fn gateway_list(
-        &self,
-        caller: Did,
-        transport: &'static str,
-        query: ListQuery,
-    ) -> Result<serde_json::Value, Problem> {
-        let listing = self.gateway.list(&caller, transport, &query).await?;
-        serde_json::to_value(listing).map_err(|_| Problem::internal())
-    }
-
-    fn is_member(&self, did: &Did) -> bool {
-        self.gateway.state().member_by_did(did).is_some()
-    }
-
-    async fn gateway_refused(
-        &self,
-        caller: Option<Did>,
-        transport: &'static str,
-        action: quorate_contracts::Action,
-        resource: String,
-        problem: &Problem,
-    ) {
-        self.gateway
-            .refused(transport, caller.as_ref(), action, &resource, problem)
-            .await;
+    type Gateway = Gateway;
+    fn gateway(&self) -> Gateway {
+        self.gateway.clone()
     }
 
     async fn metrics(&self) -> String {
@@ -594,7 +551,7 @@ impl Node for LocalNode {
     }
 
     async fn ready(&self) -> Result<(), Problem> {
-        self.gateway.ready()
+        self.gateway.ready().map_err(Problem::from)
     }
 
     async fn ledger(&self) -> Result<serde_json::Value, Problem> {
@@ -760,37 +717,6 @@ async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
             Err(Problem::internal())
         }
     }
-}
-
-/// Our problem code for a peer's refusal code (so a peer cannot put
-/// arbitrary text in our problem types).
-fn peer_code(code: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "not-a-member",
-        "no-grant",
-        "out-of-scope",
-        "action-not-granted",
-        "not-yet-valid",
-        "expired-grant",
-        "ended-grant",
-        "revoked-grant",
-        "rate-limited",
-        "stale-ledger",
-        "not-found",
-        "bad-path",
-        "range-not-satisfiable",
-        "bad-range",
-        "changed",
-        "not-serving",
-        "unknown-download",
-        "bad-chunk",
-        "too-many-downloads",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == code)
-        .copied()
-        .unwrap_or("peer-refused")
 }
 
 /// Streams `body` to `upload`, hashing as it goes; refuses more than `max`

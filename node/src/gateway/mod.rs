@@ -10,6 +10,7 @@
 //! revocation applies from the moment its block commits.
 
 pub mod audit;
+mod http;
 pub mod nonces;
 pub mod objects;
 pub mod upstream;
@@ -21,11 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::StatusCode;
-use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo, unsatisfiable};
-use quorate_api::problem::Problem;
+use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
+use quorate_api::refusal::{Refusal, UpstreamFailure};
 use quorate_contracts::{
-    AccessRequest, Action, Decision, GrantId, RateLimit, ResourcePath, State, authorize,
+    AccessRequest, Action, Decision, DenyReason, GrantId, RateLimit, ResourcePath, State, authorize,
 };
 use quorate_did::Did;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -36,7 +36,7 @@ use crate::gateway::objects::{LIST_LIMIT_MAX, ObjectError, ObjectStore};
 use crate::gateway::upstream::Upstreams;
 use crate::home::config::GatewaySection;
 use crate::net;
-use crate::net::protocol::{self, OBJECT_CHUNK_BYTES, Request, Response, TICKET_BYTES};
+use crate::net::protocol::{self, Denial, OBJECT_CHUNK_BYTES, Request, Response, TICKET_BYTES};
 use audit::Auditor;
 
 /// Rate-limit buckets kept; past this the oldest are forgotten (members and
@@ -126,13 +126,11 @@ struct Allowed {
     grant: GrantId,
 }
 
-fn problem(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
-    Problem::new(status, code, detail)
-}
-
-fn storage_problem(e: ObjectError) -> Problem {
+/// Object storage failed: the cause is logged here, the caller told only
+/// that the node failed.
+fn storage_failed(e: ObjectError) -> Refusal {
     tracing::error!(target: "gateway", error = %e, "object storage failed");
-    Problem::internal()
+    Refusal::Internal
 }
 
 impl Gateway {
@@ -200,7 +198,7 @@ impl Gateway {
     }
 
     /// Fresh enough to decide: refuses with `stale-ledger` otherwise.
-    pub fn ready(&self) -> Result<(), Problem> {
+    pub fn ready(&self) -> Result<(), Refusal> {
         let age = self
             .inner
             .status
@@ -208,27 +206,17 @@ impl Gateway {
             .last_commit
             .map(|at| at.elapsed());
         if age.is_none_or(|age| age > self.inner.config.max_ledger_age.0) {
-            let mut p = problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stale-ledger",
-                "this node's ledger is not fresh enough to decide; it may have missed a revocation",
-            );
-            p.retry_after_secs = Some(1);
-            return Err(p);
+            return Err(Refusal::StaleLedger);
         }
         Ok(())
     }
 
     /// Freshness, membership, grants, rate limits.
-    fn check(&self, caller: &Did, action: Action, path: &ResourcePath) -> Result<Allowed, Problem> {
+    fn check(&self, caller: &Did, action: Action, path: &ResourcePath) -> Result<Allowed, Refusal> {
         self.ready()?;
         let state = self.state();
         let Some(owner) = state.member_by_did(&self.inner.me) else {
-            return Err(problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-serving",
-                "this node is not a member of the consortium",
-            ));
+            return Err(Refusal::NotServing);
         };
         let (now, chain_time) = self.clocks();
         let decision = authorize(
@@ -247,13 +235,7 @@ impl Gateway {
         };
         let (grant, rate_limit) = match decision {
             Decision::Allow { grant, rate_limit } => (grant, rate_limit),
-            Decision::Deny(reason) => {
-                let detail = match reason.grant() {
-                    Some(grant) => format!("{} (grant {grant})", reason.code()),
-                    None => reason.code().to_owned(),
-                };
-                return Err(problem(StatusCode::FORBIDDEN, reason.code(), detail));
-            }
+            Decision::Deny(reason) => return Err(Refusal::Denied(reason)),
         };
         self.rate_limit(caller, rate_limit.map(|limit| (grant, limit)))?;
         Ok(Allowed { grant })
@@ -272,11 +254,11 @@ impl Gateway {
         &self,
         caller: &Did,
         grant_limit: Option<(GrantId, RateLimit)>,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), Refusal> {
         let config = &self.inner.config;
         let now = Instant::now();
         let Ok(mut limits) = self.inner.limits.lock() else {
-            return Err(Problem::internal());
+            return Err(Refusal::Internal);
         };
         let mut result = take(
             &mut limits.members,
@@ -297,14 +279,8 @@ impl Gateway {
                 now,
             );
         }
-        result.map_err(|wait| {
-            let mut p = problem(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "over the request rate allowed to this member or grant",
-            );
-            p.retry_after_secs = Some(wait);
-            p
+        result.map_err(|wait| Refusal::RateLimited {
+            retry_after_secs: wait,
         })
     }
 
@@ -314,16 +290,16 @@ impl Gateway {
         caller: Option<&Did>,
         action: Action,
         resource: &str,
-        outcome: Result<(Option<GrantId>, u64), &Problem>,
+        outcome: Result<(Option<GrantId>, u64), &Refusal>,
     ) {
         let (decision, reason, grant, bytes) = match outcome {
             Ok((grant, bytes)) => {
                 self.inner.allowed.fetch_add(1, Ordering::Relaxed);
                 ("allow", None, grant, bytes)
             }
-            Err(problem) => {
+            Err(refusal) => {
                 self.inner.denied.fetch_add(1, Ordering::Relaxed);
-                ("deny", Some(problem.code.to_owned()), None, 0)
+                ("deny", Some(refusal.code().as_str().to_owned()), None, 0)
             }
         };
         self.write_record(
@@ -383,9 +359,9 @@ impl Gateway {
         caller: Option<&Did>,
         action: Action,
         resource: &str,
-        problem: &Problem,
+        refusal: &Refusal,
     ) {
-        self.record(transport, caller, action, resource, Err(problem))
+        self.record(transport, caller, action, resource, Err(refusal))
             .await;
     }
 
@@ -396,7 +372,7 @@ impl Gateway {
         transport: &str,
         path: &ResourcePath,
         range: Option<ByteRange>,
-    ) -> Result<ObjectBody, Problem> {
+    ) -> Result<ObjectBody, Refusal> {
         let outcome = async {
             let allowed = self.check(caller, Action::Read, path)?;
             let object = if self.inner.upstreams.serves(path) {
@@ -420,23 +396,23 @@ impl Gateway {
                 .await;
                 Ok(object)
             }
-            Err(problem) => {
+            Err(refusal) => {
                 self.record(
                     transport,
                     Some(caller),
                     Action::Read,
                     path.as_str(),
-                    Err(&problem),
+                    Err(&refusal),
                 )
                 .await;
-                Err(problem)
+                Err(refusal)
             }
         }
     }
 
     /// An upstream's answer as an object body (streamed, whole: `Range`
     /// is not forwarded, which RFC 9110 allows).
-    async fn proxy(&self, path: &ResourcePath) -> Result<ObjectBody, Problem> {
+    async fn proxy(&self, path: &ResourcePath) -> Result<ObjectBody, Refusal> {
         let response = self.inner.upstreams.get(path).await?;
         let size = response.length.unwrap_or(0);
         Ok(ObjectBody {
@@ -460,25 +436,15 @@ impl Gateway {
         &self,
         path: &ResourcePath,
         range: Option<ByteRange>,
-    ) -> Result<(ObjectInfo, u64, u64, Vec<u8>), Problem> {
+    ) -> Result<(ObjectInfo, u64, u64, Vec<u8>), Refusal> {
         let response = self.inner.upstreams.get(path).await?;
         let limit = OBJECT_CHUNK_BYTES as usize;
         let mut data = Vec::new();
         let mut stream = response.body.into_data_stream();
         while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-            let chunk = chunk.map_err(|e| {
-                problem(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream-failed",
-                    format!("the upstream body broke off: {e}"),
-                )
-            })?;
+            let chunk = chunk.map_err(|e| UpstreamFailure::BodyBroke(e.to_string()))?;
             if data.len() + chunk.len() > limit {
-                return Err(problem(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream-too-large",
-                    format!("upstream answers over {limit} bytes are served over signed HTTP only"),
-                ));
+                return Err(UpstreamFailure::TooLarge(limit as u64).into());
             }
             data.extend_from_slice(&chunk);
         }
@@ -493,7 +459,7 @@ impl Gateway {
             None => (0, info.size),
             Some(range) => range
                 .resolve(info.size)
-                .ok_or_else(|| unsatisfiable(info.size))?,
+                .ok_or(Refusal::RangeNotSatisfiable { size: info.size })?,
         };
         let data = data[start as usize..end as usize].to_vec();
         Ok((info, start, end, data))
@@ -505,7 +471,7 @@ impl Gateway {
         caller: &Did,
         transport: &str,
         query: &ListQuery,
-    ) -> Result<Listing, Problem> {
+    ) -> Result<Listing, Refusal> {
         let resource = format!("{}*", query.prefix);
         let outcome = self.list_allowed(caller, query).await;
         match &outcome {
@@ -519,13 +485,13 @@ impl Gateway {
                 )
                 .await
             }
-            Err(problem) => {
+            Err(refusal) => {
                 self.record(
                     transport,
                     Some(caller),
                     Action::List,
                     &resource,
-                    Err(problem),
+                    Err(refusal),
                 )
                 .await
             }
@@ -533,27 +499,17 @@ impl Gateway {
         outcome
     }
 
-    async fn list_allowed(&self, caller: &Did, query: &ListQuery) -> Result<Listing, Problem> {
+    async fn list_allowed(&self, caller: &Did, query: &ListQuery) -> Result<Listing, Refusal> {
         // Freshness, membership and the member's rate, once per listing.
         self.ready()?;
         let state = self.state();
         let Some(member) = state.member_by_did(caller).map(|m| m.id) else {
-            return Err(problem(
-                StatusCode::FORBIDDEN,
-                "not-a-member",
-                "not-a-member",
-            ));
+            return Err(Refusal::Denied(DenyReason::NotAMember));
         };
         let owner = state
             .member_by_did(&self.inner.me)
             .map(|m| m.id)
-            .ok_or_else(|| {
-                problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not-serving",
-                    "this node is not a member of the consortium",
-                )
-            })?;
+            .ok_or(Refusal::NotServing)?;
         self.rate_limit(caller, None)?;
         // Only the parts of the namespace the caller may list are read, so
         // a page, and its `next` cursor, come from what it may see.
@@ -566,8 +522,8 @@ impl Gateway {
             list_in_scopes(&store, &scopes, after.as_deref(), limit)
         })
         .await
-        .map_err(|_| Problem::internal())?
-        .map_err(storage_problem)?;
+        .map_err(|_| Refusal::Internal)?
+        .map_err(storage_failed)?;
         // Each object against the same snapshot, as a read would be.
         listing.objects.retain(|object| {
             ResourcePath::parse(&object.path).is_ok_and(|path| {
@@ -629,11 +585,7 @@ impl Gateway {
 
     async fn answer_peer(&self, from: &Did, request: Request) -> Response {
         const TRANSPORT: &str = P2P;
-        let denied = |p: Problem| Response::Denied {
-            status: p.status.as_u16(),
-            code: p.code.to_owned(),
-            detail: p.detail,
-        };
+        let denied = |refusal: Refusal| Response::Denied(Denial::from(&refusal));
         match request {
             Request::Object {
                 path,
@@ -642,25 +594,24 @@ impl Gateway {
             } => {
                 let path = match ResourcePath::parse(&path) {
                     Ok(path) => path,
-                    Err(e) => {
-                        let p = problem(
-                            StatusCode::BAD_REQUEST,
-                            "bad-path",
-                            format!("{path:?}: {e}"),
-                        );
-                        self.refused(TRANSPORT, Some(from), Action::Read, &path, &p)
+                    Err(error) => {
+                        let refusal = Refusal::BadPath {
+                            path: path.clone(),
+                            error,
+                        };
+                        self.refused(TRANSPORT, Some(from), Action::Read, &path, &refusal)
                             .await;
-                        return denied(p);
+                        return denied(refusal);
                     }
                 };
                 match self.read_chunk(from, &path, range, if_match).await {
                     Ok(response) => response,
-                    Err(p) => denied(p),
+                    Err(refusal) => denied(refusal),
                 }
             }
             Request::Chunk { ticket, at } => match self.next_chunk(from, &ticket, at).await {
                 Ok(response) => response,
-                Err(p) => denied(p),
+                Err(refusal) => denied(refusal),
             },
             Request::List {
                 prefix,
@@ -674,7 +625,7 @@ impl Gateway {
                 };
                 match self.list(from, TRANSPORT, &query).await {
                     Ok(listing) => Response::Listing(listing),
-                    Err(p) => denied(p),
+                    Err(refusal) => denied(refusal),
                 }
             }
             _ => Response::Refused("not a gateway request".to_owned()),
@@ -688,7 +639,7 @@ impl Gateway {
         path: &ResourcePath,
         range: Option<ByteRange>,
         if_match: Option<String>,
-    ) -> Result<Response, Problem> {
+    ) -> Result<Response, Refusal> {
         let outcome = async {
             let allowed = self.check(from, Action::Read, path)?;
             if self.inner.upstreams.serves(path) {
@@ -701,7 +652,7 @@ impl Gateway {
                 read_span(&store, &owned, range, if_match, buffer)
             })
             .await
-            .map_err(|_| Problem::internal())??;
+            .map_err(|_| Refusal::Internal)??;
             Ok((allowed, read))
         }
         .await;
@@ -721,7 +672,7 @@ impl Gateway {
                 };
                 let opened = match self.inner.downloads.lock() {
                     Ok(mut downloads) => downloads.open(download),
-                    Err(_) => Err(Problem::internal()),
+                    Err(_) => Err(Refusal::Internal),
                 };
                 match opened {
                     Ok(ticket) => Ok(Response::Download {
@@ -765,28 +716,20 @@ impl Gateway {
     /// The next chunk of a download authorized at its first. The grant
     /// must still hold (a revocation stops a download between chunks) and
     /// the object must not have changed.
-    async fn next_chunk(&self, from: &Did, ticket: &[u8], at: u64) -> Result<Response, Problem> {
-        let unknown = || {
-            problem(
-                StatusCode::NOT_FOUND,
-                "unknown-download",
-                "no such download: it ended, expired, or is another member's",
-            )
-        };
+    async fn next_chunk(&self, from: &Did, ticket: &[u8], at: u64) -> Result<Response, Refusal> {
         let Ok(ticket) = <[u8; TICKET_BYTES]>::try_from(ticket) else {
-            return Err(unknown());
+            return Err(Refusal::UnknownDownload);
         };
         let download = match self.inner.downloads.lock() {
             Ok(downloads) => downloads.get(&ticket, from).cloned(),
-            Err(_) => return Err(Problem::internal()),
+            Err(_) => return Err(Refusal::Internal),
         }
-        .ok_or_else(unknown)?;
+        .ok_or(Refusal::UnknownDownload)?;
         if at != download.next {
-            return Err(problem(
-                StatusCode::BAD_REQUEST,
-                "bad-chunk",
-                format!("the next chunk starts at {}, not {at}", download.next),
-            ));
+            return Err(Refusal::BadChunk {
+                expected: download.next,
+                asked: at,
+            });
         }
         let read = async {
             self.ready()?;
@@ -804,27 +747,28 @@ impl Gateway {
                 )
             })
             .await
-            .map_err(|_| Problem::internal())?
+            .map_err(|_| Refusal::Internal)?
         }
         .await;
         let (start, data) = match read {
             Ok((_, start, _, data)) if !data.is_empty() => (start, data),
-            Ok(_) => return Err(Problem::internal()),
-            Err(p) => {
+            Ok(_) => return Err(Refusal::Internal),
+            Err(refusal) => {
                 // The download ends here: its record says how far it got.
                 let ended = match self.inner.downloads.lock() {
                     Ok(mut downloads) => downloads.close(&ticket),
                     Err(_) => None,
                 };
                 if let Some(ended) = ended {
-                    self.record_download(&ended, Some(p.code)).await;
+                    self.record_download(&ended, Some(refusal.code().as_str()))
+                        .await;
                 }
-                return Err(p);
+                return Err(refusal);
             }
         };
         let finished = match self.inner.downloads.lock() {
             Ok(mut downloads) => downloads.advance(&ticket, data.len() as u64),
-            Err(_) => return Err(Problem::internal()),
+            Err(_) => return Err(Refusal::Internal),
         };
         if let Some(finished) = finished {
             self.record_download(&finished, None).await;
@@ -837,8 +781,8 @@ impl Gateway {
 
     /// Whether `grant` is still active and within its window at both
     /// clocks (checked between the chunks of a download).
-    fn grant_still_holds(&self, grant: GrantId) -> Result<(), Problem> {
-        use quorate_contracts::{DenyReason, GrantStatus};
+    fn grant_still_holds(&self, grant: GrantId) -> Result<(), Refusal> {
+        use quorate_contracts::GrantStatus;
         let state = self.state();
         let (now, chain_time) = self.clocks();
         let reason = match state.grants.get(&grant) {
@@ -857,11 +801,7 @@ impl Gateway {
             },
         };
         match reason {
-            Some(reason) => Err(problem(
-                StatusCode::FORBIDDEN,
-                reason.code(),
-                format!("{} (grant {grant})", reason.code()),
-            )),
+            Some(reason) => Err(Refusal::Denied(reason)),
             None => Ok(()),
         }
     }
@@ -914,23 +854,17 @@ struct Downloads {
 }
 
 impl Downloads {
-    fn open(&mut self, download: Download) -> Result<[u8; TICKET_BYTES], Problem> {
+    fn open(&mut self, download: Download) -> Result<[u8; TICKET_BYTES], Refusal> {
         let mine = self
             .open
             .values()
             .filter(|d| d.caller == download.caller)
             .count();
         if self.open.len() >= DOWNLOADS_MAX || mine >= DOWNLOADS_PER_MEMBER_MAX {
-            let mut p = problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too-many-downloads",
-                "too many downloads are open; retry when one ends",
-            );
-            p.retry_after_secs = Some(1);
-            return Err(p);
+            return Err(Refusal::TooManyDownloads);
         }
         let mut ticket = [0u8; TICKET_BYTES];
-        getrandom::fill(&mut ticket).map_err(|_| Problem::internal())?;
+        getrandom::fill(&mut ticket).map_err(|_| Refusal::Internal)?;
         self.open.insert(ticket, download);
         Ok(ticket)
     }
@@ -975,7 +909,6 @@ fn within_window_at(
     chain_time: quorate_contracts::Timestamp,
     allowed: Decision,
 ) -> Decision {
-    use quorate_contracts::DenyReason;
     match state.grants.get(&grant) {
         Some(record) if chain_time >= record.terms.not_after => {
             Decision::Deny(DenyReason::Expired { grant })
@@ -1120,30 +1053,26 @@ pub fn action_name(action: Action) -> &'static str {
     }
 }
 
-fn not_found(path: &ResourcePath) -> Problem {
-    Problem::not_found(format!("no object {path}"))
-}
-
 /// Opens `range` of `path` as a streamed body.
 pub async fn open_range(
     store: &Arc<ObjectStore>,
     path: &ResourcePath,
     range: Option<ByteRange>,
-) -> Result<ObjectBody, Problem> {
+) -> Result<ObjectBody, Refusal> {
     let store = store.clone();
     let owned = path.clone();
-    let opened = tokio::task::spawn_blocking(move || -> Result<_, Problem> {
-        let Some(info) = store.meta(&owned).map_err(storage_problem)? else {
-            return Err(not_found(&owned));
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, Refusal> {
+        let Some(info) = store.meta(&owned).map_err(storage_failed)? else {
+            return Err(Refusal::NotFound(owned));
         };
         let span = match range {
             None => (0, info.size),
             Some(range) => range
                 .resolve(info.size)
-                .ok_or_else(|| unsatisfiable(info.size))?,
+                .ok_or(Refusal::RangeNotSatisfiable { size: info.size })?,
         };
-        let Some((info, file)) = store.open_at(&owned, span.0).map_err(storage_problem)? else {
-            return Err(not_found(&owned));
+        let Some((info, file)) = store.open_at(&owned, span.0).map_err(storage_failed)? else {
+            return Err(Refusal::NotFound(owned));
         };
         let length = span.1 - span.0;
         if length <= SMALL_OBJECT_BYTES {
@@ -1152,13 +1081,13 @@ pub async fn open_range(
             let mut data = Vec::with_capacity(length as usize);
             file.take(length)
                 .read_to_end(&mut data)
-                .map_err(|e| storage_problem(e.into()))?;
+                .map_err(|e| storage_failed(e.into()))?;
             return Ok((info, span, Opened::Small(data)));
         }
         Ok((info, span, Opened::Large(file)))
     })
     .await
-    .map_err(|_| Problem::internal())??;
+    .map_err(|_| Refusal::Internal)??;
     let (info, span, opened) = opened;
     let body = match opened {
         Opened::Small(data) => Body::from(data),
@@ -1203,33 +1132,29 @@ fn read_span(
     range: Option<ByteRange>,
     if_match: Option<String>,
     mut data: Vec<u8>,
-) -> Result<(ObjectInfo, u64, u64, Vec<u8>), Problem> {
-    let Some(info) = store.meta(path).map_err(storage_problem)? else {
-        return Err(not_found(path));
+) -> Result<(ObjectInfo, u64, u64, Vec<u8>), Refusal> {
+    let Some(info) = store.meta(path).map_err(storage_failed)? else {
+        return Err(Refusal::NotFound(path.clone()));
     };
     if if_match.is_some_and(|etag| etag != info.etag) {
-        return Err(problem(
-            StatusCode::PRECONDITION_FAILED,
-            "changed",
-            "the object changed during the download",
-        ));
+        return Err(Refusal::Changed);
     }
     let (start, end) = match range {
         None if info.size == 0 => (0, 0),
         None => (0, info.size),
         Some(range) => range
             .resolve(info.size)
-            .ok_or_else(|| unsatisfiable(info.size))?,
+            .ok_or(Refusal::RangeNotSatisfiable { size: info.size })?,
     };
-    let Some((info, file)) = store.open_at(path, start).map_err(storage_problem)? else {
-        return Err(not_found(path));
+    let Some((info, file)) = store.open_at(path, start).map_err(storage_failed)? else {
+        return Err(Refusal::NotFound(path.clone()));
     };
     let length = (end - start).min(OBJECT_CHUNK_BYTES);
     data.clear();
     data.reserve_exact(length as usize);
     file.take(length)
         .read_to_end(&mut data)
-        .map_err(|e| storage_problem(e.into()))?;
+        .map_err(|e| storage_failed(e.into()))?;
     Ok((info, start, end, data))
 }
 

@@ -5,6 +5,7 @@
 //! anything looks at them.
 
 use quorate_api::objects::{ByteRange, Listing, ObjectInfo};
+use quorate_api::refusal::{Code, Refusal};
 use quorate_ledger::block::{Block, CommittedBlock};
 use quorate_ledger::codec::{self, DecodeError, EncodeError};
 use quorate_ledger::consensus::{SignedProposal, SignedVote};
@@ -140,16 +141,44 @@ pub enum Response {
     },
     /// A listing page.
     Listing(Listing),
-    /// The gateway refused: the HTTP status and problem code it would have
-    /// answered, and its detail.
-    Denied {
-        /// HTTP status.
-        status: u16,
-        /// Problem code.
-        code: String,
-        /// Which check failed.
-        detail: String,
-    },
+    /// The gateway refused.
+    Denied(Denial),
+}
+
+/// A gateway's refusal on the wire: its stable code, not an HTTP status.
+/// The one place a [`Refusal`] becomes a libp2p message, and one becomes a
+/// refusal again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    /// The refusal's [`Code`] (e.g. `revoked-grant`).
+    pub code: String,
+    /// Which check failed (no data).
+    pub detail: String,
+    /// Seconds to wait, when waiting helps.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl From<&Refusal> for Denial {
+    fn from(refusal: &Refusal) -> Self {
+        Self {
+            code: refusal.code().as_str().to_owned(),
+            detail: refusal.to_string(),
+            retry_after_secs: refusal.retry_after_secs(),
+        }
+    }
+}
+
+impl Denial {
+    /// The refusal as the asking node reports it: the peer's code if it is
+    /// one of ours (a peer cannot put arbitrary text in our problem
+    /// types), its detail, and its wait.
+    pub fn into_refusal(self) -> Refusal {
+        Refusal::ByPeer {
+            code: Code::parse(&self.code).unwrap_or(Code::PeerRefused),
+            detail: self.detail,
+            retry_after_secs: self.retry_after_secs,
+        }
+    }
 }
 
 /// Encodes any protocol message.
