@@ -34,6 +34,9 @@ mod p2p;
 mod read;
 pub mod upstream;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
