@@ -606,9 +606,7 @@ impl Node for LocalNode {
             }
             let mut from = 0;
             while from <= header.tip_height {
-                let to = header
-                    .tip_height
-                    .min(from.saturating_add(crate::net::protocol::SYNC_BLOCKS_MAX - 1));
+                let to = crate::net::protocol::sync_batch_end(from, header.tip_height);
                 let blocks = match node.blocks(from, to).await {
                     Ok(blocks) if !blocks.is_empty() => blocks,
                     _ => {
@@ -648,13 +646,7 @@ fn block_json(
     block: &quorate_ledger::block::CommittedBlock,
     state: &quorate_contracts::State,
 ) -> serde_json::Value {
-    let name = |id: &quorate_contracts::MemberId| {
-        state
-            .members
-            .get(id)
-            .map(|m| m.name.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
+    let name = crate::views::member_name(state);
     let header = &block.block.header;
     let entries: Vec<serde_json::Value> = block
         .block

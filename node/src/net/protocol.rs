@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 /// Most blocks one sync response carries (it is also bounded in bytes).
 pub const SYNC_BLOCKS_MAX: u64 = 256;
 
+/// The last height of a batch of blocks from `from` for a reader that
+/// wants up to `to`: at most [`SYNC_BLOCKS_MAX`] blocks.
+pub fn sync_batch_end(from: u64, to: u64) -> u64 {
+    to.min(from.saturating_add(SYNC_BLOCKS_MAX - 1))
+}
+
 /// Gossip on the consensus topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ConsensusMessage {
@@ -189,4 +195,16 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, EncodeError> {
 /// Decodes any protocol message strictly.
 pub fn decode<T: serde::de::DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, DecodeError> {
     codec::decode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_batch_is_at_most_its_bound_and_never_past_what_was_asked() {
+        assert_eq!(sync_batch_end(0, 10_000), SYNC_BLOCKS_MAX - 1);
+        assert_eq!(sync_batch_end(10, 20), 20);
+        assert_eq!(sync_batch_end(u64::MAX - 1, u64::MAX), u64::MAX);
+    }
 }
