@@ -95,6 +95,7 @@ impl Gateway {
         bytes: u64,
     ) {
         self.inner
+            .parts
             .auditor
             .record(audit::Decision {
                 transport: request.transport.to_owned(),

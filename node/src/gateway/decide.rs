@@ -26,11 +26,12 @@ impl Gateway {
     pub fn ready(&self) -> Result<(), Refusal> {
         let age = self
             .inner
+            .parts
             .status
             .borrow()
             .last_commit
             .map(|at| at.elapsed());
-        if age.is_none_or(|age| age > self.inner.config.max_ledger_age.0) {
+        if age.is_none_or(|age| age > self.inner.parts.config.max_ledger_age.0) {
             return Err(Refusal::StaleLedger);
         }
         Ok(())
@@ -46,7 +47,7 @@ impl Gateway {
     ) -> Result<Allowed, Refusal> {
         self.ready()?;
         let state = self.state();
-        let Some(owner) = state.member_by_did(&self.inner.me) else {
+        let Some(owner) = state.member_by_did(&self.inner.parts.me) else {
             return Err(Refusal::NotServing);
         };
         let [now, chain_time] = self.clocks();
@@ -76,7 +77,7 @@ impl Gateway {
     /// window must hold at both: a gateway whose clock is behind would
     /// otherwise serve a grant past its end, one ahead before its start.
     pub(super) fn clocks(&self) -> [Timestamp; 2] {
-        let tip = self.inner.status.borrow().tip_time_ms;
+        let tip = self.inner.parts.status.borrow().tip_time_ms;
         [(self.inner.clock)(), Timestamp(tip)]
     }
 
@@ -86,7 +87,7 @@ impl Gateway {
         caller: &Did,
         grant_limit: Option<(GrantId, RateLimit)>,
     ) -> Result<(), Refusal> {
-        let config = &self.inner.config;
+        let config = &self.inner.parts.config;
         let now = Instant::now();
         let Ok(mut limits) = self.inner.limits.lock() else {
             return Err(Refusal::Internal);

@@ -47,7 +47,7 @@ impl Gateway {
             return Err(Refusal::Denied(DenyReason::NotAMember));
         };
         let owner = state
-            .member_by_did(&self.inner.me)
+            .member_by_did(&self.inner.parts.me)
             .map(|m| m.id)
             .ok_or(Refusal::NotServing)?;
         self.rate_limit(caller, None)?;
@@ -55,7 +55,7 @@ impl Gateway {
         // a page, and its `next` cursor, come from what it may see.
         let clocks = self.clocks();
         let scopes = list_scopes(&state, member, owner, clocks, &query.prefix);
-        let store = self.inner.objects.clone();
+        let store = self.inner.parts.objects.clone();
         let after = query.after.clone();
         let limit = query.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX);
         let mut listing = tokio::task::spawn_blocking(move || {

@@ -86,14 +86,7 @@ pub struct Parts {
 type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 struct Inner {
-    me: Did,
-    name: String,
-    state: watch::Receiver<Arc<State>>,
-    status: watch::Receiver<Status>,
-    objects: Arc<ObjectStore>,
-    upstreams: Arc<Upstreams>,
-    auditor: Auditor,
-    config: GatewaySection,
+    parts: Parts,
     clock: Clock,
     limits: Mutex<Limits>,
     downloads: Mutex<Downloads>,
@@ -105,7 +98,7 @@ struct Inner {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("me", &self.inner.me)
+            .field("me", &self.inner.parts.me)
             .finish_non_exhaustive()
     }
 }
@@ -118,27 +111,10 @@ impl Gateway {
 
     /// A gateway whose wall clock is `clock`.
     fn with_clock(parts: Parts, clock: Clock) -> Self {
-        let Parts {
-            me,
-            name,
-            state,
-            status,
-            objects,
-            upstreams,
-            auditor,
-            config,
-        } = parts;
-        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let permits = Arc::new(Semaphore::new(parts.config.concurrency.max(1)));
         Self {
             inner: Arc::new(Inner {
-                me,
-                name,
-                state,
-                status,
-                objects,
-                upstreams,
-                auditor,
-                config,
+                parts,
                 clock,
                 limits: Mutex::new(Limits::default()),
                 downloads: Mutex::new(Downloads::default()),
@@ -151,27 +127,27 @@ impl Gateway {
 
     /// This node's DID.
     pub fn me(&self) -> &Did {
-        &self.inner.me
+        &self.inner.parts.me
     }
 
     /// This organization's name.
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.parts.name
     }
 
     /// The committed state now.
     pub fn state(&self) -> Arc<State> {
-        self.inner.state.borrow().clone()
+        self.inner.parts.state.borrow().clone()
     }
 
     /// The object store.
     pub fn objects(&self) -> &Arc<ObjectStore> {
-        &self.inner.objects
+        &self.inner.parts.objects
     }
 
     /// The audit log's writer.
     pub fn auditor(&self) -> &Auditor {
-        &self.inner.auditor
+        &self.inner.parts.auditor
     }
 
     /// (allowed, denied) decisions so far.

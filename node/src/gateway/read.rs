@@ -49,10 +49,10 @@ impl Gateway {
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, Refusal> {
         let fetch = async {
-            if self.inner.upstreams.serves(path) {
+            if self.inner.parts.upstreams.serves(path) {
                 self.proxy(path).await
             } else {
-                open_range(&self.inner.objects, path, range).await
+                open_range(&self.inner.parts.objects, path, range).await
             }
         };
         let (allowed, object) = self.admit_read(caller, transport, path, fetch).await?;
@@ -94,7 +94,7 @@ impl Gateway {
         range: Option<ByteRange>,
         if_match: Option<String>,
     ) -> Result<Chunk, Refusal> {
-        if self.inner.upstreams.serves(path) {
+        if self.inner.parts.upstreams.serves(path) {
             return self.proxy_chunk(path, range).await;
         }
         self.read_stored_chunk(path, range, if_match).await
@@ -108,7 +108,7 @@ impl Gateway {
         range: Option<ByteRange>,
         if_match: Option<String>,
     ) -> Result<Chunk, Refusal> {
-        let store = self.inner.objects.clone();
+        let store = self.inner.parts.objects.clone();
         let owned = path.clone();
         let buffer = chunk_buffer();
         tokio::task::spawn_blocking(move || {
@@ -128,7 +128,7 @@ impl Gateway {
     /// An upstream's answer as an object body (streamed, whole: `Range`
     /// is not forwarded, which RFC 9110 allows).
     async fn proxy(&self, path: &ResourcePath) -> Result<ObjectBody, Refusal> {
-        let response = self.inner.upstreams.get(path).await?;
+        let response = self.inner.parts.upstreams.get(path).await?;
         let size = response.length.unwrap_or(0);
         Ok(ObjectBody {
             info: ObjectInfo {
