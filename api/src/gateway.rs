@@ -7,11 +7,13 @@
 //! a member's key, and a nonce never seen in the window (remembered across
 //! restarts through a [`NonceJournal`]). Authorization, rate limits,
 //! serving and the audit record are the node's one pipeline
-//! ([`Node::gateway_read`]), the same that serves peers over libp2p. A
-//! request refused here is audited too, and no data leaves; refusals of
-//! requests that carry no member's valid signature are audited at a
-//! bounded rate per source address, and summarized past it
-//! ([`UnauthenticatedRefusals`]).
+//! ([`Pipeline`]), the same that serves peers over libp2p. A request
+//! refused here is audited too, and no data leaves; refusals of requests
+//! that carry no member's valid signature are audited at a bounded rate per
+//! source address, and summarized past it ([`UnauthenticatedRefusals`]).
+//!
+//! Every refusal, this door's or the pipeline's, is a [`Refusal`]; this is
+//! the one place one becomes an HTTP status and problem ([`status`]).
 //!
 //! Routes: `GET /gateway/objects/{path}` (with `Range`) and
 //! `GET /gateway/objects?prefix=…` (a listing of what the caller may list).
@@ -27,16 +29,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use quorate_contracts::Action;
+use quorate_contracts::{Action, ResourcePath};
 use quorate_did::Did;
 
-use crate::local::Node;
-use crate::objects::{ListQuery, range_of};
+use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, range_of};
 use crate::problem::Problem;
+use crate::refusal::{BadRange, Code, Refusal};
 use crate::serve::PeerAddr;
-use crate::signature::{
-    Policy, Remembered, ReplayGuard, Replayed, RequestParts, SignatureError, verify_request,
-};
+use crate::signature::{Policy, Remembered, ReplayGuard, RequestParts, verify_request};
 
 /// The transport name in audit records.
 pub const TRANSPORT: &str = "http";
@@ -58,6 +58,94 @@ pub trait NonceJournal: Send + Sync + 'static {
     /// Keeps `nonce` before the request is served. An error refuses the
     /// request (503): serving it could let a replay through later.
     fn keep(&self, nonce: &Remembered) -> std::io::Result<()>;
+}
+
+/// The node's gateway pipeline, as the signed HTTP door calls it: the
+/// caller is authenticated (a member's valid signature, a fresh nonce).
+pub trait Pipeline: Clone + Send + Sync + 'static {
+    /// A read: authorize against the committed grants, rate-limit, serve,
+    /// audit.
+    fn read(
+        &self,
+        caller: Did,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<ObjectBody, Refusal>> + Send;
+    /// A listing of what the caller may list.
+    fn list(
+        &self,
+        caller: Did,
+        query: ListQuery,
+    ) -> impl Future<Output = Result<Listing, Refusal>> + Send;
+    /// Whether `did` is a member's current key on the committed ledger
+    /// (cheap: a lookup in the state snapshot). The door asks before it
+    /// stores anything for a signed request, such as its nonce.
+    fn is_member(&self, did: &Did) -> bool;
+    /// Audits a request this door refused (unsigned, bad signature,
+    /// replay, bad path): `caller` when it was a member's valid signature.
+    fn refused(
+        &self,
+        caller: Option<Did>,
+        action: Action,
+        resource: String,
+        refusal: &Refusal,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// The HTTP status of a refusal: with [`Code::as_str`] as the problem
+/// type, the one mapping of gateway refusals to HTTP. A peer's refusal
+/// fetched over libp2p is answered with the status its code has here.
+pub fn status(code: Code) -> StatusCode {
+    match code {
+        Code::Denied(_) => StatusCode::FORBIDDEN,
+        Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Code::NotFound | Code::UnknownDownload => StatusCode::NOT_FOUND,
+        Code::RangeNotSatisfiable | Code::BadRange => StatusCode::RANGE_NOT_SATISFIABLE,
+        Code::Changed => StatusCode::PRECONDITION_FAILED,
+        Code::BadPath | Code::BadRequest | Code::BadChunk => StatusCode::BAD_REQUEST,
+        Code::StaleLedger
+        | Code::NotServing
+        | Code::TooManyDownloads
+        | Code::UpstreamUnavailable
+        | Code::ReplayJournalUnavailable
+        | Code::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        Code::UpstreamFailed | Code::UpstreamTooLarge | Code::PeerRefused => {
+            StatusCode::BAD_GATEWAY
+        }
+        Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::WrongAuthority | Code::WrongAudience => StatusCode::MISDIRECTED_REQUEST,
+        Code::Unauthenticated | Code::BadSignature | Code::Replayed | Code::RefusalsSuppressed => {
+            StatusCode::UNAUTHORIZED
+        }
+    }
+}
+
+impl From<&Refusal> for Problem {
+    fn from(refusal: &Refusal) -> Self {
+        let code = refusal.code();
+        let mut problem = Problem::new(status(code), code.as_str(), refusal.to_string());
+        problem.retry_after_secs = refusal.retry_after_secs();
+        problem
+    }
+}
+
+impl From<Refusal> for Problem {
+    fn from(refusal: Refusal) -> Self {
+        Problem::from(&refusal)
+    }
+}
+
+impl From<BadRange> for Problem {
+    fn from(bad: BadRange) -> Self {
+        Problem::from(Refusal::BadRange(bad))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        Problem::from(&self).into_response()
+    }
 }
 
 /// What the gateway's HTTP door needs to know about the node it guards.
@@ -101,8 +189,8 @@ impl Settings {
 }
 
 #[derive(Clone)]
-struct Gateway<N> {
-    node: N,
+struct Gateway<P> {
+    pipeline: P,
     replay: Arc<Mutex<ReplayGuard>>,
     journal: Option<Arc<dyn NonceJournal>>,
     refusals: Arc<Mutex<UnauthenticatedRefusals>>,
@@ -111,10 +199,10 @@ struct Gateway<N> {
     audience: Arc<Did>,
 }
 
-/// The signed routes.
-pub fn router<N: Node>(node: N, settings: Settings) -> Router {
+/// The signed routes, in front of `pipeline`.
+pub fn router<P: Pipeline>(pipeline: P, settings: Settings) -> Router {
     let gateway = Gateway {
-        node,
+        pipeline,
         replay: Arc::new(Mutex::new(settings.replay)),
         journal: settings.journal,
         refusals: Arc::new(Mutex::new(UnauthenticatedRefusals::default())),
@@ -126,13 +214,13 @@ pub fn router<N: Node>(node: N, settings: Settings) -> Router {
     // stops (no later refusal would carry them out).
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(summarize_suppressed(
-            gateway.node.clone(),
+            gateway.pipeline.clone(),
             Arc::downgrade(&gateway.refusals),
         ));
     }
     Router::new()
-        .route("/gateway/objects", get(list::<N>))
-        .route("/gateway/objects/{*path}", get(read::<N>))
+        .route("/gateway/objects", get(list::<P>))
+        .route("/gateway/objects/{*path}", get(read::<P>))
         .with_state(gateway)
 }
 
@@ -143,38 +231,26 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn signature_problem(e: &SignatureError) -> Problem {
-    match e {
-        SignatureError::Unsigned => Problem::unauthenticated(e.to_string()),
-        SignatureError::WrongAudience(_) => Problem::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "wrong-audience",
-            e.to_string(),
-        ),
-        _ => Problem::new(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string()),
-    }
-}
-
-/// Why authentication failed: the problem, and the caller when its
-/// signature was valid and it is a member.
+/// Why authentication failed, and the caller when its signature was valid
+/// and it is a member.
 struct Refused {
     member: Option<Did>,
-    problem: Problem,
+    refusal: Refusal,
 }
 
 impl Refused {
-    fn anonymous(problem: Problem) -> Box<Self> {
+    fn anonymous(refusal: impl Into<Refusal>) -> Box<Self> {
         Box::new(Self {
             member: None,
-            problem,
+            refusal: refusal.into(),
         })
     }
 }
 
 /// Checks where the request is addressed, the signature, membership and
 /// the nonce; returns the caller, a member.
-fn authenticate<N: Node>(
-    gateway: &Gateway<N>,
+fn authenticate<P: Pipeline>(
+    gateway: &Gateway<P>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -184,15 +260,10 @@ fn authenticate<N: Node>(
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     if !host.eq_ignore_ascii_case(&gateway.authority) {
-        let shown: String = host.chars().take(128).collect();
-        return Err(Refused::anonymous(Problem::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "wrong-authority",
-            format!(
-                "this gateway is {}; the request is addressed to {shown:?}",
-                gateway.authority
-            ),
-        )));
+        return Err(Refused::anonymous(Refusal::WrongAuthority {
+            authority: gateway.authority.to_string(),
+            addressed: host.chars().take(128).collect(),
+        }));
     }
     // The target URI is rebuilt from our own authority, so a signature
     // made for any other cannot verify here.
@@ -213,79 +284,45 @@ fn authenticate<N: Node>(
         audience: &gateway.audience,
     };
     let now = now_secs();
-    let verified = verify_request(&parts, &policy, now)
-        .map_err(|e| Refused::anonymous(signature_problem(&e)))?;
+    let verified = verify_request(&parts, &policy, now).map_err(Refused::anonymous)?;
     // Nothing is stored for a key that is not a member's.
-    if !gateway.node.is_member(&verified.caller) {
-        return Err(Refused::anonymous(Problem::new(
-            StatusCode::FORBIDDEN,
-            "not-a-member",
-            format!("{} is not a member's key", verified.caller),
-        )));
+    if !gateway.pipeline.is_member(&verified.caller) {
+        return Err(Refused::anonymous(Refusal::NotAMemberKey(Box::new(
+            verified.caller,
+        ))));
     }
     let nonce = verified.params.nonce.as_deref().unwrap_or_default();
     let created = verified.params.created.unwrap_or(now);
     let checked = match gateway.replay.lock() {
         Ok(mut guard) => guard.check(&verified.caller, nonce, created, now),
-        Err(_) => Err(Replayed::Full),
+        Err(_) => Err(crate::signature::Replayed::Full),
     };
-    let refused = |problem| {
+    let refused = |refusal| {
         Box::new(Refused {
             member: Some(verified.caller),
-            problem,
+            refusal,
         })
     };
-    let remembered = checked.map_err(|e| refused(replay_problem(e)))?;
+    let remembered = checked.map_err(|e| refused(Refusal::Replay(e)))?;
     if let Some(journal) = &gateway.journal
         && let Err(e) = journal.keep(&remembered)
     {
         tracing::error!(target: "gateway", error = %e, "cannot keep a nonce; refusing the request");
-        let mut problem = Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "replay-journal-unavailable",
-            "this gateway cannot record the request's nonce; retry shortly",
-        );
-        problem.retry_after_secs = Some(1);
-        return Err(refused(problem));
+        return Err(refused(Refusal::JournalUnavailable));
     }
     Ok(verified.caller)
 }
 
-fn replay_problem(e: Replayed) -> Problem {
-    match e {
-        Replayed::Seen => Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "replayed",
-            "this signature's nonce was already used",
-        ),
-        Replayed::TooLong => Problem::new(StatusCode::UNAUTHORIZED, "bad-signature", e.to_string()),
-        Replayed::CallerFull => {
-            let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", e.to_string());
-            p.retry_after_secs = Some(1);
-            p
-        }
-        other => {
-            let mut p = Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                other.to_string(),
-            );
-            p.retry_after_secs = Some(1);
-            p
-        }
-    }
-}
-
 /// Audits a refusal before the pipeline and answers it. Refusals with no
 /// member behind them are audited at a bounded rate per source address.
-async fn refuse<N: Node>(
-    gateway: &Gateway<N>,
+async fn refuse<P: Pipeline>(
+    gateway: &Gateway<P>,
     peer: Option<PeerAddr>,
     refused: Refused,
     action: Action,
     resource: String,
 ) -> Response {
-    let Refused { member, problem } = refused;
+    let Refused { member, refusal } = refused;
     let audit = match member {
         Some(_) => true,
         None => {
@@ -298,15 +335,15 @@ async fn refuse<N: Node>(
     };
     if audit {
         gateway
-            .node
-            .gateway_refused(member, TRANSPORT, action, resource, &problem)
+            .pipeline
+            .refused(member, action, resource, &refusal)
             .await;
     }
-    problem.into_response()
+    refusal.into_response()
 }
 
-async fn read<N: Node>(
-    State(gateway): State<Gateway<N>>,
+async fn read<P: Pipeline>(
+    State(gateway): State<Gateway<P>>,
     peer: Option<Extension<PeerAddr>>,
     Path(path): Path<String>,
     method: Method,
@@ -318,30 +355,31 @@ async fn read<N: Node>(
         Ok(caller) => caller,
         Err(refused) => return refuse(&gateway, peer, *refused, Action::Read, path).await,
     };
-    let checked =
-        range_of(&headers).and_then(|range| crate::local::resource(&path).map(|p| (p, range)));
+    let checked = range_of(&headers).map_err(Refusal::from).and_then(|range| {
+        let resource = ResourcePath::parse(&path).map_err(|error| Refusal::BadPath {
+            path: path.clone(),
+            error,
+        })?;
+        Ok((resource, range))
+    });
     let (resource, range) = match checked {
         Ok(ok) => ok,
-        Err(problem) => {
+        Err(refusal) => {
             let refused = Refused {
                 member: Some(caller),
-                problem,
+                refusal,
             };
             return refuse(&gateway, peer, refused, Action::Read, path).await;
         }
     };
-    match gateway
-        .node
-        .gateway_read(caller, TRANSPORT, resource, range)
-        .await
-    {
+    match gateway.pipeline.read(caller, resource, range).await {
         Ok(object) => object.into_response(),
-        Err(problem) => problem.into_response(),
+        Err(refusal) => refusal.into_response(),
     }
 }
 
-async fn list<N: Node>(
-    State(gateway): State<Gateway<N>>,
+async fn list<P: Pipeline>(
+    State(gateway): State<Gateway<P>>,
     peer: Option<Extension<PeerAddr>>,
     method: Method,
     uri: Uri,
@@ -359,21 +397,21 @@ async fn list<N: Node>(
     let Ok(Query(query)) = query else {
         let refused = Refused {
             member: Some(caller),
-            problem: Problem::bad_request("bad listing query"),
+            refusal: Refusal::BadRequest("bad listing query"),
         };
         return refuse(&gateway, peer, refused, Action::List, LISTING.into()).await;
     };
-    match gateway.node.gateway_list(caller, TRANSPORT, query).await {
-        Ok(json) => Json(json).into_response(),
-        Err(problem) => problem.into_response(),
+    match gateway.pipeline.list(caller, query).await {
+        Ok(listing) => Json(listing).into_response(),
+        Err(refusal) => refusal.into_response(),
     }
 }
 
 /// Writes, every [`SUPPRESSED_SUMMARY_INTERVAL`], one record per source
 /// address whose refusals were not audited one by one; stops when the
 /// gateway is gone.
-async fn summarize_suppressed<N: Node>(
-    node: N,
+async fn summarize_suppressed<P: Pipeline>(
+    pipeline: P,
     refusals: std::sync::Weak<Mutex<UnauthenticatedRefusals>>,
 ) {
     let mut tick = tokio::time::interval(SUPPRESSED_SUMMARY_INTERVAL);
@@ -389,15 +427,13 @@ async fn summarize_suppressed<N: Node>(
         };
         drop(refusals);
         for (source, count) in due {
-            let problem = Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "refusals-suppressed",
-                format!(
-                    "{count} unauthenticated refusals from {source} were not audited one by one"
-                ),
-            );
             let resource = format!("({count} refusals from {source})");
-            node.gateway_refused(None, TRANSPORT, Action::Read, resource, &problem)
+            let refusal = Refusal::Suppressed {
+                count,
+                from: source,
+            };
+            pipeline
+                .refused(None, Action::Read, resource, &refusal)
                 .await;
         }
     }

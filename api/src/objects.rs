@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::problem::Problem;
+use crate::refusal::BadRange;
 
 /// Largest page of a listing (`limit`); a larger one is refused, not
 /// clamped, so a client never mistakes a short page for the end.
@@ -45,20 +45,14 @@ impl ByteRange {
     /// Parses a `Range` value. `Ok(None)` for forms we serve whole (several
     /// ranges, other units: RFC 9110 lets a server ignore `Range`); `Err`
     /// for a malformed one.
-    pub fn parse(value: &str) -> Result<Option<Self>, Problem> {
+    pub fn parse(value: &str) -> Result<Option<Self>, BadRange> {
         let Some(spec) = value.trim().strip_prefix("bytes=") else {
             return Ok(None);
         };
         if spec.contains(',') {
             return Ok(None);
         }
-        let bad = || {
-            Problem::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "bad-range",
-                format!("Range {value:?} is malformed"),
-            )
-        };
+        let bad = || BadRange::Malformed(value.to_owned());
         let (first, last) = spec.split_once('-').ok_or_else(bad)?;
         let number = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
         match (first.trim().is_empty(), last.trim().is_empty()) {
@@ -91,16 +85,12 @@ impl ByteRange {
 /// The `Range` of `headers`, if any. A value that is not visible ASCII
 /// (bytes above 0x7e) is malformed, not ignored. (hyper refuses control
 /// bytes in any header with an empty 400 before the API sees the request.)
-pub fn range_of(headers: &HeaderMap) -> Result<Option<ByteRange>, Problem> {
+pub fn range_of(headers: &HeaderMap) -> Result<Option<ByteRange>, BadRange> {
     match headers.get(header::RANGE) {
         None => Ok(None),
         Some(value) => match value.to_str() {
             Ok(text) => ByteRange::parse(text),
-            Err(_) => Err(Problem::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "bad-range",
-                "Range holds bytes outside visible ASCII",
-            )),
+            Err(_) => Err(BadRange::NotAscii),
         },
     }
 }
@@ -171,15 +161,6 @@ pub fn is_media_type(value: &str) -> bool {
             return false;
         }
     }
-}
-
-/// A `416` for an object of `size` bytes.
-pub fn unsatisfiable(size: u64) -> Problem {
-    Problem::new(
-        StatusCode::RANGE_NOT_SATISFIABLE,
-        "range-not-satisfiable",
-        format!("the object has {size} bytes"),
-    )
 }
 
 /// An object's content on its way out: `span` is what `body` yields.
@@ -352,6 +333,6 @@ mod tests {
             header::RANGE,
             HeaderValue::from_bytes(b"bytes=0-\xff").unwrap(),
         );
-        assert_eq!(range_of(&headers).unwrap_err().code, "bad-range");
+        assert_eq!(range_of(&headers).unwrap_err(), BadRange::NotAscii);
     }
 }

@@ -76,15 +76,20 @@ pub enum DenyReason {
 impl DenyReason {
     /// Stable machine-readable code (the HTTP problem type's suffix).
     pub fn code(&self) -> &'static str {
+        self.kind().code()
+    }
+
+    /// The reason without the grant it names.
+    pub fn kind(&self) -> DenyKind {
         match self {
-            DenyReason::NotAMember => "not-a-member",
-            DenyReason::NoGrant => "no-grant",
-            DenyReason::OutOfScope => "out-of-scope",
-            DenyReason::ActionNotGranted { .. } => "action-not-granted",
-            DenyReason::NotYetValid { .. } => "not-yet-valid",
-            DenyReason::Expired { .. } => "expired-grant",
-            DenyReason::Ended { .. } => "ended-grant",
-            DenyReason::Revoked { .. } => "revoked-grant",
+            DenyReason::NotAMember => DenyKind::NotAMember,
+            DenyReason::NoGrant => DenyKind::NoGrant,
+            DenyReason::OutOfScope => DenyKind::OutOfScope,
+            DenyReason::ActionNotGranted { .. } => DenyKind::ActionNotGranted,
+            DenyReason::NotYetValid { .. } => DenyKind::NotYetValid,
+            DenyReason::Expired { .. } => DenyKind::Expired,
+            DenyReason::Ended { .. } => DenyKind::Ended,
+            DenyReason::Revoked { .. } => DenyKind::Revoked,
         }
     }
 
@@ -113,6 +118,62 @@ impl DenyReason {
             DenyReason::Ended { .. } => 6,
             DenyReason::Revoked { .. } => 7,
         }
+    }
+}
+
+/// A [`DenyReason`] without its grant: what a denial's code alone says (a
+/// peer's refusal arrives as its code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyKind {
+    /// [`DenyReason::NotAMember`].
+    NotAMember,
+    /// [`DenyReason::NoGrant`].
+    NoGrant,
+    /// [`DenyReason::OutOfScope`].
+    OutOfScope,
+    /// [`DenyReason::ActionNotGranted`].
+    ActionNotGranted,
+    /// [`DenyReason::NotYetValid`].
+    NotYetValid,
+    /// [`DenyReason::Expired`].
+    Expired,
+    /// [`DenyReason::Ended`].
+    Ended,
+    /// [`DenyReason::Revoked`].
+    Revoked,
+}
+
+impl DenyKind {
+    /// Every kind.
+    pub const ALL: [DenyKind; 8] = [
+        DenyKind::NotAMember,
+        DenyKind::NoGrant,
+        DenyKind::OutOfScope,
+        DenyKind::ActionNotGranted,
+        DenyKind::NotYetValid,
+        DenyKind::Expired,
+        DenyKind::Ended,
+        DenyKind::Revoked,
+    ];
+
+    /// Stable machine-readable code (the HTTP problem type's suffix); the
+    /// one place the deny codes are written.
+    pub fn code(self) -> &'static str {
+        match self {
+            DenyKind::NotAMember => "not-a-member",
+            DenyKind::NoGrant => "no-grant",
+            DenyKind::OutOfScope => "out-of-scope",
+            DenyKind::ActionNotGranted => "action-not-granted",
+            DenyKind::NotYetValid => "not-yet-valid",
+            DenyKind::Expired => "expired-grant",
+            DenyKind::Ended => "ended-grant",
+            DenyKind::Revoked => "revoked-grant",
+        }
+    }
+
+    /// The kind whose code is `code`.
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.code() == code)
     }
 }
 

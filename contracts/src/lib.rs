@@ -20,13 +20,18 @@ pub mod model;
 mod primitives;
 pub mod state;
 
-pub use authorize::{AccessRequest, Decision, DenyReason, authorize};
+pub use authorize::{AccessRequest, Decision, DenyKind, DenyReason, authorize};
 pub use grants::{GrantCounts, GrantRows, RowsError};
 pub use model::{
     Action, Body, Genesis, GrantId, GrantRecord, GrantStatus, GrantTerms, Member, NewMember,
     PathError, Policy, RateLimit, ResourcePath, ResourcePattern,
 };
-pub use primitives::{MemberId, Timestamp};
+pub use primitives::{MemberId, Timestamp, parse_hex32};
+
+/// For [`bytes32!`]: the serde its expansion names, whatever the calling
+/// crate calls its own.
+#[doc(hidden)]
+pub use serde as __serde;
 pub use state::{
     ApplyContext, Changes, Consortium, Requirement, State, Violation, check_endorsements,
     check_proposal, max_faulty, quorum, required_endorsements,

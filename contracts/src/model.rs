@@ -210,15 +210,6 @@ impl<'de> Deserialize<'de> for ResourcePattern {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GrantId(pub [u8; 32]);
 
-impl fmt::Display for GrantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
 impl fmt::Debug for GrantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "GrantId({})", &self.to_string()[..12])
@@ -234,7 +225,7 @@ impl FromStr for GrantId {
     }
 }
 
-crate::primitives::bytes32_serde!(GrantId, "a 32-byte grant id");
+crate::bytes32!(GrantId, "a 32-byte grant id");
 
 /// How often a grantee may call under a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,15 +29,6 @@ impl Timestamp {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MemberId(pub [u8; 32]);
 
-impl fmt::Display for MemberId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
 impl fmt::Debug for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MemberId(")?;
@@ -48,32 +39,10 @@ impl fmt::Debug for MemberId {
     }
 }
 
-impl Serialize for MemberId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.0)
-    }
-}
+crate::bytes32!(MemberId, "a 32-byte member id as a byte string");
 
-impl<'de> Deserialize<'de> for MemberId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = MemberId;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a 32-byte member id as a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<MemberId, E> {
-                <[u8; 32]>::try_from(v)
-                    .map(MemberId)
-                    .map_err(|_| E::invalid_length(v.len(), &self))
-            }
-        }
-        deserializer.deserialize_bytes(Visitor)
-    }
-}
-
-/// Parses 64 hex digits into 32 bytes.
-pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+/// Parses 64 hex digits (either case) into 32 bytes.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     let bytes = s.as_bytes();
     if bytes.len() != 64 {
         return None;
@@ -91,24 +60,44 @@ pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Serde for a 32-byte newtype as a CBOR byte string.
-macro_rules! bytes32_serde {
+/// Hex `Display` and serde as a CBOR byte string for a newtype over
+/// `[u8; 32]` (ids and hashes); `$expecting` names it in decode errors.
+/// One definition for every such type, here and in `ledger`.
+#[macro_export]
+macro_rules! bytes32 {
     ($ty:ident, $expecting:literal) => {
-        impl serde::Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl ::core::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                for b in &self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl $crate::__serde::Serialize for $ty {
+            fn serialize<S: $crate::__serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
                 serializer.serialize_bytes(&self.0)
             }
         }
 
-        impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        impl<'de> $crate::__serde::Deserialize<'de> for $ty {
+            fn deserialize<D: $crate::__serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
                 struct Visitor;
-                impl serde::de::Visitor<'_> for Visitor {
+                impl $crate::__serde::de::Visitor<'_> for Visitor {
                     type Value = $ty;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    fn expecting(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                         f.write_str($expecting)
                     }
-                    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<$ty, E> {
+                    fn visit_bytes<E: $crate::__serde::de::Error>(
+                        self,
+                        v: &[u8],
+                    ) -> Result<$ty, E> {
                         <[u8; 32]>::try_from(v)
                             .map($ty)
                             .map_err(|_| E::invalid_length(v.len(), &self))
@@ -119,4 +108,3 @@ macro_rules! bytes32_serde {
         }
     };
 }
-pub(crate) use bytes32_serde;

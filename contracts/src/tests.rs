@@ -469,6 +469,33 @@ fn every_deny_reason_and_allow() {
 }
 
 #[test]
+fn every_deny_kind_is_listed_and_its_code_parses_back() {
+    // No wildcard: a new kind does not compile until it is listed here,
+    // and so remembered in `DenyKind::ALL`.
+    let listed = |kind: DenyKind| match kind {
+        DenyKind::NotAMember
+        | DenyKind::NoGrant
+        | DenyKind::OutOfScope
+        | DenyKind::ActionNotGranted
+        | DenyKind::NotYetValid
+        | DenyKind::Expired
+        | DenyKind::Ended
+        | DenyKind::Revoked => DenyKind::ALL.contains(&kind),
+    };
+    for kind in DenyKind::ALL {
+        assert!(listed(kind));
+        assert_eq!(DenyKind::parse(kind.code()), Some(kind));
+    }
+    let mut codes: Vec<&str> = DenyKind::ALL.iter().map(|k| k.code()).collect();
+    codes.sort();
+    codes.dedup();
+    assert_eq!(codes.len(), DenyKind::ALL.len());
+    assert_eq!(DenyKind::parse("no-such-code"), None);
+    let g = GrantId([7; 32]);
+    assert_eq!(DenyReason::Ended { grant: g }.kind(), DenyKind::Ended);
+}
+
+#[test]
 fn the_same_state_has_the_same_rows_however_it_was_built() {
     let g1 = Body::Grant(terms(0, 1, &["*"], &[Action::Read], T0, T0 + 1000));
     let g2 = Body::Grant(terms(1, 2, &["a/*"], &[Action::List], T0, T0 + 1000));

@@ -19,7 +19,7 @@ use quorate_ledger::consensus::{Message, PersistedState, Step};
 use quorate_ledger::entry::Proposal;
 use quorate_ledger::export::ExportHeader;
 use quorate_ledger::merkle;
-use quorate_node::net::protocol::{ConsensusMessage, MempoolMessage, Request, Response};
+use quorate_node::net::protocol::{ConsensusMessage, Denial, MempoolMessage, Request, Response};
 use serde::Serialize;
 
 struct Corpus {
@@ -468,11 +468,11 @@ fn main() {
         ),
         (
             "denied",
-            Response::Denied {
-                status: 403,
+            Response::Denied(Denial {
                 code: "no-grant".into(),
                 detail: "no grant covers this path".into(),
-            },
+                retry_after_secs: None,
+            }),
         ),
     ] {
         c.cbor("node_protocol", &format!("response-{name}"), 3, &response);

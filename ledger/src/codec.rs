@@ -368,32 +368,9 @@ mod tests {
     use serde::Deserialize;
     use std::collections::BTreeMap;
 
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    struct Bytes32(#[serde(with = "bytes32")] [u8; 32]);
-
-    mod bytes32 {
-        pub(super) fn serialize<S: serde::Serializer>(
-            b: &[u8; 32],
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(b)
-        }
-        pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
-            d: D,
-        ) -> Result<[u8; 32], D::Error> {
-            struct V;
-            impl serde::de::Visitor<'_> for V {
-                type Value = [u8; 32];
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("32 bytes")
-                }
-                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<[u8; 32], E> {
-                    v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
-                }
-            }
-            d.deserialize_bytes(V)
-        }
-    }
+    #[derive(Debug, Clone, PartialEq)]
+    struct Bytes32([u8; 32]);
+    quorate_contracts::bytes32!(Bytes32, "32 bytes");
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     enum Kind {

@@ -77,20 +77,7 @@ impl LocalNode {
         let response: Response = protocol::decode(&answer)
             .map_err(|_| unreachable("the peer's answer is malformed".into()))?;
         match response {
-            Response::Denied {
-                status,
-                code,
-                detail,
-            } => {
-                // The peer's refusal, passed through with its status and a
-                // code from our own vocabulary.
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-                Err(Problem::new(
-                    status,
-                    peer_code(&code),
-                    format!("the peer refused: {detail}"),
-                ))
-            }
+            Response::Denied(denial) => Err(Problem::from(denial.into_refusal())),
             Response::Refused(reason) => Err(unreachable(format!("the peer refused: {reason}"))),
             other => Ok(other),
         }
@@ -415,7 +402,9 @@ impl Node for LocalNode {
         path: ResourcePath,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, Problem> {
-        open_range(self.gateway.objects(), &path, range).await
+        open_range(self.gateway.objects(), &path, range)
+            .await
+            .map_err(Problem::from)
     }
 
     async fn head_object(&self, path: ResourcePath) -> Result<ObjectInfo, Problem> {
@@ -564,40 +553,9 @@ impl Node for LocalNode {
             .collect())
     }
 
-    async fn gateway_read(
-        &self,
-        caller: Did,
-        transport: &'static str,
-        path: ResourcePath,
-        range: Option<ByteRange>,
-    ) -> Result<ObjectBody, Problem> {
-        self.gateway.read(&caller, transport, &path, range).await
-    }
-
-    async fn gateway_list(
-        &self,
-        caller: Did,
-        transport: &'static str,
-        query: ListQuery,
-    ) -> Result<Listing, Problem> {
-        self.gateway.list(&caller, transport, &query).await
-    }
-
-    fn is_member(&self, did: &Did) -> bool {
-        self.gateway.state().member_by_did(did).is_some()
-    }
-
-    async fn gateway_refused(
-        &self,
-        caller: Option<Did>,
-        transport: &'static str,
-        action: quorate_contracts::Action,
-        resource: String,
-        problem: &Problem,
-    ) {
-        self.gateway
-            .refused(transport, caller.as_ref(), action, &resource, problem)
-            .await;
+    type Gateway = Gateway;
+    fn gateway(&self) -> Gateway {
+        self.gateway.clone()
     }
 
     async fn metrics(&self) -> String {
@@ -699,7 +657,7 @@ impl Node for LocalNode {
     }
 
     async fn ready(&self) -> Result<(), Problem> {
-        self.gateway.ready()
+        self.gateway.ready().map_err(Problem::from)
     }
 
     async fn ledger(&self) -> Result<LedgerSummary, Problem> {
@@ -753,9 +711,7 @@ impl Node for LocalNode {
             }
             let mut from = 0;
             while from <= header.tip_height {
-                let to = header
-                    .tip_height
-                    .min(from.saturating_add(crate::net::protocol::SYNC_BLOCKS_MAX - 1));
+                let to = crate::net::protocol::sync_batch_end(from, header.tip_height);
                 let blocks = match node.blocks(from, to).await {
                     Ok(blocks) if !blocks.is_empty() => blocks,
                     _ => {
@@ -864,37 +820,6 @@ async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
             Err(Problem::internal())
         }
     }
-}
-
-/// Our problem code for a peer's refusal code (so a peer cannot put
-/// arbitrary text in our problem types).
-fn peer_code(code: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "not-a-member",
-        "no-grant",
-        "out-of-scope",
-        "action-not-granted",
-        "not-yet-valid",
-        "expired-grant",
-        "ended-grant",
-        "revoked-grant",
-        "rate-limited",
-        "stale-ledger",
-        "not-found",
-        "bad-path",
-        "range-not-satisfiable",
-        "bad-range",
-        "changed",
-        "not-serving",
-        "unknown-download",
-        "bad-chunk",
-        "too-many-downloads",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == code)
-        .copied()
-        .unwrap_or("peer-refused")
 }
 
 /// Streams `body` to `upload`, hashing as it goes; refuses more than `max`

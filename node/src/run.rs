@@ -281,15 +281,16 @@ pub async fn start(
         })?;
     let upstreams = crate::gateway::upstream::Upstreams::new(&config.upstream)?;
     let (auditor, _audit_task) = crate::gateway::audit::Auditor::start(data.join("audit.log"))?;
-    let gateway = crate::gateway::Gateway::new(
-        did,
-        config.node.name.clone(),
-        &handle,
-        std::sync::Arc::new(objects),
-        std::sync::Arc::new(upstreams),
+    let gateway = crate::gateway::Gateway::new(crate::gateway::Parts {
+        me: did,
+        name: config.node.name.clone(),
+        state: handle.state(),
+        status: handle.status_receiver(),
+        objects: std::sync::Arc::new(objects),
+        upstreams: std::sync::Arc::new(upstreams),
         auditor,
-        config.gateway.clone(),
-    );
+        config: config.gateway.clone(),
+    });
     tokio::spawn(gateway.clone().serve_peers(inbound.data, net.clone()));
     let local = crate::local_api::LocalNode::new(
         handle.clone(),

@@ -57,10 +57,15 @@ pub(crate) fn grant(
 
 /// Names members by their name in `state`, or their id if gone.
 pub(crate) fn member_name(state: &State) -> impl Fn(&MemberId) -> String + '_ {
-    |id| {
+    member_name_in(Some(state))
+}
+
+/// [`member_name`], for a node that may have no state yet (before
+/// genesis): every member is then named by its id.
+pub(crate) fn member_name_in(state: Option<&State>) -> impl Fn(&MemberId) -> String + '_ {
+    move |id| {
         state
-            .members
-            .get(id)
+            .and_then(|state| state.members.get(id))
             .map(|m| m.name.clone())
             .unwrap_or_else(|| id.to_string())
     }

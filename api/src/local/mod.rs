@@ -21,7 +21,6 @@ pub mod routes;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use handlers::resource;
 pub use node::Node;
 pub use openapi::openapi_json;
 pub use requests::{

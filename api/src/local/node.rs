@@ -3,8 +3,7 @@
 use std::future::Future;
 
 use axum::body::Body;
-use quorate_contracts::{Action, ResourcePath};
-use quorate_did::Did;
+use quorate_contracts::ResourcePath;
 
 use super::responses::{
     AuditRecord, BlockView, EntryLocation, GrantPage, GrantView, Identity, LedgerSummary, Members,
@@ -91,36 +90,10 @@ pub trait Node: Clone + Send + Sync + 'static {
         &self,
         query: AuditQuery,
     ) -> impl Future<Output = Result<Vec<AuditRecord>, Problem>> + Send;
-    /// The gateway pipeline for an authenticated caller's read: authorize
-    /// against the committed grants, rate-limit, serve, audit.
-    fn gateway_read(
-        &self,
-        caller: Did,
-        transport: &'static str,
-        path: ResourcePath,
-        range: Option<ByteRange>,
-    ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
-    /// The gateway pipeline for an authenticated caller's listing.
-    fn gateway_list(
-        &self,
-        caller: Did,
-        transport: &'static str,
-        query: ListQuery,
-    ) -> impl Future<Output = Result<Listing, Problem>> + Send;
-    /// Whether `did` is a member's current key on the committed ledger
-    /// (cheap: a lookup in the state snapshot). The gateway asks before it
-    /// stores anything for a signed request, such as its nonce.
-    fn is_member(&self, did: &Did) -> bool;
-    /// Audits a request refused before authorization (unsigned, bad
-    /// signature, replay, bad path).
-    fn gateway_refused(
-        &self,
-        caller: Option<Did>,
-        transport: &'static str,
-        action: Action,
-        resource: String,
-        problem: &Problem,
-    ) -> impl Future<Output = ()> + Send;
+    /// The gateway pipeline, behind the signed routes.
+    type Gateway: crate::gateway::Pipeline;
+    /// Its handle (cheap to clone).
+    fn gateway(&self) -> Self::Gateway;
     /// Prometheus text.
     fn metrics(&self) -> impl Future<Output = String> + Send;
     /// Where a committed entry (grant, revocation, membership change) is

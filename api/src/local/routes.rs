@@ -28,7 +28,7 @@ pub fn router<N: Node>(
     gateway: crate::gateway::Settings,
     limits: Limits,
 ) -> Router {
-    let node_for_gateway = node.clone();
+    let pipeline = node.gateway();
     let node_for_probes = node.clone();
     let admin_budget = Budget::new(limits.budgets.admin);
     let gateway_budget = Budget::new(limits.budgets.gateway);
@@ -77,7 +77,7 @@ pub fn router<N: Node>(
             get(|| async { ([(CONTENT_TYPE, "application/json")], openapi_json()) }),
         )
         .with_state(node_for_probes);
-    let gateway = crate::gateway::router(node_for_gateway, gateway)
+    let gateway = crate::gateway::router(pipeline, gateway)
         .route_layer(middleware::from_fn_with_state(gateway_budget, budget));
     Router::new()
         .merge(probes)

@@ -25,9 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::agreement::mempool::{AddError, LocalDecision, Mempool, ProposalState};
-use crate::net::protocol::{
-    self, ConsensusMessage, MempoolMessage, Request, Response, SYNC_BLOCKS_MAX,
-};
+use crate::net::protocol::{self, ConsensusMessage, MempoolMessage, Request, Response};
 use crate::net::{self, Topic};
 
 /// Capacity of the command channel from the API.
@@ -144,7 +142,7 @@ pub enum Command {
         /// The answer.
         reply: oneshot::Sender<Result<Option<(u64, u32)>, LedgerError>>,
     },
-    /// Committed blocks `from..=to` (at most [`SYNC_BLOCKS_MAX`]; fewer
+    /// Committed blocks `from..=to` (at most [`protocol::SYNC_BLOCKS_MAX`]; fewer
     /// past the tip).
     Blocks {
         /// First height.
@@ -1116,7 +1114,7 @@ impl Driver {
                 self.propose_if_work()?;
             }
             Command::Blocks { from, to, reply } => {
-                let to = to.min(from.saturating_add(SYNC_BLOCKS_MAX - 1));
+                let to = protocol::sync_batch_end(from, to);
                 let _ = reply.send(self.ledger.blocks(from, to));
             }
             Command::EntryLocation { id, reply } => {
@@ -1147,13 +1145,7 @@ impl Driver {
             }
             Command::Proposals { reply } => {
                 use quorate_api::local::responses as view;
-                let chain = self.ledger.chain();
-                let name = |id: &MemberId| {
-                    chain
-                        .and_then(|c| c.state().members.get(id))
-                        .map(|m| m.name.clone())
-                        .unwrap_or_else(|| id.to_string())
-                };
+                let name = crate::views::member_name_in(self.ledger.chain().map(|c| c.state()));
                 let views = self
                     .mempool
                     .iter()
@@ -1336,9 +1328,7 @@ impl Driver {
                     debug!(target: "sync", peer = %from, "blocks refused to a non-member");
                     return Response::Refused(SYNC_MEMBERS_ONLY.to_owned());
                 }
-                let last = to
-                    .min(first.saturating_add(SYNC_BLOCKS_MAX - 1))
-                    .min(chain.tip().height);
+                let last = protocol::sync_batch_end(first, to).min(chain.tip().height);
                 match self.ledger.blocks(first, last) {
                     Ok(blocks) => Response::Blocks(blocks),
                     Err(e) => {

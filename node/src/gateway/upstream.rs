@@ -5,7 +5,7 @@
 //! The gateway authorizes first; only then is the upstream asked. Every
 //! call is bounded in time (until the headers, then per body chunk), and a
 //! route that keeps failing opens its circuit: for a cool-down it is
-//! refused at once (503) instead of tying up requests, then one trial call
+//! refused at once (`upstream-unavailable`) instead of tying up requests, then one trial call
 //! decides whether it closes again.
 
 use std::sync::Mutex;
@@ -17,7 +17,7 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use quorate_api::problem::Problem;
+use quorate_api::refusal::UpstreamFailure;
 use quorate_contracts::ResourcePath;
 use serde::{Deserialize, Serialize};
 
@@ -99,14 +99,6 @@ pub struct UpstreamResponse {
     pub body: Body,
 }
 
-fn problem(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
-    let mut p = Problem::new(status, code, detail);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        p.retry_after_secs = Some(BREAKER_COOLDOWN.as_secs());
-    }
-    p
-}
-
 impl Upstreams {
     /// Checks and builds the routes.
     pub fn new(sections: &[UpstreamSection]) -> Result<Self, UpstreamConfigError> {
@@ -156,53 +148,38 @@ impl Upstreams {
     }
 
     /// GETs `path` from its upstream.
-    pub async fn get(&self, path: &ResourcePath) -> Result<UpstreamResponse, Problem> {
+    pub async fn get(&self, path: &ResourcePath) -> Result<UpstreamResponse, UpstreamFailure> {
         let Some((route, rest)) = self.route(path) else {
-            return Err(Problem::not_found(format!("no upstream serves {path}")));
+            return Err(UpstreamFailure::NoRoute(path.clone()));
         };
         route.admit()?;
         let result = self.call(route, rest).await;
-        // A 404 is the service working; 5xx, timeouts and refusals are not.
-        route.settle(!matches!(&result, Err(p) if p.status.is_server_error()));
+        route.settle(!matches!(&result, Err(failure) if failure.is_failure()));
         result
     }
 
-    async fn call(&self, route: &Route, rest: &str) -> Result<UpstreamResponse, Problem> {
+    async fn call(&self, route: &Route, rest: &str) -> Result<UpstreamResponse, UpstreamFailure> {
         // `rest` is a checked resource path: safe to append as is.
-        let uri: Uri = format!("{}/{rest}", route.base).parse().map_err(|_| {
-            problem(
-                StatusCode::BAD_GATEWAY,
-                "upstream-failed",
-                "bad upstream URL",
-            )
-        })?;
+        let uri: Uri = format!("{}/{rest}", route.base)
+            .parse()
+            .map_err(|_| UpstreamFailure::BadUrl)?;
         let request = axum::http::Request::get(uri)
             .body(Empty::new())
-            .map_err(|_| Problem::internal())?;
+            .map_err(|_| UpstreamFailure::BadUrl)?;
         let response = tokio::time::timeout(route.timeout, self.client.request(request))
             .await
-            .map_err(|_| {
-                problem(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream-timeout",
-                    format!("the upstream did not answer within {:?}", route.timeout),
-                )
-            })?
+            .map_err(|_| UpstreamFailure::Timeout(route.timeout))?
             .map_err(|e| {
                 tracing::warn!(target: "upstream", prefix = route.prefix, error = %e, "upstream call failed");
-                problem(StatusCode::BAD_GATEWAY, "upstream-failed", "the upstream could not be reached")
+                UpstreamFailure::Unreachable
             })?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             // The service is fine; the resource is not there.
-            return Err(Problem::not_found("the upstream has no such resource"));
+            return Err(UpstreamFailure::NotFound);
         }
         if !status.is_success() {
-            return Err(problem(
-                StatusCode::BAD_GATEWAY,
-                "upstream-failed",
-                format!("the upstream answered {}", status.as_u16()),
-            ));
+            return Err(UpstreamFailure::Status(status.as_u16()));
         }
         let headers = response.headers();
         let content_type = headers
@@ -237,19 +214,13 @@ impl Upstreams {
 }
 
 impl Route {
-    fn admit(&self) -> Result<(), Problem> {
+    fn admit(&self) -> Result<(), UpstreamFailure> {
         let Ok(mut breaker) = self.breaker.lock() else {
-            return Err(Problem::internal());
+            // A poisoned breaker: refuse as if open rather than guess.
+            return Err(self.open_circuit());
         };
         match breaker.open_until {
-            Some(until) if Instant::now() < until => Err(problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream-unavailable",
-                format!(
-                    "the upstream for {}/ failed {BREAKER_FAILURES} times in a row; retrying it shortly",
-                    self.prefix
-                ),
-            )),
+            Some(until) if Instant::now() < until => Err(self.open_circuit()),
             Some(_) => {
                 // Half-open: let this one call through as the trial.
                 breaker.open_until = None;
@@ -257,6 +228,14 @@ impl Route {
                 Ok(())
             }
             None => Ok(()),
+        }
+    }
+
+    fn open_circuit(&self) -> UpstreamFailure {
+        UpstreamFailure::CircuitOpen {
+            prefix: self.prefix.clone(),
+            failures: BREAKER_FAILURES,
+            retry_after_secs: BREAKER_COOLDOWN.as_secs(),
         }
     }
 
@@ -322,8 +301,8 @@ mod tests {
             route.admit().unwrap();
             route.settle(false);
         }
-        let refused = route.admit().unwrap_err();
-        assert_eq!(refused.code, "upstream-unavailable");
-        assert_eq!(refused.retry_after_secs, Some(BREAKER_COOLDOWN.as_secs()));
+        let refused = quorate_api::refusal::Refusal::from(route.admit().unwrap_err());
+        assert_eq!(refused.code().as_str(), "upstream-unavailable");
+        assert_eq!(refused.retry_after_secs(), Some(BREAKER_COOLDOWN.as_secs()));
     }
 }

@@ -46,8 +46,8 @@ impl Topic {
 pub enum Protocol {
     /// `/quorate/request/1`: status and block ranges, for the driver.
     Agreement,
-    /// `/quorate/data/1`: members' object and listing requests, for the
-    /// gateway.
+    /// `/quorate/data/2`: members' object and listing requests, for the
+    /// gateway (2: a refusal carries its code, not an HTTP status).
     Data,
 }
 
@@ -493,7 +493,7 @@ pub fn spawn(
                 data: request_response::Behaviour::with_codec(
                     FramedBytes,
                     [(
-                        StreamProtocol::new("/quorate/data/1"),
+                        StreamProtocol::new("/quorate/data/2"),
                         ProtocolSupport::Full,
                     )],
                     request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),

@@ -5,6 +5,7 @@
 //! anything looks at them.
 
 use quorate_api::objects::{ByteRange, Listing, ObjectInfo};
+use quorate_api::refusal::{Code, Refusal};
 use quorate_ledger::block::{Block, CommittedBlock};
 use quorate_ledger::codec::{self, DecodeError, EncodeError};
 use quorate_ledger::consensus::{SignedProposal, SignedVote};
@@ -14,6 +15,12 @@ use serde::{Deserialize, Serialize};
 
 /// Most blocks one sync response carries (it is also bounded in bytes).
 pub const SYNC_BLOCKS_MAX: u64 = 256;
+
+/// The last height of a batch of blocks from `from` for a reader that
+/// wants up to `to`: at most [`SYNC_BLOCKS_MAX`] blocks.
+pub fn sync_batch_end(from: u64, to: u64) -> u64 {
+    to.min(from.saturating_add(SYNC_BLOCKS_MAX - 1))
+}
 
 /// Gossip on the consensus topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,16 +147,44 @@ pub enum Response {
     },
     /// A listing page.
     Listing(Listing),
-    /// The gateway refused: the HTTP status and problem code it would have
-    /// answered, and its detail.
-    Denied {
-        /// HTTP status.
-        status: u16,
-        /// Problem code.
-        code: String,
-        /// Which check failed.
-        detail: String,
-    },
+    /// The gateway refused.
+    Denied(Denial),
+}
+
+/// A gateway's refusal on the wire: its stable code, not an HTTP status.
+/// The one place a [`Refusal`] becomes a libp2p message, and one becomes a
+/// refusal again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    /// The refusal's [`Code`] (e.g. `revoked-grant`).
+    pub code: String,
+    /// Which check failed (no data).
+    pub detail: String,
+    /// Seconds to wait, when waiting helps.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl From<&Refusal> for Denial {
+    fn from(refusal: &Refusal) -> Self {
+        Self {
+            code: refusal.code().as_str().to_owned(),
+            detail: refusal.to_string(),
+            retry_after_secs: refusal.retry_after_secs(),
+        }
+    }
+}
+
+impl Denial {
+    /// The refusal as the asking node reports it: the peer's code if it is
+    /// one of ours (a peer cannot put arbitrary text in our problem
+    /// types), its detail, and its wait.
+    pub fn into_refusal(self) -> Refusal {
+        Refusal::ByPeer {
+            code: Code::parse(&self.code).unwrap_or(Code::PeerRefused),
+            detail: self.detail,
+            retry_after_secs: self.retry_after_secs,
+        }
+    }
 }
 
 /// Encodes any protocol message.
@@ -160,4 +195,16 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, EncodeError> {
 /// Decodes any protocol message strictly.
 pub fn decode<T: serde::de::DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, DecodeError> {
     codec::decode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_batch_is_at_most_its_bound_and_never_past_what_was_asked() {
+        assert_eq!(sync_batch_end(0, 10_000), SYNC_BLOCKS_MAX - 1);
+        assert_eq!(sync_batch_end(10, 20), 20);
+        assert_eq!(sync_batch_end(u64::MAX - 1, u64::MAX), u64::MAX);
+    }
 }

@@ -232,34 +232,9 @@ impl Node for Fake {
             hash: HEX.into(),
         }])
     }
-    async fn gateway_read(
-        &self,
-        _: Did,
-        _: &'static str,
-        _: ResourcePath,
-        _: Option<ByteRange>,
-    ) -> Result<ObjectBody, Problem> {
-        Err(Problem::not_found("the gateway is not under test here"))
-    }
-    async fn gateway_list(
-        &self,
-        _: Did,
-        _: &'static str,
-        _: ListQuery,
-    ) -> Result<Listing, Problem> {
-        Err(Problem::not_found("the gateway is not under test here"))
-    }
-    fn is_member(&self, _: &Did) -> bool {
-        false
-    }
-    async fn gateway_refused(
-        &self,
-        _: Option<Did>,
-        _: &'static str,
-        _: Action,
-        _: String,
-        _: &Problem,
-    ) {
+    type Gateway = Self;
+    fn gateway(&self) -> Self {
+        self.clone()
     }
     async fn metrics(&self) -> String {
         "quorate_ledger_height 0\n".into()
@@ -352,4 +327,33 @@ pub(super) async fn body_of(response: Response) -> (StatusCode, header::HeaderMa
         .await
         .unwrap();
     (status, headers, body.to_vec())
+}
+
+impl crate::gateway::Pipeline for Fake {
+    async fn read(
+        &self,
+        _: Did,
+        _: ResourcePath,
+        _: Option<ByteRange>,
+    ) -> Result<ObjectBody, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    async fn list(
+        &self,
+        _: Did,
+        _: ListQuery,
+    ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    fn is_member(&self, _: &Did) -> bool {
+        false
+    }
+    async fn refused(
+        &self,
+        _: Option<Did>,
+        _: quorate_contracts::Action,
+        _: String,
+        _: &crate::refusal::Refusal,
+    ) {
+    }
 }

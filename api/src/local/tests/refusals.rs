@@ -123,34 +123,9 @@ impl Node for Empty {
     async fn audit(&self, _: AuditQuery) -> Result<Vec<AuditRecord>, Problem> {
         Ok(Vec::new())
     }
-    async fn gateway_read(
-        &self,
-        _: Did,
-        _: &'static str,
-        _: ResourcePath,
-        _: Option<ByteRange>,
-    ) -> Result<ObjectBody, Problem> {
-        none()
-    }
-    async fn gateway_list(
-        &self,
-        _: Did,
-        _: &'static str,
-        _: ListQuery,
-    ) -> Result<Listing, Problem> {
-        none()
-    }
-    fn is_member(&self, _: &Did) -> bool {
-        false
-    }
-    async fn gateway_refused(
-        &self,
-        _: Option<Did>,
-        _: &'static str,
-        _: quorate_contracts::Action,
-        _: String,
-        _: &Problem,
-    ) {
+    type Gateway = Self;
+    fn gateway(&self) -> Self {
+        self.clone()
     }
     async fn metrics(&self) -> String {
         String::new()
@@ -479,4 +454,33 @@ async fn each_group_of_routes_has_its_own_budget() {
         .unwrap()
         .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
+}
+
+impl crate::gateway::Pipeline for Empty {
+    async fn read(
+        &self,
+        _: Did,
+        _: ResourcePath,
+        _: Option<ByteRange>,
+    ) -> Result<ObjectBody, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    async fn list(
+        &self,
+        _: Did,
+        _: ListQuery,
+    ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    fn is_member(&self, _: &Did) -> bool {
+        false
+    }
+    async fn refused(
+        &self,
+        _: Option<Did>,
+        _: quorate_contracts::Action,
+        _: String,
+        _: &crate::refusal::Refusal,
+    ) {
+    }
 }

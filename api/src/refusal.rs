@@ -1,0 +1,408 @@
+//! Why the gateway refused a request, in words of its own domain: no HTTP
+//! status, no wire format. The signed HTTP door ([`crate::gateway`]) maps a
+//! [`Refusal`] to a problem once, and the node's libp2p serving maps it to
+//! its wire message once; both name it by its stable [`Code`], which is
+//! also the audit record's reason.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use quorate_contracts::{DenyKind, DenyReason, PathError, ResourcePath};
+use quorate_did::Did;
+
+use crate::signature::{Replayed, SignatureError};
+
+/// Declares [`Code`]: each own variant with its code, written once.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal,)*) => {
+        /// A refusal's stable code: the problem type's suffix over HTTP
+        /// (`urn:quorate:problem:<code>`), the code on the libp2p wire and
+        /// the audit record's reason.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Code {
+            /// `contracts::authorize` denied it (or a later check of the
+            /// grant did): the deny reason's own code.
+            Denied(DenyKind),
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Code {
+            const OWN: &[Code] = &[$(Code::$variant),*];
+
+            /// The code as text.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    Code::Denied(kind) => kind.code(),
+                    $(Code::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The ledger is too old to decide on.
+    StaleLedger = "stale-ledger",
+    /// This node is not a member.
+    NotServing = "not-serving",
+    /// Over a request rate.
+    RateLimited = "rate-limited",
+    /// No such object.
+    NotFound = "not-found",
+    /// The range lies outside the object.
+    RangeNotSatisfiable = "range-not-satisfiable",
+    /// A malformed `Range`.
+    BadRange = "bad-range",
+    /// A malformed resource path.
+    BadPath = "bad-path",
+    /// A malformed request.
+    BadRequest = "bad-request",
+    /// The object changed during a download.
+    Changed = "changed",
+    /// A download ticket names no open download of the caller's.
+    UnknownDownload = "unknown-download",
+    /// A chunk asked for out of order.
+    BadChunk = "bad-chunk",
+    /// Too many downloads open.
+    TooManyDownloads = "too-many-downloads",
+    /// The upstream failed or answered badly.
+    UpstreamFailed = "upstream-failed",
+    /// The upstream did not answer in time.
+    UpstreamTimeout = "upstream-timeout",
+    /// The upstream's circuit is open.
+    UpstreamUnavailable = "upstream-unavailable",
+    /// The upstream's answer does not fit one libp2p chunk.
+    UpstreamTooLarge = "upstream-too-large",
+    /// The node failed; the cause is in its log.
+    Internal = "internal",
+    /// Addressed to another gateway's authority.
+    WrongAuthority = "wrong-authority",
+    /// Not signed.
+    Unauthenticated = "unauthenticated",
+    /// A signature that does not verify or breaks the policy.
+    BadSignature = "bad-signature",
+    /// Signed for another member.
+    WrongAudience = "wrong-audience",
+    /// A nonce used before.
+    Replayed = "replayed",
+    /// The nonce journal cannot be written.
+    ReplayJournalUnavailable = "replay-journal-unavailable",
+    /// Too busy to track replays.
+    Overloaded = "overloaded",
+    /// Unauthenticated refusals counted, not audited one by one.
+    RefusalsSuppressed = "refusals-suppressed",
+    /// A member's gateway refused with a code this node does not know.
+    PeerRefused = "peer-refused",
+}
+
+impl Code {
+    /// The code whose text is `code`, if it is one of ours (a peer's
+    /// refusal is named in our vocabulary, never in its own words).
+    pub fn parse(code: &str) -> Option<Self> {
+        DenyKind::parse(code)
+            .map(Code::Denied)
+            .or_else(|| Self::OWN.iter().copied().find(|c| c.as_str() == code))
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the gateway refused. Display is the human detail (which check
+/// failed; never data, never internals).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// `contracts::authorize` denied it, or the grant stopped holding
+    /// between the chunks of a download.
+    #[error("{}", denied_detail(.0))]
+    Denied(DenyReason),
+    /// A valid signature by a key that is not a member's.
+    #[error("{0} is not a member's key")]
+    NotAMemberKey(Box<Did>),
+    /// The last commit is older than `max_ledger_age`: this node may have
+    /// missed a revocation, so it fails closed.
+    #[error("this node's ledger is not fresh enough to decide; it may have missed a revocation")]
+    StaleLedger,
+    /// This node is not a member of the consortium: it serves nobody.
+    #[error("this node is not a member of the consortium")]
+    NotServing,
+    /// Over the member's or the grant's request rate.
+    #[error("over the request rate allowed to this member or grant")]
+    RateLimited {
+        /// Seconds until a token is available.
+        retry_after_secs: u64,
+    },
+    /// No object at this path.
+    #[error("no object {0}")]
+    NotFound(ResourcePath),
+    /// The range lies outside the object.
+    #[error("the object has {size} bytes")]
+    RangeNotSatisfiable {
+        /// The object's size.
+        size: u64,
+    },
+    /// A malformed `Range`.
+    #[error(transparent)]
+    BadRange(#[from] BadRange),
+    /// A malformed resource path.
+    #[error("{path:?} is not a resource path: {error}")]
+    BadPath {
+        /// The path as asked for.
+        path: String,
+        /// What is wrong with it.
+        error: PathError,
+    },
+    /// A malformed request (what is wrong).
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// The object changed between the chunks of a download (its ETag).
+    #[error("the object changed during the download")]
+    Changed,
+    /// A download ticket that names no open download of the caller's.
+    #[error("no such download: it ended, expired, or is another member's")]
+    UnknownDownload,
+    /// A chunk asked for out of order.
+    #[error("the next chunk starts at {expected}, not {asked}")]
+    BadChunk {
+        /// Where the next chunk starts.
+        expected: u64,
+        /// Where the request asked.
+        asked: u64,
+    },
+    /// Too many downloads open, in all or for this member.
+    #[error("too many downloads are open; retry when one ends")]
+    TooManyDownloads,
+    /// The upstream service that serves the path.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamFailure),
+    /// The node failed (storage, a task); the cause is logged where it
+    /// happened, never sent.
+    #[error("the node failed to handle the request; see its log")]
+    Internal,
+    /// Addressed to another authority than this gateway's.
+    #[error("this gateway is {authority}; the request is addressed to {addressed:?}")]
+    WrongAuthority {
+        /// This gateway's authority.
+        authority: String,
+        /// The request's `Host` (cut short).
+        addressed: String,
+    },
+    /// The request's signature.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The signature's nonce.
+    #[error(transparent)]
+    Replay(#[from] Replayed),
+    /// The nonce journal cannot be written: serving could let a replay
+    /// through after a restart.
+    #[error("this gateway cannot record the request's nonce; retry shortly")]
+    JournalUnavailable,
+    /// Unauthenticated refusals from one source, counted rather than
+    /// audited one by one (a summary record, never an answer).
+    #[error("{count} unauthenticated refusals from {from} were not audited one by one")]
+    Suppressed {
+        /// How many.
+        count: u64,
+        /// From where.
+        from: IpAddr,
+    },
+    /// A member's gateway refused this node's request (over libp2p).
+    #[error("the peer refused: {detail}")]
+    ByPeer {
+        /// Its code, in our vocabulary.
+        code: Code,
+        /// Its words.
+        detail: String,
+        /// Its wait.
+        retry_after_secs: Option<u64>,
+    },
+}
+
+fn denied_detail(reason: &DenyReason) -> String {
+    match reason.grant() {
+        Some(grant) => format!("{} (grant {grant})", reason.code()),
+        None => reason.code().to_owned(),
+    }
+}
+
+impl Refusal {
+    /// Its stable code.
+    pub fn code(&self) -> Code {
+        match self {
+            Refusal::Denied(reason) => Code::Denied(reason.kind()),
+            Refusal::NotAMemberKey(_) => Code::Denied(DenyKind::NotAMember),
+            Refusal::StaleLedger => Code::StaleLedger,
+            Refusal::NotServing => Code::NotServing,
+            Refusal::RateLimited { .. } => Code::RateLimited,
+            Refusal::NotFound(_) => Code::NotFound,
+            Refusal::RangeNotSatisfiable { .. } => Code::RangeNotSatisfiable,
+            Refusal::BadRange(_) => Code::BadRange,
+            Refusal::BadPath { .. } => Code::BadPath,
+            Refusal::BadRequest(_) => Code::BadRequest,
+            Refusal::Changed => Code::Changed,
+            Refusal::UnknownDownload => Code::UnknownDownload,
+            Refusal::BadChunk { .. } => Code::BadChunk,
+            Refusal::TooManyDownloads => Code::TooManyDownloads,
+            Refusal::Upstream(failure) => failure.code(),
+            Refusal::Internal => Code::Internal,
+            Refusal::WrongAuthority { .. } => Code::WrongAuthority,
+            Refusal::Signature(SignatureError::Unsigned) => Code::Unauthenticated,
+            Refusal::Signature(SignatureError::WrongAudience(_)) => Code::WrongAudience,
+            Refusal::Signature(_) => Code::BadSignature,
+            Refusal::Replay(Replayed::Seen) => Code::Replayed,
+            Refusal::Replay(Replayed::TooLong) => Code::BadSignature,
+            Refusal::Replay(Replayed::CallerFull) => Code::RateLimited,
+            Refusal::Replay(_) => Code::Overloaded,
+            Refusal::JournalUnavailable => Code::ReplayJournalUnavailable,
+            Refusal::Suppressed { .. } => Code::RefusalsSuppressed,
+            Refusal::ByPeer { code, .. } => *code,
+        }
+    }
+
+    /// How long to wait before asking again, when waiting helps.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Refusal::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Refusal::Upstream(UpstreamFailure::CircuitOpen {
+                retry_after_secs, ..
+            }) => Some(*retry_after_secs),
+            Refusal::ByPeer {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            Refusal::StaleLedger
+            | Refusal::TooManyDownloads
+            | Refusal::JournalUnavailable
+            | Refusal::Replay(Replayed::CallerFull | Replayed::Full) => Some(1),
+            _ => None,
+        }
+    }
+}
+
+/// How an upstream service failed the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamFailure {
+    /// No upstream route covers the path.
+    #[error("no upstream serves {0}")]
+    NoRoute(ResourcePath),
+    /// The service has no such resource (it answered 404).
+    #[error("the upstream has no such resource")]
+    NotFound,
+    /// The route's URL and the path make no request URL.
+    #[error("bad upstream URL")]
+    BadUrl,
+    /// No connection, or it broke before the headers.
+    #[error("the upstream could not be reached")]
+    Unreachable,
+    /// An answer other than success or 404.
+    #[error("the upstream answered {0}")]
+    Status(u16),
+    /// No headers within the route's timeout.
+    #[error("the upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The body broke off (or stalled past the timeout).
+    #[error("the upstream body broke off: {0}")]
+    BodyBroke(String),
+    /// The answer is longer than one libp2p chunk.
+    #[error("upstream answers over {0} bytes are served over signed HTTP only")]
+    TooLarge(u64),
+    /// The route failed too often in a row; it is not asked for a while.
+    #[error("the upstream for {prefix}/ failed {failures} times in a row; retrying it shortly")]
+    CircuitOpen {
+        /// The route's prefix.
+        prefix: String,
+        /// The failures that opened it.
+        failures: u32,
+        /// Until the trial call.
+        retry_after_secs: u64,
+    },
+}
+
+impl UpstreamFailure {
+    /// Its stable code.
+    pub fn code(&self) -> Code {
+        match self {
+            UpstreamFailure::NoRoute(_) | UpstreamFailure::NotFound => Code::NotFound,
+            UpstreamFailure::BadUrl
+            | UpstreamFailure::Unreachable
+            | UpstreamFailure::Status(_)
+            | UpstreamFailure::BodyBroke(_) => Code::UpstreamFailed,
+            UpstreamFailure::Timeout(_) => Code::UpstreamTimeout,
+            UpstreamFailure::TooLarge(_) => Code::UpstreamTooLarge,
+            UpstreamFailure::CircuitOpen { .. } => Code::UpstreamUnavailable,
+        }
+    }
+
+    /// Whether this counts against the route's circuit: the service
+    /// answering "no such resource" is the service working.
+    pub fn is_failure(&self) -> bool {
+        !matches!(
+            self,
+            UpstreamFailure::NoRoute(_) | UpstreamFailure::NotFound
+        )
+    }
+}
+
+/// A `Range` header that is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadRange {
+    /// Not `bytes=a-b`, `bytes=a-` or `bytes=-n` (the value).
+    #[error("Range {0:?} is malformed")]
+    Malformed(String),
+    /// Bytes outside visible ASCII.
+    #[error("Range holds bytes outside visible ASCII")]
+    NotAscii,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_parses_back_and_unknown_codes_do_not() {
+        let all = Code::OWN
+            .iter()
+            .copied()
+            .chain(DenyKind::ALL.into_iter().map(Code::Denied));
+        let mut seen = std::collections::HashSet::new();
+        for code in all {
+            assert_eq!(Code::parse(code.as_str()), Some(code));
+            assert!(seen.insert(code.as_str()), "{code} twice");
+        }
+        assert_eq!(Code::parse("urn:quorate:problem:no-grant"), None);
+        assert_eq!(Code::parse("whatever"), None);
+    }
+
+    #[test]
+    fn a_denial_names_its_grant_and_waits_are_given_where_they_help() {
+        let grant = quorate_contracts::GrantId([7; 32]);
+        let revoked = Refusal::Denied(DenyReason::Revoked { grant });
+        assert_eq!(revoked.code().as_str(), "revoked-grant");
+        assert_eq!(
+            revoked.to_string(),
+            format!("revoked-grant (grant {grant})")
+        );
+        assert_eq!(revoked.retry_after_secs(), None);
+        let limited = Refusal::RateLimited {
+            retry_after_secs: 4,
+        };
+        assert_eq!(
+            (limited.code(), limited.retry_after_secs()),
+            (Code::RateLimited, Some(4))
+        );
+        assert_eq!(
+            Refusal::Replay(Replayed::CallerFull).code(),
+            Code::RateLimited
+        );
+        assert_eq!(
+            Refusal::Signature(SignatureError::Unsigned).code(),
+            Code::Unauthenticated
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! The pipeline behind the signed HTTP door (`quorate_api::gateway`): the
+//! door authenticates, this runs the same pipeline libp2p requests go
+//! through, and the door maps what it returns to HTTP.
+
+use quorate_api::gateway::{Pipeline, TRANSPORT};
+use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody};
+use quorate_api::refusal::Refusal;
+use quorate_contracts::{Action, ResourcePath};
+use quorate_did::Did;
+
+use super::Gateway;
+
+impl Pipeline for Gateway {
+    async fn read(
+        &self,
+        caller: Did,
+        path: ResourcePath,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectBody, Refusal> {
+        Gateway::read(self, &caller, TRANSPORT, &path, range).await
+    }
+
+    async fn list(&self, caller: Did, query: ListQuery) -> Result<Listing, Refusal> {
+        Gateway::list(self, &caller, TRANSPORT, &query).await
+    }
+
+    fn is_member(&self, did: &Did) -> bool {
+        self.state().member_by_did(did).is_some()
+    }
+
+    async fn refused(
+        &self,
+        caller: Option<Did>,
+        action: Action,
+        resource: String,
+        refusal: &Refusal,
+    ) {
+        Gateway::refused(self, TRANSPORT, caller.as_ref(), action, &resource, refusal).await;
+    }
+}
