@@ -195,7 +195,7 @@ impl From<StatusProofError> for Problem {
     fn from(e: StatusProofError) -> Self {
         use StatusProofError as E;
         match e {
-            E::UnknownGrant(_) => Problem::not_found(e.to_string()),
+            E::UnknownGrant(_) | E::UnknownMember(_) => Problem::not_found(e.to_string()),
             E::BeyondTip { .. } => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "height-beyond-tip",
@@ -336,6 +336,12 @@ impl Node for LocalNode {
                 at,
                 reply,
             })
+            .await??)
+    }
+
+    async fn member_status(&self, member: String, at: Option<u64>) -> Result<Vec<u8>, Problem> {
+        Ok(self
+            .ask(|reply| Command::MemberStatus { member, at, reply })
             .await??)
     }
 

@@ -1,7 +1,8 @@
 //! Goal: a running node shows its ledger through the local API: a summary,
 //! any block as JSON or as its canonical CBOR, and the whole chain as an
-//! export file that `quorate ledger verify` checks offline; bad heights and
-//! formats are refused with problem+json.
+//! export file that `quorate ledger verify` checks offline; status proofs
+//! of a grant and of a member, checked offline; bad heights, formats and
+//! names are refused with problem+json.
 //! Method: a 4-node testnet; one grant committed; real HTTP.
 
 use std::time::Duration;
@@ -192,4 +193,63 @@ fn the_ledger_is_summarized_shown_by_block_and_exported_while_running() {
         (unknown.status, problem_type(&unknown).as_str()),
         (404, "not-found")
     );
+
+    // Member status proofs: org-b by name and by its did:key, at the tip
+    // and at genesis, each verified offline; unknown members are 404.
+    let members = a.get("/v1/members").unwrap().json().unwrap();
+    let did_b = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "org-b")
+        .and_then(|m| m["did"].as_str())
+        .unwrap()
+        .to_owned();
+    let member_file = status_file("org-b.member");
+    let wrote = run_ok(&[
+        "member",
+        "status",
+        "org-b",
+        "--home",
+        &home_a,
+        "--out",
+        &home_arg(&member_file),
+    ]);
+    assert!(wrote.contains("a member, as org-b"), "{wrote}");
+    let verified = run_ok(&[
+        "grant",
+        "verify",
+        &home_arg(&member_file),
+        "--genesis",
+        genesis,
+    ]);
+    assert!(verified.contains("status:     a member"), "{verified}");
+    assert!(
+        verified.contains(&format!("did:        {did_b}")),
+        "{verified}"
+    );
+    let at_genesis = a.get(&format!("/v1/members/{did_b}/status?at=0")).unwrap();
+    assert_eq!(at_genesis.status, 200);
+    let proof: quorate_ledger::proof::MemberStatusProof =
+        quorate_ledger::codec::decode(&at_genesis.body).unwrap();
+    let at_zero = proof.verify(Some(&genesis.parse().unwrap())).unwrap();
+    assert_eq!(
+        (at_zero.height, at_zero.record.map(|m| m.name)),
+        (0, Some("org-b".to_owned()))
+    );
+    for who in [
+        "nobody",
+        "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+    ] {
+        let response = a.get(&format!("/v1/members/{who}/status")).unwrap();
+        assert_eq!(
+            (response.status, problem_type(&response).as_str()),
+            (404, "not-found"),
+            "{who}"
+        );
+    }
+    let long = a
+        .get(&format!("/v1/members/{}/status", "x".repeat(200)))
+        .unwrap();
+    assert_eq!(long.status, 400);
 }

@@ -394,6 +394,33 @@ pub(super) async fn grant_status<N: Node>(
     }
 }
 
+/// Longest member path segment: a did:key (at most 128 bytes) or a name.
+const MEMBER_PARAM_BYTES_MAX: usize = 128;
+
+pub(super) async fn member_status<N: Node>(
+    State(node): State<N>,
+    member: Result<Path<String>, PathRejection>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Response {
+    let member = match member {
+        Ok(Path(member)) if !member.is_empty() && member.len() <= MEMBER_PARAM_BYTES_MAX => member,
+        _ => {
+            return Problem::bad_request(
+                "the path names a member: a did:key, or a name (at most 128 bytes)",
+            )
+            .into_response();
+        }
+    };
+    let Ok(Query(query)) = query else {
+        return Problem::bad_request("a status query takes at=HEIGHT (a whole number)")
+            .into_response();
+    };
+    match node.member_status(member, query.at).await {
+        Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
 pub(super) async fn propose<N: Node>(
     State(node): State<N>,
     body: Result<Json<ProposalRequest>, JsonRejection>,

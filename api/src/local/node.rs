@@ -39,6 +39,15 @@ pub trait Node: Clone + Send + Sync + 'static {
         id: String,
         at: Option<u64>,
     ) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
+    /// A proof of a member's row at height `at` (the tip if `None`): was
+    /// it a member then, under which name and key (`member` is a did:key,
+    /// current or former, or a current member's name), as canonical CBOR
+    /// (`docs/ledger-format.md` section 6.4).
+    fn member_status(
+        &self,
+        member: String,
+        at: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;
     /// A committed grant's proof, as canonical CBOR (see
     /// `docs/ledger-format.md`), checkable offline from genesis.
     fn grant_proof(&self, id: String) -> impl Future<Output = Result<Vec<u8>, Problem>> + Send;

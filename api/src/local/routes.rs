@@ -45,6 +45,7 @@ pub fn router<N: Node>(
         .route("/v1/grants/{id}", get(grant::<N>))
         .route("/v1/grants/{id}/proof", get(grant_proof::<N>))
         .route("/v1/grants/{id}/status", get(grant_status::<N>))
+        .route("/v1/members/{member}/status", get(member_status::<N>))
         .route("/v1/identity", get(identity::<N>))
         .route("/v1/members", get(members::<N>))
         .route("/v1/peers", get(members::<N>))

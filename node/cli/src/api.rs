@@ -153,10 +153,11 @@ pub(crate) enum GrantCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Verify a grant proof or a status proof offline and print what it
-    /// proves.
+    /// Verify a grant proof, a status proof or a member status proof
+    /// offline and print what it proves.
     Verify {
-        /// A proof file from `quorate grant proof` or `quorate grant status`.
+        /// A proof file from `quorate grant proof`, `quorate grant status`
+        /// or `quorate member status`.
         file: PathBuf,
         /// The genesis hash you trust (otherwise the proof's own genesis is
         /// checked for internal consistency only and its hash printed).
@@ -744,6 +745,111 @@ fn ensure_hex_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum MemberCommand {
+    /// List the consortium's current members.
+    List {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Write a proof of whether a member was one at a committed height
+    /// (its name and key then), checkable offline with `quorate grant
+    /// verify`.
+    Status {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The member: its did:key (current or former), or a current
+        /// member's name.
+        member: String,
+        /// The committed height (default: the tip).
+        #[arg(long, value_name = "HEIGHT")]
+        at: Option<u64>,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+pub(crate) fn member(command: MemberCommand) -> anyhow::Result<()> {
+    match command {
+        MemberCommand::List { home } => {
+            let api = client(home)?;
+            print_json(&checked(api.get("/v1/members"), &api)?)?;
+        }
+        MemberCommand::Status {
+            home,
+            member,
+            at,
+            out,
+        } => {
+            anyhow::ensure!(
+                !member.is_empty()
+                    && member.len() <= 128
+                    && member
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'-'),
+                "{member:?} is not a did:key or a member name"
+            );
+            let path = match at {
+                Some(at) => format!("/v1/members/{member}/status?at={at}"),
+                None => format!("/v1/members/{member}/status"),
+            };
+            let summary = save_proof(home, &path, &out, |bytes| {
+                let proof: quorate_ledger::proof::MemberStatusProof =
+                    quorate_ledger::codec::decode(bytes)?;
+                let verified = proof.verify(None)?;
+                Ok(format!(
+                    "the status of member {} at height {} ({}",
+                    verified.id,
+                    verified.height,
+                    match &verified.record {
+                        Some(m) => format!("a member, as {}", m.name),
+                        None => "not a member".to_owned(),
+                    }
+                ))
+            })?;
+            println!("wrote {summary}");
+        }
+    }
+    Ok(())
+}
+
+/// Verifies a member status proof and prints what it shows.
+fn print_member_status(
+    proof: &quorate_ledger::proof::MemberStatusProof,
+    trusted: Option<&quorate_ledger::hash::Hash>,
+) -> anyhow::Result<()> {
+    let status = proof
+        .verify(trusted)
+        .map_err(|e| anyhow::anyhow!("FAILED: {e}"))?;
+    println!("member:     {}", status.id);
+    println!("height:     {}", status.height);
+    println!("block time: {} ms", status.time.0);
+    println!("genesis:    {}", status.genesis_hash);
+    match &status.record {
+        Some(member) => {
+            println!(
+                "status:     a member (as of height {}, since epoch {})",
+                status.height, member.joined_epoch
+            );
+            println!("name:       {}", member.name);
+            println!("did:        {}", member.did);
+        }
+        None => println!(
+            "status:     not a member (as of height {}: not yet admitted, or removed)",
+            status.height
+        ),
+    }
+    if trusted.is_some() {
+        println!("OK: certified by a quorum of the chain with the trusted genesis");
+    } else {
+        println!(
+            "OK: certified by a quorum of this genesis's members; compare the genesis hash with your own (or pass --genesis)"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
     match command {
         GrantCommand::Propose(proposal) => propose_grant(proposal)?,
@@ -816,10 +922,15 @@ pub(crate) fn grant(command: GrantCommand) -> anyhow::Result<()> {
             {
                 return print_status(&status, trusted.as_ref());
             }
+            if let Ok(member) =
+                quorate_ledger::codec::decode::<quorate_ledger::proof::MemberStatusProof>(&bytes)
+            {
+                return print_member_status(&member, trusted.as_ref());
+            }
             let proof: quorate_ledger::proof::GrantProof = quorate_ledger::codec::decode(&bytes)
                 .map_err(|e| {
                     anyhow::anyhow!(
-                        "FAILED: {} is neither a grant proof nor a status proof: {e}",
+                        "FAILED: {} is not a grant proof, a status proof or a member status proof: {e}",
                         file.display()
                     )
                 })?;

@@ -39,6 +39,9 @@ enum Command {
     /// Propose, list and revoke grants; write and verify grant proofs.
     #[command(subcommand)]
     Grant(api::GrantCommand),
+    /// List the consortium's members; write member status proofs.
+    #[command(subcommand)]
+    Member(api::MemberCommand),
     /// Store, read, list and delete this organization's objects.
     #[command(subcommand)]
     Data(api::DataCommand),
@@ -196,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Proposal(command) => api::proposal(command)?,
         Command::Grant(command) => api::grant(command)?,
+        Command::Member(command) => api::member(command)?,
         Command::Audit(command) => api::audit(command)?,
         Command::Data(command) => api::data(command)?,
         Command::Peer(command) => api::peer(command)?,

@@ -135,6 +135,16 @@ pub enum Command {
         /// The proof, or why there is none.
         reply: oneshot::Sender<Result<Vec<u8>, StatusProofError>>,
     },
+    /// A member's status proof at a height (canonical CBOR).
+    MemberStatus {
+        /// The member: its did:key (current or former), or a current
+        /// member's name.
+        member: String,
+        /// The height; the tip if `None`.
+        at: Option<u64>,
+        /// The proof, or why there is none.
+        reply: oneshot::Sender<Result<Vec<u8>, StatusProofError>>,
+    },
     /// Where an entry was committed: (height, index), `None` if it is not.
     EntryLocation {
         /// The entry.
@@ -212,6 +222,11 @@ pub enum StatusProofError {
     /// The ledger has no such grant.
     #[error("no committed grant {0}")]
     UnknownGrant(quorate_contracts::GrantId),
+    /// No member by that name now, and no member ever held that key.
+    #[error(
+        "no member {0:?} (a name is looked up among current members, a did:key among every member that held it)"
+    )]
+    UnknownMember(String),
     /// The height is past the tip.
     #[error("height {height} is beyond the tip ({tip})")]
     BeyondTip {
@@ -1123,6 +1138,9 @@ impl Driver {
             Command::GrantStatus { id, at, reply } => {
                 let _ = reply.send(self.status_proof(&id, at));
             }
+            Command::MemberStatus { member, at, reply } => {
+                let _ = reply.send(self.member_status_proof(&member, at));
+            }
             Command::GrantProof { id, reply } => {
                 // Reads the chain up to the grant's block: membership
                 // changes are few, so this stays small.
@@ -1297,6 +1315,28 @@ impl Driver {
             LedgerError::NotHeld { height } => StatusProofError::NotHeld(height),
             other => StatusProofError::Read(other.to_string()),
         })?;
+        quorate_ledger::codec::encode(&proof).map_err(|e| StatusProofError::Read(e.to_string()))
+    }
+
+    /// A status proof of `member` (a did:key or a current name) at `at`,
+    /// encoded.
+    fn member_status_proof(
+        &self,
+        member: &str,
+        at: Option<u64>,
+    ) -> Result<Vec<u8>, StatusProofError> {
+        let chain = self.ledger.chain().ok_or(StatusProofError::NoLedger)?;
+        let read = |e: LedgerError| match e {
+            LedgerError::BeyondTip { height, tip } => StatusProofError::BeyondTip { height, tip },
+            LedgerError::NotHeld { height } => StatusProofError::NotHeld(height),
+            other => StatusProofError::Read(other.to_string()),
+        };
+        let id = match member.parse::<quorate_did::Did>() {
+            Ok(did) => self.ledger.member_holding(&did, at).map_err(read)?,
+            Err(_) => chain.state().member_named(member).map(|m| m.id),
+        }
+        .ok_or_else(|| StatusProofError::UnknownMember(member.to_owned()))?;
+        let proof = self.ledger.member_status_proof(&id, at).map_err(read)?;
         quorate_ledger::codec::encode(&proof).map_err(|e| StatusProofError::Read(e.to_string()))
     }
 

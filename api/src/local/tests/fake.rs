@@ -162,6 +162,9 @@ impl Node for Fake {
     async fn grant_status(&self, _: String, _: Option<u64>) -> Result<Vec<u8>, Problem> {
         self.answer(vec![0xa0])
     }
+    async fn member_status(&self, _: String, _: Option<u64>) -> Result<Vec<u8>, Problem> {
+        self.answer(vec![0xa0])
+    }
     async fn grant_proof(&self, _: String) -> Result<Vec<u8>, Problem> {
         self.answer(vec![0xa0])
     }

@@ -64,6 +64,9 @@ impl Node for Empty {
     async fn grant_status(&self, _: String, _: Option<u64>) -> Result<Vec<u8>, Problem> {
         none()
     }
+    async fn member_status(&self, _: String, _: Option<u64>) -> Result<Vec<u8>, Problem> {
+        none()
+    }
     async fn identity(&self) -> Identity {
         super::fake::identity()
     }
