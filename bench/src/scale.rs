@@ -47,6 +47,8 @@ pub(crate) struct Scale {
     /// Check then append (with fsync) of a block of 0, 1 and 256 entries:
     /// (check ms, append ms) medians.
     pub blocks: [(f64, f64); 3],
+    /// Bytes per table once built: (name, stored, redb's overhead).
+    pub tables: Vec<(String, u64, u64)>,
     /// A status proof of one grant at the tip: its encoded bytes, the
     /// genesis block's share of them, and the median time to verify it.
     pub status_proof: (usize, usize, f64),
@@ -203,6 +205,22 @@ pub(crate) fn run(dir: &Path, grants: usize) -> anyhow::Result<Scale> {
     let open_ms = opened["open_ms"].as_f64().unwrap_or(f64::NAN);
     let open_rss_mib = opened["rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0;
     eprintln!("  tables (stored+overhead bytes): {}", opened["tables"]);
+    let tables = opened["tables"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|row| {
+                    let (name, bytes) = row.as_str()?.split_once(' ')?;
+                    let (stored, overhead) = bytes.split_once('+')?;
+                    Some((
+                        name.to_owned(),
+                        stored.parse().ok()?,
+                        overhead.parse().ok()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
 
     let mut ledger = Ledger::open(&path)?;
     ledger.keep_state_history(Some(HISTORY_KEPT_MS));
@@ -243,6 +261,7 @@ pub(crate) fn run(dir: &Path, grants: usize) -> anyhow::Result<Scale> {
         bytes_per_grant,
         bytes_per_grant_compacted,
         blocks,
+        tables,
     })
 }
 
@@ -355,6 +374,26 @@ pub(crate) fn render(scales: &[Scale], command: &str, date: &str, machine: &str)
             "\nAn idle node commits one heartbeat block a second; at {} grants one costs {heartbeat_ms:.2} ms wall (check + append, fsync wait included), so heartbeats take at most {:.2}% of a core (an upper bound: the fsync wait is not CPU).",
             last.grants,
             heartbeat_ms / 10.0
+        );
+        let mut tables = last.tables.clone();
+        tables.sort_by_key(|(_, stored, overhead)| std::cmp::Reverse(stored + overhead));
+        let per_grant = |bytes: u64| bytes as f64 / last.grants.max(1) as f64;
+        let rows: Vec<String> = tables
+            .iter()
+            .filter(|(_, stored, overhead)| per_grant(stored + overhead) >= 1.0)
+            .map(|(name, stored, overhead)| {
+                format!(
+                    "{name} {:.0} + {:.0}",
+                    per_grant(*stored),
+                    per_grant(*overhead)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nWhere the bytes went at {} grants, per grant (stored + redb's overhead, from `Store::table_bytes`, before the measured blocks): {}; the file holds the rest as free pages.",
+            last.grants,
+            rows.join(", ")
         );
     }
     out

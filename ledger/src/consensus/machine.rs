@@ -98,6 +98,38 @@ pub struct SignedProposal<V> {
     pub signature: Signature,
 }
 
+/// Whether `proposal` comes from its round's proposer under `validators`
+/// and its signature verifies: the cheap checks, which a node runs before
+/// checking the proposed value itself (a validator's block check is the
+/// costly part). The signature goes through the process's memo, so the
+/// machine's own check after a node's costs a hash.
+pub fn authenticate_proposal<V: ConsensusValue>(
+    chain_id: &str,
+    validators: &super::certificate::Validators,
+    proposal: &SignedProposal<V>,
+) -> Result<(), &'static str> {
+    let expected = validators
+        .proposer(proposal.height, proposal.round)
+        .and_then(|d| validators.index_of(d));
+    if expected != Some(proposal.proposer) {
+        return Err("proposal from a validator that is not the round's proposer");
+    }
+    let Some(key) = validators.get(proposal.proposer) else {
+        return Err("proposal from a validator that is not the round's proposer");
+    };
+    let bytes = proposal_sign_bytes(
+        chain_id,
+        proposal.height,
+        proposal.round,
+        proposal.valid_round,
+        &proposal.value.id(),
+    );
+    if !crate::verified::verify(key, &bytes, &proposal.signature) {
+        return Err("proposal signature does not verify");
+    }
+    Ok(())
+}
+
 /// The bytes a proposal signs: tag, u16-BE length ‖ chain id, height u64 BE,
 /// round u32 BE, valid round (0 | 1 ‖ u32 BE), value id.
 pub fn proposal_sign_bytes(
@@ -640,30 +672,10 @@ impl<V: ConsensusValue> Machine<V> {
         {
             return;
         }
-        let expected = self
-            .validators
-            .proposer(self.height, proposal.round)
-            .and_then(|d| self.validators.index_of(d));
-        if expected != Some(proposal.proposer) {
-            fx.push(Effect::Rejected {
-                reason: "proposal from a validator that is not the round's proposer",
-            });
-            return;
-        }
-        let Some(key) = self.validators.get(proposal.proposer) else {
-            return;
-        };
-        let bytes = proposal_sign_bytes(
-            &self.config.chain_id,
-            proposal.height,
-            proposal.round,
-            proposal.valid_round,
-            &proposal.value.id(),
-        );
-        if key.verify(&bytes, &proposal.signature).is_err() {
-            fx.push(Effect::Rejected {
-                reason: "proposal signature does not verify",
-            });
+        if let Err(reason) =
+            authenticate_proposal(&self.config.chain_id, &self.validators, &proposal)
+        {
+            fx.push(Effect::Rejected { reason });
             return;
         }
         self.record_proposal(proposal, valid, timely);

@@ -24,7 +24,8 @@ mod machine;
 pub use machine::{
     Config, ConsensusValue, Effect, Equivocation, Input, Machine, Message,
     NEXT_HEIGHT_MESSAGES_MAX, PROPOSAL_SIGNING_TAG, PersistedState, ROUNDS_AHEAD_MAX,
-    ROUNDS_BEHIND_MAX, SignedProposal, Step, TimeoutKind, proposal_sign_bytes,
+    ROUNDS_BEHIND_MAX, SignedProposal, Step, TimeoutKind, authenticate_proposal,
+    proposal_sign_bytes,
 };
 
 pub use certificate::{

@@ -993,6 +993,16 @@ impl Driver {
         }
         let input = match message {
             ConsensusMessage::Proposal(proposal) => {
+                // Cheap checks first: a proposal not signed by its round's
+                // proposer never gets its block checked.
+                if let Err(reason) = quorate_ledger::consensus::authenticate_proposal(
+                    chain.chain_id(),
+                    &chain.validators(),
+                    &proposal,
+                ) {
+                    self.reject_from(from, reason);
+                    return;
+                }
                 let valid = match self.ledger.check_block(&proposal.value) {
                     Ok(checked) => {
                         self.remember_checked(&proposal.value, checked);
