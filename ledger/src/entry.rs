@@ -81,7 +81,7 @@ impl Entry {
         let id = proposal.id()?;
         let endorsement = Endorsement {
             member: proposal.proposer,
-            signature: key.sign(&endorsement_message(&id)),
+            signature: crate::verified::sign_own(key, &endorsement_message(&id)),
         };
         Ok(Self {
             proposal,
@@ -106,7 +106,7 @@ impl Entry {
     /// Adds `member`'s endorsement (replacing an earlier one of the same
     /// member), keeping the list sorted by member id.
     pub fn endorse(&mut self, member: MemberId, key: &Keypair) -> Result<(), EncodeError> {
-        let signature = key.sign(&endorsement_message(&self.id()?));
+        let signature = crate::verified::sign_own(key, &endorsement_message(&self.id()?));
         self.add_endorsement(Endorsement { member, signature });
         Ok(())
     }

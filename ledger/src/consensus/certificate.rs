@@ -141,13 +141,10 @@ impl SignedVote {
         voter: u16,
         key: &Keypair,
     ) -> Self {
-        let signature = key.sign(&vote_sign_bytes(
-            chain_id,
-            height,
-            round,
-            kind,
-            value_id.as_ref(),
-        ));
+        let signature = crate::verified::sign_own(
+            key,
+            &vote_sign_bytes(chain_id, height, round, kind, value_id.as_ref()),
+        );
         Self {
             kind,
             height,

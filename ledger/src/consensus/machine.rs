@@ -580,13 +580,16 @@ impl<V: ConsensusValue> Machine<V> {
             return;
         }
         let id = value.id();
-        let signature = self.key.sign(&proposal_sign_bytes(
-            &self.config.chain_id,
-            self.height,
-            self.round,
-            valid_round,
-            &id,
-        ));
+        let signature = crate::verified::sign_own(
+            &self.key,
+            &proposal_sign_bytes(
+                &self.config.chain_id,
+                self.height,
+                self.round,
+                valid_round,
+                &id,
+            ),
+        );
         let proposal = SignedProposal {
             height: self.height,
             round: self.round,
