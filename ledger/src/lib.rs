@@ -25,6 +25,7 @@ pub mod hash;
 pub mod ledger;
 pub mod merkle;
 pub mod proof;
+pub mod reader;
 pub mod smt;
 pub mod store;
 #[cfg(feature = "test-support")]

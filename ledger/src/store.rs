@@ -266,7 +266,9 @@ fn database_err(name: &str, e: redb::DatabaseError) -> OpenError {
 
 /// The chain on disk.
 pub struct Store {
-    db: Database,
+    /// Shared with the store's readers ([`Store::share`]); redb serves
+    /// readers beside its one writer.
+    db: std::sync::Arc<Database>,
 }
 
 impl std::fmt::Debug for Store {
@@ -337,7 +339,8 @@ impl Store {
         let before = size(path)?;
         // Opened as a store first: a foreign or old file is refused as
         // such, not rewritten.
-        let Self { mut db } = Self::open(path)?;
+        let Self { db } = Self::open(path)?;
+        let mut db = std::sync::Arc::try_unwrap(db).map_err(|_| storage(&"the store is shared"))?;
         db.compact().map_err(|e| storage(&e))?;
         drop(db);
         Ok((before, size(path)?))
@@ -390,7 +393,18 @@ impl Store {
             txn.open_table(CONSENSUS).map_err(|e| storage(&e))?;
         }
         txn.commit().map_err(|e| storage(&e))?;
-        Ok(Self { db })
+        Ok(Self {
+            db: std::sync::Arc::new(db),
+        })
+    }
+
+    /// Another handle on the same database, for reads from other threads
+    /// (a [`crate::reader::LedgerReader`]). Appends stay with the
+    /// ledger that owns the store.
+    pub(crate) fn share(&self) -> Store {
+        Store {
+            db: self.db.clone(),
+        }
     }
 
     /// The latest stored block, if any.

@@ -329,3 +329,50 @@ fn a_member_status_is_proven_as_of_each_height() {
         Err(StatusError::Path(smt::ProofError::ValueMismatch))
     ));
 }
+
+/// Goal: a `LedgerReader` taken from a ledger reads its store from another
+/// thread while the ledger appends: it sees each committed block, and the
+/// proofs it builds are the ledger's own.
+/// Method: a reader thread builds status proofs at the tip while the main
+/// thread appends 20 blocks; afterwards the reader's proofs equal the
+/// ledger's, byte for byte.
+#[test]
+fn a_reader_serves_proofs_from_another_thread_while_the_ledger_appends() {
+    let mut f = fixture();
+    let reader = f.ledger.reader();
+    let grant = f.grant;
+    let start = reader.tip_height().unwrap();
+    let serving = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            let tip = reader.tip_height().unwrap();
+            let proof = reader.status_proof(&grant, Some(tip)).unwrap();
+            proof.verify(None).unwrap();
+            seen.push(tip);
+        }
+        (reader, seen)
+    });
+    for _ in 0..20 {
+        let block = f.consortium.commit(Vec::new());
+        f.ledger.append(&block).unwrap();
+    }
+    let (reader, seen) = serving.join().unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "the tip never goes back"
+    );
+    assert!(seen[0] >= start);
+    let tip = f.ledger.chain().unwrap().tip().height;
+    assert_eq!(reader.tip_height().unwrap(), tip);
+    for at in [start, tip] {
+        assert_eq!(
+            codec::encode(&reader.status_proof(&grant, Some(at)).unwrap()).unwrap(),
+            codec::encode(&f.ledger.status_proof(&grant, Some(at)).unwrap()).unwrap()
+        );
+    }
+    assert_eq!(
+        reader.blocks(0, tip).unwrap().len() as u64,
+        tip + 1,
+        "every block, from the reader"
+    );
+}

@@ -19,5 +19,6 @@ pub mod gateway;
 pub mod home;
 pub mod local_api;
 pub mod net;
+pub mod proofs;
 pub mod run;
 mod views;

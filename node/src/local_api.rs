@@ -15,12 +15,11 @@ use quorate_did::Did;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 
-use crate::agreement::driver::{
-    Command, DecideError, GrantProofError, Handle, ProposeError, StatusProofError,
-};
+use crate::agreement::driver::{Command, DecideError, Handle, ProposeError};
 use crate::gateway::{Gateway, open_range};
 use crate::net;
 use crate::net::protocol::{self, Request, Response};
+use crate::proofs::{GrantProofError, StatusProofError};
 
 /// The local API's view of the running node: a driver handle, the gateway
 /// and the network (for fetching from peers).
@@ -32,6 +31,8 @@ pub struct LocalNode {
     object_bytes_max: u64,
     /// The chain's identity (its genesis block's hash).
     genesis_hash: quorate_ledger::hash::Hash,
+    /// Reads of the ledger (blocks, entries, proofs), beside the driver.
+    ledger: quorate_ledger::ledger::LedgerReader,
 }
 
 impl LocalNode {
@@ -42,6 +43,7 @@ impl LocalNode {
         net: net::Client,
         object_bytes_max: u64,
         genesis_hash: quorate_ledger::hash::Hash,
+        ledger: quorate_ledger::ledger::LedgerReader,
     ) -> Self {
         Self {
             handle,
@@ -49,6 +51,7 @@ impl LocalNode {
             net,
             object_bytes_max,
             genesis_hash,
+            ledger,
         }
     }
 
@@ -330,28 +333,21 @@ impl Node for LocalNode {
         let grant: GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
         })?;
-        Ok(self
-            .ask(|reply| Command::GrantStatus {
-                id: grant,
-                at,
-                reply,
-            })
-            .await??)
+        let reader = self.ledger.clone();
+        Ok(on_reader(move || crate::proofs::grant_status(&reader, &grant, at)).await??)
     }
 
     async fn member_status(&self, member: String, at: Option<u64>) -> Result<Vec<u8>, Problem> {
-        Ok(self
-            .ask(|reply| Command::MemberStatus { member, at, reply })
-            .await??)
+        let (reader, state) = (self.ledger.clone(), self.gateway.state());
+        Ok(on_reader(move || crate::proofs::member_status(&reader, &state, &member, at)).await??)
     }
 
     async fn grant_proof(&self, id: String) -> Result<Vec<u8>, Problem> {
         let grant: quorate_contracts::GrantId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not a grant id (64 hex digits)"))
         })?;
-        Ok(self
-            .ask(|reply| Command::GrantProof { id: grant, reply })
-            .await??)
+        let reader = self.ledger.clone();
+        Ok(on_reader(move || crate::proofs::grant_proof(&reader, &grant)).await??)
     }
 
     async fn identity(&self) -> Identity {
@@ -648,8 +644,8 @@ impl Node for LocalNode {
         let entry: quorate_ledger::entry::EntryId = id.parse().map_err(|_| {
             Problem::bad_request(format!("{id:?} is not an entry id (64 hex digits)"))
         })?;
-        let location = self
-            .ask(|reply| Command::EntryLocation { id: entry, reply })
+        let reader = self.ledger.clone();
+        let location = on_reader(move || reader.entry_location(&entry))
             .await?
             .map_err(|e| ledger_read_failed(&e))?;
         match location {
@@ -804,7 +800,9 @@ impl LocalNode {
         from: u64,
         to: u64,
     ) -> Result<Vec<quorate_ledger::block::CommittedBlock>, Problem> {
-        self.ask(|reply| Command::Blocks { from, to, reply })
+        let to = protocol::sync_batch_end(from, to);
+        let reader = self.ledger.clone();
+        on_reader(move || reader.blocks(from, to))
             .await?
             .map_err(|e| ledger_read_failed(&e))
     }
@@ -812,6 +810,17 @@ impl LocalNode {
 
 /// Runs disk work off the async threads; a failure is logged here and
 /// answered as a 500 with no internals.
+/// Runs a read of the ledger's store on a blocking thread (never on the
+/// agreement task); a task that died is a 500.
+async fn on_reader<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(read).await.map_err(|e| {
+        tracing::error!(target: "ledger", error = %e, "ledger read task failed");
+        Problem::internal()
+    })
+}
+
 async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, Problem> {

@@ -269,6 +269,7 @@ pub async fn start(
         sync_interval: config.consensus.sync_interval.0,
     };
     let did = key.did();
+    let reader = ledger.reader();
     let (driver, handle) = Driver::new(key, ledger, net.clone(), driver_config)?;
     let data = data_dir(home, &config);
     let gateway_http = gateway_http(&config, &data, did)?;
@@ -298,6 +299,7 @@ pub async fn start(
         net,
         config.gateway.object_bytes_max,
         genesis_hash,
+        reader,
     );
     // Agreement runs on a thread of its own: however busy the shared
     // workers are with members' data (and the local API), the driver's

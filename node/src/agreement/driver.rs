@@ -119,49 +119,6 @@ pub enum Command {
         /// Its id, or why it was refused.
         reply: oneshot::Sender<Result<EntryId, ProposeError>>,
     },
-    /// A committed grant's proof (canonical CBOR).
-    GrantProof {
-        /// The grant.
-        id: quorate_contracts::GrantId,
-        /// The proof, or why it could not be built.
-        reply: oneshot::Sender<Result<Vec<u8>, GrantProofError>>,
-    },
-    /// A grant's status proof at a height (canonical CBOR).
-    GrantStatus {
-        /// The grant.
-        id: quorate_contracts::GrantId,
-        /// The height; the tip if `None`.
-        at: Option<u64>,
-        /// The proof, or why there is none.
-        reply: oneshot::Sender<Result<Vec<u8>, StatusProofError>>,
-    },
-    /// A member's status proof at a height (canonical CBOR).
-    MemberStatus {
-        /// The member: its did:key (current or former), or a current
-        /// member's name.
-        member: String,
-        /// The height; the tip if `None`.
-        at: Option<u64>,
-        /// The proof, or why there is none.
-        reply: oneshot::Sender<Result<Vec<u8>, StatusProofError>>,
-    },
-    /// Where an entry was committed: (height, index), `None` if it is not.
-    EntryLocation {
-        /// The entry.
-        id: EntryId,
-        /// The answer.
-        reply: oneshot::Sender<Result<Option<(u64, u32)>, LedgerError>>,
-    },
-    /// Committed blocks `from..=to` (at most [`protocol::SYNC_BLOCKS_MAX`]; fewer
-    /// past the tip).
-    Blocks {
-        /// First height.
-        from: u64,
-        /// Last height.
-        to: u64,
-        /// The blocks, in order.
-        reply: oneshot::Sender<Result<Vec<CommittedBlock>, LedgerError>>,
-    },
     /// List proposals.
     Proposals {
         /// The list, as the API shows it.
@@ -215,36 +172,6 @@ enum Timer {
 /// Checked blocks of the next height kept for its decision (one per
 /// round's proposal, a few rounds).
 const CHECKED_BLOCKS_MAX: usize = 8;
-
-/// Why a status proof could not be made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StatusProofError {
-    /// The ledger has no such grant.
-    #[error("no committed grant {0}")]
-    UnknownGrant(quorate_contracts::GrantId),
-    /// No member by that name now, and no member ever held that key.
-    #[error(
-        "no member {0:?} (a name is looked up among current members, a did:key among every member that held it)"
-    )]
-    UnknownMember(String),
-    /// The height is past the tip.
-    #[error("height {height} is beyond the tip ({tip})")]
-    BeyondTip {
-        /// Asked for.
-        height: u64,
-        /// The tip.
-        tip: u64,
-    },
-    /// The state at that height is not held.
-    #[error("the state at height {0} is not held by this node")]
-    NotHeld(u64),
-    /// No ledger yet.
-    #[error("the node has no ledger yet")]
-    NoLedger,
-    /// The ledger could not be read.
-    #[error("cannot read the ledger: {0}")]
-    Read(String),
-}
 
 /// Why a proposal was not made.
 #[derive(Debug, thiserror::Error)]
@@ -335,21 +262,6 @@ impl From<AddError> for DecideError {
             other => Self::Refused(other),
         }
     }
-}
-
-/// Why a grant's proof could not be made.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GrantProofError {
-    /// The ledger has no such grant.
-    #[error("no committed grant {0}")]
-    UnknownGrant(quorate_contracts::GrantId),
-    /// The ledger could not be read.
-    #[error("cannot read the ledger: {0}")]
-    Read(#[from] LedgerError),
-    /// The proof could not be encoded.
-    #[error("the proof cannot be encoded: {0}")]
-    Encode(#[from] quorate_ledger::codec::EncodeError),
 }
 
 /// What a non-member asking for blocks is told.
@@ -1138,29 +1050,6 @@ impl Driver {
                 let _ = reply.send(result);
                 self.propose_if_work()?;
             }
-            Command::Blocks { from, to, reply } => {
-                let to = protocol::sync_batch_end(from, to);
-                let _ = reply.send(self.ledger.blocks(from, to));
-            }
-            Command::EntryLocation { id, reply } => {
-                let _ = reply.send(self.ledger.entry_location(&id));
-            }
-            Command::GrantStatus { id, at, reply } => {
-                let _ = reply.send(self.status_proof(&id, at));
-            }
-            Command::MemberStatus { member, at, reply } => {
-                let _ = reply.send(self.member_status_proof(&member, at));
-            }
-            Command::GrantProof { id, reply } => {
-                // Reads the chain up to the grant's block: membership
-                // changes are few, so this stays small.
-                let proof = match self.ledger.grant_proof(&id) {
-                    Ok(Some(proof)) => quorate_ledger::codec::encode(&proof).map_err(Into::into),
-                    Ok(None) => Err(GrantProofError::UnknownGrant(id)),
-                    Err(e) => Err(e.into()),
-                };
-                let _ = reply.send(proof);
-            }
             Command::Decide { id, approve, reply } => {
                 let result = if approve {
                     self.endorse(id).await
@@ -1304,50 +1193,6 @@ impl Driver {
         self.net.publish(Topic::Mempool, bytes).await;
         info!(target: "mempool", %id, "proposed");
         Ok(id)
-    }
-
-    /// A status proof of grant `id` at `at`, encoded.
-    fn status_proof(
-        &self,
-        id: &quorate_contracts::GrantId,
-        at: Option<u64>,
-    ) -> Result<Vec<u8>, StatusProofError> {
-        let chain = self.ledger.chain().ok_or(StatusProofError::NoLedger)?;
-        // A grant the ledger never committed has no status to prove; one
-        // committed after `at` is proven absent at `at`.
-        match chain.state().grant(id) {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(StatusProofError::UnknownGrant(*id)),
-            Err(e) => return Err(StatusProofError::Read(e.to_string())),
-        }
-        let proof = self.ledger.status_proof(id, at).map_err(|e| match e {
-            LedgerError::BeyondTip { height, tip } => StatusProofError::BeyondTip { height, tip },
-            LedgerError::NotHeld { height } => StatusProofError::NotHeld(height),
-            other => StatusProofError::Read(other.to_string()),
-        })?;
-        quorate_ledger::codec::encode(&proof).map_err(|e| StatusProofError::Read(e.to_string()))
-    }
-
-    /// A status proof of `member` (a did:key or a current name) at `at`,
-    /// encoded.
-    fn member_status_proof(
-        &self,
-        member: &str,
-        at: Option<u64>,
-    ) -> Result<Vec<u8>, StatusProofError> {
-        let chain = self.ledger.chain().ok_or(StatusProofError::NoLedger)?;
-        let read = |e: LedgerError| match e {
-            LedgerError::BeyondTip { height, tip } => StatusProofError::BeyondTip { height, tip },
-            LedgerError::NotHeld { height } => StatusProofError::NotHeld(height),
-            other => StatusProofError::Read(other.to_string()),
-        };
-        let id = match member.parse::<quorate_did::Did>() {
-            Ok(did) => self.ledger.member_holding(&did, at).map_err(read)?,
-            Err(_) => chain.state().member_named(member).map(|m| m.id),
-        }
-        .ok_or_else(|| StatusProofError::UnknownMember(member.to_owned()))?;
-        let proof = self.ledger.member_status_proof(&id, at).map_err(read)?;
-        quorate_ledger::codec::encode(&proof).map_err(|e| StatusProofError::Read(e.to_string()))
     }
 
     /// Whether `peer` may read blocks: a member, or named by an AddMember
