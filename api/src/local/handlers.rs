@@ -369,10 +369,7 @@ pub(super) async fn grant_proof<N: Node>(
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    match node.grant_proof(id).await {
-        Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
-        Err(problem) => problem.into_response(),
-    }
+    cbor_proof(node.grant_proof(id).await)
 }
 
 pub(super) async fn grant_status<N: Node>(
@@ -384,11 +381,28 @@ pub(super) async fn grant_status<N: Node>(
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    let Ok(Query(query)) = query else {
-        return Problem::bad_request("a status query takes at=HEIGHT (a whole number)")
-            .into_response();
+    let at = match status_height(query) {
+        Ok(at) => at,
+        Err(problem) => return problem.into_response(),
     };
-    match node.grant_status(id, query.at).await {
+    cbor_proof(node.grant_status(id, at).await)
+}
+
+/// The height a status query names (the tip if none).
+fn status_height(
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Option<u64>, Problem> {
+    match query {
+        Ok(Query(query)) => Ok(query.at),
+        Err(_) => Err(Problem::bad_request(
+            "a status query takes at=HEIGHT (a whole number)",
+        )),
+    }
+}
+
+/// A proof as canonical CBOR, or the problem.
+fn cbor_proof(proof: Result<Vec<u8>, Problem>) -> Response {
+    match proof {
         Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
         Err(problem) => problem.into_response(),
     }
@@ -411,14 +425,11 @@ pub(super) async fn member_status<N: Node>(
             .into_response();
         }
     };
-    let Ok(Query(query)) = query else {
-        return Problem::bad_request("a status query takes at=HEIGHT (a whole number)")
-            .into_response();
+    let at = match status_height(query) {
+        Ok(at) => at,
+        Err(problem) => return problem.into_response(),
     };
-    match node.member_status(member, query.at).await {
-        Ok(cbor) => ([(CONTENT_TYPE, "application/cbor")], cbor).into_response(),
-        Err(problem) => problem.into_response(),
-    }
+    cbor_proof(node.member_status(member, at).await)
 }
 
 pub(super) async fn propose<N: Node>(

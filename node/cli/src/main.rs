@@ -277,14 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ledger(LedgerCommand::Compact { home }) => {
             let home = NodeHome::new(home.home);
-            let config = home.load_config()?;
-            let path = home.ledger_path(&config);
-            anyhow::ensure!(
-                path.exists(),
-                "{} has no ledger yet ({} is missing)",
-                home.root().display(),
-                path.display()
-            );
+            let path = home_ledger_path(&home)?;
             // The home lock: a running node holds it.
             let _lock = quorate_node::home::lock::HomeLock::acquire(home.root())
                 .context("the node must be stopped to compact its ledger")?;
@@ -412,8 +405,8 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::dri
     Ok(result?)
 }
 
-fn open_home_ledger(home: PathBuf) -> anyhow::Result<quorate_ledger::ledger::Ledger> {
-    let home = NodeHome::new(home);
+/// The ledger file of `home`, which must exist.
+fn home_ledger_path(home: &NodeHome) -> anyhow::Result<PathBuf> {
     let config = home.load_config()?;
     let path = home.ledger_path(&config);
     anyhow::ensure!(
@@ -422,6 +415,11 @@ fn open_home_ledger(home: PathBuf) -> anyhow::Result<quorate_ledger::ledger::Led
         home.root().display(),
         path.display()
     );
+    Ok(path)
+}
+
+fn open_home_ledger(home: PathBuf) -> anyhow::Result<quorate_ledger::ledger::Ledger> {
+    let path = home_ledger_path(&NodeHome::new(home))?;
     quorate_ledger::ledger::Ledger::open(&path)
         .with_context(|| format!("cannot open the ledger {}", path.display()))
 }
