@@ -338,6 +338,7 @@ mod tests {
         // The documented values are the defaults.
         assert_eq!(config.consensus, ConsensusSection::default());
         assert_eq!(config.gateway, GatewaySection::default());
+        assert_eq!(config.ledger, LedgerSection::default());
         let limits = config.api.connection_limits();
         assert_eq!(limits, quorate_api::serve::ConnectionLimits::default());
     }
