@@ -237,6 +237,15 @@ pub(crate) fn sync(testnet: &mut Testnet, quorate: &Path) -> anyhow::Result<Sync
         .context("no status")?;
     let entries = count_entries(&first)?;
     let spec = testnet.add_node("org-sync", quorate)?;
+    // As `testnet join` does: members serve blocks only to members and to
+    // a node a pending AddMember names, so the joiner is proposed first.
+    let body = serde_json::json!({ "add_member": { "name": "org-sync", "did": spec.did } });
+    let response = client(&first).post_json("/v1/proposals", &body)?;
+    anyhow::ensure!(
+        response.is_success(),
+        "the AddMember proposal for the syncing node was refused: {}",
+        response.problem_detail()
+    );
     let start = Instant::now();
     let mut child = testnet.start(&spec, quorate)?;
     let deadline = start + Duration::from_secs(600);
