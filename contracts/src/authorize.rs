@@ -32,6 +32,9 @@ pub enum Decision {
         grant: GrantId,
         /// Its rate limit, for the gateway to enforce.
         rate_limit: Option<RateLimit>,
+        /// Its window `[not_before, not_after)`, for a caller that must
+        /// hold it at a second clock too (without reading the grant again).
+        window: [Timestamp; 2],
     },
     /// Refused, and why.
     Deny(DenyReason),
@@ -211,6 +214,7 @@ pub fn authorize(state: &State, request: &AccessRequest<'_>) -> Result<Decision,
                     return Ok(Decision::Allow {
                         grant: *id,
                         rate_limit: terms.rate_limit,
+                        window: [terms.not_before, terms.not_after],
                     });
                 }
             }

@@ -456,7 +456,8 @@ fn every_deny_reason_and_allow() {
         ask(&s, Action::Read, &p, T0 + 150),
         Decision::Allow {
             grant: g,
-            rate_limit: None
+            rate_limit: None,
+            window: [Timestamp(T0 + 100), Timestamp(T0 + 200)]
         }
     );
     s.apply(ctx(2, 2), member_id(0), &Body::Revoke { grant: g })

@@ -62,14 +62,18 @@ impl Gateway {
             },
         )
         .map_err(rows_refusal)?;
-        let decision = match decision {
-            Decision::Allow { grant, .. } => {
-                within_window_at(&state, grant, chain_time, decision).map_err(rows_refusal)?
-            }
-            deny => deny,
-        };
         let (grant, rate_limit) = match decision {
-            Decision::Allow { grant, rate_limit } => (grant, rate_limit),
+            // The window must hold at the chain's time too: from the
+            // decision, not a second read of the grant.
+            Decision::Allow { grant, window, .. } if chain_time >= window[1] => {
+                return Err(Refusal::Denied(DenyReason::Expired { grant }));
+            }
+            Decision::Allow { grant, window, .. } if chain_time < window[0] => {
+                return Err(Refusal::Denied(DenyReason::NotYetValid { grant }));
+            }
+            Decision::Allow {
+                grant, rate_limit, ..
+            } => (grant, rate_limit),
             Decision::Deny(reason) => return Err(Refusal::Denied(reason)),
         };
         self.rate_limit(caller, rate_limit.map(|limit| (grant, limit)))?;
@@ -141,26 +145,6 @@ impl Gateway {
             None => Ok(()),
         }
     }
-}
-
-/// `allowed` (a decision allowing under `grant`), unless the grant's window
-/// does not hold at the chain's time `chain_time` too.
-fn within_window_at(
-    state: &State,
-    grant: GrantId,
-    chain_time: Timestamp,
-    allowed: Decision,
-) -> Result<Decision, RowsError> {
-    Ok(match grant_record(state, grant)? {
-        Some(record) if chain_time >= record.terms.not_after => {
-            Decision::Deny(DenyReason::Expired { grant })
-        }
-        Some(record) if chain_time < record.terms.not_before => {
-            Decision::Deny(DenyReason::NotYetValid { grant })
-        }
-        Some(_) => allowed,
-        None => Decision::Deny(DenyReason::NoGrant),
-    })
 }
 
 /// `grant`'s record in `state`: the gateway's one read of a grant by id
