@@ -49,9 +49,14 @@ impl LedgerReader {
         Self { store }
     }
 
+    /// The stored tip: the last durable block's height and hash.
+    pub fn tip(&self) -> Result<crate::store::Tip, LedgerError> {
+        self.store.tip()?.ok_or(LedgerError::NoGenesis)
+    }
+
     /// The stored tip's height.
     pub fn tip_height(&self) -> Result<u64, LedgerError> {
-        Ok(self.store.tip()?.ok_or(LedgerError::NoGenesis)?.height)
+        Ok(self.tip()?.height)
     }
 
     /// Whether grant `id` is committed (in the current rows).

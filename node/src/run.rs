@@ -293,6 +293,7 @@ pub async fn start(
         config: config.gateway.clone(),
     });
     tokio::spawn(gateway.clone().serve_peers(inbound.data, net.clone()));
+    tokio::spawn(driver.sync_server().serve(inbound.sync));
     let local = crate::local_api::LocalNode::new(
         handle.clone(),
         gateway,

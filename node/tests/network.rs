@@ -61,7 +61,12 @@ async fn members_gossip_and_request_and_outsiders_are_refused() {
     let outsider = Keypair::from_seed(&[3; 32]);
     let members: Vec<Did> = vec![a_key.did(), b_key.did()];
 
-    let (a, mut a_events, a_addr) = start(&a_key, &[]).await;
+    let (a, a_inbound, a_addr) = start_with_inbound(&a_key, &[]).await;
+    let Inbound {
+        events: mut a_events,
+        sync: mut a_sync,
+        ..
+    } = a_inbound;
     let (b, mut b_events, _) = start(&b_key, std::slice::from_ref(&a_addr)).await;
     let (c, _c_events, _) = start(&outsider, std::slice::from_ref(&a_addr)).await;
     for client in [&a, &b, &c] {
@@ -108,22 +113,25 @@ async fn members_gossip_and_request_and_outsiders_are_refused() {
     assert_eq!(from, a_key.did());
     assert!(String::from_utf8(data).unwrap().starts_with("vote "));
 
-    // Request-response, answered by A's driver side.
+    // Request-response, answered by A's sync-server side.
     let responder = tokio::spawn(async move {
         let mut seen_outsider_gossip = false;
         loop {
-            match a_events.recv().await {
-                Some(Event::Request { from, data, reply }) => {
+            tokio::select! {
+                request = a_sync.recv() => {
+                    let net::PeerRequest { from, data, reply } = request.expect("A's requests open");
                     let mut answer = b"echo:".to_vec();
                     answer.extend_from_slice(&data);
                     a.respond(reply, answer).await;
                     return (from, seen_outsider_gossip);
                 }
-                Some(Event::Gossip { from, .. }) if from == outsider_did => {
-                    seen_outsider_gossip = true
-                }
-                Some(_) => {}
-                None => panic!("A's events ended"),
+                event = a_events.recv() => match event {
+                    Some(Event::Gossip { from, .. }) if from == outsider_did => {
+                        seen_outsider_gossip = true
+                    }
+                    Some(_) => {}
+                    None => panic!("A's events ended"),
+                },
             }
         }
     });
@@ -142,7 +150,7 @@ async fn members_gossip_and_request_and_outsiders_are_refused() {
 }
 
 /// Goal: a peer that is not a member gets a trickle of requests through,
-/// its flood fails fast without reaching the driver, and a member flooding
+/// its flood fails fast without reaching the sync server, and a member flooding
 /// mempool gossip is held to its budget while another member's votes still
 /// arrive. Method: four swarms in one process (members A, B and D, an
 /// outsider C); A's "driver" counts what reaches it and answers at once.
@@ -160,7 +168,12 @@ async fn outsiders_and_flooding_members_are_held_to_their_budgets() {
     let d_key = Keypair::from_seed(&[14; 32]);
     let outsider = Keypair::from_seed(&[13; 32]);
     let members: Vec<Did> = vec![a_key.did(), b_key.did(), d_key.did()];
-    let (a, mut a_events, a_addr) = start(&a_key, &[]).await;
+    let (a, a_inbound, a_addr) = start_with_inbound(&a_key, &[]).await;
+    let Inbound {
+        events: mut a_events,
+        sync: mut a_sync,
+        ..
+    } = a_inbound;
     let (b, _b_events, _) = start(&b_key, std::slice::from_ref(&a_addr)).await;
     let (d, _d_events, _) = start(&d_key, std::slice::from_ref(&a_addr)).await;
     let (c, _c_events, _) = start(&outsider, std::slice::from_ref(&a_addr)).await;
@@ -178,26 +191,29 @@ async fn outsiders_and_flooding_members_are_held_to_their_budgets() {
     // A's side: count requests and gossip by sender, answer every request.
     let requests: Arc<Mutex<HashMap<Did, usize>>> = Arc::default();
     let gossip: Arc<Mutex<HashMap<(Did, Topic), usize>>> = Arc::default();
+    let server = tokio::spawn({
+        let (a, requests) = (a.clone(), requests.clone());
+        async move {
+            while let Some(net::PeerRequest { from, reply, .. }) = a_sync.recv().await {
+                *requests.lock().unwrap().entry(from).or_default() += 1;
+                a.respond(reply, b"ok".to_vec()).await;
+            }
+        }
+    });
     let responder = tokio::spawn({
-        let (a, requests, gossip) = (a.clone(), requests.clone(), gossip.clone());
+        let (a, gossip) = (a.clone(), gossip.clone());
         async move {
             while let Some(event) = a_events.recv().await {
-                match event {
-                    Event::Request { from, reply, .. } => {
-                        *requests.lock().unwrap().entry(from).or_default() += 1;
-                        a.respond(reply, b"ok".to_vec()).await;
-                    }
-                    Event::Gossip {
-                        from,
-                        topic,
-                        id,
-                        via,
-                        ..
-                    } => {
-                        *gossip.lock().unwrap().entry((from, topic)).or_default() += 1;
-                        a.validate(id, via, true).await;
-                    }
-                    _ => {}
+                if let Event::Gossip {
+                    from,
+                    topic,
+                    id,
+                    via,
+                    ..
+                } = event
+                {
+                    *gossip.lock().unwrap().entry((from, topic)).or_default() += 1;
+                    a.validate(id, via, true).await;
                 }
             }
         }
@@ -233,7 +249,7 @@ async fn outsiders_and_flooding_members_are_held_to_their_budgets() {
     assert_eq!(
         requests.lock().unwrap().get(&outsider.did()).copied(),
         Some(answered),
-        "the outsider's refused requests never reached the driver"
+        "the outsider's refused requests never reached the sync server"
     );
 
     // B floods the mempool topic; D's vote still reaches A.
@@ -272,13 +288,14 @@ async fn outsiders_and_flooding_members_are_held_to_their_budgets() {
         "A heard {from_b} of B's mempool messages in {flood_secs:.2} s"
     );
     responder.abort();
+    server.abort();
 }
 
 /// Goal: members' data requests travel on a protocol of their own, to the
-/// gateway's stream and never the driver's, and a non-member's are refused
+/// gateway's stream and never agreement's, and a non-member's are refused
 /// before anything sees them. Method: three swarms in one process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_requests_reach_the_gateway_not_the_driver_and_only_from_members() {
+async fn data_requests_reach_the_gateway_not_agreement_and_only_from_members() {
     let a_key = Keypair::from_seed(&[21; 32]);
     let b_key = Keypair::from_seed(&[22; 32]);
     let outsider = Keypair::from_seed(&[23; 32]);
@@ -297,8 +314,9 @@ async fn data_requests_reach_the_gateway_not_the_driver_and_only_from_members() 
     .await
     .expect("B and C connected to A");
     let net::Inbound {
-        events: mut a_events,
+        sync: mut a_sync,
         data: mut a_data,
+        ..
     } = a_inbound;
     let gateway = tokio::spawn({
         let a = a.clone();
@@ -324,11 +342,9 @@ async fn data_requests_reach_the_gateway_not_the_driver_and_only_from_members() 
         .expect("refused at once, not timed out");
     assert!(refused.is_err(), "a non-member's data request was answered");
     assert_eq!(gateway.await.unwrap(), vec![b_key.did()]);
-    // The driver's stream saw no request at all.
-    while let Ok(event) = a_events.try_recv() {
-        assert!(
-            !matches!(event, Event::Request { .. }),
-            "a data request reached the driver"
-        );
-    }
+    // Agreement's request stream saw no request at all.
+    assert!(
+        a_sync.try_recv().is_err(),
+        "a data request reached the sync server"
+    );
 }

@@ -115,7 +115,7 @@ fn a_fifth_organization_joins_is_voted_in_and_then_counts() {
 /// and asks for blocks over the agreement protocol.
 #[test]
 fn an_outsider_is_refused_blocks_and_its_requests_are_bounded() {
-    use quorate_node::agreement::driver::SYNC_MEMBERS_ONLY;
+    use quorate_node::agreement::sync_server::SYNC_MEMBERS_ONLY;
     use quorate_node::net::protocol::{self, Request, Response};
 
     let (net, _) = Testnet::up(&["--nodes", "4"]);

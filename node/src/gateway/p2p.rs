@@ -29,11 +29,11 @@ pub(super) const P2P: &str = "p2p";
 impl Gateway {
     /// Serves peers' requests from `inbox` until it closes, each in its own
     /// task, at most `concurrency` at once.
-    pub async fn serve_peers(self, mut inbox: mpsc::Receiver<net::DataRequest>, net: net::Client) {
+    pub async fn serve_peers(self, mut inbox: mpsc::Receiver<net::PeerRequest>, net: net::Client) {
         let mut sweep = tokio::time::interval(DOWNLOAD_IDLE_MAX / 2);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let net::DataRequest { from, data, reply } = tokio::select! {
+            let net::PeerRequest { from, data, reply } = tokio::select! {
                 request = inbox.recv() => match request {
                     Some(request) => request,
                     None => return,

@@ -19,6 +19,7 @@ use super::limits::{InFlight, PeerBudgets};
 use super::{
     COMMANDS_MAX, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, DATA_EVENTS_MAX, EVENTS_MAX,
     GOSSIP_BYTES_MAX, PING_INTERVAL, PING_TIMEOUT, REDIAL_INTERVAL, REQUEST_TIMEOUT,
+    SYNC_EVENTS_MAX,
 };
 
 /// The gossip topics of a chain.
@@ -98,10 +99,11 @@ impl ResponseHandle {
     }
 }
 
-/// A member's data request, for the gateway.
+/// A peer's request: agreement's (status, blocks) for the sync server, or
+/// a member's data request for the gateway.
 #[derive(Debug)]
-pub struct DataRequest {
-    /// The requesting member's DID.
+pub struct PeerRequest {
+    /// The requesting peer's DID.
     pub from: Did,
     /// The payload.
     pub data: Vec<u8>,
@@ -125,15 +127,6 @@ pub enum Event {
         id: MessageId,
         /// The peer that forwarded it to us.
         via: PeerId,
-    },
-    /// A request from a peer (member or not: the driver decides).
-    Request {
-        /// The requesting peer's DID.
-        from: Did,
-        /// The payload.
-        data: Vec<u8>,
-        /// Where the answer goes.
-        reply: ResponseHandle,
     },
     /// A member connected.
     Connected(Did),
@@ -357,7 +350,8 @@ pub struct EventLoop {
     chain_id: String,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
-    data_events: mpsc::Sender<DataRequest>,
+    sync_events: mpsc::Sender<PeerRequest>,
+    data_events: mpsc::Sender<PeerRequest>,
     members: HashSet<PeerId>,
     connected: HashSet<PeerId>,
     /// Bootstrap addresses (without `/p2p/…`), each with the peer last
@@ -404,14 +398,19 @@ fn split_peer(address: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
     (bare, peer)
 }
 
-/// The streams a started network delivers: agreement's events for the
-/// driver, members' data requests for the gateway.
+/// The streams a started network delivers: agreement's gossip for the
+/// driver, peers' status and block requests for the sync server, members'
+/// data requests for the gateway. Each has its own bounded channel, so no
+/// stream waits behind another.
 #[derive(Debug)]
 pub struct Inbound {
-    /// Gossip, agreement requests, connections: for the driver.
+    /// Gossip and connections: for the driver.
     pub events: mpsc::Receiver<Event>,
+    /// Agreement's requests (status, block ranges): for the sync server,
+    /// which decides who may read.
+    pub sync: mpsc::Receiver<PeerRequest>,
     /// Members' object and listing requests: for the gateway.
-    pub data: mpsc::Receiver<DataRequest>,
+    pub data: mpsc::Receiver<PeerRequest>,
 }
 
 /// Builds the swarm, starts listening, and returns the client, the inbound
@@ -520,6 +519,7 @@ pub fn spawn(
     }
     let (commands_tx, commands) = mpsc::channel(COMMANDS_MAX);
     let (events, events_rx) = mpsc::channel(EVENTS_MAX);
+    let (sync_events, sync_rx) = mpsc::channel(SYNC_EVENTS_MAX);
     let (data_events, data_rx) = mpsc::channel(DATA_EVENTS_MAX);
     let dropped_events = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let event_loop = EventLoop {
@@ -527,6 +527,7 @@ pub fn spawn(
         chain_id: chain_id.to_owned(),
         commands,
         events,
+        sync_events,
         data_events,
         members: HashSet::new(),
         connected: HashSet::new(),
@@ -543,6 +544,7 @@ pub fn spawn(
         },
         Inbound {
             events: events_rx,
+            sync: sync_rx,
             data: data_rx,
         },
         event_loop,
@@ -842,24 +844,20 @@ impl EventLoop {
                 _in_flight: in_flight,
             },
         };
-        match protocol {
-            Protocol::Agreement => self.emit(Event::Request {
-                from,
-                data: request,
-                reply,
-            }),
-            Protocol::Data => {
-                // Never waits: a full gateway queue refuses the request.
-                let request = DataRequest {
-                    from,
-                    data: request,
-                    reply,
-                };
-                if self.data_events.try_send(request).is_err() {
-                    self.budgets.refused_requests += 1;
-                    debug!(target: "network", "the gateway's queue is full; a data request was refused");
-                }
-            }
+        let request = PeerRequest {
+            from,
+            data: request,
+            reply,
+        };
+        // Never waits: a full queue refuses the request (the peer retries),
+        // and neither queue holds up gossip or the other.
+        let queue = match protocol {
+            Protocol::Agreement => &self.sync_events,
+            Protocol::Data => &self.data_events,
+        };
+        if queue.try_send(request).is_err() {
+            self.budgets.refused_requests += 1;
+            debug!(target: "network", ?protocol, "the request queue is full; a request was refused");
         }
     }
 }

@@ -22,7 +22,7 @@ pub use codec::FramedBytes;
 #[cfg(feature = "test-harness")]
 pub use event_loop::Command;
 pub use event_loop::{
-    Client, DataRequest, Event, EventLoop, Inbound, NetworkError, Protocol, RequestError,
+    Client, Event, EventLoop, Inbound, NetworkError, PeerRequest, Protocol, RequestError,
     ResponseHandle, Topic, spawn,
 };
 
@@ -34,6 +34,10 @@ pub const COMMANDS_MAX: usize = 1024;
 /// falls behind, gossip beyond this is dropped and counted (agreement
 /// tolerates loss); requests beyond it are refused.
 pub const EVENTS_MAX: usize = 4096;
+/// Capacity of the agreement-request channel (event loop → sync server):
+/// status and block requests, each already within its peer's budget of
+/// requests in flight ([`limits`]). When it is full, a new one is refused.
+pub const SYNC_EVENTS_MAX: usize = 64;
 /// Capacity of the data-request channel (event loop → gateway). When it is
 /// full, a new data request is refused at once; agreement's events travel
 /// on their own channel and never wait behind these.

@@ -68,6 +68,8 @@ struct Running {
     handle: Handle,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<Stopped, DriverError>>,
+    /// The sync server: it ends once detached, letting go of the ledger.
+    server: JoinHandle<()>,
 }
 
 struct Node {
@@ -150,14 +152,22 @@ impl Consortium {
         let node = &mut self.nodes[i];
         assert!(node.running.is_none(), "node {i} is already running");
         let ledger = Ledger::open(&node.ledger).expect("the node's ledger opens");
-        let (client, events) = self.net.attach(i, node.key.did());
-        let (driver, handle) = Driver::new(node.key.clone(), ledger, client, driver_config())
-            .expect("a driver on the ledger");
+        let attached = self.net.attach(i, node.key.did());
+        let (driver, handle) =
+            Driver::new(node.key.clone(), ledger, attached.client, driver_config())
+                .expect("a driver on the ledger");
+        let server = tokio::spawn(driver.sync_server().serve(attached.sync));
+        let events = attached.events;
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(driver.run(events, async move {
             let _ = stopped.await;
         }));
-        node.running = Some(Running { handle, stop, task });
+        node.running = Some(Running {
+            handle,
+            stop,
+            task,
+            server,
+        });
     }
 
     /// Stops node `i` and waits until it has let go of its ledger; returns
@@ -179,6 +189,10 @@ impl Consortium {
             Stopped::Shutdown,
             "node {i}"
         );
+        tokio::time::timeout(WAIT, running.server)
+            .await
+            .unwrap_or_else(|_| panic!("node {i}'s sync server did not stop"))
+            .expect("the sync server did not panic");
         height
     }
 

@@ -8,8 +8,8 @@
 //!
 //! What it keeps of the real event loop: gossip reaches every other running
 //! node whose member set (`set_members`) names its author; agreement
-//! requests reach the named peer, whoever asks (the driver decides), and
-//! fail when lost; data requests are not carried.
+//! requests reach the named peer's sync server, whoever asks (the server
+//! decides), and fail when lost; data requests are not carried.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +20,7 @@ use quorate_did::Did;
 use quorate_ledger::consensus::VoteKind;
 use quorate_node::net::protocol::{self, ConsensusMessage, Request, Response};
 use quorate_node::net::{
-    self, Client, Command, Event, Protocol, RequestError, ResponseHandle, Topic,
+    self, Client, Command, Event, PeerRequest, Protocol, RequestError, ResponseHandle, Topic,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -112,8 +112,26 @@ struct Node {
     generation: u64,
     /// `None` while the node is stopped.
     events: Option<mpsc::Sender<Event>>,
+    /// Its sync server's inbox (agreement's requests), likewise.
+    sync: Option<mpsc::Sender<PeerRequest>>,
     /// Whose gossip it hears (`Client::set_members`).
     members: HashSet<Did>,
+}
+
+/// What a node is handed: gossip for its driver, a request for its sync
+/// server.
+enum Inbound {
+    Event(Event),
+    Request(PeerRequest),
+}
+
+/// A node's side of the network: its client and what reaches it.
+pub(crate) struct Attached {
+    pub(crate) client: Client,
+    /// Gossip, for the driver.
+    pub(crate) events: mpsc::Receiver<Event>,
+    /// Agreement's requests, for the sync server.
+    pub(crate) sync: mpsc::Receiver<PeerRequest>,
 }
 
 struct Shared {
@@ -157,9 +175,10 @@ impl SimNet {
     /// Connects node `node` (named by `did`), replacing any earlier
     /// incarnation: the client its driver talks through and the events it
     /// receives.
-    pub(crate) fn attach(&self, node: usize, did: Did) -> (Client, mpsc::Receiver<Event>) {
+    pub(crate) fn attach(&self, node: usize, did: Did) -> Attached {
         let (client, mut commands) = Client::in_memory(net::COMMANDS_MAX);
         let (events_tx, events) = mpsc::channel(net::EVENTS_MAX);
+        let (sync_tx, sync) = mpsc::channel(net::SYNC_EVENTS_MAX);
         let generation = {
             let mut shared = self.inner.lock();
             let generation = shared.nodes.get(&node).map_or(0, |n| n.generation + 1);
@@ -169,6 +188,7 @@ impl SimNet {
                     did,
                     generation,
                     events: Some(events_tx),
+                    sync: Some(sync_tx),
                     members: HashSet::new(),
                 },
             );
@@ -182,13 +202,18 @@ impl SimNet {
                 }
             }
         });
-        (client, events)
+        Attached {
+            client,
+            events,
+            sync,
+        }
     }
 
     /// Disconnects node `node`: nothing reaches it until it is attached again.
     pub(crate) fn detach(&self, node: usize) {
         if let Some(n) = self.inner.lock().nodes.get_mut(&node) {
             n.events = None;
+            n.sync = None;
             n.members.clear();
         }
     }
@@ -288,9 +313,21 @@ async fn route(inner: Arc<Inner>, mut commands: mpsc::Receiver<(usize, u64, Comm
         {
             let mut shared = inner.lock();
             shared.rng.shuffle(&mut out);
-            for (to, event) in out {
-                if let Some(events) = shared.nodes.get(&to).and_then(|n| n.events.as_ref()) {
-                    let _ = events.try_send(event);
+            for (to, inbound) in out {
+                let Some(node) = shared.nodes.get(&to) else {
+                    continue;
+                };
+                match inbound {
+                    Inbound::Event(event) => {
+                        if let Some(events) = &node.events {
+                            let _ = events.try_send(event);
+                        }
+                    }
+                    Inbound::Request(request) => {
+                        if let Some(sync) = &node.sync {
+                            let _ = sync.try_send(request);
+                        }
+                    }
                 }
             }
         }
@@ -303,7 +340,7 @@ fn route_one(
     node: usize,
     generation: u64,
     command: Command,
-    out: &mut Vec<(usize, Event)>,
+    out: &mut Vec<(usize, Inbound)>,
     tally: &mut Tally,
 ) {
     let mut shared = inner.lock();
@@ -340,13 +377,13 @@ fn route_one(
                 }
                 out.push((
                     to,
-                    Event::Gossip {
+                    Inbound::Event(Event::Gossip {
                         from: author,
                         topic,
                         data: data.clone(),
                         id: id.clone(),
                         via,
-                    },
+                    }),
                 ));
             }
         }
@@ -387,11 +424,11 @@ fn route_one(
             let (handle, answer) = ResponseHandle::in_memory();
             out.push((
                 to,
-                Event::Request {
+                Inbound::Request(PeerRequest {
                     from: author,
                     data,
                     reply: handle,
-                },
+                }),
             ));
             tokio::spawn(carry_answer(
                 inner.clone(),

@@ -353,6 +353,7 @@ impl Driver {
     pub(super) async fn propose(&mut self, body: Body) -> Result<EntryId, ProposeError> {
         let me = self.me().ok_or(ProposeError::NotAMember)?;
         let chain = self.ledger.chain().ok_or(ProposeError::NoLedger)?;
+        let adds_member = matches!(body, Body::AddMember(_));
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce).map_err(ProposeError::Entropy)?;
         let proposal = Proposal {
@@ -366,6 +367,12 @@ impl Driver {
         let entry = Entry::propose(proposal, &self.key)?;
         let id = self.mempool.add_proposal(entry.clone(), chain, now())?;
         let _ = self.mempool.decide(&id, LocalDecision::Endorsed);
+        if adds_member {
+            self.publish_sync_access();
+        }
+        if adds_member {
+            self.publish_sync_access();
+        }
         let bytes = protocol::encode(&MempoolMessage::Entry(Box::new(entry)))?;
         self.net.publish(Topic::Mempool, bytes).await;
         info!(target: "mempool", %id, "proposed");

@@ -25,15 +25,15 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::agreement::mempool::{Mempool, ProposalState};
-use crate::net::protocol::{self, ConsensusMessage, MempoolMessage, Request, Response};
+use crate::net::protocol::{self, ConsensusMessage, MempoolMessage};
 use crate::net::{self, Topic};
 
 mod commands;
 mod sync;
 
 pub use commands::{COMMANDS_MAX, Command, DecideError, Handle, ProposeError};
+pub use sync::SYNCED_MAX;
 use sync::sync_loop;
-pub use sync::{SYNC_MEMBERS_ONLY, SYNCED_MAX};
 
 /// Most consensus messages buffered for the next height.
 pub const FUTURE_MESSAGES_MAX: usize = 1024;
@@ -179,6 +179,8 @@ pub struct Driver {
     current_peer: Option<quorate_did::Did>,
     /// The committed state, for the gateway (republished when it changes).
     state: watch::Sender<Arc<quorate_contracts::State>>,
+    /// Who may read blocks, for the sync server (republished on a change).
+    sync_access: watch::Sender<Arc<crate::agreement::sync_server::SyncAccess>>,
     /// Test-only misbehaviour (`QUORATE_FAULT`).
     #[cfg(feature = "fault-injection")]
     faults: crate::agreement::fault::Faults,
@@ -226,6 +228,15 @@ impl Driver {
             .map(|c| c.state().clone())
             .ok_or(DriverError::NoGenesis)?;
         let (state, state_rx) = watch::channel(Arc::new(initial));
+        let genesis = ledger
+            .chain()
+            .map(|c| c.genesis_hash())
+            .ok_or(DriverError::NoGenesis)?;
+        let (sync_access, _) =
+            watch::channel(Arc::new(crate::agreement::sync_server::SyncAccess {
+                genesis,
+                readers: Default::default(),
+            }));
         let mut driver = Self {
             key,
             member: None,
@@ -251,6 +262,7 @@ impl Driver {
             logged: std::collections::HashSet::new(),
             current_peer: None,
             state,
+            sync_access,
             #[cfg(feature = "fault-injection")]
             faults: crate::agreement::fault::Faults::from_env(),
         };
@@ -314,6 +326,7 @@ impl Driver {
             self.on_consensus_message(message, from);
         }
         self.publish_status();
+        self.publish_sync_access();
         Ok(())
     }
 
@@ -348,6 +361,7 @@ impl Driver {
                     #[cfg(feature = "fault-injection")]
                     self.forge().await;
                     self.mempool.expire(now(), self.chain()?.state().policy.proposal_ttl_ms);
+                    self.publish_sync_access();
                     self.resend_stale_proposals().await;
                     self.peers = self.net.peers().await.len();
                     self.publish_status();
@@ -685,17 +699,6 @@ impl Driver {
                 self.net.validate(id, via, accept).await;
                 self.propose_if_work()?;
             }
-            net::Event::Request { from, data, reply } => {
-                // Agreement's requests only: members' data requests travel
-                // on their own protocol, straight to the gateway.
-                let request = protocol::decode::<Request>(&data);
-                let response = match request {
-                    Ok(request) => self.answer(&from, request),
-                    Err(_) => Response::Refused("malformed request".to_owned()),
-                };
-                let bytes = protocol::encode(&response)?;
-                self.net.respond(reply, bytes).await;
-            }
             net::Event::Connected(_) | net::Event::Disconnected(_) => {}
         }
         Ok(())
@@ -764,16 +767,24 @@ impl Driver {
             return Ok(false);
         };
         match message {
-            MempoolMessage::Entry(entry) => match self.mempool.add_proposal(*entry, chain, now()) {
-                Ok(id) => {
-                    self.maybe_auto_endorse(id).await?;
-                    Ok(true)
+            MempoolMessage::Entry(entry) => {
+                let adds_member =
+                    matches!(entry.proposal.body, quorate_contracts::Body::AddMember(_));
+                match self.mempool.add_proposal(*entry, chain, now()) {
+                    Ok(id) => {
+                        if adds_member {
+                            // The node it names may sync from now on.
+                            self.publish_sync_access();
+                        }
+                        self.maybe_auto_endorse(id).await?;
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        debug!(target: "mempool", error = %e, "proposal not taken");
+                        Ok(!matches!(e, crate::agreement::mempool::AddError::Unsigned))
+                    }
                 }
-                Err(e) => {
-                    debug!(target: "mempool", error = %e, "proposal not taken");
-                    Ok(!matches!(e, crate::agreement::mempool::AddError::Unsigned))
-                }
-            },
+            }
             MempoolMessage::Endorsement { entry, endorsement } => Ok(self
                 .mempool
                 .add_endorsement(&entry, endorsement, chain)

@@ -1,14 +1,18 @@
-//! Sync: catching up with peers (a task beside the driver) and serving
-//! them blocks (members only, and a node a pending AddMember names).
+//! Sync: catching up with peers (a task beside the driver), and what the
+//! [`SyncServer`](crate::agreement::sync_server::SyncServer) that serves
+//! them blocks may let in.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_contracts::Body;
 use quorate_ledger::block::CommittedBlock;
 use quorate_ledger::hash::Hash;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use crate::agreement::sync_server::{SyncAccess, SyncServer};
 use crate::net::protocol::{self, Request, Response};
 use crate::net::{self};
 
@@ -16,10 +20,6 @@ use super::*;
 
 /// Capacity of the channel of blocks fetched by the sync task.
 pub const SYNCED_MAX: usize = 4;
-
-/// What a non-member asking for blocks is told.
-pub const SYNC_MEMBERS_ONLY: &str =
-    "blocks are served to members, and to a node a pending AddMember names";
 
 /// Compares tips with peers and fetches the blocks we lack. Runs beside the
 /// driver so a slow peer never stalls agreement; the driver verifies
@@ -78,6 +78,45 @@ pub(super) async fn sync_loop(
 }
 
 impl Driver {
+    /// The server of peers' status and block requests: it reads this
+    /// driver's store and lets in whom [`publish_sync_access`] names. Run
+    /// it beside the driver, on [`net::Inbound::sync`].
+    ///
+    /// [`publish_sync_access`]: Self::publish_sync_access
+    pub fn sync_server(&self) -> SyncServer {
+        SyncServer::new(
+            self.ledger.reader(),
+            self.sync_access.subscribe(),
+            self.net.clone(),
+        )
+    }
+
+    /// Tells the sync server who may read blocks now: the members, and the
+    /// nodes that pending `AddMember`s name. Wakes it only on a change.
+    pub(super) fn publish_sync_access(&self) {
+        let Some(chain) = self.ledger.chain() else {
+            return;
+        };
+        let mut readers: HashSet<quorate_did::Did> =
+            chain.state().members.values().map(|m| m.did).collect();
+        readers.extend(self.mempool.iter().filter_map(|(_, pending)| {
+            match &pending.entry.proposal.body {
+                Body::AddMember(new) => Some(new.did),
+                _ => None,
+            }
+        }));
+        self.sync_access.send_if_modified(|access| {
+            if access.readers == readers {
+                return false;
+            }
+            *access = Arc::new(SyncAccess {
+                genesis: access.genesis,
+                readers,
+            });
+            true
+        });
+    }
+
     pub(super) fn on_synced(&mut self, blocks: Vec<CommittedBlock>) -> Result<(), DriverError> {
         let tip = self.chain()?.tip().height;
         let fresh: Vec<CommittedBlock> = blocks
@@ -102,53 +141,6 @@ impl Driver {
             Err(e) => {
                 warn!(target: "sync", error = %e, "blocks from a peer refused");
                 Ok(())
-            }
-        }
-    }
-
-    /// Whether `peer` may read blocks: a member, or named by an AddMember
-    /// this node holds pending (the scan only runs for a non-member, whose
-    /// requests the network already limits to a few per second).
-    pub(super) fn may_sync(
-        &self,
-        chain: &quorate_ledger::chain::ChainState,
-        peer: &quorate_did::Did,
-    ) -> bool {
-        chain.state().member_by_did(peer).is_some()
-            || self.mempool.iter().any(|(_, pending)| {
-                matches!(&pending.entry.proposal.body, Body::AddMember(new) if new.did == *peer)
-            })
-    }
-
-    pub(super) fn answer(&self, from: &quorate_did::Did, request: Request) -> Response {
-        let Some(chain) = self.ledger.chain() else {
-            return Response::Refused("no ledger yet".to_owned());
-        };
-        match request {
-            Request::Status => Response::Status {
-                genesis: chain.genesis_hash(),
-                height: chain.tip().height,
-                hash: chain.tip().hash,
-            },
-            Request::Blocks { from: first, to } => {
-                // The ledger is the consortium's: blocks go to members, and
-                // to a node that a pending AddMember names (it must sync
-                // before it can take part).
-                if !self.may_sync(chain, from) {
-                    debug!(target: "sync", peer = %from, "blocks refused to a non-member");
-                    return Response::Refused(SYNC_MEMBERS_ONLY.to_owned());
-                }
-                let last = protocol::sync_batch_end(first, to).min(chain.tip().height);
-                match self.ledger.blocks(first, last) {
-                    Ok(blocks) => Response::Blocks(blocks),
-                    Err(e) => {
-                        warn!(target: "sync", peer = %from, error = %e, "cannot serve blocks");
-                        Response::Refused("cannot read blocks".to_owned())
-                    }
-                }
-            }
-            Request::Object { .. } | Request::Chunk { .. } | Request::List { .. } => {
-                Response::Refused("data requests go to the data protocol".to_owned())
             }
         }
     }
