@@ -25,6 +25,11 @@ pub(crate) struct Agreement {
     pub latency_p50_ms: f64,
     /// p99 of the same.
     pub latency_p99_ms: f64,
+    /// The same p50 while two members flood the first with data fetches
+    /// over libp2p (ms).
+    pub data_flood_latency_p50_ms: f64,
+    /// Fetches served per second during that flood.
+    pub data_flood_fetches_per_sec: f64,
     /// Revocation proposed → committed on every node (ms, median).
     pub revocation_ms: f64,
     /// Committed entries per second under a flood of proposals.
@@ -150,6 +155,10 @@ pub(crate) fn run(
     }
     result.latency_p50_ms = sys::percentile(&mut latencies, 50.0).as_secs_f64() * 1e3;
     result.latency_p99_ms = sys::percentile(&mut latencies, 99.0).as_secs_f64() * 1e3;
+    (
+        result.data_flood_latency_p50_ms,
+        result.data_flood_fetches_per_sec,
+    ) = data_flood_latency(&nodes, samples)?;
 
     // Revocation: from the grantor's proposal to committed everywhere.
     let mut revocations = Vec::new();
@@ -223,10 +232,84 @@ pub(crate) fn run(
     result.entries_per_sec = result.flood_entries as f64 / (end - start).as_secs_f64();
     result.load_rss_mib = rss;
     let ledger = nodes[0].home.join("data/ledger.redb");
-    let entries = result.flood_entries + samples as u64 + 10;
+    let entries = result.flood_entries + 2 * samples as u64 + 12;
     result.disk_bytes_per_entry =
         std::fs::metadata(&ledger).map(|m| m.len()).unwrap_or(0) as f64 / entries as f64;
     Ok((result, testnet))
+}
+
+/// Clients per flooding member in [`data_flood_latency`].
+const DATA_FLOOD_CLIENTS: usize = 8;
+
+/// Commit latency while members' data traffic floods the first node: the
+/// second and third members each run [`DATA_FLOOD_CLIENTS`] clients
+/// fetching a 1 KiB object of the first through their own node's API (each
+/// fetch a libp2p data request to it), while the last member proposes
+/// grants one at a time. Returns the commit p50 (ms) and the fetches
+/// served per second.
+fn data_flood_latency(nodes: &[NodeSpec], samples: usize) -> anyhow::Result<(f64, f64)> {
+    anyhow::ensure!(nodes.len() >= 4, "the data flood needs 4 members");
+    let (owner, proposer) = (client(&nodes[0]), client(&nodes[3]));
+    let put = owner.request(
+        "PUT",
+        "/v1/objects/flood-data/small.bin",
+        Some(("application/octet-stream", &[7u8; 1024])),
+    )?;
+    anyhow::ensure!(
+        put.status == 201,
+        "cannot store the flood's object: {}",
+        put.text()
+    );
+    for fetcher in &nodes[1..3] {
+        let id = propose_grant(&owner, &fetcher.name, "flood-data/*")?
+            .context("the flood's grant was refused")?;
+        committed_everywhere(nodes, &id, Duration::from_secs(30))?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let fetched = Arc::new(AtomicU64::new(0));
+    let path = format!("/v1/peers/{}/objects/flood-data/small.bin", nodes[0].name);
+    let flooders: Vec<_> = nodes[1..3]
+        .iter()
+        .flat_map(|node| std::iter::repeat_n(node, DATA_FLOOD_CLIENTS))
+        .map(|node| {
+            let (api, path) = (client(node), path.clone());
+            let (stop, fetched) = (stop.clone(), fetched.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if api.get(&path).is_ok_and(|r| r.status == 200) {
+                        fetched.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let (start, before) = (Instant::now(), fetched.load(Ordering::Relaxed));
+    let mut latencies = Vec::new();
+    let mut outcome = Ok(());
+    for i in 0..samples {
+        let began = Instant::now();
+        let committed = propose_grant(&proposer, &nodes[0].name, &format!("data-flood/{i}"))
+            .and_then(|id| id.context("proposal refused"))
+            .and_then(|id| committed_everywhere(nodes, &id, Duration::from_secs(30)));
+        match committed {
+            Ok(done) => latencies.push(done - began),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    let fetches_per_sec =
+        (fetched.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for flooder in flooders {
+        let _ = flooder.join();
+    }
+    outcome?;
+    anyhow::ensure!(fetches_per_sec > 0.0, "the data flood served nothing");
+    let p50 = sys::percentile(&mut latencies, 50.0).as_secs_f64() * 1e3;
+    Ok((p50, fetches_per_sec))
 }
 
 /// R-series: a new, empty node joins `testnet` and catches up to its tip.

@@ -249,23 +249,26 @@ fn render(
     let _ = writeln!(out, "## Agreement (L-series)\n");
     let _ = writeln!(
         out,
-        "Proposal → committed on every node, measured by polling each node's `/v1/ledger/entries/{{id}}` every 1 ms; throughput under a flood of grant proposals from up to 4 members' APIs at once. The raw fdatasync of a 4 KiB write on the same disk, in the same run, is the reference.\n"
+        "Proposal → committed on every node, measured by polling each node's `/v1/ledger/entries/{{id}}` every 1 ms; the same again while members 2 and 3 each run 8 clients fetching a 1 KiB object of member 1 through their own node's API (each fetch a libp2p data request to member 1) and member 4 proposes; throughput under a flood of grant proposals from up to 4 members' APIs at once. The raw fdatasync of a 4 KiB write on the same disk, in the same run, is the reference.\n"
     );
     let _ = writeln!(
         out,
-        "| n | fdatasync (ms) | commit p50 (ms) | p50 / fdatasync | commit p99 (ms) | revocation enforced everywhere (ms, p50) | committed entries/s | flood entries (API refusals) | idle RSS / node (MiB) | RSS under load, node 1, at 25/50/75/100% (MiB) | ledger bytes / entry |"
+        "| n | fdatasync (ms) | commit p50 (ms) | p50 / fdatasync | commit p99 (ms) | commit p50 under a data flood (ms; ratio to idle; fetches/s) | revocation enforced everywhere (ms, p50) | committed entries/s | flood entries (API refusals) | idle RSS / node (MiB) | RSS under load, node 1, at 25/50/75/100% (MiB) | ledger bytes / entry |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for a in agreements {
         let rss: Vec<String> = a.load_rss_mib.iter().map(|r| format!("{r:.0}")).collect();
         let _ = writeln!(
             out,
-            "| {} | {:.3} | {:.1} | {:.0}× | {:.1} | {:.1} | {:.0} | {} ({}) | {:.1} | {} | {:.0} |",
+            "| {} | {:.3} | {:.1} | {:.0}× | {:.1} | {:.1}; {:.2}×; {:.0} | {:.1} | {:.0} | {} ({}) | {:.1} | {} | {:.0} |",
             a.n,
             a.fdatasync_ms,
             a.latency_p50_ms,
             a.latency_p50_ms / a.fdatasync_ms.max(1e-6),
             a.latency_p99_ms,
+            a.data_flood_latency_p50_ms,
+            a.data_flood_latency_p50_ms / a.latency_p50_ms.max(1e-6),
+            a.data_flood_fetches_per_sec,
             a.revocation_ms,
             a.entries_per_sec,
             a.flood_entries,
