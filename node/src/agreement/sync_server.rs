@@ -36,6 +36,9 @@ pub const SYNC_READS_MAX: usize = 2;
 pub struct SyncAccess {
     /// The chain's genesis hash (in every status answer).
     pub genesis: Hash,
+    /// The epoch whose member set `readers` holds (`None` until the driver
+    /// first publishes): the member set changes only with the epoch.
+    pub epoch: Option<u64>,
     /// The members' DIDs, and those a pending `AddMember` names (a node
     /// must sync before it can take part).
     pub readers: HashSet<Did>,
@@ -178,6 +181,7 @@ mod tests {
         let reader = ledger.reader();
         let access = SyncAccess {
             genesis,
+            epoch: Some(0),
             readers: [member.did()].into_iter().collect(),
         };
         let outsider = Keypair::from_seed(&[6; 32]).did();

@@ -32,7 +32,7 @@ use std::time::Duration;
 pub const COMMANDS_MAX: usize = 1024;
 /// Capacity of the event channel (event loop → driver). When the driver
 /// falls behind, gossip beyond this is dropped and counted (agreement
-/// tolerates loss); requests beyond it are refused.
+/// tolerates loss).
 pub const EVENTS_MAX: usize = 4096;
 /// Capacity of the agreement-request channel (event loop → sync server):
 /// status and block requests, each already within its peer's budget of

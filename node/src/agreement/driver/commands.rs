@@ -370,9 +370,6 @@ impl Driver {
         if adds_member {
             self.publish_sync_access();
         }
-        if adds_member {
-            self.publish_sync_access();
-        }
         let bytes = protocol::encode(&MempoolMessage::Entry(Box::new(entry)))?;
         self.net.publish(Topic::Mempool, bytes).await;
         info!(target: "mempool", %id, "proposed");

@@ -235,6 +235,7 @@ impl Driver {
         let (sync_access, _) =
             watch::channel(Arc::new(crate::agreement::sync_server::SyncAccess {
                 genesis,
+                epoch: None,
                 readers: Default::default(),
             }));
         let mut driver = Self {
@@ -298,6 +299,7 @@ impl Driver {
         let chain = self.chain()?;
         let height = chain.tip().height + 1;
         let validators = chain.validators();
+        let chain_epoch = chain.state().epoch;
         let members: Vec<_> = chain.state().members.values().map(|m| m.did).collect();
         self.timers.clear();
         self.machine = None;
@@ -326,7 +328,12 @@ impl Driver {
             self.on_consensus_message(message, from);
         }
         self.publish_status();
-        self.publish_sync_access();
+        // Who may read blocks changes with the member set, which changes
+        // only with the epoch (pending AddMembers are published as they
+        // arrive, and as they expire on the housekeeping tick).
+        if self.sync_access.borrow().epoch != Some(chain_epoch) {
+            self.publish_sync_access();
+        }
         Ok(())
     }
 

@@ -105,12 +105,14 @@ impl Driver {
                 _ => None,
             }
         }));
+        let epoch = Some(chain.state().epoch);
         self.sync_access.send_if_modified(|access| {
-            if access.readers == readers {
+            if access.readers == readers && access.epoch == epoch {
                 return false;
             }
             *access = Arc::new(SyncAccess {
                 genesis: access.genesis,
+                epoch,
                 readers,
             });
             true
