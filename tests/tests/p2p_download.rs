@@ -1,8 +1,10 @@
 //! Goal: over libp2p one request is one authorization, one rate-limit token
 //! and one audit record, however many chunks the object takes: a grant
-//! limited to 3 requests per 10 s fetches a 60 MiB object (15 chunks) in
+//! limited to 3 requests per 120 s fetches a 60 MiB object (15 chunks) in
 //! one request, the owner's audit log holds one record with the full byte
-//! count, and the grant's rate counts whole downloads.
+//! count, and the grant's rate counts whole downloads. (The window is long
+//! so that three debug-build downloads on a loaded 2-core machine finish
+//! inside it: with 10 s the fourth sometimes found a new window.)
 //! Method: a 4-node testnet of real processes; the CLI's `data put` and
 //! `peer get`; the owner's `/v1/audit`.
 
@@ -38,7 +40,7 @@ fn a_rate_limited_grant_fetches_a_large_object_in_one_request() {
         "--resource",
         "big/*",
         "--rate",
-        "3/10",
+        "3/120",
         "--days",
         "1",
     ]);
