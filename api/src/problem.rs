@@ -8,6 +8,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// The code of the problem a response carries, in its extensions, for
+/// the layers that record what was refused (the body is already JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemCode(pub &'static str);
+
 /// The media type of problem bodies.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -51,7 +56,7 @@ pub const TYPES: &[ProblemType] = &[
     t(
         "unauthenticated",
         401,
-        "no admin token, a wrong one, or an unsigned gateway request",
+        "no API token, an unknown, revoked or expired one, or an unsigned gateway request",
     ),
     t(
         "bad-signature",
@@ -68,6 +73,11 @@ pub const TYPES: &[ProblemType] = &[
         "not-a-member",
         403,
         "the caller, or this node for a proposal or endorsement, is not a member",
+    ),
+    t(
+        "role-required",
+        403,
+        "the caller's roles do not open this route of the local API",
     ),
     t("no-grant", 403, "no grant covers the request"),
     t("out-of-scope", 403, "the grants do not cover this resource"),
@@ -106,6 +116,11 @@ pub const TYPES: &[ProblemType] = &[
         412,
         "the object changed while it was being fetched",
     ),
+    t(
+        "token-exists",
+        409,
+        "an API token with that name exists (revoke it first)",
+    ),
     t("too-large", 413, "a body over its limit"),
     t("uri-too-long", 414, "a request target over 8 KiB"),
     t(
@@ -135,6 +150,11 @@ pub const TYPES: &[ProblemType] = &[
         "a well-formed proposal the consortium's rules refuse",
     ),
     t("height-beyond-tip", 422, "a height past the committed tip"),
+    t(
+        "too-many-tokens",
+        422,
+        "the node holds as many named API tokens as it may",
+    ),
     t(
         "rate-limited",
         429,
@@ -335,6 +355,7 @@ impl IntoResponse for Problem {
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, json).into_response();
+        response.extensions_mut().insert(ProblemCode(self.code));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(secs) = self.retry_after_secs {

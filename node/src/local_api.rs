@@ -3,11 +3,13 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use futures::StreamExt as _;
+use quorate_api::auth::{Principal, Unauthenticated};
+use quorate_api::local::access::LocalAction;
 use quorate_api::local::responses::{
     AuditRecord, BlockEntry, BlockView, CertificateView, EntryLocation, GrantView, Identity,
-    LedgerSummary, MemberView, Members, NodeStatus, ProposalView,
+    LedgerSummary, MemberView, Members, NewToken, NodeStatus, ProposalView, TokenView, Tokens,
 };
-use quorate_api::local::{AuditQuery, GrantPage, GrantQuery, Node, ProposalRequest};
+use quorate_api::local::{AuditQuery, GrantPage, GrantQuery, Node, ProposalRequest, TokenRequest};
 use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
 use quorate_api::problem::Problem;
 use quorate_contracts::{GrantId, GrantStatus, MemberId, ResourcePath, Timestamp};
@@ -17,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::agreement::driver::{Command, DecideError, Handle, ProposeError};
 use crate::gateway::{Gateway, open_range};
+use crate::home::tokens::{CreateError, RevokeError, StoredToken, TokenRegistry};
 use crate::net;
 use crate::net::protocol::{self, Request, Response};
 use crate::proofs::{GrantProofError, StatusProofError};
@@ -33,6 +36,8 @@ pub struct LocalNode {
     genesis_hash: quorate_ledger::hash::Hash,
     /// Reads of the ledger (blocks, entries, proofs), beside the driver.
     ledger: quorate_ledger::ledger::LedgerReader,
+    /// Who may call the local API.
+    tokens: std::sync::Arc<TokenRegistry>,
 }
 
 impl LocalNode {
@@ -44,6 +49,7 @@ impl LocalNode {
         object_bytes_max: u64,
         genesis_hash: quorate_ledger::hash::Hash,
         ledger: quorate_ledger::ledger::LedgerReader,
+        tokens: std::sync::Arc<TokenRegistry>,
     ) -> Self {
         Self {
             handle,
@@ -52,6 +58,7 @@ impl LocalNode {
             object_bytes_max,
             genesis_hash,
             ledger,
+            tokens,
         }
     }
 
@@ -212,6 +219,84 @@ impl From<StatusProofError> for Problem {
 }
 
 impl Node for LocalNode {
+    fn authenticate(&self, token: &str) -> Result<Principal, Unauthenticated> {
+        self.tokens.authenticate(token, now_ms())
+    }
+
+    async fn record_action(&self, action: LocalAction) {
+        self.gateway
+            .auditor()
+            .record(crate::gateway::audit::Decision {
+                transport: "local".to_owned(),
+                caller: Some(action.principal),
+                action: action.action.to_owned(),
+                resource: action.subject,
+                decision: if action.refused.is_none() {
+                    "allow"
+                } else {
+                    "deny"
+                }
+                .to_owned(),
+                reason: action.refused.map(str::to_owned),
+                grant: None,
+                bytes: action.bytes,
+            })
+            .await;
+    }
+
+    async fn tokens(&self) -> Result<Tokens, Problem> {
+        let now = now_ms();
+        let tokens = self.tokens.list();
+        Ok(Tokens {
+            tokens: tokens.iter().map(|t| token_view(t, now)).collect(),
+        })
+    }
+
+    async fn create_token(&self, request: TokenRequest) -> Result<NewToken, Problem> {
+        let now = now_ms();
+        let life_ms = request.expires_in_s.map(|s| s.saturating_mul(1000));
+        let registry = self.tokens.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            registry.create(&request.name, &request.roles, life_ms, now)
+        })
+        .await
+        .map_err(|e| internal("making a token", &e))?;
+        match made {
+            Ok((stored, token)) => Ok(NewToken {
+                view: token_view(&stored, now),
+                token: token.to_string(),
+            }),
+            Err(e @ CreateError::Exists(_)) => Err(Problem::new(
+                StatusCode::CONFLICT,
+                "token-exists",
+                e.to_string(),
+            )),
+            Err(e @ CreateError::TooMany) => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too-many-tokens",
+                e.to_string(),
+            )),
+            Err(
+                e @ (CreateError::InvalidName(_) | CreateError::NoRoles | CreateError::InvalidLife),
+            ) => Err(Problem::bad_request(e.to_string())),
+            Err(e @ (CreateError::Random(_) | CreateError::Io { .. })) => {
+                Err(internal("making a token", &e))
+            }
+        }
+    }
+
+    async fn revoke_token(&self, name: String) -> Result<(), Problem> {
+        let registry = self.tokens.clone();
+        let revoked = tokio::task::spawn_blocking(move || registry.revoke(&name))
+            .await
+            .map_err(|e| internal("revoking a token", &e))?;
+        match revoked {
+            Ok(()) => Ok(()),
+            Err(e @ RevokeError::Unknown(_)) => Err(Problem::not_found(e.to_string())),
+            Err(e @ RevokeError::Io { .. }) => Err(internal("revoking a token", &e)),
+        }
+    }
+
     async fn status(&self) -> NodeStatus {
         let status = self.handle.status();
         NodeStatus {
@@ -876,6 +961,20 @@ async fn write_upload(
 pub const GRANTS_SCAN_MAX: usize = 10_000;
 
 /// The ledger status's name, as filters spell it.
+fn now_ms() -> u64 {
+    crate::agreement::driver::now().0
+}
+
+fn token_view(token: &StoredToken, now_ms: u64) -> TokenView {
+    TokenView {
+        name: token.name.clone(),
+        roles: token.roles.clone(),
+        created_ms: token.created_ms,
+        expires_ms: token.expires_ms,
+        expired: token.expired(now_ms),
+    }
+}
+
 fn status_kind(status: &GrantStatus) -> &'static str {
     match status {
         GrantStatus::Active => "active",

@@ -163,6 +163,9 @@ pub enum StartError {
     /// An `[[upstream]]` section is invalid.
     #[error("config [[upstream]]: {0}")]
     Upstream(#[from] crate::gateway::upstream::UpstreamConfigError),
+    /// The API tokens do not load.
+    #[error(transparent)]
+    Tokens(#[from] crate::home::tokens::LoadError),
     /// The audit log does not open.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] crate::gateway::audit::AuditError),
@@ -241,6 +244,7 @@ pub async fn start(
 ) -> Result<RunningNode, StartError> {
     let lock = HomeLock::acquire(home.root())?;
     let config = home.load_config()?;
+    let tokens = std::sync::Arc::new(crate::home::tokens::TokenRegistry::open(home)?);
     let ledger = open_ledger(home, &config)?;
     let chain = ledger
         .chain()
@@ -301,6 +305,7 @@ pub async fn start(
         config.gateway.object_bytes_max,
         genesis_hash,
         reader,
+        tokens,
     );
     // Agreement runs on a thread of its own: however busy the shared
     // workers are with members' data (and the local API), the driver's

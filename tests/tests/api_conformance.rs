@@ -35,7 +35,9 @@ const SEED: &str = "20260601";
 /// - a well-formed Range may be unsatisfiable for the object at hand (416);
 /// - a well-formed proposal may break the consortium's rules (422
 ///   proposal-rejected: an unknown member, a grant id that is none, a
-///   did:key that is no key), which no schema can express.
+///   did:key that is no key), which no schema can express;
+/// - a well-formed token may take a name already in use (409
+///   token-exists) or be one too many (422 too-many-tokens).
 const SCHEMATHESIS_CONFIG: &str = r#"
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "414", "415", "416", "422", "428", "429", "431"]
@@ -48,6 +50,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-name = "POST /v1/proposals"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "422"]
+
+[[operations]]
+include-name = "POST /v1/tokens"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "409", "422"]
 "#;
 
 /// An answer read off a raw socket.
@@ -361,6 +367,8 @@ fn every_json_answer_of_a_real_node_validates_against_its_document() {
     let height = entry.json().unwrap()["height"].as_u64().unwrap();
     let routes = [
         ("/v1/status", "/v1/status"),
+        ("/v1/principal", "/v1/principal"),
+        ("/v1/tokens", "/v1/tokens"),
         ("/v1/identity", "/v1/identity"),
         ("/v1/members", "/v1/members"),
         ("/v1/peers", "/v1/peers"),

@@ -10,10 +10,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quorate_contracts::ResourcePath;
 
-use super::responses::{Identity, Members, NodeStatus, ProposalId, ProposalView};
+use super::access::ActionNote;
+use super::responses::{Identity, Members, NodeStatus, PrincipalView, ProposalId, ProposalView};
 use super::{
     AuditQuery, BlockQuery, GrantQuery, JSON_BODY_BYTES_MAX, Node, ProposalRequest, StatusQuery,
+    TokenRequest,
 };
+use crate::auth::Principal;
 use crate::objects::{ListQuery, is_media_type, object_headers, range_of};
 use crate::problem::Problem;
 
@@ -243,7 +246,13 @@ pub(super) async fn put_object<N: Node>(
         node.put_object(path, content_type, body).await
     };
     match result.await {
-        Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
+        Ok(info) => {
+            let note = ActionNote {
+                subject: Some(info.path.clone()),
+                bytes: info.size,
+            };
+            (StatusCode::CREATED, axum::Extension(note), Json(info)).into_response()
+        }
         Err(problem) => problem.into_response(),
     }
 }
@@ -254,12 +263,24 @@ pub(super) async fn delete_object<N: Node>(
 ) -> Response {
     let result = async {
         let Path(path) = path.map_err(path_problem)?;
-        node.delete_object(resource(&path)?).await
+        let path = resource(&path)?;
+        let subject = path.as_str().to_owned();
+        Ok::<_, Problem>((subject, node.delete_object(path).await))
     };
     match result.await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok((subject, Ok(()))) => noted(StatusCode::NO_CONTENT.into_response(), subject),
+        Ok((subject, Err(problem))) => noted(problem.into_response(), subject),
         Err(problem) => problem.into_response(),
     }
+}
+
+/// `response` with the subject its audit record names.
+fn noted(mut response: Response, subject: String) -> Response {
+    response.extensions_mut().insert(ActionNote {
+        subject: Some(subject),
+        bytes: 0,
+    });
+    response
 }
 
 pub(super) async fn peer_get<N: Node>(
@@ -441,7 +462,18 @@ pub(super) async fn propose<N: Node>(
         Err(e) => return json_problem(e).into_response(),
     };
     match node.propose(request).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(ProposalId { id })).into_response(),
+        Ok(id) => {
+            let note = ActionNote {
+                subject: Some(id.clone()),
+                bytes: 0,
+            };
+            (
+                StatusCode::ACCEPTED,
+                axum::Extension(note),
+                Json(ProposalId { id }),
+            )
+                .into_response()
+        }
         Err(problem) => problem.into_response(),
     }
 }
@@ -469,8 +501,57 @@ pub(super) async fn decide<N: Node>(
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    match node.decide(id, approve).await {
+    let response = match node.decide(id.clone(), approve).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => problem.into_response(),
+    };
+    noted(response, id)
+}
+
+pub(super) async fn principal(axum::Extension(principal): axum::Extension<Principal>) -> Response {
+    Json(PrincipalView {
+        principal: principal.label,
+        roles: principal.roles.iter().collect(),
+        expires_ms: principal.expires_ms,
+    })
+    .into_response()
+}
+
+pub(super) async fn tokens<N: Node>(State(node): State<N>) -> Response {
+    json_or_problem(node.tokens().await)
+}
+
+pub(super) async fn create_token<N: Node>(
+    State(node): State<N>,
+    body: Result<Json<TokenRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(e) => return json_problem(e).into_response(),
+    };
+    match node.create_token(request).await {
+        Ok(token) => {
+            let note = ActionNote {
+                subject: Some(token.view.name.clone()),
+                bytes: 0,
+            };
+            (StatusCode::CREATED, axum::Extension(note), Json(token)).into_response()
+        }
+        Err(problem) => problem.into_response(),
     }
+}
+
+pub(super) async fn revoke_token<N: Node>(
+    State(node): State<N>,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(e) => return path_problem(e).into_response(),
+    };
+    let response = match node.revoke_token(name.clone()).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => problem.into_response(),
+    };
+    noted(response, name)
 }

@@ -1,5 +1,6 @@
 //! The local API: what an organization's own operators and applications
-//! call, with the admin token. (Peers come in through the gateway.)
+//! call, each with an API token whose roles open the routes it calls
+//! ([`access`]). (Peers come in through the gateway.)
 //!
 //! The API reaches the node through [`Node`], a narrow trait, so it is
 //! testable without a swarm.
@@ -11,6 +12,7 @@
 
 use std::time::Duration;
 
+pub mod access;
 mod handlers;
 mod layers;
 pub mod node;
@@ -25,7 +27,7 @@ pub use node::Node;
 pub use openapi::openapi_json;
 pub use requests::{
     AuditQuery, BlockQuery, GRANTS_PAGE_DEFAULT, GRANTS_PAGE_MAX, GrantQuery, ProposalRequest,
-    StatusQuery,
+    StatusQuery, TokenRequest,
 };
 pub use responses::GrantPage;
 pub use routes::router;
@@ -73,7 +75,7 @@ const REFUSAL_TEXT_BYTES_MAX: usize = 1024;
 /// answer from memory and have none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budgets {
-    /// The admin-token routes (`/v1/…`, `/metrics`).
+    /// The token routes (`/v1/…`, `/metrics`).
     pub admin: usize,
     /// The signed routes (`/gateway/…`).
     pub gateway: usize,

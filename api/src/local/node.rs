@@ -5,16 +5,34 @@ use std::future::Future;
 use axum::body::Body;
 use quorate_contracts::ResourcePath;
 
+use super::access::LocalAction;
 use super::responses::{
     AuditRecord, BlockView, EntryLocation, GrantPage, GrantView, Identity, LedgerSummary, Members,
-    NodeStatus, ProposalView,
+    NewToken, NodeStatus, ProposalView, Tokens,
 };
-use super::{AuditQuery, GrantQuery, ProposalRequest};
+use super::{AuditQuery, GrantQuery, ProposalRequest, TokenRequest};
+use crate::auth::{Principal, Unauthenticated};
 use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
 use crate::problem::Problem;
 
 /// The node as the API sees it.
 pub trait Node: Clone + Send + Sync + 'static {
+    /// Who a bearer token names: the bootstrap admin, or a named token's
+    /// principal (unknown, revoked and expired tokens are refused). Called
+    /// on every request, so it reads memory only.
+    fn authenticate(&self, token: &str) -> Result<Principal, Unauthenticated>;
+    /// Records a state-changing call (done or refused) in the audit log.
+    fn record_action(&self, action: LocalAction) -> impl Future<Output = ()> + Send;
+    /// The named API tokens.
+    fn tokens(&self) -> impl Future<Output = Result<Tokens, Problem>> + Send;
+    /// Makes a named API token (durable on return); its secret is in the
+    /// answer only.
+    fn create_token(
+        &self,
+        request: TokenRequest,
+    ) -> impl Future<Output = Result<NewToken, Problem>> + Send;
+    /// Revokes a named API token: refused from the moment this returns.
+    fn revoke_token(&self, name: String) -> impl Future<Output = Result<(), Problem>> + Send;
     /// Height, peers, freshness.
     fn status(&self) -> impl Future<Output = NodeStatus> + Send;
     /// Proposes as this member; returns the proposal id.

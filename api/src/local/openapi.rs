@@ -3,8 +3,8 @@
 //! Paths, parameters and responses are written by hand (`openapi.json`
 //! beside this file); the schemas of the response bodies are generated
 //! from the types the handlers serialize ([`super::responses`]), and the
-//! problem types from [`crate::problem::TYPES`], so neither can drift from
-//! the code. Request bodies keep their hand-written schemas: they say what
+//! problem types from [`crate::problem::TYPES`] and each operation's roles
+//! from [`super::access::ROUTES`], so none can drift from the code. Request bodies keep their hand-written schemas: they say what
 //! the lenient readers accept (`5.0` as a whole number, `null` for absent),
 //! which a derived schema would not.
 
@@ -15,9 +15,10 @@ use schemars::transform::RecursiveTransform;
 use schemars::{JsonSchema, Schema};
 use serde_json::{Value, json};
 
+use super::access::ROUTES;
 use super::responses::{
     AuditRecord, BlockView, EntryLocation, GrantView, Identity, LedgerSummary, Listing, Members,
-    NodeStatus, ObjectInfo, ProposalId, ProposalView,
+    NewToken, NodeStatus, ObjectInfo, PrincipalView, ProposalId, ProposalView, Tokens,
 };
 use crate::problem::{TYPE_PREFIX, TYPES};
 
@@ -68,7 +69,63 @@ pub fn document_value() -> Value {
         )
         .into();
     }
+    annotate_roles(&mut doc);
     doc
+}
+
+/// Each local operation gets `x-quorate-roles` (who may call it), a
+/// sentence saying so, and a 403 that names `role-required`.
+fn annotate_roles(doc: &mut Value) {
+    let problem =
+        json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+    for route in ROUTES {
+        let path = route.path.replace("{*", "{");
+        let method = route.method.as_str().to_ascii_lowercase();
+        // The 403 a route already documents (not-a-member, a peer's
+        // refusal) is kept, with role-required beside it.
+        let existing = doc
+            .pointer(&format!(
+                "/paths/{}/{method}/responses/403/$ref",
+                path.replace('~', "~0").replace('/', "~1")
+            ))
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|r| doc.pointer(&format!("{r}/description")))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(operation) = doc
+            .get_mut("paths")
+            .and_then(|p| p.get_mut(&path))
+            .and_then(|p| p.get_mut(&method))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let roles: Vec<&str> = std::iter::once("admin")
+            .chain(route.roles.iter().map(|r| r.name()))
+            .collect();
+        let sentence = format!("Roles: {}.", roles.join(", "));
+        let description = match operation.get("description").and_then(Value::as_str) {
+            Some(text) => format!("{text} {sentence}"),
+            None => sentence,
+        };
+        operation.insert("description".into(), description.into());
+        operation.insert("x-quorate-roles".into(), json!(roles));
+        let refusal = "The caller's roles do not open this route (role-required)";
+        let forbidden = match existing {
+            Some(text) => format!("{refusal}; or {text}"),
+            None => refusal.to_owned(),
+        };
+        if let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        {
+            responses.insert(
+                "403".into(),
+                json!({"description": forbidden, "content": problem}),
+            );
+        }
+    }
 }
 
 /// The schemas of every response body, by name, as
@@ -95,6 +152,9 @@ fn body_schemas() -> serde_json::Map<String, Value> {
     add::<EntryLocation>(&mut generator);
     add::<LedgerSummary>(&mut generator);
     add::<BlockView>(&mut generator);
+    add::<PrincipalView>(&mut generator);
+    add::<Tokens>(&mut generator);
+    add::<NewToken>(&mut generator);
     generator.take_definitions(true)
 }
 
@@ -141,6 +201,42 @@ mod tests {
         let routed: std::collections::BTreeSet<String> = routes_in_source().into_iter().collect();
         assert!(routed.len() >= 20, "found only {routed:?}");
         assert_eq!(documented, routed);
+    }
+
+    /// Every local route has an access rule, each rule a route, and the
+    /// document shows each operation's roles.
+    #[test]
+    fn every_local_route_declares_its_roles_and_the_document_shows_them() {
+        let doc: serde_json::Value = serde_json::from_str(openapi_json()).unwrap();
+        for route in super::ROUTES {
+            let path = route.path.replace("{*", "{");
+            let method = route.method.as_str().to_ascii_lowercase();
+            let operation = &doc["paths"][&path][&method];
+            assert!(operation.is_object(), "{method} {path} is not documented");
+            let roles = operation["x-quorate-roles"].as_array().unwrap();
+            assert_eq!(roles[0], "admin", "{method} {path}");
+            assert_eq!(roles.len(), 1 + route.roles.iter().count());
+            assert!(
+                operation["responses"]["403"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("role-required")
+            );
+        }
+        let local: Vec<String> = routes_in_source()
+            .into_iter()
+            .filter(|p| p.starts_with("/v1/") || p == "/metrics")
+            .collect();
+        for path in &local {
+            for (method, _) in doc["paths"][path].as_object().unwrap() {
+                let declared = super::ROUTES.iter().any(|r| {
+                    r.path.replace("{*", "{") == *path
+                        && (r.method.as_str().eq_ignore_ascii_case(method)
+                            || (method == "head" && r.method == axum::http::Method::GET))
+                });
+                assert!(declared, "{method} {path} has no access rule");
+            }
+        }
     }
 
     /// Validated with the reference validator (`openapi-spec-validator`,

@@ -248,3 +248,17 @@ mod tests {
         }
     }
 }
+
+/// `POST /v1/tokens`: a named API token to make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Its name: 1 to 64 of `a-z`, `0-9`, `.`, `_`, `-`, starting with a
+    /// letter or digit; `admin` is the bootstrap token's.
+    pub name: String,
+    /// Its roles (at least one).
+    pub roles: Vec<crate::auth::Role>,
+    /// Seconds until it expires; it never does if absent.
+    #[serde(default, deserialize_with = "whole_or_null")]
+    pub expires_in_s: Option<u64>,
+}

@@ -437,3 +437,47 @@ pub struct CertificateView {
     /// The signing validators, by index in the epoch's order.
     pub signers: Vec<u16>,
 }
+
+/// `GET /v1/principal`: who the caller is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct PrincipalView {
+    /// How the audit log names it: `admin`, or `token:<name>`.
+    pub principal: String,
+    /// Its roles.
+    pub roles: Vec<crate::auth::Role>,
+    /// When its token expires (ms since the Unix epoch), if it does.
+    pub expires_ms: Option<u64>,
+}
+
+/// One named API token, as `GET /v1/tokens` lists it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct TokenView {
+    /// Its name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<crate::auth::Role>,
+    /// When it was made (ms since the Unix epoch).
+    pub created_ms: u64,
+    /// When it expires (ms since the Unix epoch), if it does.
+    pub expires_ms: Option<u64>,
+    /// Whether it has expired (it stays listed until revoked).
+    pub expired: bool,
+}
+
+/// `GET /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Tokens {
+    /// Every named token, by name.
+    pub tokens: Vec<TokenView>,
+}
+
+/// `POST /v1/tokens`: the token made, with its secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct NewToken {
+    /// What was stored.
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The bearer token. The node keeps only its hash: it cannot be shown
+    /// again.
+    pub token: String,
+}

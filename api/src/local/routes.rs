@@ -4,30 +4,26 @@
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler as _;
 use axum::http::header::CONTENT_TYPE;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Router, middleware};
 
+use super::access::authorize;
 use super::handlers::*;
 use super::layers::{
     Budget, budget, head_limits, method_not_allowed, not_found, problems_only,
     refuse_declared_too_large,
 };
 use super::{JSON_BODY_BYTES_MAX, Limits, Node, openapi_json};
-use crate::auth::{AdminToken, require_admin};
 
-/// The local API's routes, behind the admin token, and the gateway's
-/// signed routes (see [`crate::gateway`]), under the node's [`Limits`].
+/// The local API's routes, each open to the roles [`super::access`] names
+/// for it, and the gateway's signed routes (see [`crate::gateway`]), under
+/// the node's [`Limits`].
 ///
 /// Every refusal is `application/problem+json` with a stable type: the
 /// handlers' own, extractor rejections, the fallbacks (404 `not-found`,
 /// 405 `method-not-allowed` with `Allow`), and the limits on the request
 /// target and header section, checked before anything else runs.
-pub fn router<N: Node>(
-    node: N,
-    token: AdminToken,
-    gateway: crate::gateway::Settings,
-    limits: Limits,
-) -> Router {
+pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limits) -> Router {
     let pipeline = node.gateway();
     let node_for_probes = node.clone();
     let admin_budget = Budget::new(limits.budgets.admin);
@@ -37,6 +33,9 @@ pub fn router<N: Node>(
         refuse_declared_too_large,
     ));
     let admin = Router::new()
+        .route("/v1/principal", get(principal))
+        .route("/v1/tokens", get(tokens::<N>).post(create_token::<N>))
+        .route("/v1/tokens/{name}", delete(revoke_token::<N>))
         .route("/v1/status", get(status::<N>))
         .route("/v1/proposals", get(proposals::<N>).post(propose::<N>))
         .route("/v1/proposals/{id}/approve", post(approve::<N>))
@@ -66,9 +65,9 @@ pub fn router<N: Node>(
         .route("/v1/ledger/entries/{id}", get(entry::<N>))
         .route("/metrics", get(metrics::<N>))
         // The token is checked before a slot is taken, so that requests
-        // without it cannot queue ahead of the operator's.
+        // without one cannot queue ahead of the operator's.
         .route_layer(middleware::from_fn_with_state(admin_budget, budget))
-        .route_layer(middleware::from_fn_with_state(token, require_admin))
+        .route_layer(middleware::from_fn_with_state(node.clone(), authorize::<N>))
         .with_state(node);
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok" }))

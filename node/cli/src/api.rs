@@ -467,7 +467,7 @@ fn parse_rate(text: &str) -> Result<(u32, u32), String> {
 }
 
 /// The local API of the node in `home`.
-fn client(home: HomeArg) -> anyhow::Result<ApiClient> {
+pub(crate) fn client(home: HomeArg) -> anyhow::Result<ApiClient> {
     let home = NodeHome::new(home.home);
     let config = home.load_config()?;
     let token = quorate_did::keyfile::read_secret_file(&home.admin_token_path(), 1024)?;
@@ -479,7 +479,10 @@ fn client(home: HomeArg) -> anyhow::Result<ApiClient> {
 }
 
 /// The response if 2xx, else its problem as an error.
-fn checked(response: std::io::Result<Response>, client: &ApiClient) -> anyhow::Result<Response> {
+pub(crate) fn checked(
+    response: std::io::Result<Response>,
+    client: &ApiClient,
+) -> anyhow::Result<Response> {
     let response = response.with_context(|| {
         format!(
             "cannot reach the node's API at {} (is `quorate node run` running?)",

@@ -2,6 +2,7 @@
 
 mod api;
 mod testnet;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,10 @@ enum Command {
     /// Show gateway decisions; verify an audit log's hash chain.
     #[command(subcommand)]
     Audit(api::AuditCommand),
+    /// Make, list and revoke named API tokens with roles, for the people
+    /// and applications of this organization.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
     /// Start, inspect, perturb and stop a local multi-node testnet.
     #[command(subcommand)]
     Testnet(testnet::TestnetCommand),
@@ -203,6 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(command) => api::audit(command)?,
         Command::Data(command) => api::data(command)?,
         Command::Peer(command) => api::peer(command)?,
+        Command::Token(command) => tokens::run(command)?,
         Command::Testnet(command) => testnet::run(command)?,
         Command::Node(NodeCommand::Run { home }) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -338,8 +344,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::driver::Stopped> {
-    use quorate_api::auth::AdminToken;
-
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -367,8 +371,6 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::dri
     });
 
     let config = home.load_config()?;
-    let token = quorate_did::keyfile::read_secret_file(&home.admin_token_path(), 1024)?;
-    let token = AdminToken::new(std::str::from_utf8(&token).context("admin.token is not text")?);
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the local API", config.api.listen))?;
@@ -387,7 +389,7 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::dri
         },
         object_bytes_max: config.gateway.object_bytes_max,
     };
-    let router = quorate_api::local::router(node.local.clone(), token, gateway_http, limits).layer(
+    let router = quorate_api::local::router(node.local.clone(), gateway_http, limits).layer(
         tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT),
     );
     tracing::info!(address = %config.api.listen, "local API listening");

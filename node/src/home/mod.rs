@@ -6,7 +6,8 @@
 //!   key.pem        Ed25519 PKCS#8 PEM, mode 0600 (the member key)
 //!   key.next.pem   the key a pending rotation moves to (`did rotate`)
 //!   key.retired-*.pem  keys rotated away from, kept (never overwritten)
-//!   admin.token    bearer token of the local API, mode 0600
+//!   admin.token    the bootstrap admin's bearer token for the local API, mode 0600
+//!   tokens.json    named API tokens with their roles (hashes only), mode 0600
 //!   config.toml    annotated configuration
 //!   data/          ledger store and objects
 //! ```
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod duration;
 pub mod lock;
+pub mod tokens;
 
 use std::fs;
 use std::io;

@@ -9,23 +9,35 @@ use axum::response::Response;
 use quorate_contracts::{Action, ResourcePath};
 use quorate_did::Did;
 
-use crate::auth::AdminToken;
+use crate::auth::{Principal, Role, Roles, Unauthenticated};
+use crate::local::access::LocalAction;
 use crate::local::responses::{
     AuditRecord, BlockEntry, BlockView, CertificateView, EntryLocation, GrantTerms, GrantView,
     Identity, LedgerGrantStatus, LedgerSummary, LocalDecision, MemberView, Members, NodeStatus,
     ProposalBody, ProposalState, ProposalView, Standing,
 };
-use crate::local::{AuditQuery, GrantPage, GrantQuery, Limits, Node, ProposalRequest, router};
+use crate::local::responses::{NewToken, TokenView, Tokens};
+use crate::local::{
+    AuditQuery, GrantPage, GrantQuery, Limits, Node, ProposalRequest, TokenRequest, router,
+};
 use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
 use crate::problem::Problem;
 
 const TOKEN: &str = "route-test-token";
+/// The token of a principal holding one role: `role-<name>`.
+pub(super) fn role_token(role: Role) -> String {
+    format!("role-{}", role.name())
+}
+/// A token past its expiry.
+pub(super) const EXPIRED_TOKEN: &str = "expired-token";
 pub(super) const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// Answers with samples, or refuses every fallible call with `refusal`.
 #[derive(Clone, Default)]
 pub(super) struct Fake {
     pub(super) refusal: Option<Problem>,
+    /// The state-changing calls recorded, in order.
+    pub(super) actions: std::sync::Arc<std::sync::Mutex<Vec<LocalAction>>>,
 }
 
 impl Fake {
@@ -132,7 +144,54 @@ pub(super) fn proposals() -> Vec<ProposalView> {
         .collect()
 }
 
+fn token_view() -> TokenView {
+    TokenView {
+        name: "alice".into(),
+        roles: vec![Role::Approver],
+        created_ms: 1_700_000_000_000,
+        expires_ms: Some(1_800_000_000_000),
+        expired: false,
+    }
+}
+
 impl Node for Fake {
+    fn authenticate(&self, token: &str) -> Result<Principal, Unauthenticated> {
+        if token == TOKEN {
+            return Ok(Principal::admin());
+        }
+        if token == EXPIRED_TOKEN {
+            return Err(Unauthenticated::Expired { name: "old".into() });
+        }
+        let role = token
+            .strip_prefix("role-")
+            .and_then(Role::parse)
+            .ok_or(Unauthenticated::Invalid)?;
+        Ok(Principal {
+            label: format!("token:{}", role.name()),
+            roles: Roles::of(&[role]),
+            expires_ms: None,
+        })
+    }
+    async fn record_action(&self, action: LocalAction) {
+        self.actions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(action);
+    }
+    async fn tokens(&self) -> Result<Tokens, Problem> {
+        self.answer(Tokens {
+            tokens: vec![token_view()],
+        })
+    }
+    async fn create_token(&self, _: TokenRequest) -> Result<NewToken, Problem> {
+        self.answer(NewToken {
+            view: token_view(),
+            token: format!("qrt_{}_{HEX}", &HEX[..16]),
+        })
+    }
+    async fn revoke_token(&self, _: String) -> Result<(), Problem> {
+        self.answer(())
+    }
     async fn status(&self) -> NodeStatus {
         NodeStatus {
             tip_hash: HEX.into(),
@@ -298,7 +357,6 @@ impl Node for Fake {
 pub(super) fn app(node: Fake) -> axum::Router {
     router(
         node,
-        AdminToken::new(TOKEN),
         crate::gateway::Settings::new(
             60,
             "127.0.0.1:1",
@@ -310,10 +368,20 @@ pub(super) fn app(node: Fake) -> axum::Router {
 
 /// A request with the admin token; `body` JSON when given.
 pub(super) fn request(method: &str, uri: &str, body: Option<&str>) -> Request<Body> {
+    request_as(TOKEN, method, uri, body)
+}
+
+/// A request with `token`; `body` JSON when given.
+pub(super) fn request_as(
+    token: &str,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+) -> Request<Body> {
     let builder = Request::builder()
         .method(method)
         .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
     match body {
         Some(json) => builder
             .header(header::CONTENT_TYPE, "application/json")

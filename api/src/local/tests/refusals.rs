@@ -11,12 +11,13 @@ use quorate_contracts::ResourcePath;
 use quorate_did::Did;
 use tower::ServiceExt as _;
 
-use crate::auth::AdminToken;
+use crate::auth::{Principal, Unauthenticated};
+use crate::local::access::LocalAction;
 use crate::local::responses::{
-    AuditRecord, BlockView, EntryLocation, GrantView, Identity, LedgerSummary, Members, NodeStatus,
-    ProposalView,
+    AuditRecord, BlockView, EntryLocation, GrantView, Identity, LedgerSummary, Members, NewToken,
+    NodeStatus, ProposalView, Tokens,
 };
-use crate::local::{AuditQuery, Budgets, Limits, Node, ProposalRequest, router};
+use crate::local::{AuditQuery, Budgets, Limits, Node, ProposalRequest, TokenRequest, router};
 use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
 use crate::problem::Problem;
 
@@ -34,6 +35,23 @@ fn none<T>() -> Result<T, Problem> {
 }
 
 impl Node for Empty {
+    fn authenticate(&self, token: &str) -> Result<Principal, Unauthenticated> {
+        if token == TOKEN {
+            Ok(Principal::admin())
+        } else {
+            Err(Unauthenticated::Invalid)
+        }
+    }
+    async fn record_action(&self, _: LocalAction) {}
+    async fn tokens(&self) -> Result<Tokens, Problem> {
+        none()
+    }
+    async fn create_token(&self, _: TokenRequest) -> Result<NewToken, Problem> {
+        none()
+    }
+    async fn revoke_token(&self, _: String) -> Result<(), Problem> {
+        none()
+    }
     async fn status(&self) -> NodeStatus {
         if let Some(gate) = &self.gate {
             let _pass = gate.acquire().await;
@@ -157,7 +175,6 @@ fn app(node: Empty, budgets: Budgets) -> axum::Router {
     };
     router(
         node,
-        AdminToken::new(TOKEN),
         crate::gateway::Settings::new(
             60,
             "127.0.0.1:1",

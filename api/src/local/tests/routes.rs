@@ -70,6 +70,15 @@ fn token(text: &str) -> String {
 /// The routes that answer JSON: (method, request target, documented path,
 /// JSON body, the success status).
 const JSON_ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
+    ("GET", "/v1/principal", "/v1/principal", None, 200),
+    ("GET", "/v1/tokens", "/v1/tokens", None, 200),
+    (
+        "POST",
+        "/v1/tokens",
+        "/v1/tokens",
+        Some(r#"{"name":"alice","roles":["approver"],"expires_in_s":86400}"#),
+        201,
+    ),
     ("GET", "/v1/status", "/v1/status", None, 200),
     ("GET", "/v1/identity", "/v1/identity", None, 200),
     ("GET", "/v1/members", "/v1/members", None, 200),
@@ -177,6 +186,7 @@ async fn the_other_answers_have_their_documented_media_types() {
         ("POST", format!("/v1/proposals/{HEX}/approve"), 204),
         ("POST", format!("/v1/proposals/{HEX}/reject"), 204),
         ("DELETE", "/v1/objects/a.csv".into(), 204),
+        ("DELETE", "/v1/tokens/alice".into(), 204),
         ("HEAD", "/v1/objects/a.csv".into(), 200),
     ] {
         let response = app(Fake::default())
@@ -266,6 +276,7 @@ async fn the_nodes_refusals_reach_the_client_as_problems() {
             let body = (target == "/v1/proposals").then_some(proposal);
             let node = Fake {
                 refusal: Some(problem.clone()),
+                ..Fake::default()
             };
             let response = app(node)
                 .oneshot(request(method, &target, body))
@@ -423,4 +434,25 @@ fn every_reference_in_the_document_resolves_and_every_problem_type_is_listed() {
             "{kind}"
         );
     }
+}
+
+/// The token request's hand-written schema admits what the reader takes,
+/// and refuses a role the node does not know.
+#[test]
+fn the_token_request_schema_matches_its_reader() {
+    let doc = openapi::document_value();
+    let schema = "/components/schemas/TokenRequest";
+    let sample = crate::local::TokenRequest {
+        name: "ci.bot_1".into(),
+        roles: vec![crate::auth::Role::Publisher, crate::auth::Role::Reader],
+        expires_in_s: Some(3600),
+    };
+    let json = serde_json::to_value(&sample).unwrap();
+    check(&doc, schema, &json);
+    let back: crate::local::TokenRequest = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, sample);
+    let mut unknown = json;
+    unknown["roles"] = serde_json::json!(["root"]);
+    assert!(!errors(&doc, schema, &unknown).is_empty());
+    assert!(serde_json::from_value::<crate::local::TokenRequest>(unknown).is_err());
 }

@@ -1,0 +1,228 @@
+//! Goal: every route of the local API is open to exactly the roles its rule
+//! names (admin to all), a refusal is 403 `role-required` naming them, bad
+//! tokens are 401, and every state-changing call is recorded with who made
+//! it, done or refused.
+//! Method: `oneshot` requests for every route × every role against the
+//! fake node, whose tokens name one role each.
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use super::fake::{EXPIRED_TOKEN, Fake, HEX, app, body_of, request, request_as, role_token};
+use crate::auth::{Principal, Role, Roles};
+use crate::local::access::{LocalAction, ROUTES, RouteAccess};
+
+/// A concrete request target for a route's path.
+fn target(route: &RouteAccess) -> String {
+    route
+        .path
+        .replace("{id}", HEX)
+        .replace("{height}", "4")
+        .replace("{member}", "org-b")
+        .replace("{peer}", "org-b")
+        .replace("{*path}", "a.csv")
+        .replace("{name}", "alice")
+}
+
+fn body(route: &RouteAccess) -> Option<String> {
+    match (route.method.as_str(), route.path) {
+        ("POST", "/v1/proposals") => Some(
+            serde_json::json!({"grant": {"grantee": "org-b", "resources": ["*"], "actions": ["read"], "not_after_ms": 5}})
+                .to_string(),
+        ),
+        ("POST", "/v1/tokens") => {
+            Some(serde_json::json!({"name": "alice", "roles": ["reader"]}).to_string())
+        }
+        ("PUT", _) => Some("a,b\n".to_owned()),
+        _ => None,
+    }
+}
+
+async fn call(fake: &Fake, token: &str, route: &RouteAccess) -> (StatusCode, Value) {
+    let body = body(route);
+    let request = request_as(
+        token,
+        route.method.as_str(),
+        &target(route),
+        body.as_deref(),
+    );
+    let response = app(fake.clone()).oneshot(request).await.unwrap();
+    let (status, _, bytes) = body_of(response).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn every_route_is_open_to_exactly_its_roles() {
+    let fake = Fake::default();
+    let mut allowed = 0;
+    let mut refused = 0;
+    for route in ROUTES {
+        for role in Role::ALL {
+            let principal = Principal {
+                label: String::new(),
+                roles: Roles::of(&[role]),
+                expires_ms: None,
+            };
+            let (status, json) = call(&fake, &role_token(role), route).await;
+            let what = format!("{} {} as {role}", route.method, route.path);
+            if principal.may(route.roles) {
+                allowed += 1;
+                assert!(
+                    status.is_success(),
+                    "{what}: {status} {json}, expected the fake's answer"
+                );
+            } else {
+                refused += 1;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{what}");
+                assert_eq!(json["type"], "urn:quorate:problem:role-required", "{what}");
+                let detail = json["detail"].as_str().unwrap();
+                assert!(
+                    detail.contains(&format!("token:{role} has {role}")),
+                    "{what}: {detail}"
+                );
+                let named = if route.roles.is_empty() {
+                    "admin".to_owned()
+                } else {
+                    route.roles.names()
+                };
+                assert!(detail.contains(&named), "{what}: {detail}");
+            }
+        }
+    }
+    // The matrix is not vacuous either way.
+    assert!(
+        allowed > 60 && refused > 60,
+        "{allowed} allowed, {refused} refused"
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_expired_tokens_are_unauthenticated_on_every_route() {
+    let fake = Fake::default();
+    for route in ROUTES {
+        for (token, says) in [
+            ("nonsense", "not valid"),
+            ("role-root", "not valid"),
+            (EXPIRED_TOKEN, "expired"),
+        ] {
+            let (status, json) = call(&fake, token, route).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{} {}",
+                route.method,
+                route.path
+            );
+            assert_eq!(json["type"], "urn:quorate:problem:unauthenticated");
+            assert!(json["detail"].as_str().unwrap().contains(says), "{json}");
+        }
+    }
+    assert!(
+        fake.actions.lock().unwrap().is_empty(),
+        "an unauthenticated call is not audited"
+    );
+}
+
+#[tokio::test]
+async fn state_changing_calls_are_recorded_with_their_principal() {
+    let fake = Fake::default();
+    let propose = ROUTES
+        .iter()
+        .find(|r| r.path == "/v1/proposals" && r.method == "POST")
+        .unwrap();
+    let approve = ROUTES
+        .iter()
+        .find(|r| r.path == "/v1/proposals/{id}/approve")
+        .unwrap();
+    let put = ROUTES
+        .iter()
+        .find(|r| r.path == "/v1/objects/{*path}" && r.method == "PUT")
+        .unwrap();
+    assert_eq!(
+        call(&fake, &role_token(Role::Approver), propose).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        call(&fake, &role_token(Role::Reader), approve).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&fake, &role_token(Role::Publisher), put).await.0,
+        StatusCode::CREATED
+    );
+    // Reads are not recorded.
+    let response = app(fake.clone())
+        .oneshot(request("GET", "/v1/status", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // A refusal by the node is recorded with its problem type.
+    let refusing = Fake {
+        refusal: Some(crate::problem::Problem::not_found("no such proposal")),
+        actions: fake.actions.clone(),
+    };
+    assert_eq!(
+        call(&refusing, "route-test-token", approve).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let actions = fake.actions.lock().unwrap().clone();
+    let approve_path = format!("/v1/proposals/{HEX}/approve");
+    assert_eq!(
+        actions,
+        [
+            LocalAction {
+                principal: "token:approver".into(),
+                action: "propose",
+                subject: HEX.into(),
+                refused: None,
+                bytes: 0,
+            },
+            LocalAction {
+                principal: "token:reader".into(),
+                action: "approve",
+                subject: approve_path,
+                refused: Some("role-required"),
+                bytes: 0,
+            },
+            LocalAction {
+                principal: "token:publisher".into(),
+                action: "put-object",
+                subject: "reports/q1.csv".into(),
+                refused: None,
+                bytes: 5,
+            },
+            LocalAction {
+                principal: "admin".into(),
+                action: "approve",
+                subject: HEX.into(),
+                refused: Some("not-found"),
+                bytes: 0,
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_principal_route_says_who_the_caller_is() {
+    let response = app(Fake::default())
+        .oneshot(request_as(
+            &role_token(Role::Metrics),
+            "GET",
+            "/v1/principal",
+            None,
+        ))
+        .await
+        .unwrap();
+    let (status, _, bytes) = body_of(response).await;
+    assert_eq!(status, StatusCode::OK);
+    let json: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"principal": "token:metrics", "roles": ["metrics"], "expires_ms": null})
+    );
+}

@@ -1,0 +1,163 @@
+//! `quorate token …`: the named API tokens of a running node, through its
+//! local API with the home's admin token.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use quorate_node::home::duration::HumanDuration;
+
+use crate::HomeArg;
+use crate::api::{checked, client};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Make a named API token with roles; prints the token once (the node
+    /// keeps only its hash). Roles: admin, approver, publisher, reader,
+    /// auditor, metrics.
+    Create {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Its name (a-z, 0-9, '.', '_', '-'; up to 64).
+        #[arg(long)]
+        name: String,
+        /// A role it holds (repeatable).
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<quorate_api::auth::Role>,
+        /// How long it lasts (e.g. 12h, 30d); for ever if absent.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<HumanDuration>,
+    },
+    /// List the named tokens (names, roles and times; never secrets).
+    List {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Revoke a named token: the node refuses it from then on.
+    Revoke {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Its name.
+        name: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<quorate_api::auth::Role, String> {
+    quorate_api::auth::Role::parse(text).ok_or_else(|| {
+        format!("{text:?} is not a role (admin, approver, publisher, reader, auditor or metrics)")
+    })
+}
+
+pub(crate) fn run(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            home,
+            name,
+            roles,
+            expires,
+        } => {
+            let expires_in_s = match expires {
+                Some(HumanDuration(d)) if d.as_secs() == 0 => {
+                    anyhow::bail!("--expires must be at least 1s")
+                }
+                Some(HumanDuration(d)) => Some(d.as_secs()),
+                None => None,
+            };
+            let api = client(home)?;
+            let body = serde_json::json!({
+                "name": name,
+                "roles": roles,
+                "expires_in_s": expires_in_s,
+            });
+            let made = checked(api.post_json("/v1/tokens", &body), &api)?.json()?;
+            let token = made["token"]
+                .as_str()
+                .context("the node's answer has no token")?;
+            println!("{token}");
+            eprintln!(
+                "token {name} ({}) made{}; it is shown only now: store it, or revoke it and make another",
+                made["roles"]
+                    .as_array()
+                    .map(|r| r
+                        .iter()
+                        .filter_map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default(),
+                made["expires_ms"]
+                    .as_u64()
+                    .map(|ms| format!(", expires {}", utc(ms)))
+                    .unwrap_or_default(),
+            );
+        }
+        TokenCommand::List { home } => {
+            let api = client(home)?;
+            let listed = checked(api.get("/v1/tokens"), &api)?.json()?;
+            let tokens = listed["tokens"].as_array().cloned().unwrap_or_default();
+            println!("{:<24} {:<28} {:<22} EXPIRES", "NAME", "ROLES", "CREATED");
+            for token in tokens {
+                let roles: Vec<&str> = token["roles"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(|r| r.as_str()).collect())
+                    .unwrap_or_default();
+                let expires = match token["expires_ms"].as_u64() {
+                    None => "never".to_owned(),
+                    Some(ms) if token["expired"] == true => format!("{} (expired)", utc(ms)),
+                    Some(ms) => utc(ms),
+                };
+                println!(
+                    "{:<24} {:<28} {:<22} {expires}",
+                    token["name"].as_str().unwrap_or("?"),
+                    roles.join(","),
+                    utc(token["created_ms"].as_u64().unwrap_or(0)),
+                );
+            }
+        }
+        TokenCommand::Revoke { home, name } => {
+            anyhow::ensure!(
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+                "{name:?} is not a token name (a-z, 0-9, '.', '_', '-')"
+            );
+            let api = client(home)?;
+            checked(
+                api.request("DELETE", &format!("/v1/tokens/{name}"), None),
+                &api,
+            )?;
+            println!("revoked {name}");
+        }
+    }
+    Ok(())
+}
+
+/// `ms` since the Unix epoch as `YYYY-MM-DD HH:MM:SSZ` (UTC).
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm, for days >= 0).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00Z");
+        assert_eq!(super::utc(1_796_083_199_000), "2026-11-30 23:59:59Z");
+    }
+}
