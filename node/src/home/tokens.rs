@@ -242,65 +242,73 @@ impl TokenRegistry {
         if life_ms.is_some_and(|ms| ms == 0 || ms > TOKEN_LIFE_MAX_MS) {
             return Err(CreateError::InvalidLife);
         }
-        let _write = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = self
-            .tokens
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if next.values().any(|t| t.name == name) {
-            return Err(CreateError::Exists(name.to_owned()));
-        }
-        if next.len() >= TOKENS_MAX {
-            return Err(CreateError::TooMany);
-        }
-        let mut id = [0u8; ID_BYTES];
-        let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
-        getrandom::fill(&mut id).map_err(CreateError::Random)?;
-        getrandom::fill(secret.as_mut()).map_err(CreateError::Random)?;
-        let id = hex::encode(id);
-        let secret = Zeroizing::new(hex::encode(secret.as_ref()));
-        let mut roles = roles.to_vec();
-        roles.sort();
-        roles.dedup();
-        let stored = StoredToken {
-            id: id.clone(),
-            name: name.to_owned(),
-            roles,
-            hash: token_hash(&id, &secret).to_hex().to_string(),
-            created_ms: now_ms,
-            expires_ms: life_ms.map(|ms| now_ms.saturating_add(ms)),
-        };
-        next.insert(id.clone(), stored.clone());
-        store(&self.path, &next).map_err(|source| CreateError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = next;
-        let token = Zeroizing::new(format!("{TOKEN_PREFIX}{id}_{}", secret.as_str()));
-        Ok((stored, token))
+        self.change(
+            |tokens| {
+                if tokens.values().any(|t| t.name == name) {
+                    return Err(CreateError::Exists(name.to_owned()));
+                }
+                if tokens.len() >= TOKENS_MAX {
+                    return Err(CreateError::TooMany);
+                }
+                let mut id = [0u8; ID_BYTES];
+                let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
+                getrandom::fill(&mut id).map_err(CreateError::Random)?;
+                getrandom::fill(secret.as_mut()).map_err(CreateError::Random)?;
+                let id = hex::encode(id);
+                let secret = Zeroizing::new(hex::encode(secret.as_ref()));
+                let mut roles = roles.to_vec();
+                roles.sort();
+                roles.dedup();
+                let stored = StoredToken {
+                    id: id.clone(),
+                    name: name.to_owned(),
+                    roles,
+                    hash: token_hash(&id, &secret).to_hex().to_string(),
+                    created_ms: now_ms,
+                    expires_ms: life_ms.map(|ms| now_ms.saturating_add(ms)),
+                };
+                tokens.insert(id.clone(), stored.clone());
+                let token = Zeroizing::new(format!("{TOKEN_PREFIX}{id}_{}", secret.as_str()));
+                Ok((stored, token))
+            },
+            |path, source| CreateError::Io { path, source },
+        )
     }
 
     /// Revokes the token named `name`: refused from the moment this
     /// returns, and gone from the file.
     pub fn revoke(&self, name: &str) -> Result<(), RevokeError> {
+        self.change(
+            |tokens| {
+                let before = tokens.len();
+                tokens.retain(|_, t| t.name != name);
+                if tokens.len() == before {
+                    return Err(RevokeError::Unknown(name.to_owned()));
+                }
+                Ok(())
+            },
+            |path, source| RevokeError::Io { path, source },
+        )
+    }
+
+    /// Applies `edit` to a copy of the tokens, writes the copy durably and
+    /// only then adopts it, one change at a time: a failed edit or write
+    /// changes nothing.
+    fn change<T, E>(
+        &self,
+        edit: impl FnOnce(&mut BTreeMap<String, StoredToken>) -> Result<T, E>,
+        write_failed: impl FnOnce(PathBuf, io::Error) -> E,
+    ) -> Result<T, E> {
         let _write = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = self
             .tokens
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let before = next.len();
-        next.retain(|_, t| t.name != name);
-        if next.len() == before {
-            return Err(RevokeError::Unknown(name.to_owned()));
-        }
-        store(&self.path, &next).map_err(|source| RevokeError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let done = edit(&mut next)?;
+        store(&self.path, &next).map_err(|source| write_failed(self.path.clone(), source))?;
         *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(())
+        Ok(done)
     }
 }
 
