@@ -166,6 +166,10 @@ pub enum Unauthenticated {
     /// A token this node did not issue, or one that was revoked.
     #[error("the token is not valid (unknown, or revoked)")]
     Invalid,
+    /// A bearer JWT the organization's identity provider did not sign for
+    /// this node, or whose claims do not hold.
+    #[error("the bearer JWT is refused: {0}")]
+    Jwt(String),
     /// A named token past its expiry.
     #[error("the token `{name}` expired; ask an administrator for a new one")]
     Expired {

@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod home;
 pub mod local_api;
 pub mod net;
+pub mod oidc;
 pub mod proofs;
 pub mod run;
 mod views;

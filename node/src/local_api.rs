@@ -37,7 +37,17 @@ pub struct LocalNode {
     /// Reads of the ledger (blocks, entries, proofs), beside the driver.
     ledger: quorate_ledger::ledger::LedgerReader,
     /// Who may call the local API.
-    tokens: std::sync::Arc<TokenRegistry>,
+    access: Access,
+}
+
+/// Who may call the local API: the home's tokens, and the identity
+/// provider's JWTs when `[auth.oidc]` is set.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The bootstrap admin and the named tokens.
+    pub tokens: std::sync::Arc<TokenRegistry>,
+    /// Single sign-on.
+    pub oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
 }
 
 impl LocalNode {
@@ -49,7 +59,7 @@ impl LocalNode {
         object_bytes_max: u64,
         genesis_hash: quorate_ledger::hash::Hash,
         ledger: quorate_ledger::ledger::LedgerReader,
-        tokens: std::sync::Arc<TokenRegistry>,
+        access: Access,
     ) -> Self {
         Self {
             handle,
@@ -58,7 +68,7 @@ impl LocalNode {
             object_bytes_max,
             genesis_hash,
             ledger,
-            tokens,
+            access,
         }
     }
 
@@ -220,7 +230,10 @@ impl From<StatusProofError> for Problem {
 
 impl Node for LocalNode {
     fn authenticate(&self, token: &str) -> Result<Principal, Unauthenticated> {
-        self.tokens.authenticate(token, now_ms())
+        match &self.access.oidc {
+            Some(oidc) if crate::oidc::looks_like_jwt(token) => oidc.verify(token),
+            _ => self.access.tokens.authenticate(token, now_ms()),
+        }
     }
 
     async fn record_action(&self, action: LocalAction) {
@@ -246,7 +259,7 @@ impl Node for LocalNode {
 
     async fn tokens(&self) -> Result<Tokens, Problem> {
         let now = now_ms();
-        let tokens = self.tokens.list();
+        let tokens = self.access.tokens.list();
         Ok(Tokens {
             tokens: tokens.iter().map(|t| token_view(t, now)).collect(),
         })
@@ -255,7 +268,7 @@ impl Node for LocalNode {
     async fn create_token(&self, request: TokenRequest) -> Result<NewToken, Problem> {
         let now = now_ms();
         let life_ms = request.expires_in_s.map(|s| s.saturating_mul(1000));
-        let registry = self.tokens.clone();
+        let registry = self.access.tokens.clone();
         let made = tokio::task::spawn_blocking(move || {
             registry.create(&request.name, &request.roles, life_ms, now)
         })
@@ -286,7 +299,7 @@ impl Node for LocalNode {
     }
 
     async fn revoke_token(&self, name: String) -> Result<(), Problem> {
-        let registry = self.tokens.clone();
+        let registry = self.access.tokens.clone();
         let revoked = tokio::task::spawn_blocking(move || registry.revoke(&name))
             .await
             .map_err(|e| internal("revoking a token", &e))?;

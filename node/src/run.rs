@@ -166,6 +166,9 @@ pub enum StartError {
     /// The API tokens do not load.
     #[error(transparent)]
     Tokens(#[from] crate::home::tokens::LoadError),
+    /// `[auth.oidc]` cannot be used.
+    #[error(transparent)]
+    Oidc(#[from] crate::oidc::OidcConfigError),
     /// The audit log does not open.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] crate::gateway::audit::AuditError),
@@ -245,6 +248,15 @@ pub async fn start(
     let lock = HomeLock::acquire(home.root())?;
     let config = home.load_config()?;
     let tokens = std::sync::Arc::new(crate::home::tokens::TokenRegistry::open(home)?);
+    let oidc = match &config.auth.oidc {
+        Some(section) => {
+            let verifier =
+                std::sync::Arc::new(crate::oidc::OidcVerifier::new(section, home.root())?);
+            tokio::spawn(verifier.clone().refresh_loop());
+            Some(verifier)
+        }
+        None => None,
+    };
     let ledger = open_ledger(home, &config)?;
     let chain = ledger
         .chain()
@@ -305,7 +317,7 @@ pub async fn start(
         config.gateway.object_bytes_max,
         genesis_hash,
         reader,
-        tokens,
+        crate::local_api::Access { tokens, oidc },
     );
     // Agreement runs on a thread of its own: however busy the shared
     // workers are with members' data (and the local API), the driver's

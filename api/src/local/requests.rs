@@ -119,7 +119,8 @@ pub struct BlockQuery {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    /// Only this caller (a did:key).
+    /// Only this caller: a did:key, or a local principal (`admin`,
+    /// `token:<name>`, `oidc:<sub>`).
     pub caller: Option<String>,
     /// Only `allow` or `deny` (anything else is refused).
     #[serde(default, deserialize_with = "decision")]

@@ -47,6 +47,9 @@ pub struct Config {
     /// Resource prefixes served by existing HTTP services.
     #[serde(default)]
     pub upstream: Vec<crate::gateway::upstream::UpstreamSection>,
+    /// Who may call the local API besides the home's tokens.
+    #[serde(default)]
+    pub auth: crate::oidc::AuthSection,
 }
 
 /// `[gateway]`: what every inbound request from a member is held to.
@@ -341,6 +344,29 @@ mod tests {
         assert_eq!(config.ledger, LedgerSection::default());
         let limits = config.api.connection_limits();
         assert_eq!(limits, quorate_api::serve::ConnectionLimits::default());
+    }
+
+    #[test]
+    fn the_commented_single_sign_on_example_is_a_valid_section() {
+        let text = include_str!("../../../docs/config.example.toml");
+        let block: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# [auth.oidc]"))
+            .map(|l| l.trim_start_matches('#').trim_start())
+            .collect();
+        #[derive(Deserialize)]
+        struct Only {
+            auth: crate::oidc::AuthSection,
+        }
+        let only: Only = toml::from_str(&block.join("\n")).unwrap();
+        let oidc = only.auth.oidc.unwrap();
+        assert_eq!(
+            oidc.roles["quorate-approvers"],
+            [quorate_api::auth::Role::Approver]
+        );
+        crate::oidc::OidcVerifier::new(&oidc, Path::new("/")).unwrap();
+        // And the template carries the same example.
+        assert!(TEMPLATE.contains(&text[text.find("# Single sign-on").unwrap()..]));
     }
 
     #[test]

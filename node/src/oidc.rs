@@ -1,0 +1,727 @@
+//! Single sign-on: bearer JWTs from the organization's identity provider,
+//! mapped to local API roles (`[auth.oidc]` in the config).
+//!
+//! A JWT is accepted only if its header's `alg` is one of the accepted
+//! algorithms (EdDSA, ES256, RS256; `none` never), it names a key of the
+//! provider's JWKS made for that algorithm, its signature verifies, and
+//! its claims hold: `iss` is the issuer, `aud` names the audience, `exp`
+//! and `nbf` hold within the leeway, `sub` is present. The principal is
+//! `oidc:<sub>`, with the roles its `roles_claim` values map to.
+//!
+//! The JWKS comes from a file or an `http://` URL, read at start and again
+//! every `jwks_refresh`, and soon (at most once per
+//! [`JWKS_REFETCH_MIN`]) after a token names a key it does not hold, so a
+//! provider's key rotation is picked up. A failed read keeps the keys held.
+//! Verification reads memory only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use quorate_api::auth::{Principal, Role, Roles, Unauthenticated};
+use serde::{Deserialize, Serialize};
+
+use crate::home::duration::HumanDuration;
+
+/// Largest JWT read.
+pub const JWT_BYTES_MAX: usize = 8 * 1024;
+/// Largest JWKS document read.
+pub const JWKS_BYTES_MAX: usize = 64 * 1024;
+/// Most keys kept from a JWKS.
+pub const JWKS_KEYS_MAX: usize = 32;
+/// Longest leeway on `exp` and `nbf`.
+pub const LEEWAY_MAX: Duration = Duration::from_secs(300);
+/// Shortest interval between two reads of the JWKS.
+pub const JWKS_REFETCH_MIN: Duration = Duration::from_secs(30);
+/// Longest wait for the JWKS URL's answer.
+pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest `sub` accepted (it names the principal in the audit log).
+pub const SUBJECT_BYTES_MAX: usize = 255;
+/// Most claim values mapped to roles.
+pub const ROLE_MAPPINGS_MAX: usize = 256;
+
+/// `[auth]`: who may call the local API besides the tokens of the home.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Single sign-on with the organization's identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSection>,
+}
+
+/// `[auth.oidc]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must name.
+    pub audience: String,
+    /// The provider's JWKS as a file (relative to the node home)...
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// ... or as an `http://` URL.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// The algorithms accepted, from EdDSA, ES256 and RS256.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The claim whose values (a string or an array of strings) name roles.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// What each value of the roles claim gives: `"quorate-approvers" =
+    /// ["approver"]`. Values not listed give nothing.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<Role>>,
+    /// How far `exp` and `nbf` may be off (at most 5 minutes).
+    #[serde(default = "default_leeway")]
+    pub leeway: HumanDuration,
+    /// How often the JWKS is read again.
+    #[serde(default = "default_refresh")]
+    pub jwks_refresh: HumanDuration,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["EdDSA", "ES256", "RS256"].map(str::to_owned).to_vec()
+}
+
+fn default_roles_claim() -> String {
+    "groups".to_owned()
+}
+
+fn default_leeway() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+fn default_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+/// Why `[auth.oidc]` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcConfigError {
+    /// Neither or both of `jwks_file` and `jwks_url`.
+    #[error("[auth.oidc] needs exactly one of jwks_file and jwks_url")]
+    JwksSource,
+    /// A URL that is not `http://host[:port]/path`.
+    #[error(
+        "[auth.oidc] jwks_url {0:?} is not an http:// URL (https needs the node's TLS client, not built yet: serve the JWKS through a local http proxy or use jwks_file)"
+    )]
+    Url(String),
+    /// An algorithm outside the three.
+    #[error("[auth.oidc] algorithm {0:?} is not accepted (use EdDSA, ES256 or RS256)")]
+    Algorithm(String),
+    /// No algorithm.
+    #[error("[auth.oidc] algorithms is empty")]
+    NoAlgorithm,
+    /// An empty issuer, audience or roles claim.
+    #[error("[auth.oidc] {0} is empty")]
+    Empty(&'static str),
+    /// A leeway over [`LEEWAY_MAX`].
+    #[error("[auth.oidc] leeway is at most 5m")]
+    Leeway,
+    /// A refresh interval under [`JWKS_REFETCH_MIN`].
+    #[error("[auth.oidc] jwks_refresh is at least 30s")]
+    Refresh,
+    /// More than [`ROLE_MAPPINGS_MAX`] mapped values.
+    #[error("[auth.oidc] roles maps more than {ROLE_MAPPINGS_MAX} values")]
+    TooManyMappings,
+    /// The JWKS file cannot be read or holds no usable key.
+    #[error("[auth.oidc] jwks_file {}: {reason}", path.display())]
+    JwksFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where the JWKS comes from.
+#[derive(Debug)]
+enum JwksSource {
+    File(PathBuf),
+    Url(axum::http::Uri),
+}
+
+/// A key of the JWKS, with the one algorithm it verifies.
+struct Key {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// The claims read from an accepted token (the rest validated by the
+/// library).
+#[derive(Deserialize)]
+struct Claims {
+    // Optional here so that their absence is reported by the validation
+    // (which runs after this is read) as the missing claim it is.
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Verifies bearer JWTs against the provider's keys.
+pub struct OidcVerifier {
+    issuer: String,
+    audience: String,
+    algorithms: Vec<Algorithm>,
+    roles_claim: String,
+    roles: BTreeMap<String, Roles>,
+    leeway: Duration,
+    refresh: Duration,
+    source: JwksSource,
+    keys: RwLock<Arc<Vec<Key>>>,
+    /// Woken when a token names a key we do not hold.
+    unknown_key: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for OidcVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcVerifier")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcVerifier {
+    /// Checks the section; reads the JWKS file now (a URL is read by
+    /// [`Self::refresh_loop`]).
+    pub fn new(section: &OidcSection, home: &Path) -> Result<Self, OidcConfigError> {
+        for (what, value) in [
+            ("issuer", &section.issuer),
+            ("audience", &section.audience),
+            ("roles_claim", &section.roles_claim),
+        ] {
+            if value.is_empty() {
+                return Err(OidcConfigError::Empty(what));
+            }
+        }
+        let algorithms = section
+            .algorithms
+            .iter()
+            .map(|name| {
+                accepted_algorithm(name).ok_or_else(|| OidcConfigError::Algorithm(name.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if algorithms.is_empty() {
+            return Err(OidcConfigError::NoAlgorithm);
+        }
+        if section.leeway.0 > LEEWAY_MAX {
+            return Err(OidcConfigError::Leeway);
+        }
+        if section.jwks_refresh.0 < JWKS_REFETCH_MIN {
+            return Err(OidcConfigError::Refresh);
+        }
+        if section.roles.len() > ROLE_MAPPINGS_MAX {
+            return Err(OidcConfigError::TooManyMappings);
+        }
+        let source = match (&section.jwks_file, &section.jwks_url) {
+            (Some(file), None) => JwksSource::File(home.join(file)),
+            (None, Some(url)) => {
+                let uri: axum::http::Uri =
+                    url.parse().map_err(|_| OidcConfigError::Url(url.clone()))?;
+                if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                    return Err(OidcConfigError::Url(url.clone()));
+                }
+                JwksSource::Url(uri)
+            }
+            _ => return Err(OidcConfigError::JwksSource),
+        };
+        let verifier = Self {
+            issuer: section.issuer.clone(),
+            audience: section.audience.clone(),
+            algorithms,
+            roles_claim: section.roles_claim.clone(),
+            roles: section
+                .roles
+                .iter()
+                .map(|(value, roles)| (value.clone(), roles.iter().copied().collect()))
+                .collect(),
+            leeway: section.leeway.0,
+            refresh: section.jwks_refresh.0,
+            source,
+            keys: RwLock::new(Arc::new(Vec::new())),
+            unknown_key: tokio::sync::Notify::new(),
+        };
+        if let JwksSource::File(path) = &verifier.source {
+            let read = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| verifier.keys_of(&bytes));
+            let keys = read.map_err(|reason| OidcConfigError::JwksFile {
+                path: path.clone(),
+                reason,
+            })?;
+            *verifier.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        }
+        Ok(verifier)
+    }
+
+    /// Who `token` names, if the provider signed it for us and it holds now.
+    pub fn verify(&self, token: &str) -> Result<Principal, Unauthenticated> {
+        let refuse = |why: String| Unauthenticated::Jwt(why);
+        if token.len() > JWT_BYTES_MAX {
+            return Err(refuse(format!("it is over {JWT_BYTES_MAX} bytes")));
+        }
+        // The header's `alg` is checked by name first, so that `none` and
+        // every algorithm outside the list get the same clear refusal.
+        let alg_name = header_alg(token).ok_or_else(|| refuse("it is not a JWT".into()))?;
+        let alg = accepted_algorithm(&alg_name)
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "algorithm {alg_name:?} is not accepted (accepted: {})",
+                    self.algorithms
+                        .iter()
+                        .map(|a| format!("{a:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| refuse(format!("malformed: {e}")))?;
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let candidates: Vec<&Key> = keys
+            .iter()
+            .filter(|k| k.alg == alg)
+            .filter(|k| header.kid.is_none() || k.kid == header.kid)
+            .collect();
+        let key = match candidates.as_slice() {
+            [key] => *key,
+            [] => {
+                self.unknown_key.notify_one();
+                return Err(refuse(match &header.kid {
+                    Some(kid) => format!("no {alg:?} key {kid:?} in the provider's JWKS"),
+                    None => format!("no {alg:?} key in the provider's JWKS"),
+                }));
+            }
+            _ => {
+                return Err(refuse(
+                    "it names no key (kid) and the JWKS holds several".into(),
+                ));
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway.as_secs();
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+            .map_err(|e| refuse(self.explain(&e)))?
+            .claims;
+        let (Some(sub), Some(exp)) = (claims.sub, claims.exp) else {
+            return Err(refuse("it has no sub or exp claim".into()));
+        };
+        if sub.is_empty() || sub.len() > SUBJECT_BYTES_MAX {
+            return Err(refuse(format!(
+                "its sub is empty or over {SUBJECT_BYTES_MAX} bytes"
+            )));
+        }
+        let values: Vec<&str> = match claims.other.get(&self.roles_claim) {
+            Some(serde_json::Value::String(one)) => vec![one.as_str()],
+            Some(serde_json::Value::Array(many)) => {
+                many.iter().filter_map(serde_json::Value::as_str).collect()
+            }
+            _ => Vec::new(),
+        };
+        let roles = values
+            .iter()
+            .filter_map(|v| self.roles.get(*v))
+            .flat_map(|r| r.iter())
+            .collect::<Roles>();
+        Ok(Principal {
+            label: format!("oidc:{sub}"),
+            roles,
+            expires_ms: Some(exp.saturating_mul(1000)),
+        })
+    }
+
+    fn explain(&self, error: &jsonwebtoken::errors::Error) -> String {
+        use jsonwebtoken::errors::ErrorKind;
+        match error.kind() {
+            ErrorKind::ExpiredSignature => "it has expired (exp)".into(),
+            ErrorKind::ImmatureSignature => "it is not valid yet (nbf)".into(),
+            ErrorKind::InvalidIssuer => format!("its issuer is not {:?}", self.issuer),
+            ErrorKind::InvalidAudience => format!("its audience is not {:?}", self.audience),
+            ErrorKind::InvalidSignature => "its signature does not verify".into(),
+            ErrorKind::MissingRequiredClaim(claim) => format!("it has no {claim} claim"),
+            ErrorKind::InvalidAlgorithm => "its algorithm does not fit the key".into(),
+            _ => format!("malformed: {error}"),
+        }
+    }
+
+    /// The usable keys of a JWKS document: signature keys of an accepted
+    /// algorithm, at most [`JWKS_KEYS_MAX`]; others are skipped.
+    fn keys_of(&self, document: &[u8]) -> Result<Vec<Key>, String> {
+        if document.len() > JWKS_BYTES_MAX {
+            return Err(format!("over {JWKS_BYTES_MAX} bytes"));
+        }
+        #[derive(Deserialize)]
+        struct Set {
+            keys: Vec<serde_json::Value>,
+        }
+        let set: Set = serde_json::from_slice(document).map_err(|e| format!("not a JWKS: {e}"))?;
+        let mut keys = Vec::new();
+        for value in set.keys.into_iter().take(JWKS_KEYS_MAX) {
+            let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
+                continue;
+            };
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
+            let Some(alg) = key_algorithm(&jwk).filter(|a| self.algorithms.contains(a)) else {
+                continue;
+            };
+            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+                continue;
+            };
+            keys.push(Key {
+                kid: jwk.common.key_id.clone(),
+                alg,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            return Err("no signature key of an accepted algorithm".into());
+        }
+        Ok(keys)
+    }
+
+    /// Reads the JWKS again every `jwks_refresh`, and soon after a token
+    /// names a key we do not hold; runs until the node stops.
+    pub async fn refresh_loop(self: Arc<Self>) {
+        let mut first = matches!(self.source, JwksSource::Url(_));
+        loop {
+            if !first {
+                tokio::select! {
+                    () = tokio::time::sleep(self.refresh) => {}
+                    () = self.unknown_key.notified() => {}
+                }
+            }
+            first = false;
+            match self
+                .read_source()
+                .await
+                .and_then(|bytes| self.keys_of(&bytes))
+            {
+                Ok(keys) => {
+                    tracing::debug!(keys = keys.len(), "read the OIDC provider's JWKS");
+                    *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+                }
+                Err(reason) => {
+                    tracing::warn!(source = ?self.source, %reason, "cannot read the OIDC provider's JWKS; keeping the keys held");
+                }
+            }
+            tokio::time::sleep(JWKS_REFETCH_MIN).await;
+        }
+    }
+
+    async fn read_source(&self) -> Result<Vec<u8>, String> {
+        match &self.source {
+            JwksSource::File(path) => tokio::fs::read(path).await.map_err(|e| e.to_string()),
+            JwksSource::Url(uri) => tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch(uri))
+                .await
+                .map_err(|_| format!("no answer within {JWKS_FETCH_TIMEOUT:?}"))?,
+        }
+    }
+}
+
+/// GET `uri`, at most [`JWKS_BYTES_MAX`] of body.
+async fn fetch(uri: &axum::http::Uri) -> Result<Vec<u8>, String> {
+    use http_body_util::BodyExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<axum::body::Bytes>>();
+    let response = client.get(uri.clone()).await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("status {}", response.status()));
+    }
+    let body = http_body_util::Limited::new(response.into_body(), JWKS_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(body.to_bytes().to_vec())
+}
+
+/// One of the three algorithms a provider's tokens may use.
+fn accepted_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "EdDSA" => Some(Algorithm::EdDSA),
+        "ES256" => Some(Algorithm::ES256),
+        "RS256" => Some(Algorithm::RS256),
+        _ => None,
+    }
+}
+
+/// The one algorithm a key verifies: its `alg` if it names one, else what
+/// its type and curve are for.
+fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
+    let natural = match &jwk.algorithm {
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Algorithm::EdDSA
+        }
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        _ => return None,
+    };
+    match jwk.common.key_algorithm {
+        None => Some(natural),
+        Some(named) => {
+            let named = accepted_algorithm(&format!("{named:?}"))?;
+            (named == natural).then_some(natural)
+        }
+    }
+}
+
+/// The `alg` of a compact JWS's header, read as text.
+fn header_alg(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (header, rest) = token.split_once('.')?;
+    rest.split_once('.')?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("alg")?.as_str().map(str::to_owned)
+}
+
+/// Whether `token` has the shape of a compact JWT (three base64url parts).
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("ey") && token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const ISSUER: &str = "https://idp.example.org";
+    const AUDIENCE: &str = "quorate-org-a";
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// An Ed25519 signing key for jsonwebtoken (PKCS#8 v1 DER of a seed)
+    /// and its JWK.
+    fn ed_key(seed: u8, kid: &str) -> (EncodingKey, serde_json::Value) {
+        let seed = [seed; 32];
+        let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+        der.extend_from_slice(&seed);
+        let public = quorate_did::Keypair::from_seed(&seed)
+            .did()
+            .public_key_bytes();
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&public), "kid": kid, "use": "sig"});
+        (EncodingKey::from_ed_der(&der), jwk)
+    }
+
+    fn section(dir: &Path, keys: &[serde_json::Value]) -> OidcSection {
+        let path = dir.join("jwks.json");
+        std::fs::write(&path, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+        OidcSection {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            jwks_file: Some(path),
+            jwks_url: None,
+            algorithms: default_algorithms(),
+            roles_claim: "groups".into(),
+            roles: BTreeMap::from([
+                ("approvers".to_owned(), vec![Role::Approver]),
+                ("staff".to_owned(), vec![Role::Reader, Role::Publisher]),
+            ]),
+            leeway: default_leeway(),
+            jwks_refresh: default_refresh(),
+        }
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn claims(extra: serde_json::Value) -> serde_json::Value {
+        let mut claims = serde_json::json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "alice",
+            "exp": now() + 600, "iat": now(), "groups": ["approvers", "unmapped"],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    }
+
+    fn sign(key: &EncodingKey, kid: Option<&str>, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    fn refusal(verifier: &OidcVerifier, token: &str) -> String {
+        match verifier.verify(token) {
+            Err(Unauthenticated::Jwt(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_of_the_provider_names_its_subject_with_the_mapped_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, jwk) = ed_key(1, "k1");
+        let verifier = OidcVerifier::new(&section(dir.path(), &[jwk]), dir.path()).unwrap();
+        let exp = now() + 600;
+        let token = sign(&key, Some("k1"), &claims(serde_json::json!({"exp": exp})));
+        let principal = verifier.verify(&token).unwrap();
+        assert_eq!(principal.label, "oidc:alice");
+        assert_eq!(principal.roles, Roles::of(&[Role::Approver]));
+        assert_eq!(principal.expires_ms, Some(exp * 1000));
+        // A single value, and several mapped ones.
+        let one = sign(
+            &key,
+            Some("k1"),
+            &claims(serde_json::json!({"groups": "staff"})),
+        );
+        assert_eq!(
+            verifier.verify(&one).unwrap().roles,
+            Roles::of(&[Role::Reader, Role::Publisher])
+        );
+        // No mapped value: a principal with no role (every route refuses it).
+        let none = sign(
+            &key,
+            Some("k1"),
+            &claims(serde_json::json!({"groups": null})),
+        );
+        assert!(verifier.verify(&none).unwrap().roles.is_empty());
+        // Without a kid, the one EdDSA key is used.
+        assert!(
+            verifier
+                .verify(&sign(&key, None, &claims(serde_json::json!({}))))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn tokens_that_do_not_hold_are_refused_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, jwk) = ed_key(1, "k1");
+        let (stranger, _) = ed_key(2, "k1");
+        let verifier = OidcVerifier::new(&section(dir.path(), &[jwk]), dir.path()).unwrap();
+        let cases = [
+            (serde_json::json!({"exp": now() - 120}), "expired"),
+            (serde_json::json!({"nbf": now() + 120}), "not valid yet"),
+            (serde_json::json!({"aud": "someone-else"}), "audience"),
+            (serde_json::json!({"iss": "https://evil.example"}), "issuer"),
+            (serde_json::json!({"sub": null}), "no sub claim"),
+            (serde_json::json!({"exp": null}), "no exp claim"),
+            (serde_json::json!({"sub": "x".repeat(300)}), "over 255"),
+        ];
+        for (extra, says) in cases {
+            let token = sign(&key, Some("k1"), &claims(extra.clone()));
+            let why = refusal(&verifier, &token);
+            assert!(why.contains(says), "{extra}: {why}");
+        }
+        // Within the leeway, a just-expired token still holds.
+        let recent = sign(
+            &key,
+            Some("k1"),
+            &claims(serde_json::json!({"exp": now() - 5})),
+        );
+        assert!(verifier.verify(&recent).is_ok());
+        // Another key under the same kid, and a tampered payload.
+        let forged = sign(&stranger, Some("k1"), &claims(serde_json::json!({})));
+        assert!(refusal(&verifier, &forged).contains("signature"));
+        let good = sign(&key, Some("k1"), &claims(serde_json::json!({})));
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        parts[1] = b64(claims(serde_json::json!({"sub": "mallory"}))
+            .to_string()
+            .as_bytes());
+        assert!(refusal(&verifier, &parts.join(".")).contains("signature"));
+        // A key the JWKS does not hold.
+        let unknown = sign(&key, Some("k9"), &claims(serde_json::json!({})));
+        assert!(refusal(&verifier, &unknown).contains("no EdDSA key \"k9\""));
+    }
+
+    #[test]
+    fn none_and_algorithms_outside_the_list_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, jwk) = ed_key(1, "k1");
+        let mut only_es256 = section(dir.path(), std::slice::from_ref(&jwk));
+        let verifier = OidcVerifier::new(&section(dir.path(), &[jwk]), dir.path()).unwrap();
+        let body = b64(claims(serde_json::json!({})).to_string().as_bytes());
+        for alg in ["none", "HS256", "RS512", "ES384"] {
+            let header = b64(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"k1"}}"#).as_bytes());
+            let token = format!("{header}.{body}.{}", b64(b"sig"));
+            let why = refusal(&verifier, &token);
+            assert!(
+                why.contains(&format!("algorithm \"{alg}\" is not accepted")),
+                "{why}"
+            );
+        }
+        let unsigned = format!("{}.{body}.", b64(br#"{"alg":"none"}"#));
+        assert!(refusal(&verifier, &unsigned).contains("not accepted"));
+        // An EdDSA token where only ES256 is accepted: the key is not even kept.
+        only_es256.algorithms = vec!["ES256".into()];
+        let message = OidcVerifier::new(&only_es256, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("no signature key of an accepted algorithm"),
+            "{message}"
+        );
+        assert!(
+            verifier
+                .verify(&sign(&key, Some("k1"), &claims(serde_json::json!({}))))
+                .is_ok()
+        );
+        for garbage in ["", "ey.ey", "eyJ.x.y", &"a".repeat(JWT_BYTES_MAX + 1)] {
+            assert!(matches!(
+                verifier.verify(garbage),
+                Err(Unauthenticated::Jwt(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn bad_sections_are_refused_with_what_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, jwk) = ed_key(1, "k1");
+        let good = section(dir.path(), &[jwk]);
+        let mut cases: Vec<(OidcSection, &str)> = Vec::new();
+        let mut s = good.clone();
+        s.algorithms = vec!["HS256".into()];
+        cases.push((s, "HS256"));
+        let mut s = good.clone();
+        s.jwks_url = Some("http://127.0.0.1:1/jwks".into());
+        cases.push((s, "exactly one"));
+        let mut s = good.clone();
+        s.jwks_file = None;
+        s.jwks_url = Some("https://idp.example.org/jwks".into());
+        cases.push((s, "http:// URL"));
+        let mut s = good.clone();
+        s.leeway = HumanDuration(Duration::from_secs(301));
+        cases.push((s, "leeway"));
+        let mut s = good.clone();
+        s.audience = String::new();
+        cases.push((s, "audience is empty"));
+        let mut s = good.clone();
+        s.jwks_file = Some(dir.path().join("missing.json"));
+        cases.push((s, "missing.json"));
+        for (section, says) in cases {
+            let message = OidcVerifier::new(&section, dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(says), "{message}");
+        }
+    }
+}
