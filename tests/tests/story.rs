@@ -213,16 +213,9 @@ fn grant_fetch_refuse_revoke_and_audit() {
     );
 
     // A's audit log holds the allows and the refusals of both transports.
-    let audit = a.get("/v1/audit?limit=1000").unwrap().json().unwrap();
-    let records = audit.as_array().unwrap();
-    let has = |transport: &str, decision: &str, reason: Option<&str>| {
-        records.iter().any(|r| {
-            r["transport"] == transport
-                && r["decision"] == decision
-                && reason.is_none_or(|reason| r["reason"] == reason)
-        })
-    };
-    for (transport, decision, reason) in [
+    // A request does not wait for its record to be written (the writer
+    // batches), so the last refusals may reach the log just after.
+    let expected = [
         ("p2p", "allow", None),
         ("http", "allow", None),
         ("p2p", "deny", Some("no-grant")),
@@ -233,7 +226,32 @@ fn grant_fetch_refuse_revoke_and_audit() {
         ("http", "deny", Some("bad-path")),
         ("http", "deny", Some("revoked-grant")),
         ("p2p", "deny", Some("revoked-grant")),
-    ] {
+    ];
+    let mut audit = serde_json::Value::Null;
+    eventually(
+        Duration::from_secs(10),
+        "every decision in the audit log",
+        || {
+            audit = a.get("/v1/audit?limit=1000").unwrap().json().unwrap();
+            let records = audit.as_array().unwrap();
+            expected.iter().all(|(transport, decision, reason)| {
+                records.iter().any(|r| {
+                    r["transport"] == *transport
+                        && r["decision"] == *decision
+                        && reason.is_none_or(|reason| r["reason"] == reason)
+                })
+            })
+        },
+    );
+    let records = audit.as_array().unwrap();
+    let has = |transport: &str, decision: &str, reason: Option<&str>| {
+        records.iter().any(|r| {
+            r["transport"] == transport
+                && r["decision"] == decision
+                && reason.is_none_or(|reason| r["reason"] == reason)
+        })
+    };
+    for (transport, decision, reason) in expected {
         assert!(
             has(transport, decision, reason),
             "no {transport} {decision} {reason:?} in the audit log"
