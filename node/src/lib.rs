@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod agreement;
+pub mod events;
 pub mod gateway;
 pub mod home;
 pub mod local_api;

@@ -38,6 +38,8 @@ pub struct LocalNode {
     ledger: quorate_ledger::ledger::LedgerReader,
     /// Who may call the local API.
     access: Access,
+    /// Live events.
+    events: crate::events::EventHub,
 }
 
 /// Who may call the local API: the home's tokens, and the identity
@@ -69,7 +71,18 @@ impl LocalNode {
             genesis_hash,
             ledger,
             access,
+            events: crate::events::EventHub::new(),
         }
+    }
+
+    /// Starts publishing live events (blocks, entries, proposals,
+    /// readiness) until the driver stops.
+    pub fn start_events(&self) {
+        tokio::spawn(
+            self.events
+                .clone()
+                .feed(self.clone(), self.handle.status_receiver()),
+        );
     }
 
     /// A member's DID from its name or did:key.
@@ -255,6 +268,10 @@ impl Node for LocalNode {
                 bytes: action.bytes,
             })
             .await;
+    }
+
+    async fn events(&self, after: Option<u64>) -> Result<quorate_api::local::EventStream, Problem> {
+        self.events.subscribe(after)
     }
 
     async fn tokens(&self) -> Result<Tokens, Problem> {

@@ -40,6 +40,9 @@ pub const JWKS_REFETCH_MIN: Duration = Duration::from_secs(30);
 pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest `sub` accepted (it names the principal in the audit log).
 pub const SUBJECT_BYTES_MAX: usize = 255;
+/// Keys not read again for this long are no longer trusted (a provider
+/// that cannot be reached may have withdrawn them).
+pub const KEYS_STALE_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Most claim values mapped to roles.
 pub const ROLE_MAPPINGS_MAX: usize = 256;
 
@@ -63,7 +66,7 @@ pub struct OidcSection {
     /// The provider's JWKS as a file (relative to the node home)...
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// ... or as an `http://` URL.
+    /// ... or as an `http://` URL on this machine (a loopback host).
     #[serde(default)]
     pub jwks_url: Option<String>,
     /// The algorithms accepted, from EdDSA, ES256 and RS256.
@@ -108,7 +111,7 @@ pub enum OidcConfigError {
     JwksSource,
     /// A URL that is not `http://host[:port]/path`.
     #[error(
-        "[auth.oidc] jwks_url {0:?} is not an http:// URL (https needs the node's TLS client, not built yet: serve the JWKS through a local http proxy or use jwks_file)"
+        "[auth.oidc] jwks_url {0:?} is not an http:// URL of this machine (127.0.0.1, [::1] or localhost): keys fetched in clear from elsewhere could be swapped on the way, and https needs the node's TLS client, not built yet; fetch them through a local proxy, or use jwks_file"
     )]
     Url(String),
     /// An algorithm outside the three.
@@ -162,7 +165,7 @@ struct Claims {
     #[serde(default)]
     sub: Option<String>,
     #[serde(default)]
-    exp: Option<u64>,
+    exp: Option<serde_json::Number>,
     #[serde(flatten)]
     other: serde_json::Map<String, serde_json::Value>,
 }
@@ -177,7 +180,8 @@ pub struct OidcVerifier {
     leeway: Duration,
     refresh: Duration,
     source: JwksSource,
-    keys: RwLock<Arc<Vec<Key>>>,
+    /// The keys, and when they were read.
+    keys: RwLock<(Arc<Vec<Key>>, std::time::Instant)>,
     /// Woken when a token names a key we do not hold.
     unknown_key: tokio::sync::Notify,
 }
@@ -229,7 +233,15 @@ impl OidcVerifier {
             (None, Some(url)) => {
                 let uri: axum::http::Uri =
                     url.parse().map_err(|_| OidcConfigError::Url(url.clone()))?;
-                if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                // Over plain HTTP, anyone on the path could swap the keys:
+                // only a loopback host (a local proxy or cache) is trusted.
+                let loopback = uri.host().is_some_and(|h| {
+                    h == "localhost"
+                        || h.trim_matches(['[', ']'])
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                });
+                if uri.scheme_str() != Some("http") || !loopback {
                     return Err(OidcConfigError::Url(url.clone()));
                 }
                 JwksSource::Url(uri)
@@ -249,18 +261,23 @@ impl OidcVerifier {
             leeway: section.leeway.0,
             refresh: section.jwks_refresh.0,
             source,
-            keys: RwLock::new(Arc::new(Vec::new())),
+            keys: RwLock::new((Arc::new(Vec::new()), std::time::Instant::now())),
             unknown_key: tokio::sync::Notify::new(),
         };
         if let JwksSource::File(path) = &verifier.source {
-            let read = std::fs::read(path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| verifier.keys_of(&bytes));
+            let read = read_bounded(path).and_then(|bytes| verifier.keys_of(&bytes));
             let keys = read.map_err(|reason| OidcConfigError::JwksFile {
                 path: path.clone(),
                 reason,
             })?;
-            *verifier.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+            if keys.is_empty() {
+                return Err(OidcConfigError::JwksFile {
+                    path: path.clone(),
+                    reason: "no signature key of an accepted algorithm".into(),
+                });
+            }
+            *verifier.keys.write().unwrap_or_else(|e| e.into_inner()) =
+                (Arc::new(keys), std::time::Instant::now());
         }
         Ok(verifier)
     }
@@ -288,7 +305,12 @@ impl OidcVerifier {
             })?;
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| refuse(format!("malformed: {e}")))?;
-        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (keys, read_at) = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if read_at.elapsed() > KEYS_STALE_MAX {
+            return Err(refuse(
+                "the provider's keys could not be read for over a day; see the node's log".into(),
+            ));
+        }
         let candidates: Vec<&Key> = keys
             .iter()
             .filter(|k| k.alg == alg)
@@ -318,7 +340,10 @@ impl OidcVerifier {
         let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| refuse(self.explain(&e)))?
             .claims;
-        let (Some(sub), Some(exp)) = (claims.sub, claims.exp) else {
+        let exp = claims
+            .exp
+            .and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)));
+        let (Some(sub), Some(exp)) = (claims.sub, exp) else {
             return Err(refuse("it has no sub or exp claim".into()));
         };
         if sub.is_empty() || sub.len() > SUBJECT_BYTES_MAX {
@@ -338,6 +363,14 @@ impl OidcVerifier {
             .filter_map(|v| self.roles.get(*v))
             .flat_map(|r| r.iter())
             .collect::<Roles>();
+        if roles.is_empty() {
+            // Refused here, not at each route, so that an organization's
+            // every account cannot fill the audit log with refusals.
+            return Err(refuse(format!(
+                "its {} claim maps to no role of this node ([auth.oidc.roles])",
+                self.roles_claim
+            )));
+        }
         Ok(Principal {
             label: format!("oidc:{sub}"),
             roles,
@@ -371,7 +404,10 @@ impl OidcVerifier {
         }
         let set: Set = serde_json::from_slice(document).map_err(|e| format!("not a JWKS: {e}"))?;
         let mut keys = Vec::new();
-        for value in set.keys.into_iter().take(JWKS_KEYS_MAX) {
+        for value in set.keys {
+            if keys.len() == JWKS_KEYS_MAX {
+                break;
+            }
             let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
                 continue;
             };
@@ -389,9 +425,6 @@ impl OidcVerifier {
                 alg,
                 key,
             });
-        }
-        if keys.is_empty() {
-            return Err("no signature key of an accepted algorithm".into());
         }
         Ok(keys)
     }
@@ -414,8 +447,14 @@ impl OidcVerifier {
                 .and_then(|bytes| self.keys_of(&bytes))
             {
                 Ok(keys) => {
+                    // A set without usable keys is adopted too: keys the
+                    // provider withdrew must stop opening the API.
+                    if keys.is_empty() {
+                        tracing::warn!(source = ?self.source, "the OIDC provider's JWKS holds no signature key of an accepted algorithm");
+                    }
                     tracing::debug!(keys = keys.len(), "read the OIDC provider's JWKS");
-                    *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+                    *self.keys.write().unwrap_or_else(|e| e.into_inner()) =
+                        (Arc::new(keys), std::time::Instant::now());
                 }
                 Err(reason) => {
                     tracing::warn!(source = ?self.source, %reason, "cannot read the OIDC provider's JWKS; keeping the keys held");
@@ -427,12 +466,28 @@ impl OidcVerifier {
 
     async fn read_source(&self) -> Result<Vec<u8>, String> {
         match &self.source {
-            JwksSource::File(path) => tokio::fs::read(path).await.map_err(|e| e.to_string()),
+            JwksSource::File(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || read_bounded(&path))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
             JwksSource::Url(uri) => tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch(uri))
                 .await
                 .map_err(|_| format!("no answer within {JWKS_FETCH_TIMEOUT:?}"))?,
         }
     }
+}
+
+/// The file at `path`, if it is at most [`JWKS_BYTES_MAX`] bytes (more is
+/// not read).
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(JWKS_BYTES_MAX as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 /// GET `uri`, at most [`JWKS_BYTES_MAX`] of body.
@@ -596,13 +651,23 @@ mod tests {
             verifier.verify(&one).unwrap().roles,
             Roles::of(&[Role::Reader, Role::Publisher])
         );
-        // No mapped value: a principal with no role (every route refuses it).
+        // No mapped value: refused before any route.
         let none = sign(
             &key,
             Some("k1"),
             &claims(serde_json::json!({"groups": null})),
         );
-        assert!(verifier.verify(&none).unwrap().roles.is_empty());
+        assert!(refusal(&verifier, &none).contains("maps to no role"));
+        let unmapped = sign(
+            &key,
+            Some("k1"),
+            &claims(serde_json::json!({"groups": ["visitors"]})),
+        );
+        assert!(refusal(&verifier, &unmapped).contains("maps to no role"));
+        // A decimal exp, as some providers write it, holds.
+        let exp = (now() + 60) as f64 + 0.5;
+        let decimal = sign(&key, Some("k1"), &claims(serde_json::json!({"exp": exp})));
+        assert!(verifier.verify(&decimal).is_ok());
         // Without a kid, the one EdDSA key is used.
         assert!(
             verifier
@@ -714,6 +779,10 @@ mod tests {
         let mut s = good.clone();
         s.audience = String::new();
         cases.push((s, "audience is empty"));
+        let mut s = good.clone();
+        s.jwks_file = None;
+        s.jwks_url = Some("http://idp.example.org/jwks".into());
+        cases.push((s, "of this machine"));
         let mut s = good.clone();
         s.jwks_file = Some(dir.path().join("missing.json"));
         cases.push((s, "missing.json"));

@@ -319,6 +319,7 @@ pub async fn start(
         reader,
         crate::local_api::Access { tokens, oidc },
     );
+    local.start_events();
     // Agreement runs on a thread of its own: however busy the shared
     // workers are with members' data (and the local API), the driver's
     // votes, commits and fsyncs are scheduled like any other thread.

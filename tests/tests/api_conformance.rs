@@ -37,7 +37,10 @@ const SEED: &str = "20260601";
 ///   proposal-rejected: an unknown member, a grant id that is none, a
 ///   did:key that is no key), which no schema can express;
 /// - a well-formed token may take a name already in use (409
-///   token-exists) or be one too many (422 too-many-tokens).
+///   token-exists) or be one too many (422 too-many-tokens);
+/// - `GET /v1/events` is a stream that does not end, which a request-and-
+///   response checker would wait on for ever: it is left out here and
+///   tested in `tests/tests/roles.rs`.
 const SCHEMATHESIS_CONFIG: &str = r#"
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "414", "415", "416", "422", "428", "429", "431"]
@@ -50,6 +53,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-name = "POST /v1/proposals"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "422"]
+
+[[operations]]
+include-name = "GET /v1/events"
+enabled = false
 
 [[operations]]
 include-name = "POST /v1/tokens"

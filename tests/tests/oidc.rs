@@ -252,6 +252,12 @@ fn people_sign_in_with_the_providers_jwts_and_nothing_else_passes() {
         "issuer",
         "no EdDSA key \"elsewhere\"",
     ];
+    assert_eq!(
+        bad.len(),
+        says.len(),
+        "the provider minted {} tokens",
+        bad.len()
+    );
     let mut tampered: Vec<String> = tokens[3].split('.').map(str::to_owned).collect();
     tampered[1] = tokens[0].split('.').nth(1).unwrap().to_owned();
     let cases = bad

@@ -71,6 +71,7 @@ pub const ROUTES: &[RouteAccess] = &[
         &[Approver, Publisher, Reader, Auditor, Metrics],
     ),
     read("/v1/status", PEOPLE),
+    read("/v1/events", PEOPLE),
     read("/v1/identity", PEOPLE),
     read("/v1/members", PEOPLE),
     read("/v1/peers", PEOPLE),
@@ -132,6 +133,17 @@ pub fn route_access(method: &Method, path: &str) -> Option<&'static RouteAccess>
         .find(|r| r.method == *method && r.path == path)
 }
 
+/// Whether `principal` may see a live event of `kind`: if its roles open
+/// the read route the event's facts come from.
+pub fn may_see(principal: &Principal, kind: &str) -> bool {
+    let source = match kind {
+        "block" | "entry-committed" => "/v1/ledger",
+        k if k.starts_with("proposal-") => "/v1/proposals",
+        _ => "/v1/status",
+    };
+    route_access(&Method::GET, source).is_some_and(|r| principal.may(r.roles))
+}
+
 /// What a handler adds to its response for the audit record of a
 /// state-changing call: what the call acted on, when that is not the
 /// request's path (a new proposal's id), and the bytes it stored.
@@ -184,30 +196,87 @@ pub async fn authorize<N: Node>(
     let allowed = route.map_or(Roles::NONE, |r| r.roles);
     let audited = route.and_then(|r| r.audited);
     let path = request.uri().path().to_owned();
-    let response = if principal.may(allowed) {
-        request.extensions_mut().insert(principal.clone());
-        next.run(request).await
-    } else {
-        role_required(&principal, request.method(), &path, allowed).into_response()
-    };
-    if let Some(action) = audited {
-        let note = response.extensions().get::<ActionNote>();
-        let refused = (!response.status().is_success()).then(|| {
-            response
-                .extensions()
-                .get::<ProblemCode>()
-                .map_or("refused", |c| c.0)
-        });
-        node.record_action(LocalAction {
-            principal: principal.label.clone(),
-            action,
-            subject: note.and_then(|n| n.subject.clone()).unwrap_or(path),
-            refused,
-            bytes: note.map_or(0, |n| n.bytes),
-        })
-        .await;
+    if !principal.may(allowed) {
+        let refusal = role_required(&principal, request.method(), &path, allowed).into_response();
+        if let Some(action) = audited {
+            let subject = route.map_or(path.clone(), |r| subject_of(r.path, &path));
+            record(&node, &principal, action, subject, outcome(&refusal)).await;
+        }
+        return refusal;
     }
-    response
+    request.extensions_mut().insert(principal.clone());
+    let Some(action) = audited else {
+        return next.run(request).await;
+    };
+    // The call and its record run in a task of their own, so that a client
+    // hanging up mid-call (which drops this future) cannot leave a change
+    // made and not recorded.
+    let subject = route.map_or(path.clone(), |r| subject_of(r.path, &path));
+    let task = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let subject = response
+            .extensions()
+            .get::<ActionNote>()
+            .and_then(|n| n.subject.clone())
+            .unwrap_or(subject);
+        let outcome = outcome(&response);
+        record(&node, &principal, action, subject, outcome).await;
+        response
+    });
+    task.await
+        .unwrap_or_else(|_| Problem::internal().into_response())
+}
+
+async fn record<N: Node>(
+    node: &N,
+    principal: &Principal,
+    action: &'static str,
+    subject: String,
+    (refused, bytes): (Option<&'static str>, u64),
+) {
+    node.record_action(LocalAction {
+        principal: principal.label.clone(),
+        action,
+        subject,
+        refused,
+        bytes,
+    })
+    .await;
+}
+
+/// A response's outcome for its record: the problem it refused with, if
+/// it did, and the bytes the call wrote.
+fn outcome(response: &Response) -> (Option<&'static str>, u64) {
+    let refused = (!response.status().is_success()).then(|| {
+        response
+            .extensions()
+            .get::<ProblemCode>()
+            .map_or("refused", |c| c.0)
+    });
+    let bytes = response
+        .extensions()
+        .get::<ActionNote>()
+        .map_or(0, |n| n.bytes);
+    (refused, bytes)
+}
+
+/// What a call on `path` (of the route `template`) acts on: the value of
+/// the route's first parameter (an object's path, a proposal id, a token's
+/// name), else the path itself.
+fn subject_of(template: &str, path: &str) -> String {
+    let Some(start) = template.find('{') else {
+        return path.to_owned();
+    };
+    let Some(value) = path.get(start..) else {
+        return path.to_owned();
+    };
+    let value = if template[start..].starts_with("{*") {
+        value
+    } else {
+        value.split('/').next().unwrap_or(value)
+    };
+    // Percent-encoded bytes stay as sent; the audit log bounds every field.
+    value.to_owned()
 }
 
 /// 403 `role-required`: which roles would open the route, and which the

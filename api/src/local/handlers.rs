@@ -263,24 +263,12 @@ pub(super) async fn delete_object<N: Node>(
 ) -> Response {
     let result = async {
         let Path(path) = path.map_err(path_problem)?;
-        let path = resource(&path)?;
-        let subject = path.as_str().to_owned();
-        Ok::<_, Problem>((subject, node.delete_object(path).await))
+        node.delete_object(resource(&path)?).await
     };
     match result.await {
-        Ok((subject, Ok(()))) => noted(StatusCode::NO_CONTENT.into_response(), subject),
-        Ok((subject, Err(problem))) => noted(problem.into_response(), subject),
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => problem.into_response(),
     }
-}
-
-/// `response` with the subject its audit record names.
-fn noted(mut response: Response, subject: String) -> Response {
-    response.extensions_mut().insert(ActionNote {
-        subject: Some(subject),
-        bytes: 0,
-    });
-    response
 }
 
 pub(super) async fn peer_get<N: Node>(
@@ -501,11 +489,10 @@ pub(super) async fn decide<N: Node>(
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    let response = match node.decide(id.clone(), approve).await {
+    match node.decide(id, approve).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => problem.into_response(),
-    };
-    noted(response, id)
+    }
 }
 
 pub(super) async fn principal(axum::Extension(principal): axum::Extension<Principal>) -> Response {
@@ -549,9 +536,53 @@ pub(super) async fn revoke_token<N: Node>(
         Ok(Path(name)) => name,
         Err(e) => return path_problem(e).into_response(),
     };
-    let response = match node.revoke_token(name.clone()).await {
+    match node.revoke_token(name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => problem.into_response(),
+    }
+}
+
+/// `GET /v1/events`: Server-Sent Events, from `Last-Event-ID` (or
+/// `?after=`) on, each shown only to a principal whose roles open the read
+/// route it comes from; a comment every 15 s keeps idle connections up.
+pub(super) async fn events<N: Node>(
+    State(node): State<N>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    query: Result<Query<super::requests::EventsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt as _;
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(e) => return query_problem(e).into_response(),
     };
-    noted(response, name)
+    let resume = match headers
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::parse::<u64>))
+    {
+        None => None,
+        Some(Ok(Ok(id))) => Some(id),
+        Some(_) => {
+            return Problem::bad_request("Last-Event-ID is not an event id (a whole number)")
+                .into_response();
+        }
+    };
+    let stream = match node.events(resume.or(query.after)).await {
+        Ok(stream) => stream,
+        Err(problem) => return problem.into_response(),
+    };
+    let events = stream
+        .filter(move |event| std::future::ready(super::access::may_see(&principal, &event.kind)))
+        .map(|event| {
+            Ok::<_, std::convert::Infallible>(
+                Event::default()
+                    .id(event.id.to_string())
+                    .event(event.kind)
+                    .data(event.data.to_string()),
+            )
+        });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
 }

@@ -23,7 +23,7 @@ pub mod routes;
 #[cfg(test)]
 mod tests;
 
-pub use node::Node;
+pub use node::{EventStream, Node};
 pub use openapi::openapi_json;
 pub use requests::{
     AuditQuery, BlockQuery, GRANTS_PAGE_DEFAULT, GRANTS_PAGE_MAX, GrantQuery, ProposalRequest,

@@ -12,6 +12,10 @@ use super::responses::{
 };
 use super::{AuditQuery, GrantQuery, ProposalRequest, TokenRequest};
 use crate::auth::{Principal, Unauthenticated};
+
+/// A client's stream of live events.
+pub type EventStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = super::responses::LiveEvent> + Send>>;
 use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
 use crate::problem::Problem;
 
@@ -23,6 +27,12 @@ pub trait Node: Clone + Send + Sync + 'static {
     fn authenticate(&self, token: &str) -> Result<Principal, Unauthenticated>;
     /// Records a state-changing call (done or refused) in the audit log.
     fn record_action(&self, action: LocalAction) -> impl Future<Output = ()> + Send;
+    /// Live events after the id `after` (only new ones if `None`), for as
+    /// long as the client reads; refused when too many clients stream.
+    fn events(
+        &self,
+        after: Option<u64>,
+    ) -> impl Future<Output = Result<EventStream, Problem>> + Send;
     /// The named API tokens.
     fn tokens(&self) -> impl Future<Output = Result<Tokens, Problem>> + Send;
     /// Makes a named API token (durable on return); its secret is in the

@@ -155,6 +155,7 @@ fn body_schemas() -> serde_json::Map<String, Value> {
     add::<PrincipalView>(&mut generator);
     add::<Tokens>(&mut generator);
     add::<NewToken>(&mut generator);
+    add::<super::responses::LiveEvent>(&mut generator);
     generator.take_definitions(true)
 }
 

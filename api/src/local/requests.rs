@@ -263,3 +263,11 @@ pub struct TokenRequest {
     #[serde(default, deserialize_with = "whole_or_null")]
     pub expires_in_s: Option<u64>,
 }
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Resume after this event id (`Last-Event-ID` wins when both are sent).
+    pub after: Option<u64>,
+}

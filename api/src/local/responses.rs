@@ -481,3 +481,18 @@ pub struct NewToken {
     /// again.
     pub token: String,
 }
+
+/// One event of `GET /v1/events` (sent as a Server-Sent Event: `id`, `event`
+/// and `data`).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct LiveEvent {
+    /// Its id; ids only grow (send the last one seen as `Last-Event-ID` to
+    /// resume).
+    pub id: u64,
+    /// `block`, `entry-committed`, `proposal-opened`, `proposal-changed`,
+    /// `proposal-closed`, `readiness`, or `reset` (events were missed:
+    /// reload what you show).
+    pub kind: String,
+    /// What happened.
+    pub data: serde_json::Value,
+}

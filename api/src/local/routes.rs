@@ -37,6 +37,7 @@ pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limit
         .route("/v1/tokens", get(tokens::<N>).post(create_token::<N>))
         .route("/v1/tokens/{name}", delete(revoke_token::<N>))
         .route("/v1/status", get(status::<N>))
+        .route("/v1/events", get(events::<N>))
         .route("/v1/proposals", get(proposals::<N>).post(propose::<N>))
         .route("/v1/proposals/{id}/approve", post(approve::<N>))
         .route("/v1/proposals/{id}/reject", post(reject::<N>))

@@ -297,7 +297,7 @@ impl TokenRegistry {
     fn change<T, E>(
         &self,
         edit: impl FnOnce(&mut BTreeMap<String, StoredToken>) -> Result<T, E>,
-        write_failed: impl FnOnce(PathBuf, io::Error) -> E,
+        write_failed: impl Fn(PathBuf, io::Error) -> E,
     ) -> Result<T, E> {
         let _write = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = self
@@ -306,8 +306,12 @@ impl TokenRegistry {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let done = edit(&mut next)?;
-        store(&self.path, &next).map_err(|source| write_failed(self.path.clone(), source))?;
+        let write_failed = |source| write_failed(self.path.clone(), source);
+        replace(&self.path, &next).map_err(write_failed)?;
+        // From the rename on, the file holds the change: memory follows it
+        // even if making the rename durable fails (reported as an error).
         *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = next;
+        sync_parent(&self.path).map_err(write_failed)?;
         Ok(done)
     }
 }
@@ -393,17 +397,24 @@ fn load(path: &Path) -> Result<BTreeMap<String, StoredToken>, LoadError> {
     Ok(tokens)
 }
 
-/// Writes the tokens to a 0600 sibling, syncs it, renames it over `path`
-/// and syncs the directory: a crash leaves the old file or the new one.
-fn store(path: &Path, tokens: &BTreeMap<String, StoredToken>) -> io::Result<()> {
+/// Writes the tokens to a new 0600 sibling, syncs it and renames it over
+/// `path`: a crash leaves the old file or the new one.
+fn replace(path: &Path, tokens: &BTreeMap<String, StoredToken>) -> io::Result<()> {
     let file = TokensFile {
         version: FORMAT_VERSION,
         tokens: tokens.values().cloned().collect(),
     };
     let json = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
+    // A sibling left by a crash is removed, so that the one written is new
+    // and gets its 0600 mode.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -413,11 +424,15 @@ fn store(path: &Path, tokens: &BTreeMap<String, StoredToken>) -> io::Result<()> 
     out.write_all(&json)?;
     out.sync_all()?;
     drop(out);
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// Makes a rename in `path`'s directory durable.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(all(test, unix))]

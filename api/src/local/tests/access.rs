@@ -171,7 +171,6 @@ async fn state_changing_calls_are_recorded_with_their_principal() {
     );
 
     let actions = fake.actions.lock().unwrap().clone();
-    let approve_path = format!("/v1/proposals/{HEX}/approve");
     assert_eq!(
         actions,
         [
@@ -185,7 +184,7 @@ async fn state_changing_calls_are_recorded_with_their_principal() {
             LocalAction {
                 principal: "token:reader".into(),
                 action: "approve",
-                subject: approve_path,
+                subject: HEX.into(),
                 refused: Some("role-required"),
                 bytes: 0,
             },
@@ -225,4 +224,54 @@ async fn the_principal_route_says_who_the_caller_is() {
         json,
         serde_json::json!({"principal": "token:metrics", "roles": ["metrics"], "expires_ms": null})
     );
+}
+
+#[tokio::test]
+async fn live_events_stream_as_sse_and_resume_after_the_last_id() {
+    let read = |token: &str, last: Option<&str>| {
+        let mut request = request_as(token, "GET", "/v1/events", None);
+        if let Some(last) = last {
+            request
+                .headers_mut()
+                .insert("last-event-id", last.parse().unwrap());
+        }
+        async move {
+            let response = app(Fake::default()).oneshot(request).await.unwrap();
+            let (status, headers, bytes) = body_of(response).await;
+            (status, headers, String::from_utf8(bytes).unwrap())
+        }
+    };
+    let (status, headers, text) = read(&role_token(Role::Reader), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert!(
+        text.contains("id: 1\nevent: block\ndata: {\"height\":4}\n"),
+        "{text}"
+    );
+    assert!(text.contains("event: proposal-opened") && text.contains("id: 3"));
+    let (_, _, resumed) = read(&role_token(Role::Auditor), Some("2")).await;
+    assert!(!resumed.contains("id: 1\n") && !resumed.contains("id: 2\n"));
+    assert!(resumed.contains("id: 3\nevent: readiness"), "{resumed}");
+    let (status, _, _) = read(&role_token(Role::Reader), Some("yesterday")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = read(&role_token(Role::Metrics), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn an_event_is_shown_only_to_roles_that_may_read_its_source() {
+    let with = |roles: &[Role]| Principal {
+        label: "oidc:x".into(),
+        roles: Roles::of(roles),
+        expires_ms: None,
+    };
+    for kind in ["block", "entry-committed", "proposal-opened", "readiness"] {
+        assert!(crate::local::access::may_see(&with(&[Role::Reader]), kind));
+        assert!(crate::local::access::may_see(&Principal::admin(), kind));
+        assert!(!crate::local::access::may_see(&with(&[]), kind), "{kind}");
+        assert!(!crate::local::access::may_see(
+            &with(&[Role::Metrics]),
+            kind
+        ));
+    }
 }

@@ -178,6 +178,24 @@ impl Node for Fake {
             .unwrap_or_else(|e| e.into_inner())
             .push(action);
     }
+    async fn events(&self, after: Option<u64>) -> Result<crate::local::EventStream, Problem> {
+        let all = [
+            ("block", serde_json::json!({"height": 4})),
+            ("proposal-opened", serde_json::json!({"id": HEX})),
+            ("readiness", serde_json::json!({"ready": true})),
+        ];
+        let events: Vec<crate::local::responses::LiveEvent> = all
+            .into_iter()
+            .zip(1..)
+            .filter(|(_, id)| after.is_none_or(|a| *id > a))
+            .map(|((kind, data), id)| crate::local::responses::LiveEvent {
+                id,
+                kind: kind.to_owned(),
+                data,
+            })
+            .collect();
+        self.answer(Box::pin(futures::stream::iter(events)) as crate::local::EventStream)
+    }
     async fn tokens(&self) -> Result<Tokens, Problem> {
         self.answer(Tokens {
             tokens: vec![token_view()],

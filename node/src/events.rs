@@ -1,0 +1,304 @@
+//! Live events for the local API (`GET /v1/events`, Server-Sent Events):
+//! blocks and the entries they commit, proposals opening and closing, and
+//! readiness changes, each with an id that only grows.
+//!
+//! One feeder task watches the driver's status (and polls once a second,
+//! for readiness and proposals) and appends to a ring of the last
+//! [`EVENTS_KEPT`] events; each client reads the ring from the id it has
+//! seen, so a slow client holds nothing but its place. A client that fell
+//! out of the ring, or resumes from an id no longer held, is told so with a
+//! `reset` event (reload what you show) and goes on from the newest.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use quorate_api::local::Node as _;
+use quorate_api::local::responses::LiveEvent;
+use quorate_api::problem::Problem;
+use tokio::sync::{Semaphore, watch};
+
+/// Events kept for clients that resume or fall behind.
+pub const EVENTS_KEPT: usize = 1024;
+/// Clients streaming events at once; more are refused (503).
+pub const EVENT_CLIENTS_MAX: usize = 32;
+/// Blocks described one by one after a jump in height; a larger jump is
+/// one `reset`.
+pub const BLOCKS_PER_STEP_MAX: u64 = 64;
+/// How often readiness and the proposals are looked at.
+const POLL: Duration = Duration::from_secs(1);
+
+pub use quorate_api::local::EventStream;
+
+/// The ring of recent events, shared by the feeder and every client.
+#[derive(Clone)]
+pub struct EventHub {
+    ring: Arc<Mutex<VecDeque<LiveEvent>>>,
+    /// The newest event's id (0 before the first).
+    newest: watch::Sender<u64>,
+    clients: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub")
+            .field("newest", &*self.newest.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventHub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self {
+            ring: Arc::new(Mutex::new(VecDeque::with_capacity(EVENTS_KEPT))),
+            newest: watch::Sender::new(0),
+            clients: Arc::new(Semaphore::new(EVENT_CLIENTS_MAX)),
+        }
+    }
+
+    /// Appends an event of `kind` with `data`.
+    pub fn publish(&self, kind: &str, data: serde_json::Value) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let id = *self.newest.borrow() + 1;
+        if ring.len() == EVENTS_KEPT {
+            ring.pop_front();
+        }
+        ring.push_back(LiveEvent {
+            id,
+            kind: kind.to_owned(),
+            data,
+        });
+        drop(ring);
+        self.newest.send_replace(id);
+    }
+
+    /// Events after `after` (none of the past if `None`), then each new one,
+    /// for as long as the client reads.
+    pub fn subscribe(&self, after: Option<u64>) -> Result<EventStream, Problem> {
+        let Ok(slot) = self.clients.clone().try_acquire_owned() else {
+            return Err(Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("{EVENT_CLIENTS_MAX} clients are streaming events already"),
+            ));
+        };
+        let hub = self.clone();
+        let mut newest = self.newest.subscribe();
+        let mut seen = after.unwrap_or_else(|| *newest.borrow_and_update());
+        let stream = async_stream(move |out| async move {
+            let _slot = slot;
+            loop {
+                let (events, reset) = hub.after(seen);
+                if reset {
+                    let now = *hub.newest.borrow();
+                    let event = LiveEvent {
+                        id: now,
+                        kind: "reset".to_owned(),
+                        data: serde_json::json!({"reason": "events were missed; reload what you show"}),
+                    };
+                    seen = now;
+                    if out.send(event).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                for event in events {
+                    seen = event.id;
+                    if out.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    changed = newest.changed() => if changed.is_err() { return },
+                    // A client that went away frees its place at once.
+                    () = out.closed() => return,
+                }
+            }
+        });
+        Ok(stream)
+    }
+
+    /// The events after `seen`, or `reset` if some of them are gone.
+    fn after(&self, seen: u64) -> (Vec<LiveEvent>, bool) {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = *self.newest.borrow();
+        if seen > newest {
+            // An id from another run of the node.
+            return (Vec::new(), true);
+        }
+        match ring.front() {
+            Some(oldest) if seen + 1 < oldest.id => (Vec::new(), true),
+            _ => (
+                ring.iter().filter(|e| e.id > seen).cloned().collect(),
+                false,
+            ),
+        }
+    }
+
+    /// Watches the node and publishes what changes, until it stops.
+    pub async fn feed(
+        self,
+        node: crate::local_api::LocalNode,
+        mut status: watch::Receiver<crate::agreement::driver::Status>,
+    ) {
+        let mut height = status.borrow_and_update().height;
+        let mut ready = node.ready().await.is_ok();
+        let mut open: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        let mut first = true;
+        loop {
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(POLL) => {}
+            }
+            let now = status.borrow_and_update().height;
+            if now > height {
+                if now - height > BLOCKS_PER_STEP_MAX {
+                    self.publish("reset", serde_json::json!({"reason": format!("blocks {}..={now} committed", height + 1)}));
+                } else {
+                    for h in height + 1..=now {
+                        self.publish_block(&node, h).await;
+                    }
+                }
+                height = now;
+            }
+            let is_ready = node.ready().await.is_ok();
+            if is_ready != ready {
+                ready = is_ready;
+                self.publish("readiness", serde_json::json!({"ready": ready}));
+            }
+            let proposals = node.proposals().await;
+            let mut still = BTreeMap::new();
+            for view in proposals {
+                let Ok(value) = serde_json::to_value(&view) else {
+                    continue;
+                };
+                if !first && open.get(&view.id) != Some(&value) {
+                    let kind = if open.contains_key(&view.id) {
+                        "proposal-changed"
+                    } else {
+                        "proposal-opened"
+                    };
+                    self.publish(kind, value.clone());
+                }
+                still.insert(view.id.clone(), value);
+            }
+            for id in open.keys().filter(|id| !still.contains_key(*id)) {
+                self.publish("proposal-closed", serde_json::json!({"id": id}));
+            }
+            open = still;
+            first = false;
+        }
+    }
+
+    async fn publish_block(&self, node: &crate::local_api::LocalNode, height: u64) {
+        let Ok((block, _)) = node.block(height).await else {
+            return;
+        };
+        self.publish(
+            "block",
+            serde_json::json!({
+                "height": block.height, "hash": block.hash, "time_ms": block.time_ms,
+                "proposer": block.proposer, "entries": block.entries.len(),
+            }),
+        );
+        for entry in &block.entries {
+            self.publish(
+                "entry-committed",
+                serde_json::json!({
+                    "height": block.height, "id": entry.id, "kind": entry.kind,
+                    "proposer": entry.proposer,
+                }),
+            );
+        }
+    }
+}
+
+/// A stream fed by `make`'s task through a channel of one: the task waits
+/// while the client has not read.
+fn async_stream<F, Fut>(make: F) -> EventStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<LiveEvent>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(make(tx));
+    Box::pin(tokio_stream_of(rx))
+}
+
+fn tokio_stream_of(
+    mut rx: tokio::sync::mpsc::Receiver<LiveEvent>,
+) -> impl Stream<Item = LiveEvent> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt as _;
+
+    fn kinds(events: &[LiveEvent]) -> Vec<(u64, String)> {
+        events.iter().map(|e| (e.id, e.kind.clone())).collect()
+    }
+
+    #[tokio::test]
+    async fn clients_read_from_where_they_were_and_are_reset_when_events_are_gone() {
+        let hub = EventHub::new();
+        hub.publish("a", serde_json::json!(1));
+        hub.publish("b", serde_json::json!(2));
+        // From the start: both, then what follows.
+        let mut from_start = hub.subscribe(Some(0)).unwrap();
+        hub.publish("c", serde_json::json!(3));
+        let got: Vec<LiveEvent> = (&mut from_start).take(3).collect().await;
+        assert_eq!(
+            kinds(&got),
+            [(1, "a".into()), (2, "b".into()), (3, "c".into())]
+        );
+        // From now: only new ones.
+        let mut from_now = hub.subscribe(None).unwrap();
+        hub.publish("d", serde_json::json!(4));
+        assert_eq!(from_now.next().await.unwrap().kind, "d");
+        // Resuming past what the ring holds, or from an id of another run.
+        for _ in 0..EVENTS_KEPT {
+            hub.publish("x", serde_json::json!(0));
+        }
+        let mut stale = hub.subscribe(Some(1)).unwrap();
+        assert_eq!(stale.next().await.unwrap().kind, "reset");
+        let mut foreign = hub.subscribe(Some(1 << 40)).unwrap();
+        let reset = foreign.next().await.unwrap();
+        assert_eq!(
+            (reset.kind.as_str(), reset.id),
+            ("reset", 4 + EVENTS_KEPT as u64)
+        );
+        hub.publish("e", serde_json::json!(5));
+        assert_eq!(foreign.next().await.unwrap().kind, "e");
+    }
+
+    #[tokio::test]
+    async fn clients_are_bounded_and_a_closed_client_frees_its_place() {
+        let hub = EventHub::new();
+        let streams: Vec<EventStream> = (0..EVENT_CLIENTS_MAX)
+            .map(|_| hub.subscribe(None).unwrap())
+            .collect();
+        let refused = hub.subscribe(None).err().unwrap();
+        assert_eq!(refused.code, "overloaded");
+        drop(streams);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if hub.subscribe(None).is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+}
