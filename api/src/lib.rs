@@ -1,7 +1,8 @@
 //! Quorate's REST surface: the local API and the gateway that checks every
 //! inbound request against the committed grants.
 //!
-//! [`local`]: the local API's routes (admin token, [`auth`]); [`gateway`]:
+//! [`local`]: the local API's routes (tokens with roles, [`auth`]);
+//! [`console`]: the web console's embedded page; [`gateway`]:
 //! the routes members call with RFC 9421 signatures ([`signature`], with
 //! RFC 9530 `Content-Digest` and a replay guard); [`objects`]: objects over
 //! HTTP (ranges, streamed bodies); [`problem`]: every error as an RFC 9457
@@ -15,6 +16,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod console;
 pub mod gateway;
 pub mod local;
 pub mod objects;

@@ -81,6 +81,7 @@ pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limit
     let gateway = crate::gateway::router(pipeline, gateway)
         .route_layer(middleware::from_fn_with_state(gateway_budget, budget));
     Router::new()
+        .merge(crate::console::router())
         .merge(probes)
         .merge(admin)
         .merge(gateway)

@@ -1,0 +1,370 @@
+// The Quorate console: plain ES modules, no framework, no build step.
+// Everything it shows comes from the local API with the signed-in token,
+// which lives in this module's memory only (no cookie, no storage), so no
+// other site can make the browser send it (no CSRF), and reloading signs
+// out. Every value from the API goes into the page as text, never as HTML.
+
+const session = { token: null, principal: null, roles: new Set(), live: null };
+
+// The roles that open each page's routes (api/src/local/access.rs).
+const PAGES = [
+  ["overview", "Overview", ["approver", "publisher", "reader", "auditor"]],
+  ["proposals", "Proposals", ["approver", "publisher", "reader", "auditor"]],
+  ["grants", "Grants", ["approver", "publisher", "reader", "auditor"]],
+  ["data", "Data", ["publisher", "reader"]],
+  ["audit", "Audit", ["auditor"]],
+  ["ledger", "Ledger", ["approver", "publisher", "reader", "auditor"]],
+];
+
+const can = (roles) => session.roles.has("admin") || roles.some((r) => session.roles.has(r));
+const $ = (id) => document.getElementById(id);
+
+/** An element with attributes (`on*` are listeners) and children (text or nodes). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== false && value !== undefined && value !== null) node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function table(headings, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, headings.map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows.length ? rows : [el("tr", {}, el("td", { colspan: headings.length, class: "muted" }, "nothing here"))]));
+}
+
+const short = (hex) => (hex ? hex.slice(0, 12) + "…" : "");
+const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "");
+
+class ApiError extends Error {}
+
+/** A call of the local API; a refusal becomes an ApiError with its problem's detail. */
+async function api(method, path, body, contentType) {
+  const headers = { Authorization: `Bearer ${session.token}` };
+  let payload;
+  if (body instanceof Blob || body instanceof ArrayBuffer) {
+    payload = body;
+    headers["Content-Type"] = contentType || "application/octet-stream";
+  } else if (body !== undefined) {
+    payload = JSON.stringify(body);
+    headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch(path, { method, headers, body: payload });
+  if (!response.ok) {
+    let detail = `${response.status} ${response.statusText}`;
+    try {
+      const problem = await response.json();
+      detail = `${problem.detail} (${problem.type.replace("urn:quorate:problem:", "")}, ${response.status})`;
+    } catch (_) { /* not a problem body */ }
+    throw new ApiError(detail);
+  }
+  return response;
+}
+const json = async (path) => (await api("GET", path)).json();
+
+function showError(error) {
+  const box = $("error");
+  box.textContent = error instanceof Error ? error.message : String(error);
+  box.hidden = false;
+}
+
+/** Saves a response body as a file. */
+async function download(path, name) {
+  const blob = await (await api("GET", path)).blob();
+  const link = el("a", { href: URL.createObjectURL(blob), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
+/** A button that runs `action`, then re-renders the page; errors are shown. */
+function act(label, action, cls = "") {
+  return el("button", {
+    type: "button", class: cls, "data-action": label.toLowerCase(),
+    onclick: async (event) => {
+      event.target.disabled = true;
+      try { await action(); await render(); } catch (e) { showError(e); event.target.disabled = false; }
+    },
+  }, label);
+}
+
+function summary(body) {
+  switch (body.kind) {
+    case "grant": return `${body.grantor} grants ${body.grantee} ${body.actions.join(", ")} on ${body.resources.join(", ")} until ${time(body.not_after_ms)}${body.purpose ? ` (${body.purpose})` : ""}`;
+    case "revoke": return `revoke grant ${short(body.grant)}`;
+    case "add-member": return `admit ${body.name} (${body.did})`;
+    case "remove-member": return `remove ${body.member}; its grants end`;
+    case "rotate-key": return `${body.member} moves to ${body.new_did}`;
+    default: return body.kind;
+  }
+}
+
+const views = {
+  async overview() {
+    const [me, status, members, ledger] = await Promise.all([
+      json("/v1/identity"), json("/v1/status"), json("/v1/members"), json("/v1/ledger"),
+    ]);
+    const heights = [];
+    for (let h = ledger.height; h >= 0 && h > ledger.height - 8; h--) heights.push(h);
+    const blocks = await Promise.all(heights.map((h) => json(`/v1/ledger/blocks/${h}`)));
+    const ready = status.last_commit_age_ms !== null && status.last_commit_age_ms !== undefined;
+    return [
+      el("h1", {}, `${me.name}`, el("span", { class: "muted mono" }, `  ${me.did}`)),
+      el("div", { class: "cards" },
+        el("div", { class: "card" }, "Height", el("b", { id: "height" }, status.height)),
+        el("div", { class: "card" }, "Peers connected", el("b", {}, status.peers)),
+        el("div", { class: "card" }, "Members", el("b", {}, status.members)),
+        el("div", { class: "card" }, "Pending proposals", el("b", {}, status.pending_proposals)),
+        el("div", { class: "card" }, "Last commit", el("b", { class: ready ? "ok" : "bad" }, ready ? `${status.last_commit_age_ms} ms ago` : "none yet"))),
+      el("h2", {}, "Members"),
+      table(["Name", "DID", "This node"], members.members.map((m) =>
+        el("tr", {}, el("td", {}, m.name), el("td", { class: "mono" }, m.did), el("td", {}, m.is_me ? "yes" : "")))),
+      el("h2", {}, "Recent blocks"),
+      table(["Height", "Time", "Proposer", "Entries", "Hash"], blocks.map((b) =>
+        el("tr", {}, el("td", {}, b.height), el("td", {}, time(b.time_ms)), el("td", {}, b.proposer),
+          el("td", {}, b.entries.length), el("td", { class: "mono" }, short(b.hash))))),
+    ];
+  },
+
+  async proposals() {
+    const proposals = await json("/v1/proposals");
+    const decide = can(["approver"]);
+    return [
+      el("h1", {}, "Proposals"),
+      table(["Id", "What it would change", "Proposer", "State", "Endorsed by", "This node", ""], proposals.map((p) => {
+        const state = p.state === "pending" ? `pending: ${p.endorsements} of ${p.required}` : p.state + (p.reason ? `: ${p.reason}` : "");
+        const open = p.state === "pending" && p.decision === "undecided";
+        return el("tr", { "data-proposal": p.id },
+          el("td", { class: "mono" }, short(p.id)), el("td", {}, summary(p.body)), el("td", {}, p.proposer),
+          el("td", {}, state), el("td", {}, p.endorsers.join(", ")), el("td", {}, p.decision),
+          el("td", {}, decide && open ? [
+            act("Approve", () => api("POST", `/v1/proposals/${p.id}/approve`)), " ",
+            act("Reject", () => api("POST", `/v1/proposals/${p.id}/reject`), "danger"),
+          ] : null));
+      })),
+    ];
+  },
+
+  async grants() {
+    const params = new URLSearchParams(location.hash.split("?")[1] || "");
+    const query = new URLSearchParams({ limit: "200" });
+    for (const key of ["status", "grantee", "grantor"]) if (params.get(key)) query.set(key, params.get(key));
+    const page = await json(`/v1/grants?${query}`);
+    const grants = page.grants || page;
+    const filter = el("form", { class: "inline", onsubmit: (event) => {
+      event.preventDefault();
+      const form = new FormData(event.target);
+      const next = new URLSearchParams();
+      for (const [k, v] of form) if (v) next.set(k, v);
+      location.hash = `#/grants?${next}`;
+    } },
+    el("select", { name: "status" }, ["", "active", "expired", "revoked", "ended", "not-yet-valid"].map((s) =>
+      el("option", { value: s, selected: params.get("status") === s }, s || "any status"))),
+    el("input", { name: "grantee", placeholder: "grantee", value: params.get("grantee") || "" }),
+    el("input", { name: "grantor", placeholder: "grantor", value: params.get("grantor") || "" }),
+    el("button", { type: "submit", class: "secondary" }, "Filter"));
+    const revoke = can(["approver"]);
+    return [
+      el("h1", {}, "Grants"), filter,
+      table(["Id", "Grantor → grantee", "Resources", "Actions", "Valid", "Standing", ""], grants.map((g) =>
+        el("tr", { "data-grant": g.id },
+          el("td", { class: "mono" }, short(g.id)), el("td", {}, `${g.grantor} → ${g.grantee}`),
+          el("td", {}, g.resources.join(", ")), el("td", {}, g.actions.join(", ")),
+          el("td", {}, `${time(g.not_before_ms)} – ${time(g.not_after_ms)}`),
+          el("td", { class: g.standing === "active" ? "ok" : "bad" }, g.standing),
+          el("td", {},
+            act("Proof", () => download(`/v1/grants/${g.id}/proof`, `${g.id}.proof`), "secondary"), " ",
+            act("Status proof", () => download(`/v1/grants/${g.id}/status`, `${g.id}.status`), "secondary"), " ",
+            revoke && g.standing === "active" ? act("Revoke", () => api("POST", "/v1/proposals", { revoke: { grant: g.id } }), "danger") : null)))),
+    ];
+  },
+
+  async data() {
+    const [objects, members] = await Promise.all([json("/v1/objects?limit=200"), json("/v1/members")]);
+    const publish = can(["publisher"]);
+    const upload = el("form", { class: "inline", id: "upload", onsubmit: async (event) => {
+      event.preventDefault();
+      const form = event.target;
+      const file = form.elements.file.files[0];
+      const path = form.elements.path.value || (file && file.name);
+      if (!file || !path) return;
+      try {
+        await api("PUT", `/v1/objects/${path.split("/").map(encodeURIComponent).join("/")}`, file, file.type || "application/octet-stream");
+        await render();
+      } catch (e) { showError(e); }
+    } }, el("input", { name: "path", placeholder: "path, e.g. reports/q1.csv" }), el("input", { name: "file", type: "file" }),
+    el("button", { type: "submit" }, "Upload"));
+    const peers = members.members.filter((m) => !m.is_me);
+    const peerList = el("div", { id: "peer-objects" });
+    const browse = el("form", { class: "inline", onsubmit: async (event) => {
+      event.preventDefault();
+      const peer = event.target.elements.peer.value;
+      try {
+        const listing = await json(`/v1/peers/${encodeURIComponent(peer)}/objects?limit=200`);
+        peerList.replaceChildren(table(["Path", "Size", ""], listing.objects.map((o) => el("tr", {},
+          el("td", {}, o.path), el("td", {}, o.size),
+          el("td", {}, act("Fetch", () => download(`/v1/peers/${encodeURIComponent(peer)}/objects/${o.path}`, o.path.split("/").pop()), "secondary"))))));
+      } catch (e) { peerList.replaceChildren(el("p", { class: "error" }, e.message)); }
+    } }, el("select", { name: "peer" }, peers.map((m) => el("option", { value: m.name }, m.name))),
+    el("button", { type: "submit", class: "secondary" }, "Browse what they grant us"));
+    return [
+      el("h1", {}, "Data"),
+      publish ? upload : null,
+      table(["Path", "Size", "Type", "Modified", ""], objects.objects.map((o) => el("tr", { "data-object": o.path },
+        el("td", {}, o.path), el("td", {}, o.size), el("td", {}, o.content_type), el("td", {}, time(o.modified_ms)),
+        el("td", {}, act("Download", () => download(`/v1/objects/${o.path}`, o.path.split("/").pop()), "secondary"), " ",
+          publish ? act("Delete", () => api("DELETE", `/v1/objects/${o.path}`), "danger") : null)))),
+      el("h2", {}, "From other members"), browse, peerList,
+    ];
+  },
+
+  async audit() {
+    const params = new URLSearchParams(location.hash.split("?")[1] || "");
+    const query = new URLSearchParams({ limit: "200" });
+    for (const key of ["decision", "caller"]) if (params.get(key)) query.set(key, params.get(key));
+    const records = await json(`/v1/audit?${query}`);
+    const path = params.get("path") || "";
+    const shown = records.filter((r) => !path || r.resource.includes(path)).reverse();
+    const filter = el("form", { class: "inline", onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const [k, v] of new FormData(event.target)) if (v) next.set(k, v);
+      location.hash = `#/audit?${next}`;
+    } },
+    el("select", { name: "decision" }, ["", "allow", "deny"].map((d) => el("option", { value: d, selected: params.get("decision") === d }, d || "any decision"))),
+    el("input", { name: "caller", placeholder: "caller (did:key, token:name, oidc:sub)", value: params.get("caller") || "" }),
+    el("input", { name: "path", placeholder: "path contains", value: path }),
+    el("button", { type: "submit", class: "secondary" }, "Filter"));
+    return [
+      el("h1", {}, "Audit"),
+      el("p", { class: "muted" }, "Each record is hash-chained to the one before; `quorate audit verify` checks the chain offline."),
+      filter,
+      table(["#", "Time", "Transport", "Caller", "Action", "Resource", "Decision", "Reason", "Bytes"], shown.map((r) => el("tr", {},
+        el("td", {}, r.seq), el("td", {}, time(r.time_ms)), el("td", {}, r.transport), el("td", { class: "mono" }, r.caller || ""),
+        el("td", {}, r.action), el("td", {}, r.resource), el("td", { class: r.decision === "allow" ? "ok" : "bad" }, r.decision),
+        el("td", {}, r.reason || ""), el("td", {}, r.bytes)))),
+    ];
+  },
+
+  async ledger() {
+    const ledger = await json("/v1/ledger");
+    const heights = [];
+    for (let h = ledger.height; h >= 0 && h > ledger.height - 20; h--) heights.push(h);
+    const blocks = await Promise.all(heights.map((h) => json(`/v1/ledger/blocks/${h}`)));
+    return [
+      el("h1", {}, "Ledger"),
+      el("div", { class: "cards" },
+        el("div", { class: "card" }, "Height", el("b", {}, ledger.height)),
+        el("div", { class: "card" }, "Epoch", el("b", {}, ledger.epoch)),
+        el("div", { class: "card" }, "Chain", el("b", {}, ledger.chain_id))),
+      el("p", { class: "muted mono" }, `genesis ${ledger.genesis_hash}`),
+      table(["Height", "Time", "Proposer", "Entries", "Certificate", "Hash"], blocks.map((b) => el("tr", {},
+        el("td", {}, b.height), el("td", {}, time(b.time_ms)), el("td", {}, b.proposer),
+        el("td", {}, b.entries.map((e) => el("div", {}, `${e.kind} ${short(e.id)} by ${e.proposer} (${e.endorsements} endorsements)`))),
+        el("td", {}, b.certificate ? `round ${b.certificate.round}, signers ${b.certificate.signers.join(", ")}` : ""),
+        el("td", { class: "mono" }, short(b.hash))))),
+    ];
+  },
+};
+
+function currentPage() {
+  const name = (location.hash.match(/^#\/([a-z]+)/) || [])[1];
+  const allowed = PAGES.filter(([, , roles]) => can(roles));
+  return allowed.find(([n]) => n === name) || allowed[0];
+}
+
+async function render() {
+  $("error").hidden = true;
+  const page = currentPage();
+  const target = $("page");
+  if (!page) {
+    target.replaceChildren(el("p", {}, "Your roles open none of the console's pages."));
+    return;
+  }
+  for (const link of $("nav").children) link.classList.toggle("current", link.dataset.page === page[0]);
+  try {
+    target.replaceChildren(...(await views[page[0]]()));
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** Follows GET /v1/events (fetch, so the token goes in a header) to update the height and the proposals. */
+async function follow() {
+  const controller = new AbortController();
+  session.live = controller;
+  try {
+    const response = await fetch("/v1/events", { headers: { Authorization: `Bearer ${session.token}` }, signal: controller.signal });
+    if (!response.ok) return;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const kind = (block.match(/^event: (.*)$/m) || [])[1];
+        const data = (block.match(/^data: (.*)$/m) || [])[1];
+        if (!kind || !data) continue;
+        const event = JSON.parse(data);
+        if (kind === "block") {
+          $("live").textContent = `height ${event.height}`;
+          const height = $("height");
+          if (height) height.textContent = event.height;
+        }
+        const page = currentPage();
+        if (page && page[0] === "proposals" && kind.startsWith("proposal-")) render();
+        if (page && page[0] === "grants" && kind === "entry-committed") render();
+      }
+    }
+  } catch (_) { /* aborted at sign-out, or the node went away */ }
+}
+
+async function signIn(token) {
+  session.token = token;
+  const response = await api("GET", "/v1/principal");
+  const me = await response.json();
+  session.principal = me.principal;
+  session.roles = new Set(me.roles);
+  $("who").textContent = `${me.principal} (${me.roles.join(", ")})`;
+  $("nav").replaceChildren(...PAGES.filter(([, , roles]) => can(roles)).map(([name, label]) =>
+    el("a", { href: `#/${name}`, "data-page": name }, label)));
+  $("signin").hidden = true;
+  $("nav").hidden = false;
+  $("page").hidden = false;
+  $("signout").hidden = false;
+  follow();
+  await render();
+}
+
+function signOut() {
+  if (session.live) session.live.abort();
+  Object.assign(session, { token: null, principal: null, roles: new Set(), live: null });
+  for (const id of ["nav", "page", "signout"]) $(id).hidden = true;
+  $("signin").hidden = false;
+  $("who").textContent = "";
+  $("live").textContent = "";
+  $("page").replaceChildren();
+}
+
+$("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("token");
+  try {
+    await signIn(input.value.trim());
+    input.value = "";
+  } catch (e) {
+    session.token = null;
+    showError(e);
+  }
+});
+$("signout").addEventListener("click", signOut);
+window.addEventListener("hashchange", () => { if (session.token) render(); });

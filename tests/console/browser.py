@@ -1,0 +1,146 @@
+"""Drives the Quorate console in Debian's headless Chromium (Selenium and
+chromedriver), for tests/tests/console.rs. Reads a JSON plan from argv[1]:
+
+    {"b": URL of org-b's node, "a": URL of org-a's node,
+     "approver": token, "reader": token, "publisher": token, "admin_b": token,
+     "proposal": id, "grant": id, "upload": file path,
+     "downloads": dir, "screenshots": dir}
+
+and prints one JSON line of what it saw. Any step that does not hold
+raises, and the exit status is non-zero.
+"""
+
+import json
+import os
+import sys
+import time
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+PLAN = json.loads(sys.argv[1])
+WAIT = 30
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1400,900"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": PLAN["downloads"],
+        "download.prompt_for_download": False,
+    })
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def until(what, check, limit=WAIT):
+    deadline = time.time() + limit
+    while True:
+        try:
+            found = check()
+            if found:
+                return found
+        except WebDriverException:
+            pass
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def sign_in(driver, url, token):
+    driver.get(url + "/console")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    until("the signed-in header", lambda: driver.find_element(By.ID, "who").text)
+
+
+def go(driver, page):
+    driver.execute_script("location.hash = arguments[0]", "#/" + page)
+    until(f"the {page} page", lambda: driver.find_element(By.CSS_SELECTOR, f'nav a[data-page="{page}"].current'))
+    until(f"the {page} page's content", lambda: driver.find_elements(By.CSS_SELECTOR, "#page h1"))
+
+
+def shot(driver, name):
+    driver.save_screenshot(os.path.join(PLAN["screenshots"], name + ".png"))
+
+
+def downloaded(name):
+    path = os.path.join(PLAN["downloads"], name)
+    until(f"the download of {name}", lambda: os.path.exists(path) and not os.path.exists(path + ".crdownload"))
+    return path
+
+
+def main():
+    seen = {}
+    driver = browser()
+    try:
+        proposal_row = f'tr[data-proposal="{PLAN["proposal"]}"]'
+
+        # A reader sees the pending proposal but no button to decide it.
+        sign_in(driver, PLAN["b"], PLAN["reader"])
+        seen["reader_pages"] = [a.get_attribute("data-page") for a in driver.find_elements(By.CSS_SELECTOR, "nav a")]
+        go(driver, "proposals")
+        row = until("the pending proposal", lambda: driver.find_element(By.CSS_SELECTOR, proposal_row))
+        seen["reader_buttons"] = len(row.find_elements(By.CSS_SELECTOR, "button"))
+        driver.refresh()
+
+        # An approver approves it, and the grant becomes active.
+        sign_in(driver, PLAN["b"], PLAN["approver"])
+        go(driver, "proposals")
+        row = until("the pending proposal", lambda: driver.find_element(By.CSS_SELECTOR, proposal_row))
+        shot(driver, "proposals")
+        row.find_element(By.CSS_SELECTOR, 'button[data-action="approve"]').click()
+        go(driver, "grants")
+        grant_row = f'tr[data-grant="{PLAN["grant"]}"]'
+
+        def active():
+            go(driver, "grants")
+            rows = driver.find_elements(By.CSS_SELECTOR, grant_row)
+            return rows and "active" in rows[0].text
+
+        until("the grant to be active", active)
+        shot(driver, "grants")
+        driver.find_element(By.CSS_SELECTOR, f'{grant_row} button[data-action="proof"]').click()
+        seen["proof"] = downloaded(PLAN["grant"] + ".proof")
+        driver.refresh()
+
+        # A publisher of org-a uploads an object.
+        sign_in(driver, PLAN["a"], PLAN["publisher"])
+        go(driver, "data")
+        driver.find_element(By.CSS_SELECTOR, '#upload input[name="path"]').send_keys("reports/q1.csv")
+        driver.find_element(By.CSS_SELECTOR, '#upload input[name="file"]').send_keys(PLAN["upload"])
+        driver.find_element(By.CSS_SELECTOR, "#upload button").click()
+        until("the uploaded object", lambda: driver.find_element(By.CSS_SELECTOR, 'tr[data-object="reports/q1.csv"]'))
+        shot(driver, "data")
+        driver.refresh()
+
+        # org-b's reader fetches it through org-b's node, under the grant.
+        sign_in(driver, PLAN["b"], PLAN["reader"])
+        go(driver, "data")
+        driver.find_element(By.CSS_SELECTOR, "#page form.inline select").send_keys("org-a")
+        driver.find_element(By.CSS_SELECTOR, "#page form.inline button").click()
+        fetch = until("org-a's object", lambda: driver.find_element(By.CSS_SELECTOR, '#peer-objects button[data-action="fetch"]'))
+        fetch.click()
+        seen["fetched"] = downloaded("q1.csv")
+        driver.refresh()
+
+        # The admin's view of each page, for the record.
+        sign_in(driver, PLAN["b"], PLAN["admin_b"])
+        for page in ("overview", "audit", "ledger"):
+            go(driver, page)
+            time.sleep(0.5)
+            shot(driver, page)
+        seen["height"] = driver.find_element(By.ID, "live").text or driver.find_element(By.ID, "height").text
+        seen["console_errors"] = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    finally:
+        driver.quit()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+//! Goal: the web console works in a real browser for each role, with what
+//! that role may do: under manual approval an approver of org-b sees a
+//! pending grant, approves it in the console and sees it become active,
+//! and downloads its proof (which verifies offline); a reader sees no
+//! approve button, and the API refuses the reader's approval; a publisher
+//! of org-a uploads an object in the console, and org-b's reader fetches
+//! it through org-b's node under the grant. Screenshots of the main pages
+//! are written (to $QUORATE_SCREENSHOTS, or the test's directory).
+//! Method: a 4-node testnet of the real binary with manual approval;
+//! Debian's headless Chromium driven by Selenium through chromedriver
+//! (`tests/console/browser.py`). Skipped (with a reason) when Chromium or
+//! Selenium is absent, unless QUORATE_REQUIRE_BROWSER is set (`.ci/run`
+//! installs them and sets it).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use quorate_testnet::client::ApiClient;
+use quorate_tests::{Testnet, admin, eventually, home_arg, run_ok};
+
+const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/console/browser.py");
+
+fn have_browser() -> bool {
+    let found = Path::new("/usr/bin/chromium").exists()
+        && Path::new("/usr/bin/chromedriver").exists()
+        && Command::new("python3")
+            .args(["-c", "import selenium"])
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        found || std::env::var_os("QUORATE_REQUIRE_BROWSER").is_none(),
+        "Chromium, chromedriver and Selenium are required"
+    );
+    found
+}
+
+fn token(net: &Testnet, org: &str, name: &str, role: &str) -> String {
+    run_ok(&[
+        "token",
+        "create",
+        "--home",
+        &home_arg(&net.home(org)),
+        "--name",
+        name,
+        "--role",
+        role,
+    ])
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn each_role_uses_the_console_for_what_it_may_do() {
+    if !have_browser() {
+        eprintln!("skipped: Chromium, chromedriver or Selenium is not installed");
+        return;
+    }
+    let (net, _) = Testnet::up(&["--nodes", "4", "--approval", "manual"]);
+    let (a, b) = (admin(&net, "org-a"), admin(&net, "org-b"));
+    let approver = token(&net, "org-b", "ann", "approver");
+    let reader = token(&net, "org-b", "rob", "reader");
+    let publisher = token(&net, "org-a", "pia", "publisher");
+
+    // org-a proposes; org-c approves by the CLI; org-b's is the deciding one.
+    let proposal = run_ok(&[
+        "proposal",
+        "grant",
+        "--home",
+        &home_arg(&net.home("org-a")),
+        "--to",
+        "org-b",
+        "--resource",
+        "reports/*",
+        "--action",
+        "read",
+        "--action",
+        "list",
+        "--days",
+        "7",
+    ])
+    .trim()
+    .to_owned();
+    eventually(
+        Duration::from_secs(20),
+        "org-b and org-c see the proposal",
+        || {
+            ["org-b", "org-c"].iter().all(|org| {
+                admin(&net, org)
+                    .get("/v1/proposals")
+                    .is_ok_and(|r| r.text().contains(&proposal))
+            })
+        },
+    );
+    run_ok(&[
+        "proposal",
+        "approve",
+        "--home",
+        &home_arg(&net.home("org-c")),
+        &proposal,
+    ]);
+    // The reader's approval is refused by the API, whatever the page shows.
+    let refused = ApiClient::new(b.address().to_owned(), reader.clone())
+        .request("POST", &format!("/v1/proposals/{proposal}/approve"), None)
+        .unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.text());
+
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("downloads");
+    let screenshots = std::env::var_os("QUORATE_SCREENSHOTS")
+        .map_or_else(|| dir.path().join("screenshots"), Into::into);
+    std::fs::create_dir_all(&downloads).unwrap();
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let upload = dir.path().join("q1.csv");
+    std::fs::write(&upload, "region,units\nnorth,42\n").unwrap();
+    let plan = serde_json::json!({
+        "a": format!("http://{}", a.address()),
+        "b": format!("http://{}", b.address()),
+        "approver": approver, "reader": reader, "publisher": publisher,
+        "admin_b": std::fs::read_to_string(net.home("org-b").join("admin.token")).unwrap().trim(),
+        // A grant's id is its proposal's id.
+        "proposal": proposal, "grant": proposal,
+        "upload": upload, "downloads": downloads, "screenshots": screenshots,
+    });
+    let out = Command::new("python3")
+        .arg(BROWSER)
+        .arg(plan.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser run failed:\n{stderr}");
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(
+        seen["reader_pages"],
+        serde_json::json!(["overview", "proposals", "grants", "data", "ledger"]),
+        "a reader has no audit page"
+    );
+    assert_eq!(seen["reader_buttons"], 0, "a reader gets no approve button");
+    assert_eq!(seen["console_errors"], serde_json::json!([]), "{seen}");
+    // The proof downloaded in the browser verifies offline.
+    let proof = seen["proof"].as_str().unwrap();
+    let verified = run_ok(&["grant", "verify", proof]);
+    assert!(verified.contains("OK"), "{verified}");
+    // The object org-b's reader fetched is what org-a's publisher uploaded.
+    let fetched = std::fs::read_to_string(seen["fetched"].as_str().unwrap()).unwrap();
+    assert_eq!(fetched, "region,units\nnorth,42\n");
+    for page in ["proposals", "grants", "data", "overview", "audit", "ledger"] {
+        assert!(screenshots.join(format!("{page}.png")).exists(), "{page}");
+    }
+    // The approval went through the console with ann's token, and says so.
+    let audit = b.get("/v1/audit?caller=token:ann").unwrap().json().unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "approve" && r["decision"] == "allow"),
+        "{audit}"
+    );
+}
