@@ -275,3 +275,71 @@ fn an_event_is_shown_only_to_roles_that_may_read_its_source() {
         ));
     }
 }
+
+/// The policy, written out a second time by hand: a change to the table
+/// in `access.rs` has to be made here too, on purpose.
+#[test]
+fn the_route_table_is_the_documented_policy() {
+    const ALL: &[&str] = &["approver", "publisher", "reader", "auditor"];
+    const OBJECTS: &[&str] = &["publisher", "reader"];
+    let expected: &[(&str, &str, &[&str])] = &[
+        (
+            "GET",
+            "/v1/principal",
+            &["approver", "publisher", "reader", "auditor", "metrics"],
+        ),
+        ("GET", "/v1/status", ALL),
+        ("GET", "/v1/events", ALL),
+        ("GET", "/v1/identity", ALL),
+        ("GET", "/v1/members", ALL),
+        ("GET", "/v1/peers", ALL),
+        ("GET", "/v1/proposals", ALL),
+        ("POST", "/v1/proposals", &["approver"]),
+        ("POST", "/v1/proposals/{id}/approve", &["approver"]),
+        ("POST", "/v1/proposals/{id}/reject", &["approver"]),
+        ("GET", "/v1/grants", ALL),
+        ("GET", "/v1/grants/{id}", ALL),
+        ("GET", "/v1/grants/{id}/proof", ALL),
+        ("GET", "/v1/grants/{id}/status", ALL),
+        ("GET", "/v1/members/{member}/status", ALL),
+        ("GET", "/v1/ledger", ALL),
+        ("GET", "/v1/ledger/blocks/{height}", ALL),
+        ("GET", "/v1/ledger/entries/{id}", ALL),
+        ("GET", "/v1/ledger/export", &["auditor"]),
+        ("GET", "/v1/audit", &["auditor"]),
+        ("GET", "/v1/objects", OBJECTS),
+        ("GET", "/v1/objects/{*path}", OBJECTS),
+        ("PUT", "/v1/objects/{*path}", &["publisher"]),
+        ("DELETE", "/v1/objects/{*path}", &["publisher"]),
+        ("GET", "/v1/peers/{peer}/objects", OBJECTS),
+        ("GET", "/v1/peers/{peer}/objects/{*path}", OBJECTS),
+        ("GET", "/v1/tokens", &[]),
+        ("POST", "/v1/tokens", &[]),
+        ("DELETE", "/v1/tokens/{name}", &[]),
+        ("GET", "/metrics", &["metrics"]),
+    ];
+    assert_eq!(ROUTES.len(), expected.len());
+    for (method, path, roles) in expected {
+        let route = ROUTES
+            .iter()
+            .find(|r| r.method.as_str() == *method && r.path == *path)
+            .unwrap_or_else(|| panic!("{method} {path} is not in the table"));
+        let names: Vec<&str> = route.roles.iter().map(Role::name).collect();
+        let mut want = roles.to_vec();
+        want.sort_by_key(|n| Role::ALL.iter().position(|r| r.name() == *n));
+        assert_eq!(names, want, "{method} {path}");
+    }
+    // HEAD is GET's, and a principal with no role opens nothing.
+    let nobody = Principal {
+        label: "oidc:x".into(),
+        roles: Roles::NONE,
+        expires_ms: None,
+    };
+    for route in ROUTES {
+        assert!(!nobody.may(route.roles), "{} {}", route.method, route.path);
+    }
+    assert!(
+        crate::local::access::route_access(&axum::http::Method::HEAD, "/v1/objects/{*path}")
+            .is_some_and(|r| r.roles == Roles::of(&[Role::Publisher, Role::Reader]))
+    );
+}
