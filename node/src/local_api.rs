@@ -270,6 +270,10 @@ impl Node for LocalNode {
             .await;
     }
 
+    fn console_sign_in(&self) -> Option<quorate_api::console::OidcClient> {
+        self.access.oidc.as_ref().and_then(|o| o.console_sign_in())
+    }
+
     async fn events(&self, after: Option<u64>) -> Result<quorate_api::local::EventStream, Problem> {
         self.events.subscribe(after)
     }

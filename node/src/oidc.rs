@@ -85,6 +85,18 @@ pub struct OidcSection {
     /// How often the JWKS is read again.
     #[serde(default = "default_refresh")]
     pub jwks_refresh: HumanDuration,
+    /// The console's client id at the provider, for sign-in through it
+    /// (the authorization code flow with PKCE); its ID tokens name it as
+    /// their `aud`, which is accepted beside `audience`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Where the browser signs in (with `client_id`).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Where the console trades the code for an ID token (with
+    /// `client_id`; the provider must allow the console's origin, CORS).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -129,6 +141,12 @@ pub enum OidcConfigError {
     /// A refresh interval under [`JWKS_REFETCH_MIN`].
     #[error("[auth.oidc] jwks_refresh is at least 30s")]
     Refresh,
+    /// `client_id` without both endpoints, or an endpoint that is not an
+    /// absolute http(s) URL.
+    #[error(
+        "[auth.oidc] sign-in needs client_id, authorization_endpoint and token_endpoint, each endpoint an http(s) URL: {0}"
+    )]
+    SignIn(String),
     /// More than [`ROLE_MAPPINGS_MAX`] mapped values.
     #[error("[auth.oidc] roles maps more than {ROLE_MAPPINGS_MAX} values")]
     TooManyMappings,
@@ -174,6 +192,8 @@ struct Claims {
 pub struct OidcVerifier {
     issuer: String,
     audience: String,
+    /// Sign-in for the console, if set.
+    console: Option<quorate_api::console::OidcClient>,
     algorithms: Vec<Algorithm>,
     roles_claim: String,
     roles: BTreeMap<String, Roles>,
@@ -248,9 +268,11 @@ impl OidcVerifier {
             }
             _ => return Err(OidcConfigError::JwksSource),
         };
+        let console = console_client(section)?;
         let verifier = Self {
             issuer: section.issuer.clone(),
             audience: section.audience.clone(),
+            console,
             algorithms,
             roles_claim: section.roles_claim.clone(),
             roles: section
@@ -334,7 +356,10 @@ impl OidcVerifier {
         let mut validation = Validation::new(alg);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        match &self.console {
+            Some(console) => validation.set_audience(&[&self.audience, &console.client_id]),
+            None => validation.set_audience(&[&self.audience]),
+        }
         validation.validate_nbf = true;
         validation.leeway = self.leeway.as_secs();
         let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
@@ -376,6 +401,11 @@ impl OidcVerifier {
             roles,
             expires_ms: Some(exp.saturating_mul(1000)),
         })
+    }
+
+    /// What the console needs to offer sign-in through the provider.
+    pub fn console_sign_in(&self) -> Option<quorate_api::console::OidcClient> {
+        self.console.clone()
     }
 
     fn explain(&self, error: &jsonwebtoken::errors::Error) -> String {
@@ -490,6 +520,42 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// The console's sign-in settings, checked: all three or none.
+fn console_client(
+    section: &OidcSection,
+) -> Result<Option<quorate_api::console::OidcClient>, OidcConfigError> {
+    let (client_id, authorization, token) = match (
+        &section.client_id,
+        &section.authorization_endpoint,
+        &section.token_endpoint,
+    ) {
+        (None, None, None) => return Ok(None),
+        (Some(c), Some(a), Some(t)) if !c.is_empty() => (c, a, t),
+        _ => return Err(OidcConfigError::SignIn("set all three, or none".into())),
+    };
+    let origin = |url: &str| -> Result<String, OidcConfigError> {
+        let uri: axum::http::Uri = url
+            .parse()
+            .map_err(|_| OidcConfigError::SignIn(format!("{url:?} is not a URL")))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme @ ("http" | "https")), Some(authority)) => {
+                Ok(format!("{scheme}://{authority}"))
+            }
+            _ => Err(OidcConfigError::SignIn(format!(
+                "{url:?} is not an http(s) URL"
+            ))),
+        }
+    };
+    origin(authorization)?;
+    Ok(Some(quorate_api::console::OidcClient {
+        issuer: section.issuer.clone(),
+        client_id: client_id.clone(),
+        authorization_endpoint: authorization.clone(),
+        token_endpoint: token.clone(),
+        token_origin: origin(token)?,
+    }))
+}
+
 /// GET `uri`, at most [`JWKS_BYTES_MAX`] of body.
 async fn fetch(uri: &axum::http::Uri) -> Result<Vec<u8>, String> {
     use http_body_util::BodyExt as _;
@@ -595,6 +661,9 @@ mod tests {
             ]),
             leeway: default_leeway(),
             jwks_refresh: default_refresh(),
+            client_id: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
         }
     }
 
@@ -773,6 +842,12 @@ mod tests {
         s.jwks_file = None;
         s.jwks_url = Some("https://idp.example.org/jwks".into());
         cases.push((s, "http:// URL"));
+        let mut s = good.clone();
+        s.client_id = Some("console".into());
+        cases.push((s.clone(), "set all three"));
+        s.authorization_endpoint = Some("https://idp.example/authorize".into());
+        s.token_endpoint = Some("ftp://idp.example/token".into());
+        cases.push((s, "not an http(s) URL"));
         let mut s = good.clone();
         s.leeway = HumanDuration(Duration::from_secs(301));
         cases.push((s, "leeway"));

@@ -75,7 +75,29 @@ def downloaded(name):
     return path
 
 
+def sso():
+    """Signs in through the identity provider's button, and says as whom."""
+    driver = browser()
+    try:
+        driver.get(PLAN["sso"] + "/console")
+        button = until("the provider's button", lambda: driver.find_element(By.ID, "sso-button") if driver.find_element(By.ID, "sso").is_displayed() else None)
+        button.click()
+        try:
+            who = until("the signed-in header", lambda: driver.find_element(By.ID, "who").text)
+        except AssertionError as e:
+            shown = driver.find_element(By.TAG_NAME, "body").text[:500]
+            raise AssertionError(f"{e}; at {driver.current_url}, the page says {shown!r}; log {driver.get_log('browser')}") from None
+        errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        if errors:
+            raise AssertionError(f"the console logged errors: {errors}")
+        print(json.dumps({"sso_who": who, "url": driver.current_url}))
+    finally:
+        driver.quit()
+
+
 def main():
+    if "sso" in PLAN:
+        return sso()
     seen = {}
     driver = browser()
     try:

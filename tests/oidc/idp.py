@@ -5,7 +5,21 @@ PyJWT and cryptography (a JOSE implementation other than the node's).
     python3 idp.py mint DIR SPEC     prints one JWT per entry of SPEC (JSON:
                                      [{"alg", "kid", "claims"}]); alg "none"
                                      is unsigned, "HS256" uses a shared secret
+    python3 idp.py serve DIR PORT ISSUER CLIENT_ID GROUP
+                                     serves DIR/jwks.json, and OpenID Connect's
+                                     authorization code flow with PKCE for
+                                     CLIENT_ID: /authorize signs "alice" (in
+                                     GROUP) in at once, /token trades the code
+                                     (checking the verifier) for an ES256 ID
+                                     token
 """
+
+import base64
+import hashlib
+import secrets
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import json
 import os
@@ -56,8 +70,65 @@ def mint(directory, spec):
         print(token)
 
 
+def serve(directory, port, issuer, client_id, group):
+    codes = {}
+    with open(os.path.join(directory, "ec.pem"), "rb") as f:
+        signing_key = serialization.load_pem_private_key(f.read(), password=None)
+
+    class Provider(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def answer(self, status, body=b"", headers=()):
+            self.send_response(status)
+            self.send_header("Access-Control-Allow-Origin", "*")
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            url = urllib.parse.urlparse(self.path)
+            if url.path == "/jwks.json":
+                with open(os.path.join(directory, "jwks.json"), "rb") as f:
+                    return self.answer(200, f.read(), [("Content-Type", "application/json")])
+            if url.path == "/authorize":
+                q = dict(urllib.parse.parse_qsl(url.query))
+                if q.get("client_id") != client_id or q.get("code_challenge_method") != "S256":
+                    return self.answer(400, b"bad authorization request")
+                code = secrets.token_urlsafe(16)
+                codes[code] = q
+                target = q["redirect_uri"] + "?" + urllib.parse.urlencode({"code": code, "state": q["state"]})
+                return self.answer(302, headers=[("Location", target)])
+            self.answer(404)
+
+        def do_POST(self):
+            if self.path != "/token":
+                return self.answer(404)
+            length = int(self.headers.get("Content-Length", "0"))
+            form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+            asked = codes.pop(form.get("code", ""), None)
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+            if (asked is None or asked["code_challenge"] != challenge
+                    or form.get("redirect_uri") != asked["redirect_uri"]
+                    or form.get("client_id") != client_id):
+                return self.answer(400, b'{"error":"invalid_grant"}', [("Content-Type", "application/json")])
+            now = int(time.time())
+            claims = {"iss": issuer, "aud": client_id, "sub": "alice", "groups": [group],
+                      "nonce": asked["nonce"], "iat": now, "exp": now + 600}
+            token = jwt.encode(claims, signing_key, algorithm="ES256", headers={"kid": "ec"})
+            body = json.dumps({"id_token": token, "token_type": "Bearer", "expires_in": 600}).encode()
+            self.answer(200, body, [("Content-Type", "application/json")])
+
+    ThreadingHTTPServer(("127.0.0.1", int(port)), Provider).serve_forever()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "keys":
         keys(sys.argv[2])
+    elif sys.argv[1] == "serve":
+        serve(*sys.argv[2:7])
     else:
         mint(sys.argv[2], sys.argv[3])

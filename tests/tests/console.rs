@@ -149,13 +149,18 @@ fn each_role_uses_the_console_for_what_it_may_do() {
         assert!(screenshots.join(format!("{page}.png")).exists(), "{page}");
     }
     // The approval went through the console with ann's token, and says so.
-    let audit = b.get("/v1/audit?caller=token:ann").unwrap().json().unwrap();
-    assert!(
-        audit
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["action"] == "approve" && r["decision"] == "allow"),
-        "{audit}"
+    eventually(
+        Duration::from_secs(10),
+        "ann's approval in the audit log",
+        || {
+            b.get("/v1/audit?caller=token:ann")
+                .unwrap()
+                .json()
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["action"] == "approve" && r["decision"] == "allow")
+        },
     );
 }

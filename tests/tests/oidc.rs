@@ -5,8 +5,9 @@
 //! not-yet-valid, wrong-audience, wrong-issuer, tampered or unknown-key
 //! token is refused (401, saying why); roles are enforced and audited.
 //! Method: a 1-node testnet of the real binary; a stand-in provider in
-//! Python (PyJWT and cryptography, `tests/oidc/idp.py`) mints the tokens,
-//! and `python3 -m http.server` serves its JWKS. Skipped (with a reason)
+//! Python (PyJWT and cryptography, `tests/oidc/idp.py`) mints the tokens
+//! and serves its JWKS and sign-in endpoints over HTTP; where a browser is
+//! present, the console signs in through it (the code flow with PKCE). Skipped (with a reason)
 //! when PyJWT is absent, unless QUORATE_REQUIRE_PYJWT is set (`.ci/run`
 //! installs it and sets it).
 
@@ -20,6 +21,9 @@ use quorate_tests::{Testnet, admin, eventually, problem_type};
 const ISSUER: &str = "https://idp.test";
 const AUDIENCE: &str = "quorate-org-a";
 const IDP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/oidc/idp.py");
+const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/console/browser.py");
+/// The console's client id at the provider.
+const CONSOLE_CLIENT: &str = "quorate-console";
 
 fn have_pyjwt() -> bool {
     let found = Command::new("python3")
@@ -34,7 +38,8 @@ fn have_pyjwt() -> bool {
     found
 }
 
-/// `python3 -m http.server` over `dir`, killed on drop.
+/// The stand-in provider (`idp.py serve`: the JWKS and the sign-in
+/// endpoints), killed on drop.
 struct JwksServer(Child);
 
 impl Drop for JwksServer {
@@ -51,15 +56,10 @@ fn serve(dir: &Path) -> (JwksServer, u16) {
         .unwrap()
         .port();
     let child = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .arg("--directory")
+        .arg(IDP)
+        .arg("serve")
         .arg(dir)
+        .args([&port.to_string(), ISSUER, CONSOLE_CLIENT, "approvers"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -141,6 +141,9 @@ fn people_sign_in_with_the_providers_jwts_and_nothing_else_passes() {
     text.push_str(&format!(
         "\n[auth.oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
          jwks_url = \"http://127.0.0.1:{port}/jwks.json\"\n\
+         client_id = \"{CONSOLE_CLIENT}\"\n\
+         authorization_endpoint = \"http://127.0.0.1:{port}/authorize\"\n\
+         token_endpoint = \"http://127.0.0.1:{port}/token\"\n\
          [auth.oidc.roles]\napprovers = [\"approver\"]\nreaders = [\"reader\"]\n"
     ));
     std::fs::write(&config, text).unwrap();
@@ -199,18 +202,20 @@ fn people_sign_in_with_the_providers_jwts_and_nothing_else_passes() {
         .unwrap();
     assert_eq!(refused.status, 403);
     assert_eq!(problem_type(&refused), "role-required");
-    let audit = root
-        .get("/v1/audit?caller=oidc:bob")
-        .unwrap()
-        .json()
-        .unwrap();
-    assert!(
-        audit
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["action"] == "approve" && r["reason"] == "role-required"),
-        "{audit}"
+    // Records are written just after the answer (the writer batches).
+    eventually(
+        Duration::from_secs(10),
+        "bob's refusal in the audit log",
+        || {
+            root.get("/v1/audit?caller=oidc:bob")
+                .unwrap()
+                .json()
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["action"] == "approve" && r["reason"] == "role-required")
+        },
     );
 
     // Everything else is refused, saying why.
@@ -277,4 +282,45 @@ fn people_sign_in_with_the_providers_jwts_and_nothing_else_passes() {
     }
     // The home's own tokens still work beside single sign-on.
     assert_eq!(root.get("/v1/tokens").unwrap().status, 200);
+
+    // In the console, "Sign in with" the provider: the code flow with PKCE
+    // in a real browser, ending signed in as oidc:alice.
+    if browser_present() {
+        let downloads = tempfile::tempdir().unwrap();
+        let plan = serde_json::json!({
+            "sso": format!("http://{}", root.address()),
+            "downloads": downloads.path(), "screenshots": downloads.path(),
+        });
+        let out = Command::new("python3")
+            .arg(BROWSER)
+            .arg(plan.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(seen["sso_who"], "oidc:alice (approver)", "{seen}");
+    }
+}
+
+/// Whether the console's browser test can run here (required where
+/// QUORATE_REQUIRE_BROWSER is set).
+fn browser_present() -> bool {
+    let found = Path::new("/usr/bin/chromium").exists()
+        && Path::new("/usr/bin/chromedriver").exists()
+        && Command::new("python3")
+            .args(["-c", "import selenium"])
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        found || std::env::var_os("QUORATE_REQUIRE_BROWSER").is_none(),
+        "Chromium, chromedriver and Selenium are required"
+    );
+    if !found {
+        eprintln!("the console's sign-in through the provider is not tried: no browser");
+    }
+    found
 }

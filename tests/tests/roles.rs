@@ -71,7 +71,22 @@ fn tokens_open_their_roles_routes_and_nothing_else() {
     assert_eq!(me["principal"], "token:rita");
     assert_eq!(me["roles"], serde_json::json!(["reader"]));
 
-    // The audit log says who changed what, and who was refused.
+    // The audit log says who changed what, and who was refused (records
+    // are written just after the answers: the writer batches).
+    let local_records = || {
+        let records = auditor.get("/v1/audit?limit=100").unwrap().json().unwrap();
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["transport"] == "local")
+            .count()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the local calls in the audit log",
+        || local_records() >= 7,
+    );
     let records = auditor.get("/v1/audit?limit=100").unwrap().json().unwrap();
     let local: Vec<(String, String, String, String)> = records
         .as_array()

@@ -4,7 +4,7 @@
 // other site can make the browser send it (no CSRF), and reloading signs
 // out. Every value from the API goes into the page as text, never as HTML.
 
-const session = { token: null, principal: null, roles: new Set(), live: null };
+const session = { token: null, principal: null, roles: new Set(), live: null, sso: null };
 
 // The roles that open each page's routes (api/src/local/access.rs).
 const PAGES = [
@@ -368,3 +368,61 @@ $("signin-form").addEventListener("submit", async (event) => {
 });
 $("signout").addEventListener("click", signOut);
 window.addEventListener("hashchange", () => { if (session.token) render(); });
+
+// Sign-in through the organization's identity provider: OpenID Connect's
+// authorization code flow with PKCE (the console is a public client). The
+// verifier, state and nonce wait in sessionStorage while the browser is at
+// the provider; the ID token it returns is the bearer token, kept in memory.
+const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+  .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const random = () => b64url(crypto.getRandomValues(new Uint8Array(32)));
+const redirectUri = () => `${location.origin}/console`;
+
+async function startSso() {
+  const client = session.sso;
+  const flow = { verifier: random(), state: random(), nonce: random() };
+  sessionStorage.setItem("quorate-sso", JSON.stringify(flow));
+  const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(flow.verifier)));
+  const url = new URL(client.authorization_endpoint);
+  for (const [key, value] of Object.entries({
+    response_type: "code", client_id: client.client_id, redirect_uri: redirectUri(), scope: "openid",
+    state: flow.state, nonce: flow.nonce, code_challenge: challenge, code_challenge_method: "S256",
+  })) url.searchParams.set(key, value);
+  location.assign(url.toString());
+}
+
+async function finishSso(params) {
+  const flow = JSON.parse(sessionStorage.getItem("quorate-sso") || "null");
+  sessionStorage.removeItem("quorate-sso");
+  history.replaceState(null, "", "/console");
+  if (params.has("error")) throw new Error(`the identity provider refused: ${params.get("error_description") || params.get("error")}`);
+  if (!flow || params.get("state") !== flow.state) throw new Error("this sign-in was not started here (its state does not match); start again");
+  const client = session.sso;
+  const response = await fetch(client.token_endpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code", code: params.get("code"), redirect_uri: redirectUri(),
+      client_id: client.client_id, code_verifier: flow.verifier,
+    }),
+  });
+  if (!response.ok) throw new Error(`the identity provider's token endpoint answered ${response.status}`);
+  const { id_token: idToken } = await response.json();
+  const claims = JSON.parse(atob(idToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  if (claims.nonce !== flow.nonce) throw new Error("the ID token was not issued for this sign-in (its nonce does not match)");
+  await signIn(idToken);
+}
+
+async function offerSso() {
+  const described = await (await fetch("/console/sign-in.json")).json();
+  if (!described.oidc) return;
+  session.sso = described.oidc;
+  const button = $("sso-button");
+  button.textContent = `Sign in with ${described.oidc.issuer}`;
+  button.addEventListener("click", () => startSso().catch(showError));
+  $("sso").hidden = false;
+  const params = new URLSearchParams(location.search);
+  if (params.has("code") || params.has("error")) await finishSso(params);
+}
+
+offerSso().catch(showError);

@@ -33,6 +33,10 @@ pub trait Node: Clone + Send + Sync + 'static {
         &self,
         after: Option<u64>,
     ) -> impl Future<Output = Result<EventStream, Problem>> + Send;
+    /// Sign-in through the identity provider for the console, if set.
+    fn console_sign_in(&self) -> Option<crate::console::OidcClient> {
+        None
+    }
     /// The named API tokens.
     fn tokens(&self) -> impl Future<Output = Result<Tokens, Problem>> + Send;
     /// Makes a named API token (durable on return); its secret is in the

@@ -26,6 +26,7 @@ use super::{JSON_BODY_BYTES_MAX, Limits, Node, openapi_json};
 pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limits) -> Router {
     let pipeline = node.gateway();
     let node_for_probes = node.clone();
+    let sign_in = node.console_sign_in();
     let admin_budget = Budget::new(limits.budgets.admin);
     let gateway_budget = Budget::new(limits.budgets.gateway);
     let put = put_object::<N>.layer(middleware::from_fn_with_state(
@@ -81,7 +82,7 @@ pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limit
     let gateway = crate::gateway::router(pipeline, gateway)
         .route_layer(middleware::from_fn_with_state(gateway_budget, budget));
     Router::new()
-        .merge(crate::console::router())
+        .merge(crate::console::router(sign_in))
         .merge(probes)
         .merge(admin)
         .merge(gateway)

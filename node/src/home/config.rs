@@ -353,6 +353,7 @@ mod tests {
             .lines()
             .skip_while(|l| !l.starts_with("# [auth.oidc]"))
             .map(|l| l.trim_start_matches('#').trim_start())
+            .filter(|l| !l.starts_with("Sign-in") && !l.starts_with("provider must"))
             .collect();
         #[derive(Deserialize)]
         struct Only {
@@ -364,7 +365,9 @@ mod tests {
             oidc.roles["quorate-approvers"],
             [quorate_api::auth::Role::Approver]
         );
-        crate::oidc::OidcVerifier::new(&oidc, Path::new("/")).unwrap();
+        let verifier = crate::oidc::OidcVerifier::new(&oidc, Path::new("/")).unwrap();
+        let client = verifier.console_sign_in().unwrap();
+        assert_eq!(client.token_origin, "https://idp.org-a.example");
         // And the template carries the same example.
         assert!(TEMPLATE.contains(&text[text.find("# Single sign-on").unwrap()..]));
     }
