@@ -1,6 +1,7 @@
 //! Live events for the local API (`GET /v1/events`, Server-Sent Events):
-//! blocks and the entries they commit, proposals opening and closing, and
-//! readiness changes, each with an id that only grows.
+//! blocks and the entries they commit (new grants with their terms),
+//! proposals opening, changing and closing, and readiness changes, each
+//! with an id that only grows.
 //!
 //! One feeder task watches the driver's status (and polls once a second,
 //! for readiness and proposals) and appends to a ring of the last
@@ -217,6 +218,14 @@ impl EventHub {
                     "proposer": entry.proposer,
                 }),
             );
+            // A new grant, with its parties, so a client sees what it
+            // gives or receives without asking.
+            if entry.kind == "grant"
+                && let Ok(grant) = node.grant(entry.id.clone()).await
+                && let Ok(view) = serde_json::to_value(&grant)
+            {
+                self.publish("grant-committed", view);
+            }
         }
     }
 }

@@ -5,6 +5,8 @@
 //! It depends on no Quorate crate's internals, only on the binary's
 //! command-line contract.
 
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -431,5 +433,64 @@ impl Testnet {
             );
         }
         common
+    }
+}
+
+/// An open `GET /v1/events` stream, read event by event.
+pub struct Events(BufReader<TcpStream>);
+
+impl Events {
+    /// Opens the stream as `token`, resuming after `last_event_id`.
+    pub fn open(address: &str, token: &str, last_event_id: Option<u64>) -> Self {
+        let mut tcp = TcpStream::connect(address).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let resume = last_event_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+        write!(
+            tcp,
+            "GET /v1/events HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n{resume}\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(tcp);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.contains(" 200 "), "{status}");
+        Self(reader)
+    }
+
+    /// The next event: (id, kind, data).
+    pub fn next_event(&mut self) -> (u64, String, serde_json::Value) {
+        let (mut id, mut kind, mut data) = (None, None, None);
+        loop {
+            let mut line = String::new();
+            assert!(self.0.read_line(&mut line).unwrap() > 0, "the stream ended");
+            let line = line.trim_end();
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = v.parse().ok();
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                kind = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = serde_json::from_str(v).ok();
+            } else if line.is_empty()
+                && let (Some(id), Some(kind), Some(data)) = (id, kind.take(), data.take())
+            {
+                return (id, kind, data);
+            }
+        }
+    }
+
+    /// Events until one of `kind` for which `wanted` holds.
+    pub fn until(
+        &mut self,
+        kind: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> (u64, serde_json::Value) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "no {kind} event");
+            let (id, k, data) = self.next_event();
+            if k == kind && wanted(&data) {
+                return (id, data);
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use quorate_testnet::client::ApiClient;
-use quorate_tests::{Testnet, admin, eventually, home_arg, run_ok};
+use quorate_tests::{Events, Testnet, admin, eventually, home_arg, run_ok};
 
 const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/console/browser.py");
 
@@ -105,6 +105,9 @@ fn each_role_uses_the_console_for_what_it_may_do() {
         .unwrap();
     assert_eq!(refused.status, 403, "{}", refused.text());
 
+    // A client of org-b's live events, from before the approval.
+    let mut events = Events::open(b.address(), &reader, None);
+
     let dir = tempfile::tempdir().unwrap();
     let downloads = dir.path().join("downloads");
     let screenshots = std::env::var_os("QUORATE_SCREENSHOTS")
@@ -148,6 +151,12 @@ fn each_role_uses_the_console_for_what_it_may_do() {
     for page in ["proposals", "grants", "data", "overview", "audit", "ledger"] {
         assert!(screenshots.join(format!("{page}.png")).exists(), "{page}");
     }
+    // The live events announced the grant with its parties.
+    let (_, grant) = events.until("grant-committed", |g| g["id"] == proposal.as_str());
+    assert_eq!(
+        (grant["grantor"].as_str(), grant["grantee"].as_str()),
+        (Some("org-a"), Some("org-b"))
+    );
     // The approval went through the console with ann's token, and says so.
     eventually(
         Duration::from_secs(10),

@@ -7,12 +7,10 @@
 //! list / revoke`; the local API over HTTP with each token; `testnet kill`
 //! and `testnet restart`.
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quorate_testnet::client::ApiClient;
-use quorate_tests::{Testnet, admin, eventually, home_arg, problem_type, run, run_ok};
+use quorate_tests::{Events, Testnet, admin, eventually, home_arg, problem_type, run, run_ok};
 
 fn create(home: &str, name: &str, roles: &[&str], expires: Option<&str>) -> String {
     let mut args = vec!["token", "create", "--home", home, "--name", name];
@@ -175,64 +173,6 @@ fn tokens_open_their_roles_routes_and_nothing_else() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no token is named"));
 }
 
-/// An open `GET /v1/events` stream, read event by event.
-struct Events(BufReader<TcpStream>);
-
-impl Events {
-    fn open(address: &str, token: &str, last_event_id: Option<u64>) -> Self {
-        let mut tcp = TcpStream::connect(address).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let resume = last_event_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
-        write!(
-            tcp,
-            "GET /v1/events HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n{resume}\r\n"
-        )
-        .unwrap();
-        let mut reader = BufReader::new(tcp);
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        assert!(status.contains(" 200 "), "{status}");
-        Self(reader)
-    }
-
-    /// The next event: (id, kind, data).
-    fn next(&mut self) -> (u64, String, serde_json::Value) {
-        let (mut id, mut kind, mut data) = (None, None, None);
-        loop {
-            let mut line = String::new();
-            assert!(self.0.read_line(&mut line).unwrap() > 0, "the stream ended");
-            let line = line.trim_end();
-            if let Some(v) = line.strip_prefix("id: ") {
-                id = v.parse().ok();
-            } else if let Some(v) = line.strip_prefix("event: ") {
-                kind = Some(v.to_owned());
-            } else if let Some(v) = line.strip_prefix("data: ") {
-                data = serde_json::from_str(v).ok();
-            } else if line.is_empty()
-                && let (Some(id), Some(kind), Some(data)) = (id, kind.take(), data.take())
-            {
-                return (id, kind, data);
-            }
-        }
-    }
-
-    /// Events until one of `kind` for which `wanted` holds.
-    fn until(
-        &mut self,
-        kind: &str,
-        wanted: impl Fn(&serde_json::Value) -> bool,
-    ) -> (u64, serde_json::Value) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "no {kind} event");
-            let (id, k, data) = self.next();
-            if k == kind && wanted(&data) {
-                return (id, data);
-            }
-        }
-    }
-}
-
 #[test]
 fn live_events_follow_the_ledger_and_resume_after_the_last_id() {
     let (net, _) = Testnet::up(&["--nodes", "1"]);
@@ -259,7 +199,7 @@ fn live_events_follow_the_ledger_and_resume_after_the_last_id() {
 
     // Resuming after the first block's id replays from the next one.
     let mut resumed = Events::open(root.address(), &reader, Some(block_id));
-    let (next_id, _, _) = resumed.next();
+    let (next_id, _, _) = resumed.next_event();
     assert_eq!(next_id, block_id + 1);
     // Metrics tokens do not get the stream.
     let metrics = create(&home, "scraper", &["metrics"], None);

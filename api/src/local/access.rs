@@ -139,6 +139,7 @@ pub fn may_see(principal: &Principal, kind: &str) -> bool {
     let source = match kind {
         "block" | "entry-committed" => "/v1/ledger",
         k if k.starts_with("proposal-") => "/v1/proposals",
+        k if k.starts_with("grant-") => "/v1/grants",
         _ => "/v1/status",
     };
     route_access(&Method::GET, source).is_some_and(|r| principal.may(r.roles))

@@ -489,7 +489,8 @@ pub struct LiveEvent {
     /// Its id; ids only grow (send the last one seen as `Last-Event-ID` to
     /// resume).
     pub id: u64,
-    /// `block`, `entry-committed`, `proposal-opened`, `proposal-changed`,
+    /// `block`, `entry-committed`, `grant-committed` (a GrantView),
+    /// `proposal-opened`, `proposal-changed` (ProposalViews),
     /// `proposal-closed`, `readiness`, or `reset` (events were missed:
     /// reload what you show).
     pub kind: String,

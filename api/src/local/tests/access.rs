@@ -265,7 +265,13 @@ fn an_event_is_shown_only_to_roles_that_may_read_its_source() {
         roles: Roles::of(roles),
         expires_ms: None,
     };
-    for kind in ["block", "entry-committed", "proposal-opened", "readiness"] {
+    for kind in [
+        "block",
+        "entry-committed",
+        "grant-committed",
+        "proposal-opened",
+        "readiness",
+    ] {
         assert!(crate::local::access::may_see(&with(&[Role::Reader]), kind));
         assert!(crate::local::access::may_see(&Principal::admin(), kind));
         assert!(!crate::local::access::may_see(&with(&[]), kind), "{kind}");
