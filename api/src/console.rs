@@ -9,10 +9,14 @@
 //! inline code, no framing, no connections elsewhere).
 
 use axum::Router;
+use axum::http::HeaderName;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
 };
+
+const CROSS_ORIGIN_OPENER_POLICY: HeaderName =
+    HeaderName::from_static("cross-origin-opener-policy");
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
@@ -52,6 +56,7 @@ fn asset(csp: &str, content_type: &'static str, body: &'static str) -> Response 
             (X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (X_FRAME_OPTIONS, "DENY"),
             (REFERRER_POLICY, "no-referrer"),
+            (CROSS_ORIGIN_OPENER_POLICY, "same-origin"),
             (CACHE_CONTROL, "no-cache"),
         ],
         body,
@@ -80,7 +85,13 @@ pub fn router(sign_in: Option<OidcClient>) -> Router {
             "/console/sign-in.json",
             get(move || {
                 let described = described.clone();
-                async move { ([(CONTENT_TYPE, "application/json")], described).into_response() }
+                async move {
+                    let headers = [
+                        (CONTENT_TYPE, "application/json"),
+                        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    ];
+                    (headers, described).into_response()
+                }
             }),
         )
         .route(

@@ -29,13 +29,15 @@ pub const EVENT_CLIENTS_MAX: usize = 32;
 pub const BLOCKS_PER_STEP_MAX: u64 = 64;
 /// How often readiness and the proposals are looked at.
 const POLL: Duration = Duration::from_secs(1);
+/// A client that reads nothing for this long is dropped, freeing its place.
+pub const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub use quorate_api::local::EventStream;
 
 /// The ring of recent events, shared by the feeder and every client.
 #[derive(Clone)]
 pub struct EventHub {
-    ring: Arc<Mutex<VecDeque<LiveEvent>>>,
+    ring: Arc<Mutex<VecDeque<Arc<LiveEvent>>>>,
     /// The newest event's id (0 before the first).
     newest: watch::Sender<u64>,
     clients: Arc<Semaphore>,
@@ -56,13 +58,25 @@ impl Default for EventHub {
 }
 
 impl EventHub {
-    /// An empty hub.
+    /// An empty hub whose first event has the id 1.
     pub fn new() -> Self {
+        Self::starting_after(0)
+    }
+
+    /// An empty hub whose first event has the id `first + 1`. The node
+    /// starts after its start time in µs, so the ids of an earlier run are
+    /// all lower and a client resuming with one is told to reset.
+    pub fn starting_after(first: u64) -> Self {
         Self {
             ring: Arc::new(Mutex::new(VecDeque::with_capacity(EVENTS_KEPT))),
-            newest: watch::Sender::new(0),
+            newest: watch::Sender::new(first),
             clients: Arc::new(Semaphore::new(EVENT_CLIENTS_MAX)),
         }
+    }
+
+    /// Whether any client is streaming.
+    fn watched(&self) -> bool {
+        self.clients.available_permits() < EVENT_CLIENTS_MAX
     }
 
     /// Appends an event of `kind` with `data`.
@@ -72,11 +86,11 @@ impl EventHub {
         if ring.len() == EVENTS_KEPT {
             ring.pop_front();
         }
-        ring.push_back(LiveEvent {
+        ring.push_back(Arc::new(LiveEvent {
             id,
             kind: kind.to_owned(),
             data,
-        });
+        }));
         drop(ring);
         self.newest.send_replace(id);
     }
@@ -97,50 +111,55 @@ impl EventHub {
         let stream = async_stream(move |out| async move {
             let _slot = slot;
             loop {
-                let (events, reset) = hub.after(seen);
-                if reset {
-                    let now = *hub.newest.borrow();
-                    let event = LiveEvent {
+                let event = match hub.next_after(seen) {
+                    Next::Event(event) => (*event).clone(),
+                    Next::Reset(now) => LiveEvent {
                         id: now,
                         kind: "reset".to_owned(),
                         data: serde_json::json!({"reason": "events were missed; reload what you show"}),
-                    };
-                    seen = now;
-                    if out.send(event).await.is_err() {
-                        return;
+                    },
+                    Next::Wait => {
+                        tokio::select! {
+                            changed = newest.changed() => if changed.is_err() { return },
+                            // A client that went away frees its place at once.
+                            () = out.closed() => return,
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                for event in events {
-                    seen = event.id;
-                    if out.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                tokio::select! {
-                    changed = newest.changed() => if changed.is_err() { return },
-                    // A client that went away frees its place at once.
-                    () = out.closed() => return,
+                };
+                seen = event.id;
+                // One event at a time, and a client that stops reading is
+                // let go: nothing waits on it for long.
+                match tokio::time::timeout(EVENT_SEND_TIMEOUT, out.send(event)).await {
+                    Ok(Ok(())) => {}
+                    _ => return,
                 }
             }
         });
         Ok(stream)
     }
 
-    /// The events after `seen`, or `reset` if some of them are gone.
-    fn after(&self, seen: u64) -> (Vec<LiveEvent>, bool) {
+    /// The first event after `seen`, or `Reset` if some are gone (or
+    /// `seen` is from another run), or `Wait` if there is none yet.
+    fn next_after(&self, seen: u64) -> Next {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let newest = *self.newest.borrow();
         if seen > newest {
-            // An id from another run of the node.
-            return (Vec::new(), true);
+            return Next::Reset(newest);
         }
-        match ring.front() {
-            Some(oldest) if seen + 1 < oldest.id => (Vec::new(), true),
-            _ => (
-                ring.iter().filter(|e| e.id > seen).cloned().collect(),
-                false,
-            ),
+        let Some(oldest) = ring.front() else {
+            return Next::Wait;
+        };
+        if seen + 1 < oldest.id {
+            return Next::Reset(newest);
+        }
+        // Ids are consecutive, so the one after `seen` is found by its place.
+        match usize::try_from(seen + 1 - oldest.id)
+            .ok()
+            .and_then(|i| ring.get(i))
+        {
+            Some(event) => Next::Event(event.clone()),
+            None => Next::Wait,
         }
     }
 
@@ -170,6 +189,12 @@ impl EventHub {
                 }
                 height = now;
             }
+            if !self.watched() {
+                // Nobody is listening: keep our place, ask nothing of the
+                // driver, and take the proposals afresh when someone comes.
+                first = true;
+                continue;
+            }
             let is_ready = node.ready().await.is_ok();
             if is_ready != ready {
                 ready = is_ready;
@@ -178,9 +203,14 @@ impl EventHub {
             let proposals = node.proposals().await;
             let mut still = BTreeMap::new();
             for view in proposals {
-                let Ok(value) = serde_json::to_value(&view) else {
-                    continue;
-                };
+                // What a list shows, not the whole proposal (a grant's terms
+                // can be tens of KiB): clients fetch /v1/proposals for more.
+                let value = serde_json::json!({
+                    "id": view.id, "proposer": view.proposer,
+                    "kind": serde_json::to_value(&view.body).ok().and_then(|b| b.get("kind").cloned()),
+                    "state": serde_json::to_value(&view.state).ok(),
+                    "decision": view.decision, "endorsers": view.endorsers,
+                });
                 if !first && open.get(&view.id) != Some(&value) {
                     let kind = if open.contains_key(&view.id) {
                         "proposal-changed"
@@ -228,6 +258,13 @@ impl EventHub {
             }
         }
     }
+}
+
+/// What a client reads next.
+enum Next {
+    Event(Arc<LiveEvent>),
+    Reset(u64),
+    Wait,
 }
 
 /// A stream fed by `make`'s task through a channel of one: the task waits

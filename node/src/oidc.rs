@@ -533,18 +533,40 @@ fn console_client(
         (Some(c), Some(a), Some(t)) if !c.is_empty() => (c, a, t),
         _ => return Err(OidcConfigError::SignIn("set all three, or none".into())),
     };
+    // The origin is rebuilt from a checked host and port (it goes into the
+    // page's Content-Security-Policy), and plain http is for this machine
+    // only: the browser carries codes and ID tokens over it.
     let origin = |url: &str| -> Result<String, OidcConfigError> {
-        let uri: axum::http::Uri = url
-            .parse()
-            .map_err(|_| OidcConfigError::SignIn(format!("{url:?} is not a URL")))?;
-        match (uri.scheme_str(), uri.authority()) {
-            (Some(scheme @ ("http" | "https")), Some(authority)) => {
-                Ok(format!("{scheme}://{authority}"))
-            }
-            _ => Err(OidcConfigError::SignIn(format!(
-                "{url:?} is not an http(s) URL"
-            ))),
+        let bad = || {
+            OidcConfigError::SignIn(format!(
+                "{url:?} is not an https URL (or http on this machine)"
+            ))
+        };
+        let uri: axum::http::Uri = url.parse().map_err(|_| bad())?;
+        let authority = uri.authority().ok_or_else(bad)?;
+        let host = authority.host();
+        let bare = host.trim_matches(['[', ']']);
+        let plain_host = !authority.as_str().contains('@')
+            && (host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                || bare.parse::<std::net::Ipv6Addr>().is_ok());
+        if host.is_empty() || !plain_host {
+            return Err(bad());
         }
+        let loopback = host == "localhost"
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let scheme = match uri.scheme_str() {
+            Some("https") => "https",
+            Some("http") if loopback => "http",
+            _ => return Err(bad()),
+        };
+        Ok(match authority.port_u16() {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        })
     };
     origin(authorization)?;
     Ok(Some(quorate_api::console::OidcClient {
@@ -846,8 +868,16 @@ mod tests {
         s.client_id = Some("console".into());
         cases.push((s.clone(), "set all three"));
         s.authorization_endpoint = Some("https://idp.example/authorize".into());
-        s.token_endpoint = Some("ftp://idp.example/token".into());
-        cases.push((s, "not an http(s) URL"));
+        for bad in [
+            "ftp://idp.example/token",
+            "http://idp.example/token",
+            "https://*/token",
+            "https://user@idp.example/token",
+            "https://idp.example;script-src/token",
+        ] {
+            s.token_endpoint = Some(bad.into());
+            cases.push((s.clone(), "is not an https URL"));
+        }
         let mut s = good.clone();
         s.leeway = HumanDuration(Duration::from_secs(301));
         cases.push((s, "leeway"));

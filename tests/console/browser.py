@@ -59,10 +59,18 @@ def sign_in(driver, url, token):
     until("the signed-in header", lambda: driver.find_element(By.ID, "who").text)
 
 
+def rendered(driver):
+    return int(driver.find_element(By.ID, "page").get_attribute("data-rendered") or 0)
+
+
 def go(driver, page):
-    driver.execute_script("location.hash = arguments[0]", "#/" + page)
+    """Shows `page`, freshly rendered (also when it is already shown)."""
+    before = rendered(driver)
+    driver.execute_script(
+        "if (location.hash === arguments[0]) window.dispatchEvent(new HashChangeEvent('hashchange'));"
+        " else location.hash = arguments[0];", "#/" + page)
     until(f"the {page} page", lambda: driver.find_element(By.CSS_SELECTOR, f'nav a[data-page="{page}"].current'))
-    until(f"the {page} page's content", lambda: driver.find_elements(By.CSS_SELECTOR, "#page h1"))
+    until(f"the {page} page's content", lambda: rendered(driver) > before)
 
 
 def shot(driver, name):

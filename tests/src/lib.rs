@@ -460,7 +460,11 @@ impl Events {
     /// The next event: (id, kind, data).
     pub fn next_event(&mut self) -> (u64, String, serde_json::Value) {
         let (mut id, mut kind, mut data) = (None, None, None);
+        // Keep-alive comments arrive every 15 s: without a deadline of its
+        // own, a missing event would hang the test rather than fail it.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            assert!(Instant::now() < deadline, "no event within 60 s");
             let mut line = String::new();
             assert!(self.0.read_line(&mut line).unwrap() > 0, "the stream ended");
             let line = line.trim_end();
@@ -493,4 +497,38 @@ impl Events {
             }
         }
     }
+}
+
+/// Whether Debian's Chromium, chromedriver and Selenium are here, for the
+/// console's browser tests; where `QUORATE_REQUIRE_BROWSER` is set (as
+/// `.ci/run` does), their absence fails the test instead.
+pub fn browser_present() -> bool {
+    let found = Path::new("/usr/bin/chromium").exists()
+        && Path::new("/usr/bin/chromedriver").exists()
+        && Command::new("python3")
+            .args(["-c", "import selenium"])
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        found || std::env::var_os("QUORATE_REQUIRE_BROWSER").is_none(),
+        "Chromium, chromedriver and Selenium are required"
+    );
+    found
+}
+
+/// Runs `tests/console/browser.py` with `plan`; what it saw (it fails the
+/// test with the script's output if a step did not hold).
+pub fn run_browser(plan: &serde_json::Value) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/console/browser.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(plan.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -12,28 +12,12 @@
 //! Selenium is absent, unless QUORATE_REQUIRE_BROWSER is set (`.ci/run`
 //! installs them and sets it).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use quorate_testnet::client::ApiClient;
-use quorate_tests::{Events, Testnet, admin, eventually, home_arg, run_ok};
-
-const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/console/browser.py");
-
-fn have_browser() -> bool {
-    let found = Path::new("/usr/bin/chromium").exists()
-        && Path::new("/usr/bin/chromedriver").exists()
-        && Command::new("python3")
-            .args(["-c", "import selenium"])
-            .status()
-            .is_ok_and(|s| s.success());
-    assert!(
-        found || std::env::var_os("QUORATE_REQUIRE_BROWSER").is_none(),
-        "Chromium, chromedriver and Selenium are required"
-    );
-    found
-}
+use quorate_tests::{
+    Events, Testnet, admin, browser_present, eventually, home_arg, run_browser, run_ok,
+};
 
 fn token(net: &Testnet, org: &str, name: &str, role: &str) -> String {
     run_ok(&[
@@ -52,7 +36,7 @@ fn token(net: &Testnet, org: &str, name: &str, role: &str) -> String {
 
 #[test]
 fn each_role_uses_the_console_for_what_it_may_do() {
-    if !have_browser() {
+    if !browser_present() {
         eprintln!("skipped: Chromium, chromedriver or Selenium is not installed");
         return;
     }
@@ -125,14 +109,7 @@ fn each_role_uses_the_console_for_what_it_may_do() {
         "proposal": proposal, "grant": proposal,
         "upload": upload, "downloads": downloads, "screenshots": screenshots,
     });
-    let out = Command::new("python3")
-        .arg(BROWSER)
-        .arg(plan.to_string())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the browser run failed:\n{stderr}");
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_browser(&plan);
 
     assert_eq!(
         seen["reader_pages"],

@@ -16,12 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quorate_testnet::client::ApiClient;
-use quorate_tests::{Testnet, admin, eventually, problem_type};
+use quorate_tests::{Testnet, admin, browser_present, eventually, problem_type, run_browser};
 
 const ISSUER: &str = "https://idp.test";
 const AUDIENCE: &str = "quorate-org-a";
 const IDP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/oidc/idp.py");
-const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/console/browser.py");
 /// The console's client id at the provider.
 const CONSOLE_CLIENT: &str = "quorate-console";
 
@@ -291,36 +290,9 @@ fn people_sign_in_with_the_providers_jwts_and_nothing_else_passes() {
             "sso": format!("http://{}", root.address()),
             "downloads": downloads.path(), "screenshots": downloads.path(),
         });
-        let out = Command::new("python3")
-            .arg(BROWSER)
-            .arg(plan.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let seen = run_browser(&plan);
         assert_eq!(seen["sso_who"], "oidc:alice (approver)", "{seen}");
+    } else {
+        eprintln!("the console's sign-in through the provider is not tried: no browser here");
     }
-}
-
-/// Whether the console's browser test can run here (required where
-/// QUORATE_REQUIRE_BROWSER is set).
-fn browser_present() -> bool {
-    let found = Path::new("/usr/bin/chromium").exists()
-        && Path::new("/usr/bin/chromedriver").exists()
-        && Command::new("python3")
-            .args(["-c", "import selenium"])
-            .status()
-            .is_ok_and(|s| s.success());
-    assert!(
-        found || std::env::var_os("QUORATE_REQUIRE_BROWSER").is_none(),
-        "Chromium, chromedriver and Selenium are required"
-    );
-    if !found {
-        eprintln!("the console's sign-in through the provider is not tried: no browser");
-    }
-    found
 }

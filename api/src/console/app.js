@@ -38,7 +38,20 @@ function table(headings, rows) {
 }
 
 const short = (hex) => (hex ? hex.slice(0, 12) + "…" : "");
-const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "");
+// A time as UTC; one outside what a Date holds (a member may propose any
+// number) is shown as the number it is rather than breaking the page.
+const time = (ms) => {
+  if (!ms) return "";
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+};
+
+/** The local API path of an object, each segment encoded; `.` and `..` are refused. */
+function objectPath(prefix, path) {
+  const segments = String(path).split("/");
+  if (segments.some((s) => s === "" || s === "." || s === "..")) throw new Error(`${JSON.stringify(path)} is not a resource path`);
+  return `${prefix}/${segments.map(encodeURIComponent).join("/")}`;
+}
 
 class ApiError extends Error {}
 
@@ -194,7 +207,7 @@ const views = {
       const path = form.elements.path.value || (file && file.name);
       if (!file || !path) return;
       try {
-        await api("PUT", `/v1/objects/${path.split("/").map(encodeURIComponent).join("/")}`, file, file.type || "application/octet-stream");
+        await api("PUT", objectPath("/v1/objects", path), file, file.type || "application/octet-stream");
         await render();
       } catch (e) { showError(e); }
     } }, el("input", { name: "path", placeholder: "path, e.g. reports/q1.csv" }), el("input", { name: "file", type: "file" }),
@@ -208,7 +221,7 @@ const views = {
         const listing = await json(`/v1/peers/${encodeURIComponent(peer)}/objects?limit=200`);
         peerList.replaceChildren(table(["Path", "Size", ""], listing.objects.map((o) => el("tr", {},
           el("td", {}, o.path), el("td", {}, o.size),
-          el("td", {}, act("Fetch", () => download(`/v1/peers/${encodeURIComponent(peer)}/objects/${o.path}`, o.path.split("/").pop()), "secondary"))))));
+          el("td", {}, act("Fetch", () => download(objectPath(`/v1/peers/${encodeURIComponent(peer)}/objects`, o.path), o.path.split("/").pop()), "secondary"))))));
       } catch (e) { peerList.replaceChildren(el("p", { class: "error" }, e.message)); }
     } }, el("select", { name: "peer" }, peers.map((m) => el("option", { value: m.name }, m.name))),
     el("button", { type: "submit", class: "secondary" }, "Browse what they grant us"));
@@ -217,8 +230,8 @@ const views = {
       publish ? upload : null,
       table(["Path", "Size", "Type", "Modified", ""], objects.objects.map((o) => el("tr", { "data-object": o.path },
         el("td", {}, o.path), el("td", {}, o.size), el("td", {}, o.content_type), el("td", {}, time(o.modified_ms)),
-        el("td", {}, act("Download", () => download(`/v1/objects/${o.path}`, o.path.split("/").pop()), "secondary"), " ",
-          publish ? act("Delete", () => api("DELETE", `/v1/objects/${o.path}`), "danger") : null)))),
+        el("td", {}, act("Download", () => download(objectPath("/v1/objects", o.path), o.path.split("/").pop()), "secondary"), " ",
+          publish ? act("Delete", () => api("DELETE", objectPath("/v1/objects", o.path)), "danger") : null)))),
       el("h2", {}, "From other members"), browse, peerList,
     ];
   },
@@ -278,7 +291,14 @@ function currentPage() {
   return allowed.find(([n]) => n === name) || allowed[0];
 }
 
-async function render() {
+// Renders run one at a time; a request while one runs is folded into one
+// more render after it, and only the newest render may fill the page.
+let rendering = null;
+let again = false;
+let generation = 0;
+
+async function renderOnce() {
+  const mine = ++generation;
   $("error").hidden = true;
   const page = currentPage();
   const target = $("page");
@@ -288,10 +308,27 @@ async function render() {
   }
   for (const link of $("nav").children) link.classList.toggle("current", link.dataset.page === page[0]);
   try {
-    target.replaceChildren(...(await views[page[0]]()));
+    const children = await views[page[0]]();
+    if (mine !== generation || !session.token) return;
+    target.replaceChildren(...children);
+    target.dataset.rendered = String(mine);
   } catch (e) {
-    showError(e);
+    if (mine === generation) showError(e);
   }
+}
+
+async function render() {
+  if (rendering) {
+    again = true;
+    return rendering;
+  }
+  rendering = (async () => {
+    do {
+      again = false;
+      await renderOnce();
+    } while (again);
+  })();
+  try { await rendering; } finally { rendering = null; }
 }
 
 /** Follows GET /v1/events (fetch, so the token goes in a header) to update the height and the proposals. */
@@ -321,8 +358,9 @@ async function follow() {
           if (height) height.textContent = event.height;
         }
         const page = currentPage();
-        if (page && page[0] === "proposals" && kind.startsWith("proposal-")) render();
-        if (page && page[0] === "grants" && kind === "entry-committed") render();
+        if (kind === "reset") render();
+        else if (page && page[0] === "proposals" && kind.startsWith("proposal-")) render();
+        else if (page && page[0] === "grants" && kind === "grant-committed") render();
       }
     }
   } catch (_) { /* aborted at sign-out, or the node went away */ }
@@ -395,8 +433,9 @@ async function finishSso(params) {
   const flow = JSON.parse(sessionStorage.getItem("quorate-sso") || "null");
   sessionStorage.removeItem("quorate-sso");
   history.replaceState(null, "", "/console");
-  if (params.has("error")) throw new Error(`the identity provider refused: ${params.get("error_description") || params.get("error")}`);
+  // Nothing the URL says is shown or used unless this page started the flow.
   if (!flow || params.get("state") !== flow.state) throw new Error("this sign-in was not started here (its state does not match); start again");
+  if (params.has("error")) throw new Error(`the identity provider refused: ${params.get("error_description") || params.get("error")}`);
   const client = session.sso;
   const response = await fetch(client.token_endpoint, {
     method: "POST",

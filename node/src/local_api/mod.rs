@@ -79,7 +79,8 @@ impl LocalNode {
             genesis_hash,
             ledger,
             access,
-            events: crate::events::EventHub::new(),
+            // Ids of this run start above any of an earlier one.
+            events: crate::events::EventHub::starting_after(now_ms().saturating_mul(1000)),
         }
     }
 
@@ -532,7 +533,22 @@ impl Node for LocalNode {
                 .min(crate::gateway::objects::LIST_LIMIT_MAX) as u32,
         };
         match self.ask_peer(&peer, &request).await? {
-            Response::Listing(listing) => Ok(listing),
+            // A peer's listing names paths this node will be asked for: one
+            // that is not a resource path (`..`, a query) is a peer's
+            // nonsense, not something to pass on.
+            Response::Listing(listing)
+                if listing
+                    .objects
+                    .iter()
+                    .all(|o| ResourcePath::parse(&o.path).is_ok()) =>
+            {
+                Ok(listing)
+            }
+            Response::Listing(_) => Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "peer-unreachable",
+                "the member listed a path that is not a resource path",
+            )),
             _ => Err(Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "peer-unreachable",
