@@ -24,6 +24,9 @@ use tokio::sync::{Semaphore, watch};
 pub const EVENTS_KEPT: usize = 1024;
 /// Clients streaming events at once; more are refused (503).
 pub const EVENT_CLIENTS_MAX: usize = 32;
+/// Streams one principal may hold at once (a console in a few tabs), so
+/// that one token cannot take every place.
+pub const EVENT_CLIENTS_PER_PRINCIPAL_MAX: usize = 4;
 /// Blocks described one by one after a jump in height; a larger jump is
 /// one `reset`.
 pub const BLOCKS_PER_STEP_MAX: u64 = 64;
@@ -41,6 +44,8 @@ pub struct EventHub {
     /// The newest event's id (0 before the first).
     newest: watch::Sender<u64>,
     clients: Arc<Semaphore>,
+    /// Streams open, by principal.
+    per_principal: Arc<Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -71,6 +76,7 @@ impl EventHub {
             ring: Arc::new(Mutex::new(VecDeque::with_capacity(EVENTS_KEPT))),
             newest: watch::Sender::new(first),
             clients: Arc::new(Semaphore::new(EVENT_CLIENTS_MAX)),
+            per_principal: Arc::default(),
         }
     }
 
@@ -97,19 +103,29 @@ impl EventHub {
 
     /// Events after `after` (none of the past if `None`), then each new one,
     /// for as long as the client reads.
-    pub fn subscribe(&self, after: Option<u64>) -> Result<EventStream, Problem> {
-        let Ok(slot) = self.clients.clone().try_acquire_owned() else {
-            return Err(Problem::new(
+    pub fn subscribe(&self, principal: &str, after: Option<u64>) -> Result<EventStream, Problem> {
+        let overloaded = |detail: String| {
+            Problem::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
-                format!("{EVENT_CLIENTS_MAX} clients are streaming events already"),
-            ));
+                detail,
+            )
+        };
+        let Some(own) = PrincipalSlot::take(&self.per_principal, principal) else {
+            return Err(overloaded(format!(
+                "{principal} streams events {EVENT_CLIENTS_PER_PRINCIPAL_MAX} times already; close one"
+            )));
+        };
+        let Ok(slot) = self.clients.clone().try_acquire_owned() else {
+            return Err(overloaded(format!(
+                "{EVENT_CLIENTS_MAX} clients are streaming events already"
+            )));
         };
         let hub = self.clone();
         let mut newest = self.newest.subscribe();
         let mut seen = after.unwrap_or_else(|| *newest.borrow_and_update());
         let stream = async_stream(move |out| async move {
-            let _slot = slot;
+            let _slots = (slot, own);
             loop {
                 let event = match hub.next_after(seen) {
                     Next::Event(event) => (*event).clone(),
@@ -260,6 +276,42 @@ impl EventHub {
     }
 }
 
+/// A principal's place among the streams, given back when dropped.
+struct PrincipalSlot {
+    counts: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    principal: String,
+}
+
+impl PrincipalSlot {
+    fn take(
+        counts: &Arc<Mutex<std::collections::HashMap<String, usize>>>,
+        principal: &str,
+    ) -> Option<Self> {
+        let mut held = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(principal.to_owned()).or_insert(0);
+        if *count >= EVENT_CLIENTS_PER_PRINCIPAL_MAX {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            counts: counts.clone(),
+            principal: principal.to_owned(),
+        })
+    }
+}
+
+impl Drop for PrincipalSlot {
+    fn drop(&mut self) {
+        let mut held = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.principal) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.principal);
+            }
+        }
+    }
+}
+
 /// What a client reads next.
 enum Next {
     Event(Arc<LiveEvent>),
@@ -300,7 +352,7 @@ mod tests {
         hub.publish("a", serde_json::json!(1));
         hub.publish("b", serde_json::json!(2));
         // From the start: both, then what follows.
-        let mut from_start = hub.subscribe(Some(0)).unwrap();
+        let mut from_start = hub.subscribe("a", Some(0)).unwrap();
         hub.publish("c", serde_json::json!(3));
         let got: Vec<LiveEvent> = (&mut from_start).take(3).collect().await;
         assert_eq!(
@@ -308,16 +360,16 @@ mod tests {
             [(1, "a".into()), (2, "b".into()), (3, "c".into())]
         );
         // From now: only new ones.
-        let mut from_now = hub.subscribe(None).unwrap();
+        let mut from_now = hub.subscribe("a", None).unwrap();
         hub.publish("d", serde_json::json!(4));
         assert_eq!(from_now.next().await.unwrap().kind, "d");
         // Resuming past what the ring holds, or from an id of another run.
         for _ in 0..EVENTS_KEPT {
             hub.publish("x", serde_json::json!(0));
         }
-        let mut stale = hub.subscribe(Some(1)).unwrap();
+        let mut stale = hub.subscribe("b", Some(1)).unwrap();
         assert_eq!(stale.next().await.unwrap().kind, "reset");
-        let mut foreign = hub.subscribe(Some(1 << 40)).unwrap();
+        let mut foreign = hub.subscribe("c", Some(1 << 40)).unwrap();
         let reset = foreign.next().await.unwrap();
         assert_eq!(
             (reset.kind.as_str(), reset.id),
@@ -328,19 +380,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn clients_are_bounded_and_a_closed_client_frees_its_place() {
+    async fn clients_are_bounded_in_all_and_per_principal_and_a_closed_client_frees_its_place() {
         let hub = EventHub::new();
-        let streams: Vec<EventStream> = (0..EVENT_CLIENTS_MAX)
-            .map(|_| hub.subscribe(None).unwrap())
+        // One principal holds a few places, not all.
+        let own: Vec<EventStream> = (0..EVENT_CLIENTS_PER_PRINCIPAL_MAX)
+            .map(|_| hub.subscribe("token:greedy", None).unwrap())
             .collect();
-        let refused = hub.subscribe(None).err().unwrap();
+        let refused = hub.subscribe("token:greedy", None).err().unwrap();
         assert_eq!(refused.code, "overloaded");
-        drop(streams);
+        assert!(
+            refused.detail.contains("token:greedy"),
+            "{}",
+            refused.detail
+        );
+        // Everyone else fills the rest.
+        let others: Vec<EventStream> = (EVENT_CLIENTS_PER_PRINCIPAL_MAX..EVENT_CLIENTS_MAX)
+            .map(|i| hub.subscribe(&format!("token:t{i}"), None).unwrap())
+            .collect();
+        let full = hub.subscribe("token:late", None).err().unwrap();
+        assert!(
+            full.detail.contains("clients are streaming"),
+            "{}",
+            full.detail
+        );
+        drop(own);
+        drop(others);
         tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                if hub.subscribe(None).is_ok() {
+                let again: Vec<_> = (0..EVENT_CLIENTS_PER_PRINCIPAL_MAX)
+                    .map(|_| hub.subscribe("token:greedy", None))
+                    .collect();
+                if again.iter().all(Result::is_ok) {
                     return;
                 }
+                drop(again);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })

@@ -568,7 +568,7 @@ pub(super) async fn events<N: Node>(
                 .into_response();
         }
     };
-    let stream = match node.events(resume.or(query.after)).await {
+    let stream = match node.events(&principal, resume.or(query.after)).await {
         Ok(stream) => stream,
         Err(problem) => return problem.into_response(),
     };

@@ -28,9 +28,11 @@ pub trait Node: Clone + Send + Sync + 'static {
     /// Records a state-changing call (done or refused) in the audit log.
     fn record_action(&self, action: LocalAction) -> impl Future<Output = ()> + Send;
     /// Live events after the id `after` (only new ones if `None`), for as
-    /// long as the client reads; refused when too many clients stream.
+    /// long as the client reads; refused when too many clients stream, in
+    /// all or as `principal`.
     fn events(
         &self,
+        principal: &Principal,
         after: Option<u64>,
     ) -> impl Future<Output = Result<EventStream, Problem>> + Send;
     /// Sign-in through the identity provider for the console, if set.

@@ -169,8 +169,12 @@ impl Node for LocalNode {
         self.access.oidc.as_ref().and_then(|o| o.console_sign_in())
     }
 
-    async fn events(&self, after: Option<u64>) -> Result<quorate_api::local::EventStream, Problem> {
-        self.events.subscribe(after)
+    async fn events(
+        &self,
+        principal: &Principal,
+        after: Option<u64>,
+    ) -> Result<quorate_api::local::EventStream, Problem> {
+        self.events.subscribe(&principal.label, after)
     }
 
     async fn tokens(&self) -> Result<Tokens, Problem> {

@@ -178,7 +178,11 @@ impl Node for Fake {
             .unwrap_or_else(|e| e.into_inner())
             .push(action);
     }
-    async fn events(&self, after: Option<u64>) -> Result<crate::local::EventStream, Problem> {
+    async fn events(
+        &self,
+        _: &Principal,
+        after: Option<u64>,
+    ) -> Result<crate::local::EventStream, Problem> {
         let all = [
             ("block", serde_json::json!({"height": 4})),
             ("proposal-opened", serde_json::json!({"id": HEX})),

@@ -43,7 +43,11 @@ impl Node for Empty {
         }
     }
     async fn record_action(&self, _: LocalAction) {}
-    async fn events(&self, _: Option<u64>) -> Result<crate::local::EventStream, Problem> {
+    async fn events(
+        &self,
+        _: &Principal,
+        _: Option<u64>,
+    ) -> Result<crate::local::EventStream, Problem> {
         none()
     }
     async fn tokens(&self) -> Result<Tokens, Problem> {
