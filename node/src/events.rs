@@ -273,6 +273,19 @@ impl EventHub {
                 self.publish("grant-committed", view);
             }
         }
+        if block.entries.iter().any(|e| e.kind == "revoke") {
+            for grant in node.revoked_in(height).await {
+                let parties = node.grant(grant.clone()).await.ok();
+                self.publish(
+                    "grant-revoked",
+                    serde_json::json!({
+                        "height": block.height, "id": grant,
+                        "grantor": parties.as_ref().map(|g| g.terms.grantor.clone()),
+                        "grantee": parties.as_ref().map(|g| g.terms.grantee.clone()),
+                    }),
+                );
+            }
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! and downloads its proof (which verifies offline); a reader sees no
 //! approve button, and the API refuses the reader's approval; a publisher
 //! of org-a uploads an object in the console, and org-b's reader fetches
-//! it through org-b's node under the grant. Screenshots of the main pages
+//! it through org-b's node under the grant; org-b's live events announce
+//! the grant and, once org-a revokes it, its revocation. Screenshots of the main pages
 //! are written (to $QUORATE_SCREENSHOTS, or the test's directory).
 //! Method: a 4-node testnet of the real binary with manual approval;
 //! Debian's headless Chromium driven by Selenium through chromedriver
@@ -134,6 +135,16 @@ fn each_role_uses_the_console_for_what_it_may_do() {
         (grant["grantor"].as_str(), grant["grantee"].as_str()),
         (Some("org-a"), Some("org-b"))
     );
+    // org-a revokes it alone (its grantor), and org-b's events say so.
+    run_ok(&[
+        "proposal",
+        "revoke",
+        "--home",
+        &home_arg(&net.home("org-a")),
+        &proposal,
+    ]);
+    let (_, revoked) = events.until("grant-revoked", |g| g["id"] == proposal.as_str());
+    assert_eq!(revoked["grantee"], "org-b");
     // The approval went through the console with ann's token, and says so.
     eventually(
         Duration::from_secs(10),

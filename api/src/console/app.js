@@ -360,7 +360,7 @@ async function follow() {
         const page = currentPage();
         if (kind === "reset") render();
         else if (page && page[0] === "proposals" && kind.startsWith("proposal-")) render();
-        else if (page && page[0] === "grants" && kind === "grant-committed") render();
+        else if (page && page[0] === "grants" && kind.startsWith("grant-")) render();
       }
     }
   } catch (_) { /* aborted at sign-out, or the node went away */ }

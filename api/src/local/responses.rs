@@ -490,6 +490,7 @@ pub struct LiveEvent {
     /// resume).
     pub id: u64,
     /// `block`, `entry-committed`, `grant-committed` (a GrantView),
+    /// `grant-revoked` (its id and parties),
     /// `proposal-opened`, `proposal-changed` (ProposalViews),
     /// `proposal-closed`, `readiness`, or `reset` (events were missed:
     /// reload what you show).

@@ -84,6 +84,22 @@ impl LocalNode {
         }
     }
 
+    /// The grants the block at `height` revokes (empty if it holds none,
+    /// or cannot be read).
+    pub(crate) async fn revoked_in(&self, height: u64) -> Vec<String> {
+        let Ok(blocks) = self.blocks(height, height).await else {
+            return Vec::new();
+        };
+        blocks
+            .iter()
+            .flat_map(|b| b.block.entries.iter())
+            .filter_map(|entry| match &entry.proposal.body {
+                quorate_contracts::Body::Revoke { grant } => Some(grant.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Starts publishing live events (blocks, entries, proposals,
     /// readiness) until the driver stops.
     pub fn start_events(&self) {

@@ -269,6 +269,7 @@ fn an_event_is_shown_only_to_roles_that_may_read_its_source() {
         "block",
         "entry-committed",
         "grant-committed",
+        "grant-revoked",
         "proposal-opened",
         "readiness",
     ] {
