@@ -264,22 +264,27 @@ impl EventHub {
                     "proposer": entry.proposer,
                 }),
             );
-            // A new grant, with its parties, so a client sees what it
-            // gives or receives without asking.
-            if entry.kind == "grant"
-                && let Ok(grant) = node.grant(entry.id.clone()).await
-                && let Ok(view) = serde_json::to_value(&grant)
-            {
-                self.publish("grant-committed", view);
-            }
         }
-        if block.entries.iter().any(|e| e.kind == "revoke") {
-            for grant in node.revoked_in(height).await {
-                let parties = node.grant(grant.clone()).await.ok();
+        // New and revoked grants, with their parties, so a client sees what
+        // it gives or receives without asking.
+        if block
+            .entries
+            .iter()
+            .any(|e| e.kind == "grant" || e.kind == "revoke")
+        {
+            let (made, revoked) = node.grant_changes(height).await;
+            for (id, terms) in made {
+                let mut data = serde_json::to_value(&terms).unwrap_or_default();
+                data["id"] = id.into();
+                data["height"] = block.height.into();
+                self.publish("grant-committed", data);
+            }
+            for id in revoked {
+                let parties = node.grant(id.clone()).await.ok();
                 self.publish(
                     "grant-revoked",
                     serde_json::json!({
-                        "height": block.height, "id": grant,
+                        "height": block.height, "id": id,
                         "grantor": parties.as_ref().map(|g| g.terms.grantor.clone()),
                         "grantee": parties.as_ref().map(|g| g.terms.grantee.clone()),
                     }),

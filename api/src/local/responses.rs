@@ -489,7 +489,8 @@ pub struct LiveEvent {
     /// Its id; ids only grow (send the last one seen as `Last-Event-ID` to
     /// resume).
     pub id: u64,
-    /// `block`, `entry-committed`, `grant-committed` (a GrantView),
+    /// `block`, `entry-committed`, `grant-committed` (its id, height and
+    /// terms),
     /// `grant-revoked` (its id and parties),
     /// `proposal-opened`, `proposal-changed` (ProposalViews),
     /// `proposal-closed`, `readiness`, or `reset` (events were missed:

@@ -84,20 +84,35 @@ impl LocalNode {
         }
     }
 
-    /// The grants the block at `height` revokes (empty if it holds none,
-    /// or cannot be read).
-    pub(crate) async fn revoked_in(&self, height: u64) -> Vec<String> {
+    /// What the block at `height` did to grants: the grants it made (id
+    /// and terms, from the block itself, so nothing waits for the state
+    /// to be republished) and the ids of those it revoked. Empty if it
+    /// cannot be read.
+    pub(crate) async fn grant_changes(
+        &self,
+        height: u64,
+    ) -> (
+        Vec<(String, quorate_api::local::responses::GrantTerms)>,
+        Vec<String>,
+    ) {
         let Ok(blocks) = self.blocks(height, height).await else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
-        blocks
-            .iter()
-            .flat_map(|b| b.block.entries.iter())
-            .filter_map(|entry| match &entry.proposal.body {
-                quorate_contracts::Body::Revoke { grant } => Some(grant.to_string()),
-                _ => None,
-            })
-            .collect()
+        let state = self.gateway.state();
+        let name = crate::views::member_name(&state);
+        let (mut made, mut revoked) = (Vec::new(), Vec::new());
+        for entry in blocks.iter().flat_map(|b| b.block.entries.iter()) {
+            match &entry.proposal.body {
+                quorate_contracts::Body::Grant(terms) => {
+                    if let Ok(id) = entry.id() {
+                        made.push((id.to_string(), crate::views::terms(terms, &name)));
+                    }
+                }
+                quorate_contracts::Body::Revoke { grant } => revoked.push(grant.to_string()),
+                _ => {}
+            }
+        }
+        (made, revoked)
     }
 
     /// Starts publishing live events (blocks, entries, proposals,
