@@ -1,7 +1,7 @@
 //! Live events for the local API (`GET /v1/events`, Server-Sent Events):
-//! blocks and the entries they commit (new grants with their terms),
-//! proposals opening, changing and closing, and readiness changes, each
-//! with an id that only grows.
+//! blocks and the entries they commit (grants made and revoked, with their
+//! parties), grants of ours close to their end, proposals opening, changing
+//! and closing, and readiness changes, each with an id that only grows.
 //!
 //! One feeder task watches the driver's status (and polls once a second,
 //! for readiness and proposals) and appends to a ring of the last
@@ -32,6 +32,13 @@ pub const EVENT_CLIENTS_PER_PRINCIPAL_MAX: usize = 4;
 pub const BLOCKS_PER_STEP_MAX: u64 = 64;
 /// How often readiness and the proposals are looked at.
 const POLL: Duration = Duration::from_secs(1);
+/// A grant of ours (given or received) is announced as expiring once this
+/// close to its end.
+pub const EXPIRY_NOTICE_MS: u64 = 24 * 3600 * 1000;
+/// How often our grants are looked at for expiry notices.
+const EXPIRY_CHECK: Duration = Duration::from_secs(60);
+/// Most grants looked at per side (given, received) per check: one page.
+const EXPIRY_SCAN_MAX: u32 = quorate_api::local::GRANTS_PAGE_MAX;
 /// A client that reads nothing for this long is dropped, freeing its place.
 pub const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -189,6 +196,9 @@ impl EventHub {
         let mut ready = node.ready().await.is_ok();
         let mut open: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         let mut first = true;
+        // Grants announced as expiring (each once), and when we last looked.
+        let mut warned: std::collections::BTreeSet<String> = Default::default();
+        let mut last_expiry_check: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 changed = status.changed() => if changed.is_err() { return },
@@ -200,7 +210,10 @@ impl EventHub {
                     self.publish("reset", serde_json::json!({"reason": format!("blocks {}..={now} committed", height + 1)}));
                 } else {
                     for h in height + 1..=now {
-                        self.publish_block(&node, h).await;
+                        if self.publish_block(&node, h).await {
+                            // A new grant may end soon: look now.
+                            last_expiry_check = None;
+                        }
                     }
                 }
                 height = now;
@@ -210,6 +223,10 @@ impl EventHub {
                 // driver, and take the proposals afresh when someone comes.
                 first = true;
                 continue;
+            }
+            if last_expiry_check.is_none_or(|t| t.elapsed() >= EXPIRY_CHECK) {
+                last_expiry_check = Some(std::time::Instant::now());
+                self.publish_expiring(&node, &mut warned).await;
             }
             let is_ready = node.ready().await.is_ok();
             if is_ready != ready {
@@ -245,9 +262,49 @@ impl EventHub {
         }
     }
 
-    async fn publish_block(&self, node: &crate::local_api::LocalNode, height: u64) {
+    /// Announces each active grant this organization gives or receives
+    /// that ends within [`EXPIRY_NOTICE_MS`] of the tip's time, once; the
+    /// set of those announced forgets grants no longer active.
+    async fn publish_expiring(
+        &self,
+        node: &crate::local_api::LocalNode,
+        warned: &mut std::collections::BTreeSet<String>,
+    ) {
+        let me = node.identity().await.name;
+        let mut active = std::collections::BTreeSet::new();
+        for side in ["grantor", "grantee"] {
+            let query = quorate_api::local::GrantQuery {
+                grantor: (side == "grantor").then(|| me.clone()),
+                grantee: (side == "grantee").then(|| me.clone()),
+                status: Some("active".to_owned()),
+                after: None,
+                limit: Some(EXPIRY_SCAN_MAX),
+            };
+            let Ok(page) = node.grants(query).await else {
+                return;
+            };
+            for grant in page.grants {
+                active.insert(grant.id.clone());
+                let left = grant.terms.not_after_ms.saturating_sub(grant.as_of_ms);
+                if left <= EXPIRY_NOTICE_MS && !warned.contains(&grant.id) {
+                    warned.insert(grant.id.clone());
+                    self.publish(
+                        "grant-expiring",
+                        serde_json::json!({
+                            "id": grant.id, "grantor": grant.terms.grantor,
+                            "grantee": grant.terms.grantee, "not_after_ms": grant.terms.not_after_ms,
+                        }),
+                    );
+                }
+            }
+        }
+        warned.retain(|id| active.contains(id));
+    }
+
+    /// Publishes a block and what it did; whether it made or revoked grants.
+    async fn publish_block(&self, node: &crate::local_api::LocalNode, height: u64) -> bool {
         let Ok((block, _)) = node.block(height).await else {
-            return;
+            return false;
         };
         self.publish(
             "block",
@@ -267,11 +324,11 @@ impl EventHub {
         }
         // New and revoked grants, with their parties, so a client sees what
         // it gives or receives without asking.
-        if block
+        let grants_changed = block
             .entries
             .iter()
-            .any(|e| e.kind == "grant" || e.kind == "revoke")
-        {
+            .any(|e| e.kind == "grant" || e.kind == "revoke");
+        if grants_changed {
             let (made, revoked) = node.grant_changes(height).await;
             for (id, terms) in made {
                 let mut data = serde_json::to_value(&terms).unwrap_or_default();
@@ -291,6 +348,7 @@ impl EventHub {
                 );
             }
         }
+        grants_changed
     }
 }
 

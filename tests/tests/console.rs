@@ -135,7 +135,42 @@ fn each_role_uses_the_console_for_what_it_may_do() {
         (grant["grantor"].as_str(), grant["grantee"].as_str()),
         (Some("org-a"), Some("org-b"))
     );
-    // org-a revokes it alone (its grantor), and org-b's events say so.
+    // A grant that ends within a day is announced as expiring.
+    let brief = run_ok(&[
+        "proposal",
+        "grant",
+        "--home",
+        &home_arg(&net.home("org-a")),
+        "--to",
+        "org-b",
+        "--resource",
+        "briefly/*",
+        "--days",
+        "1",
+    ])
+    .trim()
+    .to_owned();
+    for org in ["org-b", "org-c"] {
+        eventually(
+            Duration::from_secs(20),
+            "the brief proposal arrives",
+            || {
+                admin(&net, org)
+                    .get("/v1/proposals")
+                    .is_ok_and(|r| r.text().contains(&brief))
+            },
+        );
+        run_ok(&[
+            "proposal",
+            "approve",
+            "--home",
+            &home_arg(&net.home(org)),
+            &brief,
+        ]);
+    }
+    let (_, expiring) = events.until("grant-expiring", |g| g["id"] == brief.as_str());
+    assert_eq!(expiring["grantee"], "org-b");
+    // org-a revokes the first alone (its grantor), and org-b's events say so.
     run_ok(&[
         "proposal",
         "revoke",

@@ -139,7 +139,7 @@ pub fn may_see(principal: &Principal, kind: &str) -> bool {
     let source = match kind {
         "block" | "entry-committed" => "/v1/ledger",
         "proposal-opened" | "proposal-changed" | "proposal-closed" => "/v1/proposals",
-        "grant-committed" | "grant-revoked" => "/v1/grants",
+        "grant-committed" | "grant-revoked" | "grant-expiring" => "/v1/grants",
         "readiness" | "reset" => "/v1/status",
         // A kind this table does not know is shown to nobody.
         _ => return false,

@@ -491,7 +491,8 @@ pub struct LiveEvent {
     pub id: u64,
     /// `block`, `entry-committed`, `grant-committed` (its id, height and
     /// terms),
-    /// `grant-revoked` (its id and parties),
+    /// `grant-revoked` (its id and parties), `grant-expiring` (a grant
+    /// this organization gives or receives ends within a day),
     /// `proposal-opened`, `proposal-changed` (ProposalViews),
     /// `proposal-closed`, `readiness`, or `reset` (events were missed:
     /// reload what you show).

@@ -270,6 +270,7 @@ fn an_event_is_shown_only_to_roles_that_may_read_its_source() {
         "entry-committed",
         "grant-committed",
         "grant-revoked",
+        "grant-expiring",
         "proposal-opened",
         "readiness",
     ] {
