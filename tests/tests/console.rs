@@ -47,25 +47,30 @@ fn each_role_uses_the_console_for_what_it_may_do() {
     let reader = token(&net, "org-b", "rob", "reader");
     let publisher = token(&net, "org-a", "pia", "publisher");
 
-    // org-a proposes; org-c approves by the CLI; org-b's is the deciding one.
-    let proposal = run_ok(&[
-        "proposal",
-        "grant",
-        "--home",
-        &home_arg(&net.home("org-a")),
-        "--to",
-        "org-b",
-        "--resource",
-        "reports/*",
-        "--action",
-        "read",
-        "--action",
-        "list",
-        "--days",
-        "7",
-    ])
-    .trim()
-    .to_owned();
+    // org-a proposes grants to org-b (read and list), by the CLI.
+    let home_a = home_arg(&net.home("org-a"));
+    let propose = |resource: &str, days: &str| {
+        run_ok(&[
+            "proposal",
+            "grant",
+            "--home",
+            &home_a,
+            "--to",
+            "org-b",
+            "--resource",
+            resource,
+            "--action",
+            "read",
+            "--action",
+            "list",
+            "--days",
+            days,
+        ])
+        .trim()
+        .to_owned()
+    };
+    // org-c approves by the CLI; org-b's is the deciding approval.
+    let proposal = propose("reports/*", "7");
     eventually(
         Duration::from_secs(20),
         "org-b and org-c see the proposal",
@@ -136,20 +141,7 @@ fn each_role_uses_the_console_for_what_it_may_do() {
         (Some("org-a"), Some("org-b"))
     );
     // A grant that ends within a day is announced as expiring.
-    let brief = run_ok(&[
-        "proposal",
-        "grant",
-        "--home",
-        &home_arg(&net.home("org-a")),
-        "--to",
-        "org-b",
-        "--resource",
-        "briefly/*",
-        "--days",
-        "1",
-    ])
-    .trim()
-    .to_owned();
+    let brief = propose("briefly/*", "1");
     for org in ["org-b", "org-c"] {
         eventually(
             Duration::from_secs(20),
