@@ -37,6 +37,8 @@ const POLL: Duration = Duration::from_secs(1);
 pub const EXPIRY_NOTICE_MS: u64 = 24 * 3600 * 1000;
 /// How often our grants are looked at for expiry notices.
 const EXPIRY_CHECK: Duration = Duration::from_secs(60);
+/// ... and how soon after a block that changed grants.
+const EXPIRY_RECHECK: Duration = Duration::from_secs(2);
 /// Most grants looked at per side (given, received) per check: one page.
 const EXPIRY_SCAN_MAX: u32 = quorate_api::local::GRANTS_PAGE_MAX;
 /// A client that reads nothing for this long is dropped, freeing its place.
@@ -198,7 +200,7 @@ impl EventHub {
         let mut first = true;
         // Grants announced as expiring (each once), and when we last looked.
         let mut warned: std::collections::BTreeSet<String> = Default::default();
-        let mut last_expiry_check: Option<std::time::Instant> = None;
+        let mut next_expiry_check = std::time::Instant::now();
         loop {
             tokio::select! {
                 changed = status.changed() => if changed.is_err() { return },
@@ -211,8 +213,10 @@ impl EventHub {
                 } else {
                     for h in height + 1..=now {
                         if self.publish_block(&node, h).await {
-                            // A new grant may end soon: look now.
-                            last_expiry_check = None;
+                            // A new grant may end soon: look shortly (the
+                            // published state may trail the status a little).
+                            next_expiry_check =
+                                next_expiry_check.min(std::time::Instant::now() + EXPIRY_RECHECK);
                         }
                     }
                 }
@@ -224,8 +228,8 @@ impl EventHub {
                 first = true;
                 continue;
             }
-            if last_expiry_check.is_none_or(|t| t.elapsed() >= EXPIRY_CHECK) {
-                last_expiry_check = Some(std::time::Instant::now());
+            if std::time::Instant::now() >= next_expiry_check {
+                next_expiry_check = std::time::Instant::now() + EXPIRY_CHECK;
                 self.publish_expiring(&node, &mut warned).await;
             }
             let is_ready = node.ready().await.is_ok();
