@@ -197,24 +197,28 @@ pub async fn authorize<N: Node>(
         .get::<MatchedPath>()
         .and_then(|p| route_access(request.method(), p.as_str()));
     let allowed = route.map_or(Roles::NONE, |r| r.roles);
-    let audited = route.and_then(|r| r.audited);
-    let path = request.uri().path().to_owned();
+    // A state-changing call's action and what it acts on; reads need
+    // neither (nor a copy of their path).
+    let audited = route.and_then(|r| {
+        r.audited
+            .map(|action| (action, subject_of(r.path, request.uri().path())))
+    });
     if !principal.may(allowed) {
-        let refusal = role_required(&principal, request.method(), &path, allowed).into_response();
-        if let Some(action) = audited {
-            let subject = route.map_or(path.clone(), |r| subject_of(r.path, &path));
+        let refusal = role_required(&principal, request.method(), request.uri().path(), allowed)
+            .into_response();
+        if let Some((action, subject)) = audited {
             record(&node, &principal, action, subject, outcome(&refusal)).await;
         }
         return refusal;
     }
-    request.extensions_mut().insert(principal.clone());
-    let Some(action) = audited else {
+    let Some((action, subject)) = audited else {
+        request.extensions_mut().insert(principal);
         return next.run(request).await;
     };
+    request.extensions_mut().insert(principal.clone());
     // The call and its record run in a task of their own, so that a client
     // hanging up mid-call (which drops this future) cannot leave a change
     // made and not recorded.
-    let subject = route.map_or(path.clone(), |r| subject_of(r.path, &path));
     let task = tokio::spawn(async move {
         let response = next.run(request).await;
         let subject = response
