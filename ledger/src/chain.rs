@@ -361,8 +361,9 @@ pub enum EntryError {
     /// Proposed for another chain.
     #[error("proposal is for chain {0:?}")]
     ChainId(String),
-    /// Proposed in another epoch; its endorsements are void in this one.
-    #[error("proposal is for epoch {found}, the block is in epoch {expected}")]
+    /// Proposed for an epoch after the block's (no member could have
+    /// known that member set when it signed).
+    #[error("proposal is for epoch {found}, after the block's epoch {expected}")]
     Epoch {
         /// The block's epoch.
         expected: u64,
@@ -959,7 +960,11 @@ impl BlockBuilder<'_> {
         if proposal.chain_id != current.chain_id {
             return Err(entry_err(EntryError::ChainId(proposal.chain_id.clone())));
         }
-        if proposal.epoch != current.epoch {
+        // A proposal of an earlier epoch stays valid: its endorsements are
+        // checked against this epoch's keys below, so a member set change
+        // keeps the endorsements of members who remain (and freshness and
+        // the replay window, not the epoch, refuse replays).
+        if proposal.epoch > current.epoch {
             return Err(entry_err(EntryError::Epoch {
                 expected: current.epoch,
                 found: proposal.epoch,

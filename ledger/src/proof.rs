@@ -253,7 +253,7 @@ impl EntryProof {
         if proposal.chain_id != epoch.chain_id {
             return Err(EntryError::ChainId(proposal.chain_id.clone()));
         }
-        if proposal.epoch != epoch.epoch {
+        if proposal.epoch > epoch.epoch {
             return Err(EntryError::Epoch {
                 expected: epoch.epoch,
                 found: proposal.epoch,

@@ -9,7 +9,7 @@ use quorate_contracts::{
 };
 use quorate_did::Keypair;
 use quorate_ledger::chain::{BlockError, ChainState, EntryError, verify_chain};
-use quorate_ledger::entry::Endorsement;
+use quorate_ledger::entry::{Endorsement, Entry};
 use quorate_ledger::testing::{CHAIN, Consortium, T0};
 
 fn entry_reason(err: BlockError) -> EntryError {
@@ -467,4 +467,81 @@ fn a_raised_ttl_does_not_revive_an_entry_that_left_the_replay_window() {
         ),
         "{skipped:?}"
     );
+}
+
+#[test]
+fn a_proposal_outlives_a_membership_change_with_the_endorsements_of_members_who_remain() {
+    let mut c = Consortium::new(4);
+    let terms = c.grant_terms(0, 1);
+    // Endorsed by a quorum of four (three) in epoch 0.
+    let mut grant = c.entry(0, Body::Grant(terms), &[0, 1, 2]);
+    let newcomer = Keypair::from_seed(&[70; 32]);
+    let join = c.entry(
+        3,
+        Body::AddMember(NewMember {
+            name: "org-e".into(),
+            did: newcomer.did(),
+        }),
+        &c.all(),
+    );
+    c.commit(vec![join]);
+    assert_eq!(c.chain.state().epoch, 1);
+
+    // Five members now need four endorsements: the three of epoch 0 still
+    // count, one more makes it.
+    let (_, skipped) = c
+        .chain
+        .build_block(c.id(0), c.now(), vec![grant.clone()])
+        .unwrap();
+    assert!(
+        matches!(
+            entry_reason(skipped[0].1.clone()),
+            EntryError::Rule(_)
+        ),
+        "{:?}",
+        skipped
+    );
+    let late = c.id(3);
+    grant.endorse(late, &c.keys[3]).unwrap();
+    c.commit(vec![grant]);
+    assert_eq!(c.chain.state().grant_counts().total, 1);
+
+    // A proposal for an epoch that has not come is refused.
+    let terms = c.grant_terms(0, 1);
+    let mut future = c.entry(0, Body::Grant(terms), &[]);
+    future.proposal.epoch = 2;
+    let mut future = Entry::propose(future.proposal, &c.keys[0]).unwrap();
+    for j in 1..4 {
+        let member = c.id(j);
+        future.endorse(member, &c.keys[j]).unwrap();
+    }
+    let (_, skipped) = c.chain.build_block(c.id(0), c.now(), vec![future]).unwrap();
+    assert!(matches!(
+        entry_reason(skipped[0].1.clone()),
+        EntryError::Epoch {
+            expected: 1,
+            found: 2
+        }
+    ));
+}
+
+#[test]
+fn an_endorsement_by_a_member_removed_since_voids_the_entry_until_dropped() {
+    let mut c = Consortium::new(5);
+    let terms = c.grant_terms(0, 1);
+    let grant = c.entry(0, Body::Grant(terms), &[0, 1, 2, 4]);
+    let removed = c.id(4);
+    let removal = c.entry(3, Body::RemoveMember { member: removed }, &[0, 1, 2, 3]);
+    c.commit(vec![removal]);
+    let (_, skipped) = c
+        .chain
+        .build_block(c.id(0), c.now(), vec![grant.clone()])
+        .unwrap();
+    assert!(matches!(
+        entry_reason(skipped[0].1.clone()),
+        EntryError::NotAMember(m) if m == removed
+    ));
+    let mut kept = grant;
+    kept.endorsements.retain(|e| e.member != removed);
+    c.commit(vec![kept]);
 }
