@@ -22,6 +22,63 @@ impl Timestamp {
     }
 }
 
+/// `ms` as a human duration: one unit when it divides evenly and the count
+/// stays small (`732 days`, `12 h`, `90 min`), else its parts (`4 d 4 h`).
+pub(crate) fn human_duration_ms(ms: u64) -> String {
+    const UNITS: [(u64, &str); 5] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+        (1, "ms"),
+    ];
+    if ms == 0 {
+        return "0 ms".to_owned();
+    }
+    // Days are the largest unit, so any count of them reads well.
+    if ms.is_multiple_of(86_400_000) {
+        let days = ms / 86_400_000;
+        return format!("{days} {}", if days == 1 { "day" } else { "days" });
+    }
+    for (unit_ms, name) in &UNITS[1..] {
+        if ms.is_multiple_of(*unit_ms) && ms / unit_ms < 100 {
+            return format!("{} {name}", ms / unit_ms);
+        }
+    }
+    let mut parts = Vec::new();
+    let mut rest = ms;
+    for (unit_ms, name) in UNITS {
+        if rest >= unit_ms {
+            parts.push(format!("{} {name}", rest / unit_ms));
+            rest %= unit_ms;
+        }
+    }
+    parts.join(" ")
+}
+
+/// `ms` since the Unix epoch as an RFC 3339 UTC instant:
+/// `2027-03-31T00:00:00Z`, with `.mmm` only when it is not a whole second.
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's `civil_from_days`, days >= 0).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    let fraction = match ms % 1000 {
+        0 => String::new(),
+        millis => format!(".{millis:03}"),
+    };
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}Z")
+}
+
 /// A member organization's stable identity on the ledger: the blake3 hash of
 /// the entry that admitted it (genesis or `AddMember`). It survives key
 /// rotation, so grants name members, not keys. Computed by the ledger;

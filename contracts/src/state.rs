@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::{GrantCounts, GrantRows, Grants, RowsError};
 use crate::model::*;
+use crate::primitives::{human_duration_ms, rfc3339_ms};
 use crate::{MemberId, Timestamp};
 
 /// `⌊2n/3⌋ + 1`: the members whose agreement makes a decision, tolerating
@@ -44,7 +45,11 @@ pub enum Violation {
     #[error("a member cannot grant to itself")]
     SelfGrant,
     /// The window is empty or already over.
-    #[error("the grant window is empty or over (not_before {not_before}, not_after {not_after})")]
+    #[error(
+        "the grant window is empty or over (not_before {}, not_after {})",
+        rfc3339_ms(*.not_before),
+        rfc3339_ms(*.not_after)
+    )]
     Window {
         /// not_before (ms).
         not_before: u64,
@@ -52,7 +57,7 @@ pub enum Violation {
         not_after: u64,
     },
     /// The window is longer than the policy allows.
-    #[error("the grant lasts longer than the policy's {max_ms} ms")]
+    #[error("the grant lasts longer than the policy's {}", human_duration_ms(*.max_ms))]
     TooLong {
         /// The policy's maximum.
         max_ms: u64,

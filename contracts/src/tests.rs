@@ -770,3 +770,60 @@ fn a_member_is_named_by_its_name_in_any_case_or_its_did() {
     assert!(s.member_named("org-9").is_none());
     assert!(s.member_named(&crate::tests::did(9).to_string()).is_none());
 }
+
+#[test]
+fn durations_read_in_the_largest_fitting_unit() {
+    use crate::primitives::human_duration_ms;
+    for (ms, text) in [
+        (0, "0 ms"),
+        (500, "500 ms"),
+        (1_500, "1 s 500 ms"),
+        (90_000, "90 s"),
+        (5_400_000, "90 min"),
+        (9_000_000, "2 h 30 min"),
+        (43_200_000, "12 h"),
+        (93_600_000, "26 h"),
+        (86_400_000, "1 day"),
+        (Policy::default().grant_duration_max_ms, "732 days"),
+        (360_000_000, "4 d 4 h"),
+        (86_400_000 + 60_000, "1 d 1 min"),
+        (93_784_005, "1 d 2 h 3 min 4 s 5 ms"),
+    ] {
+        assert_eq!(human_duration_ms(ms), text, "{ms}");
+    }
+}
+
+#[test]
+fn instants_read_as_rfc3339_utc() {
+    use crate::primitives::rfc3339_ms;
+    for (ms, text) in [
+        (0, "1970-01-01T00:00:00Z"),
+        (951_782_400_000, "2000-02-29T00:00:00Z"),
+        (1_806_451_200_000, "2027-03-31T00:00:00Z"),
+        (1_796_083_199_999, "2026-11-30T23:59:59.999Z"),
+        (253_402_300_799_000, "9999-12-31T23:59:59Z"),
+    ] {
+        assert_eq!(rfc3339_ms(ms), text, "{ms}");
+    }
+    // No input panics, however far out.
+    assert!(rfc3339_ms(u64::MAX).ends_with('Z'));
+}
+
+#[test]
+fn window_and_length_violations_read_in_human_units() {
+    let window = Violation::Window {
+        not_before: 1_806_451_200_000,
+        not_after: 1_806_451_200_000,
+    };
+    assert_eq!(
+        window.to_string(),
+        "the grant window is empty or over (not_before 2027-03-31T00:00:00Z, not_after 2027-03-31T00:00:00Z)"
+    );
+    let too_long = Violation::TooLong {
+        max_ms: Policy::default().grant_duration_max_ms,
+    };
+    assert_eq!(
+        too_long.to_string(),
+        "the grant lasts longer than the policy's 732 days"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod api;
 mod testnet;
+mod time;
 mod tokens;
 
 use std::path::PathBuf;

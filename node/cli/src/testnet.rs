@@ -518,7 +518,7 @@ fn print_walkthrough(testnet: &Testnet) {
         "  # {name_a} grants {name_b} read access to its shipments for 30 days; the others endorse it"
     );
     println!(
-        "  quorate proposal grant --home {home_a} --to {name_b} --resource 'datasets/shipments/*' --action read --days 30"
+        "  quorate proposal grant --home {home_a} --to {name_b} --resource 'datasets/shipments/*' --action read --for 30d"
     );
     println!("  # now it is served (and both decisions are in {name_a}'s audit log)");
     println!("  quorate peer get --home {home_b} {name_a} datasets/shipments/2026-11.csv");
