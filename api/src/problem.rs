@@ -79,6 +79,11 @@ pub const TYPES: &[ProblemType] = &[
         403,
         "the caller's roles do not open this route of the local API",
     ),
+    t(
+        "not-proposer",
+        403,
+        "a withdrawal of a proposal another member made",
+    ),
     t("no-grant", 403, "no grant covers the request"),
     t("out-of-scope", 403, "the grants do not cover this resource"),
     t(
@@ -121,6 +126,21 @@ pub const TYPES: &[ProblemType] = &[
         409,
         "an API token with that name exists (revoke it first)",
     ),
+    t(
+        "proposal-closed",
+        409,
+        "a decision or withdrawal on a proposal already committed, failed, withdrawn or expired",
+    ),
+    t(
+        "already-decided",
+        409,
+        "this member decided otherwise on the proposal already; a decision is final",
+    ),
+    t(
+        "policy-fixed-by-config",
+        409,
+        "the config's approval = auto or manual fixes the endorsement policy",
+    ),
     t("too-large", 413, "a body over its limit"),
     t("uri-too-long", 414, "a request target over 8 KiB"),
     t(
@@ -150,6 +170,11 @@ pub const TYPES: &[ProblemType] = &[
         "a well-formed proposal the consortium's rules refuse",
     ),
     t("height-beyond-tip", 422, "a height past the committed tip"),
+    t(
+        "invalid-policy",
+        422,
+        "an endorsement policy that does not check (the rule is named)",
+    ),
     t(
         "too-many-tokens",
         422,

@@ -494,10 +494,7 @@ fn a_proposal_outlives_a_membership_change_with_the_endorsements_of_members_who_
         .build_block(c.id(0), c.now(), vec![grant.clone()])
         .unwrap();
     assert!(
-        matches!(
-            entry_reason(skipped[0].1.clone()),
-            EntryError::Rule(_)
-        ),
+        matches!(entry_reason(skipped[0].1.clone()), EntryError::Rule(_)),
         "{:?}",
         skipped
     );

@@ -166,6 +166,9 @@ pub enum StartError {
     /// The API tokens do not load.
     #[error(transparent)]
     Tokens(#[from] crate::home::tokens::LoadError),
+    /// The endorsement policy file cannot be used.
+    #[error("endorsement policy: {0}")]
+    EndorsementPolicy(#[from] crate::home::endorsement::PolicyFileError),
     /// `[auth.oidc]` cannot be used.
     #[error(transparent)]
     Oidc(#[from] crate::oidc::OidcConfigError),
@@ -278,9 +281,15 @@ pub async fn start(
         &config.p2p.bootstrap,
     )?;
     tokio::spawn(event_loop.run());
+    let (policy, policy_source) = crate::home::endorsement::effective(
+        config.consensus.approval,
+        &home.endorsement_policy_path(),
+    )?;
+    info!(source = %policy_source, rules = policy.document().rules.len(), "endorsement policy");
     let driver_config = DriverConfig {
         heartbeat: config.consensus.heartbeat.0,
-        approval: config.consensus.approval,
+        policy,
+        policy_source,
         consensus: config.consensus.machine_config(chain.chain_id()),
         sync_interval: config.consensus.sync_interval.0,
     };
@@ -310,15 +319,19 @@ pub async fn start(
     });
     tokio::spawn(gateway.clone().serve_peers(inbound.data, net.clone()));
     tokio::spawn(driver.sync_server().serve(inbound.sync));
-    let local = crate::local_api::LocalNode::new(
-        handle.clone(),
+    let local = crate::local_api::LocalNode::new(crate::local_api::LocalNodeParts {
+        handle: handle.clone(),
         gateway,
         net,
-        config.gateway.object_bytes_max,
+        object_bytes_max: config.gateway.object_bytes_max,
         genesis_hash,
-        reader,
-        crate::local_api::Access { tokens, oidc },
-    );
+        ledger: reader,
+        access: crate::local_api::Access { tokens, oidc },
+        policy: crate::local_api::PolicyHome {
+            approval: config.consensus.approval,
+            path: home.endorsement_policy_path(),
+        },
+    });
     local.start_events();
     // Agreement runs on a thread of its own: however busy the shared
     // workers are with members' data (and the local API), the driver's

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use quorate_contracts::ResourcePath;
 
 use super::access::ActionNote;
+use super::endorsement::EndorsementPolicy;
+use super::requests::{REASON_BYTES_MAX, RejectRequest};
 use super::responses::{Identity, Members, NodeStatus, PrincipalView, ProposalId, ProposalView};
 use super::{
     AuditQuery, BlockQuery, GrantQuery, JSON_BODY_BYTES_MAX, Node, ProposalRequest, StatusQuery,
@@ -470,29 +472,84 @@ pub(super) async fn approve<N: Node>(
     State(node): State<N>,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    decide(node, id, true).await
+    decide(node, id, true, None).await
 }
 
 pub(super) async fn reject<N: Node>(
     State(node): State<N>,
     id: Result<Path<String>, PathRejection>,
+    body: Result<Option<Json<RejectRequest>>, JsonRejection>,
 ) -> Response {
-    decide(node, id, false).await
+    let reason = match body {
+        Ok(Some(Json(RejectRequest { reason }))) => {
+            if reason.is_empty() || reason.len() > REASON_BYTES_MAX {
+                return Problem::bad_request(format!(
+                    "a rejection's reason is 1 to {REASON_BYTES_MAX} bytes, this one {}",
+                    reason.len()
+                ))
+                .into_response();
+            }
+            Some(reason)
+        }
+        Ok(None) => None,
+        Err(e) => return json_problem(e).into_response(),
+    };
+    decide(node, id, false, reason).await
 }
 
 pub(super) async fn decide<N: Node>(
     node: N,
     id: Result<Path<String>, PathRejection>,
     approve: bool,
+    reason: Option<String>,
 ) -> Response {
     let id = match hex_id(id, "proposal") {
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    match node.decide(id, approve).await {
+    match node.decide(id, approve, reason).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => problem.into_response(),
     }
+}
+
+pub(super) async fn proposal<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    match hex_id(id, "proposal") {
+        Ok(id) => json_or_problem(node.proposal(id).await),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn withdraw<N: Node>(
+    State(node): State<N>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = match hex_id(id, "proposal") {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
+    match node.withdraw(id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn endorsement_policy<N: Node>(State(node): State<N>) -> Response {
+    json_or_problem(node.endorsement_policy().await)
+}
+
+pub(super) async fn set_endorsement_policy<N: Node>(
+    State(node): State<N>,
+    body: Result<Json<EndorsementPolicy>, JsonRejection>,
+) -> Response {
+    let Json(policy) = match body {
+        Ok(body) => body,
+        Err(e) => return json_problem(e).into_response(),
+    };
+    json_or_problem(node.set_endorsement_policy(policy).await)
 }
 
 pub(super) async fn principal(axum::Extension(principal): axum::Extension<Principal>) -> Response {

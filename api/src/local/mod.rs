@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 pub mod access;
+pub mod endorsement;
 mod handlers;
 mod layers;
 pub mod node;

@@ -6,6 +6,7 @@ use axum::body::Body;
 use quorate_contracts::ResourcePath;
 
 use super::access::LocalAction;
+use super::endorsement::{EndorsementPolicy, EndorsementPolicyView};
 use super::responses::{
     AuditRecord, BlockView, EntryLocation, GrantPage, GrantView, Identity, LedgerSummary, Members,
     NewToken, NodeStatus, ProposalView, Tokens,
@@ -58,9 +59,29 @@ pub trait Node: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, Problem>> + Send;
     /// Proposals the node knows, with their state.
     fn proposals(&self) -> impl Future<Output = Vec<ProposalView>> + Send;
-    /// Endorses (`approve`) or refuses a proposal.
-    fn decide(&self, id: String, approve: bool)
-    -> impl Future<Output = Result<(), Problem>> + Send;
+    /// One proposal: from the mempool, or (committed and forgotten there)
+    /// from the ledger.
+    fn proposal(&self, id: String) -> impl Future<Output = Result<ProposalView, Problem>> + Send;
+    /// Endorses (`approve`) or rejects a proposal, with a reason for a
+    /// rejection; final once done.
+    fn decide(
+        &self,
+        id: String,
+        approve: bool,
+        reason: Option<String>,
+    ) -> impl Future<Output = Result<(), Problem>> + Send;
+    /// Withdraws a proposal this member made.
+    fn withdraw(&self, id: String) -> impl Future<Output = Result<(), Problem>> + Send;
+    /// The endorsement policy in force and where it comes from.
+    fn endorsement_policy(
+        &self,
+    ) -> impl Future<Output = Result<EndorsementPolicyView, Problem>> + Send;
+    /// Replaces the endorsement policy (checked, then durable, then in
+    /// force); undecided proposals are judged again.
+    fn set_endorsement_policy(
+        &self,
+        policy: EndorsementPolicy,
+    ) -> impl Future<Output = Result<EndorsementPolicyView, Problem>> + Send;
     /// One page of the committed grants that match `query`, in id order.
     fn grants(&self, query: GrantQuery) -> impl Future<Output = Result<GrantPage, Problem>> + Send;
     /// One committed grant (`id` is 64 hex digits).

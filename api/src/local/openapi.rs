@@ -156,6 +156,8 @@ fn body_schemas() -> serde_json::Map<String, Value> {
     add::<Tokens>(&mut generator);
     add::<NewToken>(&mut generator);
     add::<super::responses::LiveEvent>(&mut generator);
+    add::<super::endorsement::EndorsementPolicy>(&mut generator);
+    add::<super::endorsement::EndorsementPolicyView>(&mut generator);
     generator.take_definitions(true)
 }
 

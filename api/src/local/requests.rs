@@ -58,6 +58,17 @@ pub enum ProposalRequest {
     },
 }
 
+/// Longest reason a rejection carries, in bytes.
+pub const REASON_BYTES_MAX: usize = 256;
+
+/// `POST /v1/proposals/{id}/reject`'s optional body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    /// Why (1 to 256 bytes), signed and gossiped with the rejection.
+    pub reason: String,
+}
+
 /// Largest integer a JSON number with a fraction part (`5.0`) may stand
 /// for: beyond 2^53 a double no longer holds every integer.
 const WHOLE_FLOAT_MAX: f64 = 9_007_199_254_740_992.0;

@@ -71,6 +71,24 @@ pub struct ProposalView {
     pub decision: LocalDecision,
     /// Members that endorsed it, by name.
     pub endorsers: Vec<String>,
+    /// Members that rejected it, with their reasons (signed by each and
+    /// gossiped, so every member sees the same).
+    pub rejections: Vec<RejectionView>,
+    /// What this node's endorsement policy said of it (`rule NAME:
+    /// endorse`), once asked; absent for this node's own proposals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// When the proposer made it (ms since the Unix epoch).
+    pub created_at_ms: u64,
+}
+
+/// A member's rejection of a proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RejectionView {
+    /// The member, by name.
+    pub member: String,
+    /// Why, as it signed it.
+    pub reason: String,
 }
 
 /// What a proposal proposes, by `kind`, with members by name.
@@ -126,11 +144,19 @@ pub enum ProposalState {
     },
     /// Endorsed enough; waits for a block.
     Eligible,
-    /// Refused, by this node's operator or by the rules when it was due.
-    Rejected {
-        /// Why.
+    /// In the ledger (a grant's id is the proposal's).
+    Committed {
+        /// The block's height.
+        height: u64,
+    },
+    /// Can no longer be committed: rejected by too many members, or
+    /// refused by the rules as the ledger moved on.
+    Failed {
+        /// Why, with who rejected it.
         reason: String,
     },
+    /// Withdrawn by its proposer.
+    Withdrawn,
     /// Did not gather its endorsements in time.
     Expired,
 }
@@ -139,7 +165,8 @@ pub enum ProposalState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LocalDecision {
-    /// Not decided (manual approval, the operator has not acted).
+    /// Not decided (the endorsement policy asks a person, who has not
+    /// acted yet).
     Undecided,
     /// Endorsed.
     Endorsed,

@@ -42,6 +42,12 @@ pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limit
         .route("/v1/proposals", get(proposals::<N>).post(propose::<N>))
         .route("/v1/proposals/{id}/approve", post(approve::<N>))
         .route("/v1/proposals/{id}/reject", post(reject::<N>))
+        .route("/v1/proposals/{id}", get(proposal::<N>))
+        .route("/v1/proposals/{id}/withdraw", post(withdraw::<N>))
+        .route(
+            "/v1/endorsement-policy",
+            get(endorsement_policy::<N>).put(set_endorsement_policy::<N>),
+        )
         .route("/v1/grants", get(grants::<N>))
         .route("/v1/grants/{id}", get(grant::<N>))
         .route("/v1/grants/{id}/proof", get(grant_proof::<N>))

@@ -8,4 +8,5 @@ pub mod driver;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod mempool;
+pub mod policy;
 pub mod sync_server;

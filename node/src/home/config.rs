@@ -112,8 +112,9 @@ impl Default for LedgerSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsensusSection {
-    /// `auto`: endorse every proposal the contract rules accept; `manual`:
-    /// wait for the operator.
+    /// `policy`: the home's `endorsement-policy.toml` decides (the careful
+    /// defaults without one); `auto`: endorse every proposal the contract
+    /// rules accept; `manual`: ask a person for every proposal.
     pub approval: crate::agreement::driver::ApprovalPolicy,
     /// With nothing to order, commit an empty block this often.
     pub heartbeat: HumanDuration,
@@ -131,7 +132,7 @@ pub struct ConsensusSection {
 impl Default for ConsensusSection {
     fn default() -> Self {
         Self {
-            approval: crate::agreement::driver::ApprovalPolicy::Auto,
+            approval: crate::agreement::driver::ApprovalPolicy::Policy,
             heartbeat: HumanDuration(Duration::from_secs(1)),
             timeout_propose: HumanDuration(Duration::from_secs(3)),
             timeout_vote: HumanDuration(Duration::from_secs(1)),

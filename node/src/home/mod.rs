@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod endorsement;
 pub mod lock;
 pub mod tokens;
 
@@ -74,6 +75,9 @@ pub struct InitReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InitError {
+    /// The endorsement policy file cannot be written.
+    #[error(transparent)]
+    Policy(endorsement::PolicyFileError),
     /// The name is empty, too long, or has characters other than `[a-z0-9-]`.
     #[error("invalid name {name:?}: use 1 to {NAME_LEN_MAX} lowercase letters, digits or '-'")]
     InvalidName {
@@ -233,6 +237,13 @@ impl NodeHome {
         }
         keyfile::write_secret_file(&token_path, token.as_bytes())?;
 
+        let policy_path = self.endorsement_policy_path();
+        endorsement::write(
+            &policy_path,
+            &quorate_api::local::endorsement::EndorsementPolicy::careful(),
+        )
+        .map_err(InitError::Policy)?;
+
         let data = self.root.join("data");
         create_private_dir(&data).map_err(io_err(&data))?;
         Ok(InitReport {
@@ -303,6 +314,11 @@ impl NodeHome {
             .and_then(|dir| dir.sync_all())
             .map_err(io_err(&self.root))?;
         Ok(next)
+    }
+
+    /// The endorsement policy file.
+    pub fn endorsement_policy_path(&self) -> PathBuf {
+        self.root.join(endorsement::FILE)
     }
 
     /// Loads the config.

@@ -19,7 +19,10 @@ use quorate_did::Did;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 
-use crate::agreement::driver::{Command, DecideError, Handle, ProposeError};
+use quorate_api::local::endorsement::{EndorsementPolicy, EndorsementPolicyView};
+use quorate_ledger::entry::EntryId;
+
+use crate::agreement::driver::{ApprovalPolicy, Command, DecideError, Handle, ProposeError};
 use crate::gateway::{Gateway, open_range};
 use crate::home::tokens::{CreateError, RevokeError, StoredToken, TokenRegistry};
 use crate::net;
@@ -48,6 +51,38 @@ pub struct LocalNode {
     access: Access,
     /// Live events.
     events: crate::events::EventHub,
+    /// Where the endorsement policy lives, and whether the config fixes it.
+    policy: PolicyHome,
+}
+
+/// What [`LocalNode`] is made of.
+#[derive(Debug)]
+pub struct LocalNodeParts {
+    /// The driver's handle.
+    pub handle: Handle,
+    /// The member gateway (its published state, objects and audit log).
+    pub gateway: Gateway,
+    /// The network, for peers' objects.
+    pub net: net::Client,
+    /// Largest object stored.
+    pub object_bytes_max: u64,
+    /// The chain's identity (its genesis block's hash).
+    pub genesis_hash: quorate_ledger::hash::Hash,
+    /// Reads of the ledger beside the driver.
+    pub ledger: quorate_ledger::ledger::LedgerReader,
+    /// Who may call the local API.
+    pub access: Access,
+    /// Where the endorsement policy lives.
+    pub policy: PolicyHome,
+}
+
+/// The endorsement policy's place in the home.
+#[derive(Debug, Clone)]
+pub struct PolicyHome {
+    /// `[consensus] approval`: only `policy` lets the API replace the rules.
+    pub approval: ApprovalPolicy,
+    /// The home's `endorsement-policy.toml`.
+    pub path: std::path::PathBuf,
 }
 
 /// Who may call the local API: the home's tokens, and the identity
@@ -61,16 +96,18 @@ pub struct Access {
 }
 
 impl LocalNode {
-    /// The API's node.
-    pub fn new(
-        handle: Handle,
-        gateway: Gateway,
-        net: net::Client,
-        object_bytes_max: u64,
-        genesis_hash: quorate_ledger::hash::Hash,
-        ledger: quorate_ledger::ledger::LedgerReader,
-        access: Access,
-    ) -> Self {
+    /// The API's node, from the parts it reads.
+    pub fn new(parts: LocalNodeParts) -> Self {
+        let LocalNodeParts {
+            handle,
+            gateway,
+            net,
+            object_bytes_max,
+            genesis_hash,
+            ledger,
+            access,
+            policy,
+        } = parts;
         Self {
             handle,
             gateway,
@@ -79,8 +116,66 @@ impl LocalNode {
             genesis_hash,
             ledger,
             access,
+            policy,
             // Ids of this run start above any of an earlier one.
             events: crate::events::EventHub::starting_after(now_ms().saturating_mul(1000)),
+        }
+    }
+
+    /// A committed entry as a proposal view, from the ledger (members by
+    /// their names now).
+    async fn committed_proposal(&self, id: EntryId) -> Result<Option<ProposalView>, Problem> {
+        let reader = self.ledger.clone();
+        let found = on_reader(move || {
+            let Some((height, index)) = reader.entry_location(&id)? else {
+                return Ok(None);
+            };
+            let entry = reader
+                .block(height)?
+                .and_then(|b| b.block.entries.into_iter().nth(index as usize));
+            Ok::<_, quorate_ledger::ledger::LedgerError>(entry.map(|e| (height, e)))
+        })
+        .await?
+        .map_err(|e| ledger_read_failed(&e))?;
+        let Some((height, entry)) = found else {
+            return Ok(None);
+        };
+        let state = self.gateway.state();
+        let name = crate::views::member_name(&state);
+        Ok(Some(ProposalView {
+            id: id.to_string(),
+            proposer: name(&entry.proposal.proposer),
+            body: crate::views::body(&entry.proposal.body, &name),
+            state: quorate_api::local::responses::ProposalState::Committed { height },
+            decision: quorate_api::local::responses::LocalDecision::Undecided,
+            endorsers: entry.endorsements.iter().map(|e| name(&e.member)).collect(),
+            rejections: Vec::new(),
+            policy: None,
+            created_at_ms: entry.proposal.created_at.0,
+        }))
+    }
+
+    /// A decision or withdrawal on a proposal the mempool no longer holds
+    /// is 409 if the ledger has it (it was committed), else the driver's
+    /// refusal.
+    async fn closed_if_committed(
+        &self,
+        id: EntryId,
+        result: Result<(), DecideError>,
+    ) -> Result<(), Problem> {
+        match result {
+            Err(DecideError::UnknownProposal(_)) => match self.committed_proposal(id).await? {
+                Some(ProposalView {
+                    state: quorate_api::local::responses::ProposalState::Committed { height },
+                    ..
+                }) => Err(DecideError::Closed {
+                    id,
+                    state: format!("committed at height {height}"),
+                }
+                .into()),
+                _ => Err(DecideError::UnknownProposal(id).into()),
+            },
+            other => Ok(other?),
         }
     }
 
@@ -300,13 +395,84 @@ impl Node for LocalNode {
             .unwrap_or_default()
     }
 
-    async fn decide(&self, id: String, approve: bool) -> Result<(), Problem> {
-        let id = id.parse().map_err(|_| {
-            Problem::bad_request(format!("{id:?} is not a proposal id (64 hex digits)"))
-        })?;
+    async fn proposal(&self, id: String) -> Result<ProposalView, Problem> {
+        let id = proposal_id(&id)?;
+        if let Some(view) = self.ask(|reply| Command::Proposal { id, reply }).await? {
+            return Ok(view);
+        }
+        // Not (or no longer) in the mempool: committed, perhaps.
+        match self.committed_proposal(id).await? {
+            Some(view) => Ok(view),
+            None => Err(Problem::not_found(format!(
+                "no proposal {id}: neither open, nor closed recently, nor committed"
+            ))),
+        }
+    }
+
+    async fn decide(
+        &self,
+        id: String,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<(), Problem> {
+        let id = proposal_id(&id)?;
+        let decided = self
+            .ask(|reply| Command::Decide {
+                id,
+                approve,
+                reason,
+                reply,
+            })
+            .await?;
+        self.closed_if_committed(id, decided).await
+    }
+
+    async fn withdraw(&self, id: String) -> Result<(), Problem> {
+        let id = proposal_id(&id)?;
+        let withdrawn = self.ask(|reply| Command::Withdraw { id, reply }).await?;
+        self.closed_if_committed(id, withdrawn).await
+    }
+
+    async fn endorsement_policy(&self) -> Result<EndorsementPolicyView, Problem> {
         Ok(self
-            .ask(|reply| Command::Decide { id, approve, reply })
-            .await??)
+            .ask(|reply| Command::EndorsementPolicy { reply })
+            .await?)
+    }
+
+    async fn set_endorsement_policy(
+        &self,
+        document: EndorsementPolicy,
+    ) -> Result<EndorsementPolicyView, Problem> {
+        if self.policy.approval != ApprovalPolicy::Policy {
+            let shorthand = format!("{:?}", self.policy.approval).to_lowercase();
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "policy-fixed-by-config",
+                format!(
+                    "config.toml sets [consensus] approval = \"{shorthand}\", which fixes the policy; set approval = \"policy\" and restart to use rules"
+                ),
+            ));
+        }
+        let policy = crate::agreement::policy::Policy::compile(document.clone()).map_err(|e| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-policy",
+                e.to_string(),
+            )
+        })?;
+        let path = self.policy.path.clone();
+        let written = document.clone();
+        blocking(move || crate::home::endorsement::write(&path, &written)).await?;
+        self.ask(|reply| Command::SetEndorsementPolicy {
+            policy: Box::new(policy),
+            source: "file".to_owned(),
+            reply,
+        })
+        .await?;
+        Ok(EndorsementPolicyView {
+            source: "file".to_owned(),
+            policy: document,
+        })
     }
 
     async fn grants(&self, query: GrantQuery) -> Result<GrantPage, Problem> {
@@ -699,6 +865,12 @@ impl Node for LocalNode {
         for (reason, count) in &status.rejected {
             out.push_str(&format!(
                 "quorate_rejected_messages_total{{reason=\"{reason}\"}} {count}\n"
+            ));
+        }
+        out.push_str("# HELP quorate_endorsement_policy_decisions_total What this node's endorsement policy decided, by outcome and rule (empty: no rule matched).\n# TYPE quorate_endorsement_policy_decisions_total counter\n");
+        for ((outcome, rule), count) in &status.policy_decisions {
+            out.push_str(&format!(
+                "quorate_endorsement_policy_decisions_total{{outcome=\"{outcome}\",rule=\"{rule}\"}} {count}\n"
             ));
         }
         out

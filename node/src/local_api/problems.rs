@@ -84,6 +84,13 @@ impl From<DecideError> for Problem {
             E::NotAMember => not_a_member(e.to_string()),
             E::NoLedger => not_ready(e.to_string()),
             E::UnknownProposal(_) => Problem::not_found(e.to_string()),
+            E::Closed { .. } => {
+                Problem::new(StatusCode::CONFLICT, "proposal-closed", e.to_string())
+            }
+            E::AlreadyDecided { .. } => {
+                Problem::new(StatusCode::CONFLICT, "already-decided", e.to_string())
+            }
+            E::NotProposer(_) => Problem::new(StatusCode::FORBIDDEN, "not-proposer", e.to_string()),
             E::Encode(_) | E::Refused(_) => internal("cannot decide", &e),
         }
     }
@@ -189,6 +196,21 @@ mod tests {
                 (500, "internal"),
             ),
             (DecideError::Encode(encode()), (500, "internal")),
+            (
+                DecideError::Closed {
+                    id,
+                    state: "committed at height 3".into(),
+                },
+                (409, "proposal-closed"),
+            ),
+            (
+                DecideError::AlreadyDecided {
+                    id,
+                    earlier: "endorsed",
+                },
+                (409, "already-decided"),
+            ),
+            (DecideError::NotProposer(id), (403, "not-proposer")),
         ];
         for (error, expected) in decide {
             let shown = error.to_string();

@@ -157,3 +157,9 @@ pub(super) fn status_kind(status: &GrantStatus) -> &'static str {
         GrantStatus::Ended { .. } => "ended",
     }
 }
+
+/// A proposal id from the API (64 hex digits).
+pub(super) fn proposal_id(id: &str) -> Result<quorate_ledger::entry::EntryId, Problem> {
+    id.parse()
+        .map_err(|_| Problem::bad_request(format!("{id:?} is not a proposal id (64 hex digits)")))
+}

@@ -44,6 +44,20 @@ pub enum MempoolMessage {
         /// The endorsement.
         endorsement: Endorsement,
     },
+    /// One member's signed rejection of a proposal, with its reason.
+    Rejection {
+        /// The proposal.
+        entry: EntryId,
+        /// The rejection.
+        rejection: crate::agreement::mempool::Rejection,
+    },
+    /// The proposer's signed withdrawal of its proposal.
+    Withdrawal {
+        /// The proposal.
+        entry: EntryId,
+        /// The withdrawal.
+        withdrawal: crate::agreement::mempool::Withdrawal,
+    },
 }
 
 /// A request to a peer.

@@ -3,6 +3,9 @@
 //! network ([`sim_net`]) between them. Nodes can be stopped and started
 //! again on their ledgers.
 
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
+
 pub(crate) mod sim_net;
 
 use std::path::PathBuf;
@@ -15,8 +18,9 @@ use quorate_ledger::block::CommittedBlock;
 use quorate_ledger::consensus;
 use quorate_ledger::ledger::Ledger;
 use quorate_node::agreement::driver::{
-    self, ApprovalPolicy, Command, Driver, DriverConfig, DriverError, Handle, Status, Stopped,
+    self, Command, Driver, DriverConfig, DriverError, Handle, Status, Stopped,
 };
+use quorate_node::agreement::policy::Policy as EndorsementPolicy;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -41,7 +45,8 @@ pub(crate) fn seed(default: u64) -> u64 {
 pub(crate) fn driver_config() -> DriverConfig {
     DriverConfig {
         heartbeat: Duration::from_millis(100),
-        approval: ApprovalPolicy::Auto,
+        policy: auto_policy(),
+        policy_source: "approval = \"auto\"".to_owned(),
         consensus: consensus::Config {
             chain_id: CHAIN.to_owned(),
             propose_ms: 400,
@@ -51,6 +56,15 @@ pub(crate) fn driver_config() -> DriverConfig {
         },
         sync_interval: Duration::from_millis(200),
     }
+}
+
+/// The `approval = "auto"` shorthand: endorse whatever the rules accept.
+pub(crate) fn auto_policy() -> EndorsementPolicy {
+    EndorsementPolicy::compile(quorate_api::local::endorsement::EndorsementPolicy::always(
+        "auto",
+        quorate_api::local::endorsement::Outcome::Endorse,
+    ))
+    .expect("the auto policy compiles")
 }
 
 /// Prints the seed when a test fails, so that the run can be replayed.
@@ -76,6 +90,8 @@ struct Node {
     key: Keypair,
     ledger: PathBuf,
     running: Option<Running>,
+    /// Its endorsement policy (the auto shorthand unless a test sets one).
+    policy: EndorsementPolicy,
 }
 
 /// Drivers `0..members` are the genesis members; the rest share the chain
@@ -117,6 +133,7 @@ impl Consortium {
                 key,
                 ledger: path,
                 running: None,
+                policy: auto_policy(),
             });
         }
         Self {
@@ -137,6 +154,70 @@ impl Consortium {
         consortium
     }
 
+    /// Sets node `i`'s endorsement policy, for its next start.
+    pub(crate) fn set_policy(&mut self, i: usize, policy: EndorsementPolicy) {
+        self.nodes[i].policy = policy;
+    }
+
+    /// Node `i`'s DID.
+    pub(crate) fn did(&self, i: usize) -> quorate_did::Did {
+        self.nodes[i].key.did()
+    }
+
+    /// Sends node `i`'s driver a command made by `command` and waits for
+    /// its answer.
+    pub(crate) async fn ask<T>(
+        &self,
+        i: usize,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> T {
+        let (reply, answer) = oneshot::channel();
+        self.handle(i)
+            .send(command(reply))
+            .await
+            .expect("the driver takes commands");
+        answer.await.expect("the driver answers")
+    }
+
+    /// Proposes `body` as member `i`; returns the entry's id.
+    pub(crate) async fn propose(&self, i: usize, body: Body) -> quorate_ledger::entry::EntryId {
+        self.ask(i, |reply| Command::Propose { body, reply })
+            .await
+            .expect("the proposal is taken")
+    }
+
+    /// Node `i`'s view of proposal `id`, if it holds it.
+    pub(crate) async fn proposal(
+        &self,
+        i: usize,
+        id: quorate_ledger::entry::EntryId,
+    ) -> Option<quorate_api::local::responses::ProposalView> {
+        self.ask(i, |reply| Command::Proposal { id, reply }).await
+    }
+
+    /// Waits until node `i`'s view of proposal `id` satisfies `done`
+    /// (polled; panics after [`WAIT`] with the last view).
+    pub(crate) async fn wait_proposal(
+        &self,
+        i: usize,
+        id: quorate_ledger::entry::EntryId,
+        what: &str,
+        done: impl Fn(&quorate_api::local::responses::ProposalView) -> bool,
+    ) -> quorate_api::local::responses::ProposalView {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let view = self.proposal(i, id).await;
+            if let Some(view) = view.as_ref().filter(|v| done(v)) {
+                return view.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {i}: proposal {id} never {what}; last: {view:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Every node's index.
     pub(crate) fn all(&self) -> Vec<usize> {
         (0..self.nodes.len()).collect()
@@ -153,9 +234,13 @@ impl Consortium {
         assert!(node.running.is_none(), "node {i} is already running");
         let ledger = Ledger::open(&node.ledger).expect("the node's ledger opens");
         let attached = self.net.attach(i, node.key.did());
-        let (driver, handle) =
-            Driver::new(node.key.clone(), ledger, attached.client, driver_config())
-                .expect("a driver on the ledger");
+        let config = DriverConfig {
+            policy: node.policy.clone(),
+            policy_source: "test".to_owned(),
+            ..driver_config()
+        };
+        let (driver, handle) = Driver::new(node.key.clone(), ledger, attached.client, config)
+            .expect("a driver on the ledger");
         let server = tokio::spawn(driver.sync_server().serve(attached.sync));
         let events = attached.events;
         let (stop, stopped) = oneshot::channel();

@@ -34,6 +34,10 @@ fn body(route: &RouteAccess) -> Option<String> {
         ("POST", "/v1/tokens") => {
             Some(serde_json::json!({"name": "alice", "roles": ["reader"]}).to_string())
         }
+        ("PUT", "/v1/endorsement-policy") => Some(
+            serde_json::to_string(&crate::local::endorsement::EndorsementPolicy::careful())
+                .unwrap(),
+        ),
         ("PUT", _) => Some("a,b\n".to_owned()),
         _ => None,
     }
@@ -305,6 +309,10 @@ fn the_route_table_is_the_documented_policy() {
         ("POST", "/v1/proposals", &["approver"]),
         ("POST", "/v1/proposals/{id}/approve", &["approver"]),
         ("POST", "/v1/proposals/{id}/reject", &["approver"]),
+        ("GET", "/v1/proposals/{id}", ALL),
+        ("POST", "/v1/proposals/{id}/withdraw", &["approver"]),
+        ("GET", "/v1/endorsement-policy", &["approver", "auditor"]),
+        ("PUT", "/v1/endorsement-policy", &[]),
         ("GET", "/v1/grants", ALL),
         ("GET", "/v1/grants/{id}", ALL),
         ("GET", "/v1/grants/{id}/proof", ALL),

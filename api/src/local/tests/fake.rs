@@ -11,12 +11,13 @@ use quorate_did::Did;
 
 use crate::auth::{Principal, Role, Roles, Unauthenticated};
 use crate::local::access::LocalAction;
+use crate::local::endorsement::{EndorsementPolicy, EndorsementPolicyView};
 use crate::local::responses::{
     AuditRecord, BlockEntry, BlockView, CertificateView, EntryLocation, GrantTerms, GrantView,
     Identity, LedgerGrantStatus, LedgerSummary, LocalDecision, MemberView, Members, NodeStatus,
     ProposalBody, ProposalState, ProposalView, Standing,
 };
-use crate::local::responses::{NewToken, TokenView, Tokens};
+use crate::local::responses::{NewToken, RejectionView, TokenView, Tokens};
 use crate::local::{
     AuditQuery, GrantPage, GrantQuery, Limits, Node, ProposalRequest, TokenRequest, router,
 };
@@ -125,9 +126,11 @@ pub(super) fn proposals() -> Vec<ProposalView> {
             required: 2,
         },
         ProposalState::Eligible,
-        ProposalState::Rejected {
-            reason: "refused".into(),
+        ProposalState::Committed { height: 3 },
+        ProposalState::Failed {
+            reason: "rejected by org-b (no)".into(),
         },
+        ProposalState::Withdrawn,
         ProposalState::Expired,
     ];
     bodies
@@ -140,6 +143,12 @@ pub(super) fn proposals() -> Vec<ProposalView> {
             state,
             decision: LocalDecision::Undecided,
             endorsers: vec!["org-a".into()],
+            rejections: vec![RejectionView {
+                member: "org-b".into(),
+                reason: "no".into(),
+            }],
+            policy: Some("rule everything-else: ask a person".into()),
+            created_at_ms: 1_700_000_000_000,
         })
         .collect()
 }
@@ -228,8 +237,29 @@ impl Node for Fake {
     async fn proposals(&self) -> Vec<ProposalView> {
         proposals()
     }
-    async fn decide(&self, _: String, _: bool) -> Result<(), Problem> {
+    async fn proposal(&self, _: String) -> Result<ProposalView, Problem> {
+        self.answer(proposals().remove(0))
+    }
+    async fn decide(&self, _: String, _: bool, _: Option<String>) -> Result<(), Problem> {
         self.answer(())
+    }
+    async fn withdraw(&self, _: String) -> Result<(), Problem> {
+        self.answer(())
+    }
+    async fn endorsement_policy(&self) -> Result<EndorsementPolicyView, Problem> {
+        self.answer(EndorsementPolicyView {
+            source: "default".into(),
+            policy: EndorsementPolicy::careful(),
+        })
+    }
+    async fn set_endorsement_policy(
+        &self,
+        policy: EndorsementPolicy,
+    ) -> Result<EndorsementPolicyView, Problem> {
+        self.answer(EndorsementPolicyView {
+            source: "file".into(),
+            policy,
+        })
     }
     async fn grants(&self, _: GrantQuery) -> Result<GrantPage, Problem> {
         self.answer(GrantPage {

@@ -71,7 +71,24 @@ impl Node for Empty {
     async fn proposals(&self) -> Vec<ProposalView> {
         Vec::new()
     }
-    async fn decide(&self, _: String, _: bool) -> Result<(), Problem> {
+    async fn proposal(&self, _: String) -> Result<ProposalView, Problem> {
+        none()
+    }
+    async fn decide(&self, _: String, _: bool, _: Option<String>) -> Result<(), Problem> {
+        none()
+    }
+    async fn withdraw(&self, _: String) -> Result<(), Problem> {
+        none()
+    }
+    async fn endorsement_policy(
+        &self,
+    ) -> Result<crate::local::endorsement::EndorsementPolicyView, Problem> {
+        none()
+    }
+    async fn set_endorsement_policy(
+        &self,
+        _: crate::local::endorsement::EndorsementPolicy,
+    ) -> Result<crate::local::endorsement::EndorsementPolicyView, Problem> {
         none()
     }
     async fn grants(

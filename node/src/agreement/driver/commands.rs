@@ -8,7 +8,9 @@ use quorate_ledger::entry::{Entry, EntryId, Proposal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info};
 
-use crate::agreement::mempool::{AddError, LocalDecision, ProposalState};
+use quorate_api::local::endorsement::Outcome;
+
+use crate::agreement::mempool::{AddError, LocalDecision, ProposalState, Rejection, Withdrawal};
 use crate::net::Topic;
 use crate::net::protocol::{self, MempoolMessage};
 
@@ -33,6 +35,15 @@ pub enum Command {
         id: EntryId,
         /// Endorse it?
         approve: bool,
+        /// Why it is rejected (for `approve: false`; gossiped, signed).
+        reason: Option<String>,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), DecideError>>,
+    },
+    /// Withdraw a proposal this member made.
+    Withdraw {
+        /// The proposal.
+        id: EntryId,
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), DecideError>>,
     },
@@ -43,10 +54,32 @@ pub enum Command {
         /// Its id, or why it was refused.
         reply: oneshot::Sender<Result<EntryId, ProposeError>>,
     },
-    /// List proposals.
+    /// List proposals, open and closed.
     Proposals {
         /// The list, as the API shows it.
         reply: oneshot::Sender<Vec<quorate_api::local::responses::ProposalView>>,
+    },
+    /// One proposal, if the mempool holds it.
+    Proposal {
+        /// The proposal.
+        id: EntryId,
+        /// As the API shows it.
+        reply: oneshot::Sender<Option<quorate_api::local::responses::ProposalView>>,
+    },
+    /// The endorsement policy in force.
+    EndorsementPolicy {
+        /// It, and where it comes from.
+        reply: oneshot::Sender<quorate_api::local::endorsement::EndorsementPolicyView>,
+    },
+    /// Replace the endorsement policy (already checked and written to the
+    /// home by the caller); undecided proposals are judged again.
+    SetEndorsementPolicy {
+        /// The new policy.
+        policy: Box<crate::agreement::policy::Policy>,
+        /// Where it comes from.
+        source: String,
+        /// Done.
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -141,7 +174,7 @@ impl From<AddError> for ProposeError {
     }
 }
 
-/// Why a proposal was not endorsed or refused.
+/// Why a proposal was not endorsed, rejected or withdrawn.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecideError {
@@ -151,14 +184,33 @@ pub enum DecideError {
     /// No ledger yet.
     #[error("the node has no ledger yet")]
     NoLedger,
-    /// No such proposal is open (unknown, or committed and gone).
+    /// No such proposal is known (unknown, or closed long ago).
     #[error("no proposal {0}")]
     UnknownProposal(EntryId),
+    /// The proposal is closed: committed, failed, withdrawn or expired.
+    #[error("proposal {id} is {state}; it can no longer be decided")]
+    Closed {
+        /// Its id.
+        id: EntryId,
+        /// How it ended, in words.
+        state: String,
+    },
+    /// This member decided otherwise already, and that was gossiped.
+    #[error("this member has {earlier} proposal {id} already; a decision is final")]
+    AlreadyDecided {
+        /// The proposal.
+        id: EntryId,
+        /// `endorsed` or `rejected`.
+        earlier: &'static str,
+    },
+    /// Only the proposer withdraws a proposal.
+    #[error("proposal {0} was made by another member; only its proposer withdraws it")]
+    NotProposer(EntryId),
     /// The endorsement could not be encoded.
     #[error("the endorsement cannot be encoded: {0}")]
     Encode(#[from] quorate_ledger::codec::EncodeError),
-    /// The mempool refused this node's own endorsement (a bug).
-    #[error("the mempool refused this node's endorsement: {0}")]
+    /// The mempool refused this node's own decision (a bug).
+    #[error("the mempool refused this node's decision: {0}")]
     Refused(AddError),
 }
 
@@ -166,46 +218,159 @@ impl From<AddError> for DecideError {
     fn from(e: AddError) -> Self {
         match e {
             AddError::Unknown(id) => Self::UnknownProposal(id),
+            AddError::Closed { id, state } => Self::Closed {
+                id,
+                state: closed_words(&state),
+            },
             other => Self::Refused(other),
         }
     }
 }
 
+/// How a closed proposal ended, in words.
+fn closed_words(state: &ProposalState) -> String {
+    match state {
+        ProposalState::Committed { height } => format!("committed at height {height}"),
+        ProposalState::Failed { reason } => format!("failed ({reason})"),
+        ProposalState::Withdrawn => "withdrawn".to_owned(),
+        ProposalState::Expired => "expired".to_owned(),
+        ProposalState::Pending { .. } | ProposalState::Eligible => "open".to_owned(),
+    }
+}
+
 impl Driver {
-    pub(super) async fn maybe_auto_endorse(&mut self, id: EntryId) -> Result<(), DriverError> {
-        if self.config.approval != ApprovalPolicy::Auto {
-            return Ok(());
+    /// Asks this node's endorsement policy about a proposal it has not
+    /// decided, and acts on the answer: endorse, reject, or leave it to a
+    /// person. Logged and counted.
+    pub(super) async fn apply_policy(&mut self, id: EntryId) {
+        let (Some(me), Some(chain)) = (self.me(), self.ledger.chain()) else {
+            return;
+        };
+        let Some(pending) = self.mempool.get(&id) else {
+            return;
+        };
+        if pending.decision != LocalDecision::Undecided || !pending.state.is_open() {
+            return;
         }
-        let undecided = self.mempool.get(&id).is_some_and(|p| {
-            p.decision == LocalDecision::Undecided && p.state != ProposalState::Expired
-        });
-        if undecided && let Err(reason) = self.endorse(id).await {
-            debug!(target: "mempool", %id, %reason, "not endorsed");
+        let verdict = self
+            .policy
+            .judge(me, chain.state(), &pending.entry.proposal);
+        info!(target: "policy", %id, rule = verdict.rule.as_deref().unwrap_or("-"), outcome = verdict.outcome_name(), "endorsement policy");
+        self.count_policy(&verdict);
+        self.mempool.note_policy(&id, verdict.note());
+        let result = match verdict.outcome {
+            Outcome::Endorse => self.endorse(id).await,
+            Outcome::Reject => {
+                let reason = verdict.reason.clone().unwrap_or_else(|| verdict.note());
+                self.reject_proposal(id, &reason).await
+            }
+            Outcome::Ask => Ok(()),
+        };
+        if let Err(reason) = result {
+            debug!(target: "mempool", %id, %reason, "the policy's decision was not carried out");
         }
-        Ok(())
+    }
+
+    fn count_policy(&mut self, verdict: &crate::agreement::policy::Verdict) {
+        let key = (
+            verdict.outcome_name(),
+            verdict.rule.clone().unwrap_or_default(),
+        );
+        // Rule names come from this node's own policy, but policies can be
+        // replaced: the counters stay bounded all the same.
+        if self.policy_decisions.len() < POLICY_COUNTERS_MAX
+            || self.policy_decisions.contains_key(&key)
+        {
+            *self.policy_decisions.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Records this member's decision, refusing one that differs from a
+    /// decision already made.
+    fn record_decision(
+        &mut self,
+        id: EntryId,
+        me: quorate_contracts::MemberId,
+        decision: LocalDecision,
+    ) -> Result<(), DecideError> {
+        let pending = self
+            .mempool
+            .get(&id)
+            .ok_or(DecideError::UnknownProposal(id))?;
+        if !pending.state.is_open() {
+            return Err(DecideError::Closed {
+                id,
+                state: closed_words(&pending.state),
+            });
+        }
+        self.mempool.decide(&id, me, decision).map_err(|e| match e {
+            AddError::Decided { earlier, .. } => DecideError::AlreadyDecided { id, earlier },
+            other => other.into(),
+        })
     }
 
     pub(super) async fn endorse(&mut self, id: EntryId) -> Result<(), DecideError> {
+        let me = self.me().ok_or(DecideError::NotAMember)?;
+        self.record_decision(id, me, LocalDecision::Endorsed)?;
+        let chain = self.ledger.chain().ok_or(DecideError::NoLedger)?;
+        let Some(pending) = self.mempool.get(&id) else {
+            return Err(DecideError::UnknownProposal(id));
+        };
+        let endorsement = quorate_ledger::entry::Endorsement {
+            member: me,
+            signature: quorate_ledger::verified::sign_own(
+                &self.key,
+                &quorate_ledger::entry::endorsement_message(&pending.entry.id()?),
+            ),
+        };
+        self.mempool
+            .add_endorsement(&id, endorsement.clone(), chain)?;
+        let bytes = protocol::encode(&MempoolMessage::Endorsement {
+            entry: id,
+            endorsement,
+        })?;
+        self.net.publish(Topic::Mempool, bytes).await;
+        Ok(())
+    }
+
+    pub(super) async fn reject_proposal(
+        &mut self,
+        id: EntryId,
+        reason: &str,
+    ) -> Result<(), DecideError> {
+        let me = self.me().ok_or(DecideError::NotAMember)?;
+        self.record_decision(id, me, LocalDecision::Refused)?;
+        let chain = self.ledger.chain().ok_or(DecideError::NoLedger)?;
+        let rejection = Rejection::sign(&id, me, reason, &self.key);
+        self.mempool
+            .add_rejection(&id, rejection.clone(), chain, now())?;
+        let bytes = protocol::encode(&MempoolMessage::Rejection {
+            entry: id,
+            rejection,
+        })?;
+        self.net.publish(Topic::Mempool, bytes).await;
+        info!(target: "mempool", %id, "rejected");
+        Ok(())
+    }
+
+    pub(super) async fn withdraw(&mut self, id: EntryId) -> Result<(), DecideError> {
         let me = self.me().ok_or(DecideError::NotAMember)?;
         let chain = self.ledger.chain().ok_or(DecideError::NoLedger)?;
         let pending = self
             .mempool
             .get(&id)
             .ok_or(DecideError::UnknownProposal(id))?;
-        let mut entry = pending.entry.clone();
-        entry.endorse(me, &self.key)?;
-        let Some(endorsement) = entry.endorsements.iter().find(|e| e.member == me).cloned() else {
-            // `endorse` just added it.
-            return Err(DecideError::Refused(AddError::BadEndorsement(me)));
-        };
-        self.mempool
-            .add_endorsement(&id, endorsement.clone(), chain)?;
-        let _ = self.mempool.decide(&id, LocalDecision::Endorsed);
-        let bytes = protocol::encode(&MempoolMessage::Endorsement {
+        if pending.entry.proposal.proposer != me {
+            return Err(DecideError::NotProposer(id));
+        }
+        let withdrawal = Withdrawal::sign(&id, &self.key);
+        self.mempool.withdraw(&id, &withdrawal, chain, now())?;
+        let bytes = protocol::encode(&MempoolMessage::Withdrawal {
             entry: id,
-            endorsement,
+            withdrawal,
         })?;
         self.net.publish(Topic::Mempool, bytes).await;
+        info!(target: "mempool", %id, "withdrawn");
         Ok(())
     }
 
@@ -224,57 +389,118 @@ impl Driver {
                 let _ = reply.send(result);
                 self.propose_if_work()?;
             }
-            Command::Decide { id, approve, reply } => {
+            Command::Decide {
+                id,
+                approve,
+                reason,
+                reply,
+            } => {
                 let result = if approve {
                     self.endorse(id).await
                 } else {
-                    self.mempool
-                        .decide(&id, LocalDecision::Refused)
-                        .map_err(Into::into)
+                    let reason = reason.unwrap_or_else(|| "rejected by its operator".to_owned());
+                    self.reject_proposal(id, &reason).await
                 };
                 let _ = reply.send(result);
+                self.propose_if_work()?;
+            }
+            Command::Withdraw { id, reply } => {
+                let _ = reply.send(self.withdraw(id).await);
             }
             Command::Proposals { reply } => {
-                use quorate_api::local::responses as view;
-                let name = crate::views::member_name_in(self.ledger.chain().map(|c| c.state()));
                 let views = self
                     .mempool
                     .iter()
-                    .map(|(id, p)| view::ProposalView {
-                        id: id.to_string(),
-                        proposer: name(&p.entry.proposal.proposer),
-                        body: crate::views::body(&p.entry.proposal.body, &name),
-                        state: match &p.state {
-                            ProposalState::Pending {
-                                endorsements,
-                                required,
-                            } => view::ProposalState::Pending {
-                                endorsements: *endorsements as u64,
-                                required: *required,
-                            },
-                            ProposalState::Eligible => view::ProposalState::Eligible,
-                            ProposalState::Rejected { reason } => view::ProposalState::Rejected {
-                                reason: reason.clone(),
-                            },
-                            ProposalState::Expired => view::ProposalState::Expired,
-                        },
-                        decision: match p.decision {
-                            LocalDecision::Undecided => view::LocalDecision::Undecided,
-                            LocalDecision::Endorsed => view::LocalDecision::Endorsed,
-                            LocalDecision::Refused => view::LocalDecision::Refused,
-                        },
-                        endorsers: p
-                            .entry
-                            .endorsements
-                            .iter()
-                            .map(|e| name(&e.member))
-                            .collect(),
-                    })
+                    .map(|(id, p)| self.proposal_view(id, p))
                     .collect();
                 let _ = reply.send(views);
             }
+            Command::Proposal { id, reply } => {
+                let view = self.mempool.get(&id).map(|p| self.proposal_view(&id, p));
+                let _ = reply.send(view);
+            }
+            Command::EndorsementPolicy { reply } => {
+                let _ = reply.send(quorate_api::local::endorsement::EndorsementPolicyView {
+                    source: self.policy_source.clone(),
+                    policy: self.policy.document().clone(),
+                });
+            }
+            Command::SetEndorsementPolicy {
+                policy,
+                source,
+                reply,
+            } => {
+                self.policy = *policy;
+                self.policy_source = source;
+                info!(target: "policy", source = %self.policy_source, rules = self.policy.document().rules.len(), "endorsement policy replaced");
+                let undecided: Vec<EntryId> = self
+                    .mempool
+                    .iter()
+                    .filter(|(_, p)| p.state.is_open() && p.decision == LocalDecision::Undecided)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in undecided {
+                    self.apply_policy(id).await;
+                }
+                let _ = reply.send(());
+                self.propose_if_work()?;
+            }
         }
         Ok(())
+    }
+
+    /// A proposal as the API shows it, members by name.
+    fn proposal_view(
+        &self,
+        id: &EntryId,
+        p: &crate::agreement::mempool::Pending,
+    ) -> quorate_api::local::responses::ProposalView {
+        use quorate_api::local::responses as view;
+        let name = crate::views::member_name_in(self.ledger.chain().map(|c| c.state()));
+        view::ProposalView {
+            id: id.to_string(),
+            proposer: name(&p.entry.proposal.proposer),
+            body: crate::views::body(&p.entry.proposal.body, &name),
+            state: match &p.state {
+                ProposalState::Pending {
+                    endorsements,
+                    required,
+                } => view::ProposalState::Pending {
+                    endorsements: *endorsements as u64,
+                    required: *required,
+                },
+                ProposalState::Eligible => view::ProposalState::Eligible,
+                ProposalState::Committed { height } => {
+                    view::ProposalState::Committed { height: *height }
+                }
+                ProposalState::Failed { reason } => view::ProposalState::Failed {
+                    reason: reason.clone(),
+                },
+                ProposalState::Withdrawn => view::ProposalState::Withdrawn,
+                ProposalState::Expired => view::ProposalState::Expired,
+            },
+            decision: match p.decision {
+                LocalDecision::Undecided => view::LocalDecision::Undecided,
+                LocalDecision::Endorsed => view::LocalDecision::Endorsed,
+                LocalDecision::Refused => view::LocalDecision::Refused,
+            },
+            endorsers: p
+                .entry
+                .endorsements
+                .iter()
+                .map(|e| name(&e.member))
+                .collect(),
+            rejections: p
+                .rejections
+                .values()
+                .map(|r| view::RejectionView {
+                    member: name(&r.member),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+            policy: p.policy.clone(),
+            created_at_ms: p.entry.proposal.created_at.0,
+        }
     }
 
     /// Turns an API request into an entry body against the current state.
@@ -366,7 +592,7 @@ impl Driver {
         };
         let entry = Entry::propose(proposal, &self.key)?;
         let id = self.mempool.add_proposal(entry.clone(), chain, now())?;
-        let _ = self.mempool.decide(&id, LocalDecision::Endorsed);
+        let _ = self.mempool.decide(&id, me, LocalDecision::Endorsed);
         if adds_member {
             self.publish_sync_access();
         }

@@ -17,7 +17,7 @@ use quorate_ledger::chain::{CheckedBlock, check_timely};
 use quorate_ledger::consensus::{
     self, Effect, Input, Machine, Message, PersistedState, TimeoutKind,
 };
-use quorate_ledger::entry::{Entry, EntryId};
+use quorate_ledger::entry::EntryId;
 use quorate_ledger::hash::Hash;
 use quorate_ledger::ledger::{Ledger, LedgerError};
 use serde::Serialize;
@@ -44,9 +44,14 @@ pub const EVIDENCE_MAX: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalPolicy {
-    /// Endorse every proposal the contract rules accept.
+    /// The endorsement policy's rules decide (the home's
+    /// `endorsement-policy.toml`, or the careful defaults).
+    Policy,
+    /// Shorthand for one rule: endorse every proposal the contract rules
+    /// accept.
     Auto,
-    /// Wait for the operator (`quorate proposal approve|reject`).
+    /// Shorthand for one rule: ask a person for every proposal
+    /// (`quorate proposal approve|reject`).
     Manual,
 }
 
@@ -55,8 +60,10 @@ pub enum ApprovalPolicy {
 pub struct DriverConfig {
     /// With nothing to order, a block is still committed this often.
     pub heartbeat: Duration,
-    /// How this node endorses.
-    pub approval: ApprovalPolicy,
+    /// How this node endorses: its endorsement policy, compiled.
+    pub policy: crate::agreement::policy::Policy,
+    /// Where the policy comes from (as `GET /v1/endorsement-policy` says).
+    pub policy_source: String,
     /// Agreement timeouts.
     pub consensus: consensus::Config,
     /// How often to compare tips with peers and catch up.
@@ -91,6 +98,9 @@ pub struct Status {
     /// Decided blocks checked again (not seen as a proposal, or its check
     /// was not kept).
     pub decided_rechecked: u64,
+    /// The endorsement policy's decisions, by (outcome, rule).
+    #[serde(skip)]
+    pub policy_decisions: BTreeMap<(&'static str, String), u64>,
     /// Milliseconds since this node last committed or synced a block.
     #[serde(skip)]
     pub last_commit: Option<Instant>,
@@ -181,10 +191,19 @@ pub struct Driver {
     state: watch::Sender<Arc<quorate_contracts::State>>,
     /// Who may read blocks, for the sync server (republished on a change).
     sync_access: watch::Sender<Arc<crate::agreement::sync_server::SyncAccess>>,
+    /// The endorsement policy, and where it comes from.
+    policy: crate::agreement::policy::Policy,
+    policy_source: String,
+    /// Its decisions, counted by (outcome, rule), at most
+    /// [`POLICY_COUNTERS_MAX`] pairs.
+    policy_decisions: BTreeMap<(&'static str, String), u64>,
     /// Test-only misbehaviour (`QUORATE_FAULT`).
     #[cfg(feature = "fault-injection")]
     faults: crate::agreement::fault::Faults,
 }
+
+/// Most (outcome, rule) pairs counted; past this, new pairs go uncounted.
+pub const POLICY_COUNTERS_MAX: usize = 256;
 
 /// A proposal still open after this is gossiped again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(3);
@@ -238,7 +257,12 @@ impl Driver {
                 epoch: None,
                 readers: Default::default(),
             }));
+        let policy = config.policy.clone();
+        let policy_source = config.policy_source.clone();
         let mut driver = Self {
+            policy,
+            policy_source,
+            policy_decisions: BTreeMap::new(),
             key,
             member: None,
             last_resend: Instant::now(),
@@ -653,7 +677,7 @@ impl Driver {
         // Checks were made against the old tip.
         self.checked.clear();
         if let Some(chain) = self.ledger.chain() {
-            self.mempool.on_commit(height, ids, chain);
+            self.mempool.on_commit(height, ids, chain, now());
             if !ids.is_empty() {
                 // The gateway sees a revocation as soon as it commits. The
                 // clone is O(1) (persistent maps); heartbeat blocks change
@@ -783,7 +807,7 @@ impl Driver {
                             // The node it names may sync from now on.
                             self.publish_sync_access();
                         }
-                        self.maybe_auto_endorse(id).await?;
+                        self.apply_policy(id).await;
                         Ok(true)
                     }
                     Err(e) => {
@@ -796,38 +820,87 @@ impl Driver {
                 .mempool
                 .add_endorsement(&entry, endorsement, chain)
                 .is_ok()),
+            MempoolMessage::Rejection { entry, rejection } => {
+                let taken = self.mempool.add_rejection(&entry, rejection, chain, now());
+                if let Err(e) = &taken {
+                    debug!(target: "mempool", %entry, error = %e, "rejection not taken");
+                }
+                Ok(taken.is_ok())
+            }
+            MempoolMessage::Withdrawal { entry, withdrawal } => {
+                let taken = self.mempool.withdraw(&entry, &withdrawal, chain, now());
+                // A repeat for a proposal closed already is no fault.
+                Ok(match taken {
+                    Ok(()) => true,
+                    Err(crate::agreement::mempool::AddError::Closed { .. }) => false,
+                    Err(e) => {
+                        debug!(target: "mempool", %entry, error = %e, "withdrawal not taken");
+                        return Ok(false);
+                    }
+                })
+            }
         }
     }
 
-    /// Gossips again, with every endorsement this node holds, the proposals
-    /// that have waited longer than [`RESEND_AFTER`]: gossip is not resent
-    /// by itself, and a proposal or endorsement published while a link was
-    /// down would otherwise wait for its expiry. Receivers merge what they
-    /// get; at most [`RESENDS_MAX`] every [`RESEND_INTERVAL`].
+    /// Gossips again, with every endorsement and rejection this node
+    /// holds, the proposals that have waited longer than [`RESEND_AFTER`]:
+    /// gossip is not resent by itself, and a proposal or decision published
+    /// while a link was down would otherwise wait for its expiry. A
+    /// proposal that failed or was withdrawn has its rejections or its
+    /// withdrawal sent again for a proposal TTL, so that every member
+    /// learns how it ended. Receivers merge what they get; at most
+    /// [`RESENDS_MAX`] proposals every [`RESEND_INTERVAL`], open ones first.
     async fn resend_stale_proposals(&mut self) {
         if self.last_resend.elapsed() < RESEND_INTERVAL {
             return;
         }
         self.last_resend = Instant::now();
-        let cutoff = now().0.saturating_sub(RESEND_AFTER.as_millis() as u64);
-        let stale: Vec<Entry> = self
+        let Some(chain) = self.ledger.chain() else {
+            return;
+        };
+        let ttl = chain.state().policy.proposal_ttl_ms;
+        let now_ms = now().0;
+        let cutoff = now_ms.saturating_sub(RESEND_AFTER.as_millis() as u64);
+        let waited = |p: &&crate::agreement::mempool::Pending| p.received_at.0 <= cutoff;
+        let open = self
             .mempool
             .iter()
-            .filter(|(_, p)| {
-                p.received_at.0 <= cutoff
-                    && matches!(
-                        p.state,
-                        ProposalState::Pending { .. } | ProposalState::Eligible
-                    )
-            })
-            .take(RESENDS_MAX)
-            .map(|(_, p)| p.entry.clone())
-            .collect();
-        if !stale.is_empty() {
-            debug!(target: "mempool", count = stale.len(), "gossiping open proposals again");
+            .map(|(_, p)| p)
+            .filter(waited)
+            .filter(|p| p.state.is_open());
+        let ended = self
+            .mempool
+            .iter()
+            .map(|(_, p)| p)
+            .filter(waited)
+            .filter(|p| {
+                matches!(
+                    p.state,
+                    ProposalState::Failed { .. } | ProposalState::Withdrawn
+                ) && now_ms.saturating_sub(p.received_at.0) <= ttl
+            });
+        let mut messages = Vec::new();
+        for p in open.chain(ended).take(RESENDS_MAX) {
+            let Ok(id) = p.entry.id() else { continue };
+            if p.state.is_open() {
+                messages.push(MempoolMessage::Entry(Box::new(p.entry.clone())));
+            }
+            messages.extend(p.rejections.values().map(|r| MempoolMessage::Rejection {
+                entry: id,
+                rejection: r.clone(),
+            }));
+            if let Some(withdrawal) = &p.withdrawal {
+                messages.push(MempoolMessage::Withdrawal {
+                    entry: id,
+                    withdrawal: withdrawal.clone(),
+                });
+            }
         }
-        for entry in stale {
-            if let Ok(bytes) = protocol::encode(&MempoolMessage::Entry(Box::new(entry))) {
+        if !messages.is_empty() {
+            debug!(target: "mempool", count = messages.len(), "gossiping open proposals and decisions again");
+        }
+        for message in messages {
+            if let Ok(bytes) = protocol::encode(&message) {
                 self.net.publish(Topic::Mempool, bytes).await;
             }
         }
@@ -868,16 +941,8 @@ impl Driver {
             members: chain.state().members.len(),
             is_member: self.me().is_some(),
             peers: self.peers,
-            pending_proposals: self
-                .mempool
-                .iter()
-                .filter(|(_, p)| {
-                    matches!(
-                        p.state,
-                        ProposalState::Pending { .. } | ProposalState::Eligible
-                    )
-                })
-                .count(),
+            pending_proposals: self.mempool.open_count(),
+            policy_decisions: self.policy_decisions.clone(),
             evidence: self.evidence.len(),
             rejected: self.rejected.clone(),
             decided_reusing_check: self.decided.0,

@@ -1,22 +1,39 @@
-//! Proposals waiting to be ordered, and the endorsements they gather.
+//! Proposals and what members decide about them, from the moment one is
+//! proposed until it is committed, fails, is withdrawn or expires.
 //!
 //! A member proposes an entry; every node keeps it here while members
-//! endorse it (each node by its approval policy); once the endorsements meet
-//! the contracts' requirement the entry is *eligible* and the proposer of the
-//! next block may include it. Pure: time comes in as an argument.
+//! decide on it (each node by its endorsement policy, or its people):
+//! endorsements and signed rejections are gossiped alike, and a member's
+//! first decision is final. Once the endorsements meet the contracts'
+//! requirement the entry is *eligible* and the proposer of the next block
+//! may include it; once the rejections leave too few members to meet it,
+//! it has *failed*, on every node that saw them. Closed proposals stay
+//! listable for a while. Pure: time comes in as an argument.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod decisions;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use quorate_contracts::{self as contracts, MemberId, Timestamp};
 use quorate_ledger::chain::ChainState;
 use quorate_ledger::entry::{Endorsement, Entry, EntryId, verify_endorsement};
 use serde::Serialize;
 
-/// Most proposals held at once; past this new ones are refused (a peer
-/// cannot grow our memory by proposing).
+pub use decisions::{Rejection, Withdrawal};
+
+/// Most open proposals held at once; past this new ones are refused (a
+/// peer cannot grow our memory by proposing).
 pub const PROPOSALS_MAX: usize = 10_000;
-/// Most proposals one member may have pending at once.
+/// Most proposals one member may have open at once.
 pub const PROPOSALS_PER_MEMBER_MAX: usize = 1_000;
+/// Most closed proposals (committed, failed, withdrawn, expired) kept
+/// listable; the oldest closed is forgotten first.
+pub const CLOSED_KEPT_MAX: usize = 1_024;
+/// Longest a closed proposal stays listable (ms). A committed one can
+/// still be looked up in the ledger after that.
+pub const CLOSED_KEPT_MS: u64 = 7 * 24 * 3_600_000;
 
 /// Where a proposal stands, as the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,24 +48,39 @@ pub enum ProposalState {
     },
     /// Endorsed enough; waits for a block.
     Eligible,
-    /// Refused: by this node's operator, or by the rules when it was due.
-    Rejected {
+    /// In the ledger.
+    Committed {
+        /// The block's height.
+        height: u64,
+    },
+    /// Can no longer be committed: rejected by too many members (or by a
+    /// member it needs), or refused by the rules as the state moved on.
+    Failed {
         /// Why.
         reason: String,
     },
+    /// Withdrawn by its proposer.
+    Withdrawn,
     /// Did not gather its endorsements within the proposal TTL.
     Expired,
+}
+
+impl ProposalState {
+    /// Whether it may still be committed.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Self::Pending { .. } | Self::Eligible)
+    }
 }
 
 /// This node's decision on a proposal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LocalDecision {
-    /// Not decided (manual policy, operator has not acted).
+    /// Not decided (the policy asks a person, who has not acted).
     Undecided,
     /// We endorsed it.
     Endorsed,
-    /// We refused to endorse it.
+    /// We rejected it.
     Refused,
 }
 
@@ -57,15 +89,21 @@ pub enum LocalDecision {
 pub struct Pending {
     /// The entry with the endorsements gathered so far.
     pub entry: Entry,
+    /// Members' signed rejections, by member.
+    pub rejections: BTreeMap<MemberId, Rejection>,
     /// When we first saw it.
     pub received_at: Timestamp,
     /// Its state.
     pub state: ProposalState,
     /// What this node decided.
     pub decision: LocalDecision,
+    /// What this node's endorsement policy said of it, once asked.
+    pub policy: Option<String>,
+    /// The proposer's withdrawal, once withdrawn (kept to gossip again).
+    pub withdrawal: Option<Withdrawal>,
 }
 
-/// Why a proposal or endorsement was not taken.
+/// Why a proposal, a decision or a withdrawal was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AddError {
@@ -75,7 +113,7 @@ pub enum AddError {
     /// The proposer has too many proposals pending.
     #[error("the proposer has {PROPOSALS_PER_MEMBER_MAX} proposals pending already")]
     ProposerFull,
-    /// For another chain or epoch.
+    /// For another chain, or an epoch that has not come.
     #[error("proposal is for chain {chain_id:?} epoch {epoch}")]
     WrongChain {
         /// Its chain id.
@@ -92,25 +130,59 @@ pub enum AddError {
     /// An endorsement by a non-member or with a bad signature.
     #[error("endorsement by {0} is not a valid member signature")]
     BadEndorsement(MemberId),
+    /// A rejection by a non-member, with a bad signature or too long.
+    #[error("rejection by {0} is not a valid member signature")]
+    BadRejection(MemberId),
+    /// A withdrawal not signed by the proposer.
+    #[error("the withdrawal is not signed by the proposer")]
+    BadWithdrawal,
+    /// The member decided otherwise already; its first decision stands.
+    #[error("{member} has {earlier} this proposal already; a member's decision is final")]
+    Decided {
+        /// Who.
+        member: MemberId,
+        /// `endorsed` or `rejected`.
+        earlier: &'static str,
+    },
     /// No such proposal.
     #[error("no pending proposal {0}")]
     Unknown(EntryId),
+    /// The proposal is closed (committed, failed, withdrawn or expired).
+    #[error("proposal {id} is closed ({state:?})")]
+    Closed {
+        /// Its id.
+        id: EntryId,
+        /// How it ended.
+        state: ProposalState,
+    },
     /// The proposal cannot be hashed (over the encoding limits).
     #[error("proposal cannot be encoded: {0}")]
     Encode(String),
 }
 
-/// Proposals whose endorsements arrived first (gossip does not keep order
-/// between publishers), at most; their endorsements wait for them.
-pub const EARLY_ENDORSED_MAX: usize = 4096;
+/// Proposals whose endorsements or rejections arrived first (gossip does
+/// not keep order between publishers), at most; their decisions wait.
+pub const EARLY_DECIDED_MAX: usize = 4096;
 
-/// The pending proposals.
+/// Decisions on a proposal not seen yet.
+#[derive(Debug)]
+struct Early {
+    /// When the first arrived.
+    first: Timestamp,
+    endorsements: Vec<Endorsement>,
+    rejections: Vec<Rejection>,
+}
+
+/// The proposals.
 #[derive(Debug, Default)]
 pub struct Mempool {
-    pending: BTreeMap<EntryId, Pending>,
-    /// Valid endorsements of proposals not seen yet, with when the first
-    /// arrived.
-    early: BTreeMap<EntryId, (Timestamp, Vec<Endorsement>)>,
+    proposals: BTreeMap<EntryId, Pending>,
+    /// Open proposals (the rest of `proposals` is closed).
+    open: usize,
+    /// Closed proposals, oldest closed first, with when they closed.
+    closed: VecDeque<(Timestamp, EntryId)>,
+    /// Valid decisions on proposals not seen yet.
+    early: BTreeMap<EntryId, Early>,
 }
 
 impl Mempool {
@@ -121,7 +193,9 @@ impl Mempool {
 
     /// Takes a new proposal (ours or a peer's) after checking it is signed by
     /// its proposer and the rules do not refuse it outright. Endorsements it
-    /// carries are merged. Returns its id.
+    /// carries are merged. A proposal of an earlier epoch is taken too
+    /// (`docs/ledger-format.md` §5 rule 2.1), with the endorsements that
+    /// still verify. Returns its id.
     pub fn add_proposal(
         &mut self,
         entry: Entry,
@@ -133,40 +207,40 @@ impl Mempool {
             // A late copy of a committed entry: nothing left to do.
             return Ok(id);
         }
-        if let Some(known) = self.pending.get(&id) {
-            let endorsements = known.entry.endorsements.clone();
-            for e in entry
-                .endorsements
-                .into_iter()
-                .filter(|e| !endorsements.contains(e))
-            {
-                // Extra endorsements on a known proposal: take the valid ones.
-                let _ = self.add_endorsement(&id, e, chain);
+        if let Some(known) = self.proposals.get(&id) {
+            if known.state.is_open() {
+                let endorsements = known.entry.endorsements.clone();
+                for e in entry
+                    .endorsements
+                    .into_iter()
+                    .filter(|e| !endorsements.contains(e))
+                {
+                    // Extra endorsements on a known proposal: take the valid ones.
+                    let _ = self.add_endorsement(&id, e, chain);
+                }
             }
             return Ok(id);
         }
         let state = chain.state();
         let proposal = &entry.proposal;
-        if proposal.chain_id != state.chain_id || proposal.epoch != state.epoch {
+        if proposal.chain_id != state.chain_id || proposal.epoch > state.epoch {
             return Err(AddError::WrongChain {
                 chain_id: proposal.chain_id.clone(),
                 epoch: proposal.epoch,
             });
         }
-        if self.pending.len() >= PROPOSALS_MAX {
+        if self.open >= PROPOSALS_MAX {
             return Err(AddError::Full);
         }
         // Counting is O(pool): only worth it once the pool could hold a
         // member's whole allowance.
         let by_proposer = || {
-            self.pending
+            self.proposals
                 .values()
-                .filter(|p| p.entry.proposal.proposer == proposal.proposer && is_open(&p.state))
+                .filter(|p| p.entry.proposal.proposer == proposal.proposer && p.state.is_open())
                 .count()
         };
-        if self.pending.len() >= PROPOSALS_PER_MEMBER_MAX
-            && by_proposer() >= PROPOSALS_PER_MEMBER_MAX
-        {
+        if self.open >= PROPOSALS_PER_MEMBER_MAX && by_proposer() >= PROPOSALS_PER_MEMBER_MAX {
             return Err(AddError::ProposerFull);
         }
         let proposer_signed = entry
@@ -182,31 +256,46 @@ impl Mempool {
             proposal: entry.proposal.clone(),
             endorsements: Vec::new(),
         };
-        let early = self.early.remove(&id).map(|(_, e)| e).unwrap_or_default();
-        for e in entry.endorsements.into_iter().chain(early) {
-            if valid_endorsement(chain, &id, &e) {
+        let (early_endorsements, early_rejections) = self
+            .early
+            .remove(&id)
+            .map(|e| (e.endorsements, e.rejections))
+            .unwrap_or_default();
+        let mut rejections = BTreeMap::new();
+        for r in early_rejections {
+            if r.member != clean.proposal.proposer && valid_rejection(chain, &id, &r) {
+                rejections.entry(r.member).or_insert(r);
+            }
+        }
+        for e in entry.endorsements.into_iter().chain(early_endorsements) {
+            if !rejections.contains_key(&e.member) && valid_endorsement(chain, &id, &e) {
                 clean.add_endorsement(e);
             }
         }
-        self.pending.insert(
+        self.proposals.insert(
             id,
             Pending {
                 entry: clean,
+                rejections,
                 received_at: now,
                 state: ProposalState::Pending {
                     endorsements: 0,
                     required: 0,
                 },
                 decision: LocalDecision::Undecided,
+                policy: None,
+                withdrawal: None,
             },
         );
-        self.refresh(&id, chain);
+        self.open += 1;
+        self.refresh(&id, chain, now);
         Ok(id)
     }
 
     /// Adds a member's endorsement of a proposal, after checking it. One
     /// for a proposal not seen yet is kept until it arrives (bounded), as
-    /// endorsements can overtake their proposal.
+    /// endorsements can overtake their proposal. One for a closed proposal
+    /// changes nothing.
     pub fn add_endorsement(
         &mut self,
         id: &EntryId,
@@ -219,52 +308,163 @@ impl Mempool {
         if chain.is_recently_committed(id) {
             return Ok(());
         }
-        let Some(pending) = self.pending.get_mut(id) else {
-            if !self.early.contains_key(id) && self.early.len() >= EARLY_ENDORSED_MAX {
-                return Err(AddError::Unknown(*id));
-            }
-            let (_, waiting) = self
-                .early
-                .entry(*id)
-                .or_insert_with(|| (chain.tip().time, Vec::new()));
-            if waiting.len() < quorate_contracts::model::MEMBERS_MAX
-                && !waiting.iter().any(|e| e.member == endorsement.member)
+        let Some(pending) = self.proposals.get_mut(id) else {
+            let early = self.early_for(id, chain)?;
+            if early.endorsements.len() < quorate_contracts::model::MEMBERS_MAX
+                && !early
+                    .endorsements
+                    .iter()
+                    .any(|e| e.member == endorsement.member)
             {
-                waiting.push(endorsement);
+                early.endorsements.push(endorsement);
             }
             return Ok(());
         };
+        if !pending.state.is_open() {
+            return Ok(());
+        }
+        if pending.rejections.contains_key(&endorsement.member) {
+            return Err(AddError::Decided {
+                member: endorsement.member,
+                earlier: "rejected",
+            });
+        }
         pending.entry.add_endorsement(endorsement);
-        self.refresh(id, chain);
+        self.refresh(id, chain, chain.tip().time);
         Ok(())
     }
 
-    /// Records this node's decision.
-    pub fn decide(&mut self, id: &EntryId, decision: LocalDecision) -> Result<(), AddError> {
-        let pending = self.pending.get_mut(id).ok_or(AddError::Unknown(*id))?;
-        pending.decision = decision;
-        if decision == LocalDecision::Refused && is_open(&pending.state) {
-            pending.state = ProposalState::Rejected {
-                reason: "refused by this node's operator".to_owned(),
+    /// Adds a member's signed rejection, after checking it: the member's
+    /// first decision stands, so a rejection after its endorsement is
+    /// refused (and the proposer, who endorsed by proposing, withdraws
+    /// instead). Enough rejections fail the proposal.
+    pub fn add_rejection(
+        &mut self,
+        id: &EntryId,
+        rejection: Rejection,
+        chain: &ChainState,
+        now: Timestamp,
+    ) -> Result<(), AddError> {
+        if !valid_rejection(chain, id, &rejection) {
+            return Err(AddError::BadRejection(rejection.member));
+        }
+        if chain.is_recently_committed(id) {
+            return Ok(());
+        }
+        let Some(pending) = self.proposals.get_mut(id) else {
+            let early = self.early_for(id, chain)?;
+            if early.rejections.len() < quorate_contracts::model::MEMBERS_MAX
+                && !early
+                    .rejections
+                    .iter()
+                    .any(|r| r.member == rejection.member)
+            {
+                early.rejections.push(rejection);
+            }
+            return Ok(());
+        };
+        if let Some(earlier) = pending.rejections.get(&rejection.member) {
+            return if *earlier == rejection {
+                Ok(())
+            } else {
+                Err(AddError::Decided {
+                    member: rejection.member,
+                    earlier: "rejected",
+                })
             };
         }
+        if pending
+            .entry
+            .endorsements
+            .iter()
+            .any(|e| e.member == rejection.member)
+        {
+            return Err(AddError::Decided {
+                member: rejection.member,
+                earlier: "endorsed",
+            });
+        }
+        pending.rejections.insert(rejection.member, rejection);
+        self.refresh(id, chain, now);
         Ok(())
+    }
+
+    /// The proposer's withdrawal: an open proposal closes as withdrawn.
+    pub fn withdraw(
+        &mut self,
+        id: &EntryId,
+        withdrawal: &Withdrawal,
+        chain: &ChainState,
+        now: Timestamp,
+    ) -> Result<(), AddError> {
+        let pending = self.proposals.get(id).ok_or(AddError::Unknown(*id))?;
+        let proposer = chain.state().members.get(&pending.entry.proposal.proposer);
+        if !proposer.is_some_and(|m| withdrawal.verify(id, &m.did)) {
+            return Err(AddError::BadWithdrawal);
+        }
+        if !pending.state.is_open() {
+            return Err(AddError::Closed {
+                id: *id,
+                state: pending.state.clone(),
+            });
+        }
+        if let Some(p) = self.proposals.get_mut(id) {
+            p.withdrawal = Some(withdrawal.clone());
+        }
+        self.close(id, ProposalState::Withdrawn, now);
+        Ok(())
+    }
+
+    /// Records this node's decision (its signed endorsement or rejection
+    /// is added and gossiped by the caller). A different decision than one
+    /// already made is refused: it was gossiped and is final.
+    pub fn decide(
+        &mut self,
+        id: &EntryId,
+        me: MemberId,
+        decision: LocalDecision,
+    ) -> Result<(), AddError> {
+        let pending = self.proposals.get_mut(id).ok_or(AddError::Unknown(*id))?;
+        let earlier = match (pending.decision, decision) {
+            (LocalDecision::Endorsed, LocalDecision::Refused) => "endorsed",
+            (LocalDecision::Refused, LocalDecision::Endorsed) => "rejected",
+            _ => {
+                pending.decision = decision;
+                return Ok(());
+            }
+        };
+        Err(AddError::Decided {
+            member: me,
+            earlier,
+        })
+    }
+
+    /// Notes what this node's endorsement policy said of a proposal.
+    pub fn note_policy(&mut self, id: &EntryId, note: String) {
+        if let Some(p) = self.proposals.get_mut(id) {
+            p.policy = Some(note);
+        }
     }
 
     /// A proposal.
     pub fn get(&self, id: &EntryId) -> Option<&Pending> {
-        self.pending.get(id)
+        self.proposals.get(id)
     }
 
-    /// All proposals, oldest first.
+    /// All proposals, open and closed, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (&EntryId, &Pending)> {
-        self.pending.iter()
+        self.proposals.iter()
+    }
+
+    /// How many are open.
+    pub fn open_count(&self) -> usize {
+        self.open
     }
 
     /// Whether an entry ready for a block passes `fit` (without copying
     /// the pool).
     pub fn any_eligible(&self, fit: impl Fn(&Entry) -> bool) -> bool {
-        self.pending
+        self.proposals
             .values()
             .any(|p| p.state == ProposalState::Eligible && fit(&p.entry))
     }
@@ -272,7 +472,7 @@ impl Mempool {
     /// Entries ready for a block, oldest first, at most `max`.
     pub fn eligible(&self, max: usize) -> Vec<Entry> {
         let mut ready: Vec<&Pending> = self
-            .pending
+            .proposals
             .values()
             .filter(|p| p.state == ProposalState::Eligible)
             .collect();
@@ -284,58 +484,113 @@ impl Mempool {
             .collect()
     }
 
-    /// Drops the entries of a committed block (the ledger has them now,
-    /// and `add_proposal` refuses late copies), and re-evaluates the rest
-    /// against the new state (an epoch change voids pending endorsements).
-    pub fn on_commit(&mut self, _height: u64, ids: &[EntryId], chain: &ChainState) {
+    /// Marks the entries of a committed block committed (the ledger has
+    /// them now, and `add_proposal` refuses late copies), and re-evaluates
+    /// the rest against the new state. After a membership change the
+    /// decisions that no longer verify (a member removed, or its key
+    /// rotated) are dropped and the rest kept: the proposal stays valid.
+    pub fn on_commit(&mut self, height: u64, ids: &[EntryId], chain: &ChainState, now: Timestamp) {
         for id in ids {
-            self.pending.remove(id);
+            match self.proposals.get(id).map(|p| p.state.is_open()) {
+                Some(true) => self.close(id, ProposalState::Committed { height }, now),
+                // Closed here (it failed, say, by a faulty member's
+                // rejection) but committed all the same: the ledger decides.
+                Some(false) => {
+                    if let Some(p) = self.proposals.get_mut(id) {
+                        p.state = ProposalState::Committed { height };
+                    }
+                }
+                None => {}
+            }
         }
         let open: Vec<EntryId> = self
-            .pending
+            .proposals
             .iter()
-            .filter(|(_, p)| is_open(&p.state))
+            .filter(|(_, p)| p.state.is_open())
             .map(|(id, _)| *id)
             .collect();
         for id in open {
-            let Some(p) = self.pending.get_mut(&id) else {
+            let Some(p) = self.proposals.get_mut(&id) else {
                 continue;
             };
             if p.entry.proposal.epoch != chain.state().epoch {
-                p.state = ProposalState::Rejected {
-                    reason: format!(
-                        "the member set changed (epoch {} → {}); propose again",
-                        p.entry.proposal.epoch,
-                        chain.state().epoch
-                    ),
-                };
-                continue;
+                p.entry
+                    .endorsements
+                    .retain(|e| valid_endorsement(chain, &id, e));
+                p.rejections.retain(|_, r| valid_rejection(chain, &id, r));
+                let proposer = p.entry.proposal.proposer;
+                if !p.entry.endorsements.iter().any(|e| e.member == proposer) {
+                    let reason =
+                        "the proposer's key changed, or it left, since it proposed; propose again"
+                            .to_owned();
+                    self.close(&id, ProposalState::Failed { reason }, now);
+                    continue;
+                }
             }
-            self.refresh(&id, chain);
+            self.refresh(&id, chain, now);
         }
     }
 
     /// Expires open proposals older than the policy's TTL, and forgets
-    /// closed ones older than twice that (their state stays queryable for a
-    /// while, then memory is reclaimed).
+    /// closed ones past [`CLOSED_KEPT_MS`] or [`CLOSED_KEPT_MAX`].
     pub fn expire(&mut self, now: Timestamp, ttl_ms: u64) {
         self.early
-            .retain(|_, (first, _)| now.saturating_ms_since(*first) <= ttl_ms);
-        for p in self.pending.values_mut() {
-            if is_open(&p.state) && now.saturating_ms_since(p.received_at) > ttl_ms {
-                p.state = ProposalState::Expired;
-            }
+            .retain(|_, early| now.saturating_ms_since(early.first) <= ttl_ms);
+        let stale: Vec<EntryId> = self
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.state.is_open() && now.saturating_ms_since(p.received_at) > ttl_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.close(&id, ProposalState::Expired, now);
         }
-        self.pending.retain(|_, p| {
-            is_open(&p.state) || now.saturating_ms_since(p.received_at) <= 2 * ttl_ms
-        });
+        self.forget_closed(now);
     }
 
-    fn refresh(&mut self, id: &EntryId, chain: &ChainState) {
-        let Some(p) = self.pending.get_mut(id) else {
+    /// The early-decision slot of `id`, if one may be kept.
+    fn early_for(&mut self, id: &EntryId, chain: &ChainState) -> Result<&mut Early, AddError> {
+        if !self.early.contains_key(id) && self.early.len() >= EARLY_DECIDED_MAX {
+            return Err(AddError::Unknown(*id));
+        }
+        Ok(self.early.entry(*id).or_insert_with(|| Early {
+            first: chain.tip().time,
+            endorsements: Vec::new(),
+            rejections: Vec::new(),
+        }))
+    }
+
+    fn close(&mut self, id: &EntryId, state: ProposalState, now: Timestamp) {
+        let Some(p) = self.proposals.get_mut(id) else {
             return;
         };
-        if !is_open(&p.state) {
+        debug_assert!(p.state.is_open(), "closing a closed proposal");
+        debug_assert!(!state.is_open(), "closing into an open state");
+        if !p.state.is_open() {
+            return;
+        }
+        p.state = state;
+        self.open -= 1;
+        self.closed.push_back((now, *id));
+        self.forget_closed(now);
+    }
+
+    fn forget_closed(&mut self, now: Timestamp) {
+        while let Some(&(at, id)) = self.closed.front() {
+            if self.closed.len() <= CLOSED_KEPT_MAX && now.saturating_ms_since(at) <= CLOSED_KEPT_MS
+            {
+                break;
+            }
+            self.closed.pop_front();
+            self.proposals.remove(&id);
+        }
+    }
+
+    fn refresh(&mut self, id: &EntryId, chain: &ChainState, now: Timestamp) {
+        let Some(p) = self.proposals.get_mut(id) else {
+            return;
+        };
+        if !p.state.is_open() {
             return;
         }
         let state = chain.state();
@@ -343,13 +598,13 @@ impl Mempool {
         let endorsers: BTreeSet<MemberId> = p.entry.endorsements.iter().map(|e| e.member).collect();
         let requirement =
             contracts::required_endorsements(state, proposal.proposer, &proposal.body);
-        p.state = match contracts::check_proposal(
+        let next = match contracts::check_proposal(
             state,
             proposal.proposer,
             &proposal.body,
             p.received_at,
         ) {
-            Err(v) => ProposalState::Rejected {
+            Err(v) => ProposalState::Failed {
                 reason: v.to_string(),
             },
             Ok(()) => match contracts::check_endorsements(
@@ -359,22 +614,70 @@ impl Mempool {
                 &endorsers,
             ) {
                 Ok(()) => ProposalState::Eligible,
-                Err(_) => ProposalState::Pending {
-                    endorsements: endorsers.len(),
-                    // Unreadable rows: the usual quorum, until a re-check.
-                    required: requirement
-                        .map_or_else(|_| contracts::quorum(state.members.len()), |r| r.quorum),
+                Err(_) => match requirement
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| failure(state, r, &p.rejections))
+                {
+                    Some(reason) => ProposalState::Failed { reason },
+                    None => ProposalState::Pending {
+                        endorsements: endorsers.len(),
+                        // Unreadable rows: the usual quorum, until a re-check.
+                        required: requirement
+                            .map_or_else(|_| contracts::quorum(state.members.len()), |r| r.quorum),
+                    },
                 },
             },
         };
+        if next.is_open() {
+            p.state = next;
+        } else {
+            self.close(id, next, now);
+        }
     }
 }
 
-fn is_open(state: &ProposalState) -> bool {
-    matches!(
-        state,
-        ProposalState::Pending { .. } | ProposalState::Eligible
-    )
+/// Why a proposal can no longer meet `requirement`, given its rejections:
+/// a member it needs rejected it, or too few members are left who have not.
+fn failure(
+    state: &contracts::State,
+    requirement: &contracts::Requirement,
+    rejections: &BTreeMap<MemberId, Rejection>,
+) -> Option<String> {
+    let name = |m: &MemberId| {
+        state
+            .members
+            .get(m)
+            .map_or_else(|| m.to_string(), |m| m.name.clone())
+    };
+    if let Some(r) = requirement
+        .must_include
+        .iter()
+        .find_map(|m| rejections.get(m))
+    {
+        return Some(format!(
+            "rejected by {}, whose endorsement it needs: {}",
+            name(&r.member),
+            r.reason
+        ));
+    }
+    let rejecting: Vec<&Rejection> = rejections
+        .values()
+        .filter(|r| state.members.contains_key(&r.member))
+        .collect();
+    let left = state.members.len().saturating_sub(rejecting.len());
+    if left >= requirement.quorum as usize {
+        return None;
+    }
+    let who: Vec<String> = rejecting
+        .iter()
+        .map(|r| format!("{} ({})", name(&r.member), r.reason))
+        .collect();
+    Some(format!(
+        "rejected by {}: {left} members left who could endorse it, {} needed",
+        who.join(", "),
+        requirement.quorum
+    ))
 }
 
 fn valid_endorsement(chain: &ChainState, id: &EntryId, e: &Endorsement) -> bool {
@@ -385,167 +688,10 @@ fn valid_endorsement(chain: &ChainState, id: &EntryId, e: &Endorsement) -> bool 
         .is_some_and(|m| verify_endorsement(id, e, &m.did))
 }
 
-#[cfg(test)]
-mod tests {
-    use quorate_contracts::Body;
-    use quorate_ledger::testing::Consortium;
-
-    use super::*;
-
-    fn grant(c: &mut Consortium, by: &[usize]) -> Entry {
-        let terms = c.grant_terms(0, 1);
-        c.entry(0, Body::Grant(terms), by)
-    }
-
-    #[test]
-    fn endorsements_make_a_proposal_eligible_and_a_commit_retires_it() {
-        let mut c = Consortium::new(4);
-        let mut pool = Mempool::new();
-        let entry = grant(&mut c, &[]);
-        let id = pool.add_proposal(entry.clone(), &c.chain, c.now()).unwrap();
-        assert_eq!(
-            pool.get(&id).unwrap().state,
-            ProposalState::Pending {
-                endorsements: 1,
-                required: 3
-            }
-        );
-        assert!(pool.eligible(10).is_empty());
-        for j in [1, 2] {
-            let mut endorsed = entry.clone();
-            endorsed.endorse(c.id(j), &c.keys[j]).unwrap();
-            let e = endorsed
-                .endorsements
-                .iter()
-                .find(|e| e.member == c.id(j))
-                .unwrap()
-                .clone();
-            pool.add_endorsement(&id, e, &c.chain).unwrap();
-        }
-        assert_eq!(pool.get(&id).unwrap().state, ProposalState::Eligible);
-        let ready = pool.eligible(10);
-        assert_eq!(ready.len(), 1);
-
-        let block = c.commit(ready);
-        pool.on_commit(block.block.header.height, &[id], &c.chain);
-        assert!(pool.get(&id).is_none());
-        // A late copy of the committed entry is not taken again.
-        pool.add_proposal(entry, &c.chain, c.now()).unwrap();
-        assert!(pool.get(&id).is_none());
-    }
-
-    #[test]
-    fn forged_wrong_chain_and_bad_endorsements_are_refused() {
-        let mut c = Consortium::new(4);
-        let mut pool = Mempool::new();
-
-        // Claims member 0 as proposer, signed by member 3.
-        let mut forged = grant(&mut c, &[]);
-        let id = forged.id().unwrap();
-        forged.endorsements = vec![Endorsement {
-            member: c.id(0),
-            signature: c.keys[3].sign(&quorate_ledger::entry::endorsement_message(&id)),
-        }];
-        assert_eq!(
-            pool.add_proposal(forged, &c.chain, c.now()),
-            Err(AddError::Unsigned)
-        );
-
-        let mut other_chain = grant(&mut c, &[]);
-        other_chain.proposal.chain_id = "elsewhere".into();
-        let other_chain = Entry::propose(other_chain.proposal, &c.keys[0]).unwrap();
-        assert!(matches!(
-            pool.add_proposal(other_chain, &c.chain, c.now()),
-            Err(AddError::WrongChain { .. })
-        ));
-
-        let entry = grant(&mut c, &[]);
-        let id = pool.add_proposal(entry, &c.chain, c.now()).unwrap();
-        let bad = Endorsement {
-            member: c.id(2),
-            signature: c.keys[1].sign(&quorate_ledger::entry::endorsement_message(&id)),
-        };
-        assert_eq!(
-            pool.add_endorsement(&id, bad, &c.chain),
-            Err(AddError::BadEndorsement(c.id(2)))
-        );
-        assert_eq!(pool.get(&id).unwrap().entry.endorsements.len(), 1);
-        assert!(matches!(
-            pool.add_endorsement(
-                &quorate_ledger::hash::Hash([9; 32]),
-                Endorsement {
-                    member: c.id(1),
-                    signature: c.keys[1].sign(b"x"),
-                },
-                &c.chain
-            ),
-            Err(AddError::BadEndorsement(_))
-        ));
-    }
-
-    #[test]
-    fn endorsements_that_overtake_their_proposal_are_kept_for_it() {
-        let mut c = Consortium::new(4);
-        let mut pool = Mempool::new();
-        let mut entry = grant(&mut c, &[]);
-        let id = entry.id().unwrap();
-        let mut endorsed = entry.clone();
-        for j in [1, 2] {
-            endorsed.endorse(c.id(j), &c.keys[j]).unwrap();
-        }
-        for e in endorsed.endorsements.iter().filter(|e| e.member != c.id(0)) {
-            pool.add_endorsement(&id, e.clone(), &c.chain).unwrap();
-        }
-        // A forged early endorsement is refused all the same.
-        let forged = Endorsement {
-            member: c.id(3),
-            signature: c.keys[1].sign(&quorate_ledger::entry::endorsement_message(&id)),
-        };
-        assert!(pool.add_endorsement(&id, forged, &c.chain).is_err());
-        entry.endorsements.truncate(1);
-        pool.add_proposal(entry, &c.chain, c.now()).unwrap();
-        assert_eq!(pool.get(&id).unwrap().state, ProposalState::Eligible);
-    }
-
-    #[test]
-    fn refusal_expiry_and_forgetting() {
-        let mut c = Consortium::new(4);
-        let mut pool = Mempool::new();
-        let now = c.now();
-        let refused = pool
-            .add_proposal(grant(&mut c, &[]), &c.chain, now)
-            .unwrap();
-        let stale = pool
-            .add_proposal(grant(&mut c, &[]), &c.chain, now)
-            .unwrap();
-        pool.decide(&refused, LocalDecision::Refused).unwrap();
-        assert!(matches!(
-            pool.get(&refused).unwrap().state,
-            ProposalState::Rejected { .. }
-        ));
-        pool.expire(Timestamp(now.0 + 1_001), 1_000);
-        assert_eq!(pool.get(&stale).unwrap().state, ProposalState::Expired);
-        // Closed proposals stay visible for a while, then are forgotten.
-        pool.expire(Timestamp(now.0 + 2_001), 1_000);
-        assert!(pool.get(&stale).is_none() && pool.get(&refused).is_none());
-    }
-
-    #[test]
-    fn one_member_cannot_fill_the_pool() {
-        let mut c = Consortium::new(4);
-        let mut pool = Mempool::new();
-        for _ in 0..PROPOSALS_PER_MEMBER_MAX {
-            let entry = grant(&mut c, &[]);
-            pool.add_proposal(entry, &c.chain, c.now()).unwrap();
-        }
-        let entry = grant(&mut c, &[]);
-        assert_eq!(
-            pool.add_proposal(entry, &c.chain, c.now()),
-            Err(AddError::ProposerFull)
-        );
-        // Another member still can.
-        let terms = c.grant_terms(1, 2);
-        let entry = c.entry(1, Body::Grant(terms), &[]);
-        pool.add_proposal(entry, &c.chain, c.now()).unwrap();
-    }
+fn valid_rejection(chain: &ChainState, id: &EntryId, r: &Rejection) -> bool {
+    chain
+        .state()
+        .members
+        .get(&r.member)
+        .is_some_and(|m| r.verify(id, &m.did))
 }
