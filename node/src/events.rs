@@ -239,6 +239,7 @@ impl EventHub {
             }
             let proposals = node.proposals().await;
             let mut still = BTreeMap::new();
+            let mut closed_now = std::collections::BTreeSet::new();
             for view in proposals {
                 // What a list shows, not the whole proposal (a grant's terms
                 // can be tens of KiB): clients fetch /v1/proposals for more.
@@ -247,7 +248,22 @@ impl EventHub {
                     "kind": serde_json::to_value(&view.body).ok().and_then(|b| b.get("kind").cloned()),
                     "state": serde_json::to_value(&view.state).ok(),
                     "decision": view.decision, "endorsers": view.endorsers,
+                    "rejected_by": view.rejections.iter().map(|r| r.member.as_str()).collect::<Vec<_>>(),
                 });
+                let is_open = matches!(
+                    view.state,
+                    quorate_api::local::responses::ProposalState::Pending { .. }
+                        | quorate_api::local::responses::ProposalState::Eligible
+                );
+                if !is_open {
+                    // Closed ones stay listed for a while: announced once,
+                    // as they close, with how they ended.
+                    if !first && open.contains_key(&view.id) {
+                        self.publish("proposal-closed", value);
+                        closed_now.insert(view.id.clone());
+                    }
+                    continue;
+                }
                 if !first && open.get(&view.id) != Some(&value) {
                     let kind = if open.contains_key(&view.id) {
                         "proposal-changed"
@@ -258,7 +274,12 @@ impl EventHub {
                 }
                 still.insert(view.id.clone(), value);
             }
-            for id in open.keys().filter(|id| !still.contains_key(*id)) {
+            // Gone from the list without being seen closed (forgotten at
+            // once, say): closed all the same.
+            for id in open
+                .keys()
+                .filter(|id| !still.contains_key(*id) && !closed_now.contains(*id))
+            {
                 self.publish("proposal-closed", serde_json::json!({"id": id}));
             }
             open = still;

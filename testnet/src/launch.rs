@@ -31,10 +31,25 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How nodes decide on proposals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Approval {
+    /// Each node's endorsement policy decides (the careful defaults `node
+    /// init` writes: grants by their grantor endorsed, membership changes
+    /// left to a person).
+    Policy,
     /// Endorse what the rules accept.
     Auto,
     /// Wait for an operator.
     Manual,
+}
+
+impl Approval {
+    /// The config line that sets it.
+    fn config_line(self) -> &'static str {
+        match self {
+            Self::Policy => "approval = \"policy\"",
+            Self::Auto => "approval = \"auto\"",
+            Self::Manual => "approval = \"manual\"",
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -125,18 +140,16 @@ impl Testnet {
         }
         let chain_id = format!("quorate-testnet-{}", random_suffix()?);
         let nodes = generate(dir, n, &chain_id, quorate)?;
-        if approval == Approval::Manual {
+        if approval != Approval::Policy {
+            let template_line = Approval::Policy.config_line();
             for node in &nodes {
                 let path = node.home.join("config.toml");
                 let config = std::fs::read_to_string(&path)?;
                 ensure!(
-                    config.contains("approval = \"auto\""),
-                    "config template changed: no approval line"
+                    config.contains(template_line),
+                    "config template changed: no {template_line} line"
                 );
-                std::fs::write(
-                    &path,
-                    config.replace("approval = \"auto\"", "approval = \"manual\""),
-                )?;
+                std::fs::write(&path, config.replace(template_line, approval.config_line()))?;
             }
         }
         let testnet = Self {
@@ -190,8 +203,8 @@ impl Testnet {
         let peers: Vec<&str> = self.nodes.iter().map(|n| n.p2p.as_str()).collect();
         crate::set_bootstrap(&spec.home, &peers)?;
         let config_path = spec.home.join("config.toml");
-        let config =
-            std::fs::read_to_string(&config_path)?.replace("approval = \"auto\"", &approval_line);
+        let config = std::fs::read_to_string(&config_path)?
+            .replace(Approval::Policy.config_line(), &approval_line);
         std::fs::write(&config_path, config)?;
         self.nodes.push(spec.clone());
         self.write_manifest()?;

@@ -145,20 +145,37 @@ const views = {
   },
 
   async proposals() {
-    const proposals = await json("/v1/proposals");
+    const [proposals, me] = await Promise.all([json("/v1/proposals"), json("/v1/identity")]);
     const decide = can(["approver"]);
+    const isOpen = (p) => p.state === "pending" || p.state === "eligible";
+    const rejections = (p) => p.rejections.map((r) => `${r.member}: ${r.reason}`).join("; ");
+    const open = proposals.filter(isOpen);
+    const closed = proposals.filter((p) => !isOpen(p)).sort((x, y) => y.created_at_ms - x.created_at_ms);
     return [
       el("h1", {}, "Proposals"),
-      table(["Id", "What it would change", "Proposer", "State", "Endorsed by", "This node", ""], proposals.map((p) => {
-        const state = p.state === "pending" ? `pending: ${p.endorsements} of ${p.required}` : p.state + (p.reason ? `: ${p.reason}` : "");
-        const open = p.state === "pending" && p.decision === "undecided";
+      el("h2", {}, "Open"),
+      table(["Id", "What it would change", "Proposer", "State", "Endorsed by", "Rejected by", "This node", ""], open.map((p) => {
+        const state = p.state === "pending" ? `pending: ${p.endorsements} of ${p.required}` : p.state;
+        const undecided = p.decision === "undecided";
+        const reason = el("input", { name: "reason", placeholder: "reason for a rejection", maxlength: "256" });
+        const mine = p.proposer === me.name;
         return el("tr", { "data-proposal": p.id },
           el("td", { class: "mono" }, short(p.id)), el("td", {}, summary(p.body)), el("td", {}, p.proposer),
-          el("td", {}, state), el("td", {}, p.endorsers.join(", ")), el("td", {}, p.decision),
-          el("td", {}, decide && open ? [
+          el("td", {}, state), el("td", {}, p.endorsers.join(", ")), el("td", {}, rejections(p)),
+          el("td", { title: p.policy || "" }, p.decision + (p.policy && undecided ? " (asked)" : "")),
+          el("td", {}, decide && undecided && !mine ? [
             act("Approve", () => api("POST", `/v1/proposals/${p.id}/approve`)), " ",
-            act("Reject", () => api("POST", `/v1/proposals/${p.id}/reject`), "danger"),
-          ] : null));
+            reason, " ",
+            act("Reject", () => api("POST", `/v1/proposals/${p.id}/reject`, reason.value ? { reason: reason.value } : undefined), "danger"),
+          ] : decide && mine ? act("Withdraw", () => api("POST", `/v1/proposals/${p.id}/withdraw`), "danger") : null));
+      })),
+      el("h2", {}, "History"),
+      table(["Id", "What it changed or would have", "Proposer", "Outcome", "Endorsed by", "Rejected by"], closed.map((p) => {
+        const outcome = p.state === "committed" ? `committed at height ${p.height}` : p.state + (p.reason ? `: ${p.reason}` : "");
+        return el("tr", { "data-proposal": p.id },
+          el("td", { class: "mono" }, short(p.id)), el("td", {}, summary(p.body)), el("td", {}, p.proposer),
+          el("td", { class: p.state === "committed" ? "ok" : "bad" }, outcome),
+          el("td", {}, p.endorsers.join(", ")), el("td", {}, rejections(p)));
       })),
     ];
   },

@@ -478,21 +478,40 @@ pub(super) async fn approve<N: Node>(
 pub(super) async fn reject<N: Node>(
     State(node): State<N>,
     id: Result<Path<String>, PathRejection>,
-    body: Result<Option<Json<RejectRequest>>, JsonRejection>,
+    request: axum::extract::Request,
 ) -> Response {
-    let reason = match body {
-        Ok(Some(Json(RejectRequest { reason }))) => {
-            if reason.is_empty() || reason.len() > REASON_BYTES_MAX {
+    // The body is optional: none (whatever the Content-Type says, since
+    // some clients always send one) or `{"reason": "..."}`.
+    let bytes = match axum::body::to_bytes(request.into_body(), JSON_BODY_BYTES_MAX).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return Problem::too_large(format!(
+                "JSON bodies are limited to {JSON_BODY_BYTES_MAX} bytes"
+            ))
+            .into_response();
+        }
+    };
+    let reason = if bytes.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<RejectRequest>(&bytes) {
+            Ok(RejectRequest { reason }) => {
+                if reason.is_empty() || reason.len() > REASON_BYTES_MAX {
+                    return Problem::bad_request(format!(
+                        "a rejection's reason is 1 to {REASON_BYTES_MAX} bytes, this one {}",
+                        reason.len()
+                    ))
+                    .into_response();
+                }
+                Some(reason)
+            }
+            Err(e) => {
                 return Problem::bad_request(format!(
-                    "a rejection's reason is 1 to {REASON_BYTES_MAX} bytes, this one {}",
-                    reason.len()
+                    "the body is not {{\"reason\": \"...\"}}: {e}"
                 ))
                 .into_response();
             }
-            Some(reason)
         }
-        Ok(None) => None,
-        Err(e) => return json_problem(e).into_response(),
     };
     decide(node, id, false, reason).await
 }

@@ -10,6 +10,7 @@ use quorate_contracts::GrantStatus;
 use quorate_node::home::NodeHome;
 use quorate_testnet::client::{ApiClient, Response};
 
+use crate::governance::WaitArg;
 use crate::{HomeArg, time};
 
 /// Longest grant the CLI writes in days (the ledger policy may allow less).
@@ -63,6 +64,8 @@ pub(crate) struct GrantProposal {
     /// A rate limit under this grant: REQUESTS/SECONDS, e.g. 100/60.
     #[arg(long, value_name = "N/SECS", value_parser = parse_rate)]
     rate: Option<(u32, u32)>,
+    #[command(flatten)]
+    wait: WaitArg,
 }
 
 /// Which grant to revoke (`proposal revoke`, or `grant revoke`).
@@ -72,6 +75,8 @@ pub(crate) struct RevokeProposal {
     home: HomeArg,
     /// The grant id (64 hex digits).
     grant: String,
+    #[command(flatten)]
+    wait: WaitArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +96,8 @@ pub(crate) enum ProposalCommand {
         /// Its did:key.
         #[arg(long)]
         did: String,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Propose removing a member; its grants end when it is removed.
     RemoveMember {
@@ -98,21 +105,47 @@ pub(crate) enum ProposalCommand {
         home: HomeArg,
         /// The member's name or did:key.
         member: String,
+        #[command(flatten)]
+        wait: WaitArg,
     },
-    /// List the proposals the node knows, with their state.
+    /// List the proposals the node knows, open and recently closed, with
+    /// their state (a JSON array).
     List {
         #[command(flatten)]
         home: HomeArg,
+        /// Only open ones (pending or eligible).
+        #[arg(long)]
+        open: bool,
     },
-    /// Endorse a pending proposal (manual approval).
-    Approve {
+    /// Show one proposal: its state, who endorsed and who rejected it and
+    /// why, and what this node's policy said (JSON).
+    Show {
         #[command(flatten)]
         home: HomeArg,
         /// The proposal id.
         id: String,
     },
-    /// Refuse a pending proposal (manual approval).
+    /// Endorse a pending proposal (final: it cannot be rejected after).
+    Approve {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The proposal id.
+        id: String,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Reject a pending proposal, with a reason every member sees (final).
     Reject {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The proposal id.
+        id: String,
+        /// Why (at most 256 bytes).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Withdraw a pending proposal this organization made.
+    Withdraw {
         #[command(flatten)]
         home: HomeArg,
         /// The proposal id.
@@ -706,26 +739,71 @@ pub(crate) fn proposal(command: ProposalCommand) -> anyhow::Result<()> {
     match command {
         ProposalCommand::Grant(proposal) => propose_grant(proposal)?,
         ProposalCommand::Revoke(proposal) => propose_revoke(proposal)?,
-        ProposalCommand::AddMember { home, name, did } => {
-            let api = client(home)?;
+        ProposalCommand::AddMember {
+            home,
+            name,
+            did,
+            wait,
+        } => {
             let body = serde_json::json!({ "add_member": { "name": name, "did": did } });
-            let response = checked(api.post_json("/v1/proposals", &body), &api)?;
-            println!("{}", id_of(&response)?);
+            propose(home, &body, &wait)?;
         }
-        ProposalCommand::RemoveMember { home, member } => {
-            let api = client(home)?;
+        ProposalCommand::RemoveMember { home, member, wait } => {
             let body = serde_json::json!({ "remove_member": { "member": member } });
-            let response = checked(api.post_json("/v1/proposals", &body), &api)?;
-            println!("{}", id_of(&response)?);
+            propose(home, &body, &wait)?;
         }
-        ProposalCommand::List { home } => {
+        ProposalCommand::List { home, open } => {
             let api = client(home)?;
-            print_json(&checked(api.get("/v1/proposals"), &api)?)?;
+            let list = checked(api.get("/v1/proposals"), &api)?.json()?;
+            let list: Vec<serde_json::Value> = list
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| !open || matches!(p["state"].as_str(), Some("pending" | "eligible")))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
         }
-        ProposalCommand::Approve { home, id } => decide(home, &id, "approve", "endorsed")?,
-        ProposalCommand::Reject { home, id } => decide(home, &id, "reject", "rejected")?,
+        ProposalCommand::Show { home, id } => {
+            ensure_hex_id(&id)?;
+            let api = client(home)?;
+            print_json(&checked(api.get(&format!("/v1/proposals/{id}")), &api)?)?;
+        }
+        ProposalCommand::Approve { home, id, wait } => {
+            ensure_hex_id(&id)?;
+            let api = client(home)?;
+            let path = format!("/v1/proposals/{id}/approve");
+            checked(api.request("POST", &path, None), &api)?;
+            println!("endorsed {id}");
+            wait.apply(&api, &id)?;
+        }
+        ProposalCommand::Reject { home, id, reason } => {
+            ensure_hex_id(&id)?;
+            let api = client(home)?;
+            let path = format!("/v1/proposals/{id}/reject");
+            let body = reason.map(|reason| serde_json::json!({ "reason": reason }).to_string());
+            let body = body.as_deref().map(|b| ("application/json", b.as_bytes()));
+            checked(api.request("POST", &path, body), &api)?;
+            println!("rejected {id}");
+        }
+        ProposalCommand::Withdraw { home, id } => {
+            ensure_hex_id(&id)?;
+            let api = client(home)?;
+            let path = format!("/v1/proposals/{id}/withdraw");
+            checked(api.request("POST", &path, None), &api)?;
+            println!("withdrew {id}");
+        }
     }
     Ok(())
+}
+
+/// Posts a proposal, prints its id, and waits if asked.
+fn propose(home: HomeArg, body: &serde_json::Value, wait: &WaitArg) -> anyhow::Result<()> {
+    let api = client(home)?;
+    let response = checked(api.post_json("/v1/proposals", body), &api)?;
+    let id = id_of(&response)?;
+    println!("{id}");
+    wait.apply(&api, &id)
 }
 
 fn propose_grant(proposal: GrantProposal) -> anyhow::Result<()> {
@@ -740,6 +818,7 @@ fn propose_grant(proposal: GrantProposal) -> anyhow::Result<()> {
         days,
         purpose,
         rate,
+        wait,
     } = proposal;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let length_ms = days.map_or(for_ms, |days| days * time::DAY_MS);
@@ -756,18 +835,12 @@ fn propose_grant(proposal: GrantProposal) -> anyhow::Result<()> {
             "requests": requests, "per_seconds": per_seconds
         })),
     }});
-    let api = client(home)?;
-    let response = checked(api.post_json("/v1/proposals", &body), &api)?;
-    println!("{}", id_of(&response)?);
-    Ok(())
+    propose(home, &body, &wait)
 }
 
-fn propose_revoke(RevokeProposal { home, grant }: RevokeProposal) -> anyhow::Result<()> {
-    let api = client(home)?;
+fn propose_revoke(RevokeProposal { home, grant, wait }: RevokeProposal) -> anyhow::Result<()> {
     let body = serde_json::json!({ "revoke": { "grant": grant } });
-    let response = checked(api.post_json("/v1/proposals", &body), &api)?;
-    println!("{}", id_of(&response)?);
-    Ok(())
+    propose(home, &body, &wait)
 }
 
 /// How long `did rotate --wait` waits for the node to take its new key.
@@ -806,15 +879,6 @@ pub(crate) fn rotate(home: HomeArg, wait: bool) -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn decide(home: HomeArg, id: &str, verb: &str, done: &str) -> anyhow::Result<()> {
-    ensure_hex_id(id)?;
-    let api = client(home)?;
-    let path = format!("/v1/proposals/{id}/{verb}");
-    checked(api.request("POST", &path, None), &api)?;
-    println!("{done} {id}");
-    Ok(())
 }
 
 fn id_of(response: &Response) -> anyhow::Result<String> {

@@ -1,6 +1,7 @@
 //! `quorate`: the command-line interface of a Quorate node.
 
 mod api;
+mod governance;
 mod testnet;
 mod time;
 mod tokens;
@@ -38,6 +39,10 @@ enum Command {
     /// (through the running node's local API).
     #[command(subcommand)]
     Proposal(api::ProposalCommand),
+    /// This node's endorsement policy: which proposals it endorses on its
+    /// own, rejects, or leaves to a person.
+    #[command(subcommand)]
+    Policy(governance::PolicyCommand),
     /// Propose, list and revoke grants; write and verify grant proofs.
     #[command(subcommand)]
     Grant(api::GrantCommand),
@@ -204,6 +209,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Proposal(command) => api::proposal(command)?,
+        Command::Policy(command) => governance::policy(command)?,
         Command::Grant(command) => api::grant(command)?,
         Command::Member(command) => api::member(command)?,
         Command::Audit(command) => api::audit(command)?,

@@ -28,15 +28,20 @@ pub(crate) enum TestnetCommand {
         /// Return once the nodes are up and leave them running.
         #[arg(long)]
         detach: bool,
-        /// How the nodes decide on proposals (for a new testnet).
-        #[arg(long, value_enum, default_value_t = ApprovalArg::Auto)]
+        /// How the nodes decide on proposals (for a new testnet): policy
+        /// (each node's endorsement-policy.toml: grants by their grantor
+        /// endorsed, membership changes left to a person), auto (endorse
+        /// whatever the rules accept) or manual (a person decides each).
+        #[arg(long, value_enum, default_value_t = ApprovalArg::Policy)]
         approval: ApprovalArg,
     },
     /// A new organization joins: its own home and key, a node that syncs
     /// and verifies the ledger from genesis, and an AddMember proposal
     /// (filed by a member, the sponsor). Under auto approval it becomes a
-    /// member once a quorum endorses; under manual approval the command
-    /// prints the approvals to run.
+    /// member once a quorum endorses; otherwise people decide (the default
+    /// endorsement policy asks a person for a new member): the command
+    /// prints the approvals to run, or with --approve runs them as each
+    /// member's operator (the testnet holds every home).
     Join {
         #[command(flatten)]
         dir: DirArg,
@@ -46,6 +51,10 @@ pub(crate) enum TestnetCommand {
         /// The member that files the proposal (default: the first running).
         #[arg(long)]
         sponsor: Option<String>,
+        /// Approve the join on every other member, as its operator, and
+        /// wait until the new organization is a member.
+        #[arg(long)]
+        approve: bool,
     },
     /// Show each node's state, height, peers and pending proposals.
     Status {
@@ -127,6 +136,7 @@ pub(crate) struct DirArg {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum ApprovalArg {
+    Policy,
     Auto,
     Manual,
 }
@@ -148,7 +158,12 @@ pub(crate) fn run(command: TestnetCommand) -> anyhow::Result<()> {
             detach,
             approval,
         } => up(&dir.dir, nodes.into(), detach, approval),
-        TestnetCommand::Join { dir, name, sponsor } => join(&dir.dir, &name, sponsor.as_deref()),
+        TestnetCommand::Join {
+            dir,
+            name,
+            sponsor,
+            approve,
+        } => join(&dir.dir, &name, sponsor.as_deref(), approve),
         TestnetCommand::Status { dir } => {
             print_status(&Testnet::open(&dir.dir)?);
             Ok(())
@@ -231,6 +246,7 @@ fn up(dir: &Path, n: usize, detach: bool, approval: ApprovalArg) -> anyhow::Resu
     } else {
         println!("creating {n} organizations in {}", dir.display());
         let approval = match approval {
+            ApprovalArg::Policy => Approval::Policy,
             ApprovalArg::Auto => Approval::Auto,
             ApprovalArg::Manual => Approval::Manual,
         };
@@ -281,7 +297,7 @@ fn up(dir: &Path, n: usize, detach: bool, approval: ApprovalArg) -> anyhow::Resu
     down(&testnet)
 }
 
-fn join(dir: &Path, name: &str, sponsor: Option<&str>) -> anyhow::Result<()> {
+fn join(dir: &Path, name: &str, sponsor: Option<&str>, approve: bool) -> anyhow::Result<()> {
     let quorate = quorate_bin()?;
     let mut testnet = Testnet::open(dir)?;
     let sponsor = match sponsor {
@@ -335,20 +351,38 @@ fn join(dir: &Path, name: &str, sponsor: Option<&str>) -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let manual = std::fs::read_to_string(sponsor.home.join("config.toml"))?
-        .contains("approval = \"manual\"");
-    if manual {
-        println!("manual approval: a quorum must endorse it, e.g.");
-        for node in testnet
-            .nodes()
-            .iter()
-            .filter(|n| n.name != sponsor.name && n.name != name)
-        {
+    let auto =
+        std::fs::read_to_string(sponsor.home.join("config.toml"))?.contains("approval = \"auto\"");
+    let others: Vec<_> = testnet
+        .nodes()
+        .iter()
+        .filter(|n| n.name != sponsor.name && n.name != name)
+        .cloned()
+        .collect();
+    if approve && !auto {
+        for node in &others {
+            let response = Testnet::client(node)
+                .request("POST", &format!("/v1/proposals/{id}/approve"), None)
+                .with_context(|| format!("cannot reach {}", node.name))?;
+            if response.is_success() {
+                println!("{} approved adding {name}", node.name);
+            } else {
+                println!(
+                    "{} did not approve: {}",
+                    node.name,
+                    response.problem_detail()
+                );
+            }
+        }
+    } else if !auto {
+        println!("people decide on a new member: a quorum must approve it, e.g.");
+        for node in &others {
             println!(
                 "  quorate proposal approve {id} --home {}",
                 node.home.display()
             );
         }
+        println!("(or run `quorate testnet join` with --approve to approve it on every member)");
         return Ok(());
     }
     while Instant::now() < deadline {
