@@ -406,6 +406,32 @@ fn main() {
     );
     c.cbor(
         "node_protocol",
+        "mempool-rejection",
+        1,
+        &MempoolMessage::Rejection {
+            entry: id,
+            rejection: quorate_node::agreement::mempool::Rejection::sign(
+                &id,
+                f.consortium.id(1),
+                "not our data",
+                &f.consortium.keys[1],
+            ),
+        },
+    );
+    c.cbor(
+        "node_protocol",
+        "mempool-withdrawal",
+        1,
+        &MempoolMessage::Withdrawal {
+            entry: id,
+            withdrawal: quorate_node::agreement::mempool::Withdrawal::sign(
+                &id,
+                &f.consortium.keys[0],
+            ),
+        },
+    );
+    c.cbor(
+        "node_protocol",
         "mempool-entry",
         1,
         &MempoolMessage::Entry(Box::new(entry)),

@@ -57,6 +57,22 @@ fuzz_target!(|data: &[u8]| {
                     let _ = quorate_ledger::entry::verify_endorsement(&entry, &endorsement, &m.did);
                 }
             }
+            Some(MempoolMessage::Rejection { entry, rejection }) => {
+                if let Some(m) = f.consortium.chain.state().members.get(&rejection.member)
+                    && rejection.verify(&entry, &m.did)
+                {
+                    // A rejection that verifies is within its bound.
+                    assert!(
+                        rejection.reason.len()
+                            <= quorate_node::agreement::mempool::decisions::REASON_BYTES_MAX
+                    );
+                }
+            }
+            Some(MempoolMessage::Withdrawal { entry, withdrawal }) => {
+                for m in f.consortium.chain.state().members.values() {
+                    let _ = withdrawal.verify(&entry, &m.did);
+                }
+            }
             None => {}
         },
         2 => {

@@ -188,7 +188,7 @@ pub enum DecideError {
     #[error("no proposal {0}")]
     UnknownProposal(EntryId),
     /// The proposal is closed: committed, failed, withdrawn or expired.
-    #[error("proposal {id} is {state}; it can no longer be decided")]
+    #[error("proposal {id} has closed ({state}); it can no longer be decided")]
     Closed {
         /// Its id.
         id: EntryId,
@@ -231,7 +231,7 @@ impl From<AddError> for DecideError {
 fn closed_words(state: &ProposalState) -> String {
     match state {
         ProposalState::Committed { height } => format!("committed at height {height}"),
-        ProposalState::Failed { reason } => format!("failed ({reason})"),
+        ProposalState::Failed { reason } => format!("failed: {reason}"),
         ProposalState::Withdrawn => "withdrawn".to_owned(),
         ProposalState::Expired => "expired".to_owned(),
         ProposalState::Pending { .. } | ProposalState::Eligible => "open".to_owned(),
