@@ -70,12 +70,14 @@ pub trait Pipeline: Clone + Send + Sync + 'static {
         caller: Did,
         path: ResourcePath,
         range: Option<ByteRange>,
+        purpose: Option<String>,
     ) -> impl Future<Output = Result<ObjectBody, Refusal>> + Send;
-    /// A listing of what the caller may list.
+    /// A listing of what the caller may list, for `purpose`.
     fn list(
         &self,
         caller: Did,
         query: ListQuery,
+        purpose: Option<String>,
     ) -> impl Future<Output = Result<Listing, Refusal>> + Send;
     /// Whether `did` is a member's current key on the committed ledger
     /// (cheap: a lookup in the state snapshot). The door asks before it
@@ -254,7 +256,7 @@ fn authenticate<P: Pipeline>(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<Did, Box<Refused>> {
+) -> Result<(Did, Option<String>), Box<Refused>> {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -310,7 +312,16 @@ fn authenticate<P: Pipeline>(
         tracing::error!(target: "gateway", error = %e, "cannot keep a nonce; refusing the request");
         return Err(refused(Refusal::JournalUnavailable));
     }
-    Ok(verified.caller)
+    let purpose = match verified.purpose.as_deref().map(crate::purpose::decode) {
+        Some(Ok(purpose)) => Some(purpose),
+        Some(Err(_)) => {
+            return Err(refused(Refusal::BadRequest(
+                "Quorate-Purpose is 1 to 256 bytes of percent-encoded UTF-8",
+            )));
+        }
+        None => None,
+    };
+    Ok((verified.caller, purpose))
 }
 
 /// Audits a refusal before the pipeline and answers it. Refusals with no
@@ -351,8 +362,8 @@ async fn read<P: Pipeline>(
     headers: HeaderMap,
 ) -> Response {
     let peer = peer.map(|Extension(p)| p);
-    let caller = match authenticate(&gateway, &method, &uri, &headers) {
-        Ok(caller) => caller,
+    let (caller, purpose) = match authenticate(&gateway, &method, &uri, &headers) {
+        Ok(authenticated) => authenticated,
         Err(refused) => return refuse(&gateway, peer, *refused, Action::Read, path).await,
     };
     let checked = range_of(&headers).map_err(Refusal::from).and_then(|range| {
@@ -372,7 +383,11 @@ async fn read<P: Pipeline>(
             return refuse(&gateway, peer, refused, Action::Read, path).await;
         }
     };
-    match gateway.pipeline.read(caller, resource, range).await {
+    match gateway
+        .pipeline
+        .read(caller, resource, range, purpose)
+        .await
+    {
         Ok(object) => object.into_response(),
         Err(refusal) => refusal.into_response(),
     }
@@ -388,8 +403,8 @@ async fn list<P: Pipeline>(
 ) -> Response {
     const LISTING: &str = "(listing)";
     let peer = peer.map(|Extension(p)| p);
-    let caller = match authenticate(&gateway, &method, &uri, &headers) {
-        Ok(caller) => caller,
+    let (caller, purpose) = match authenticate(&gateway, &method, &uri, &headers) {
+        Ok(authenticated) => authenticated,
         Err(refused) => {
             return refuse(&gateway, peer, *refused, Action::List, LISTING.into()).await;
         }
@@ -401,7 +416,7 @@ async fn list<P: Pipeline>(
         };
         return refuse(&gateway, peer, refused, Action::List, LISTING.into()).await;
     };
-    match gateway.pipeline.list(caller, query).await {
+    match gateway.pipeline.list(caller, query, purpose).await {
         Ok(listing) => Json(listing).into_response(),
         Err(refusal) => refusal.into_response(),
     }

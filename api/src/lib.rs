@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod local;
 pub mod objects;
 pub mod problem;
+pub mod purpose;
 pub mod refusal;
 pub mod serve;
 pub mod signature;

@@ -100,6 +100,11 @@ pub const TYPES: &[ProblemType] = &[
     ),
     t("revoked-grant", 403, "the grant was revoked"),
     t(
+        "purpose-mismatch",
+        403,
+        "the grant names a purpose the request did not declare (Quorate-Purpose)",
+    ),
+    t(
         "not-found",
         404,
         "no such route, object, grant, proposal, entry or block",

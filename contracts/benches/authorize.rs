@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
             action: Action::Read,
             path,
             now,
+            purpose: None,
         };
         assert!(matches!(
             authorize(&state, &request(&allowed)),

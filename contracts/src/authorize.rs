@@ -21,6 +21,9 @@ pub struct AccessRequest<'a> {
     pub path: &'a ResourcePath,
     /// When (the gateway's clock).
     pub now: Timestamp,
+    /// The purpose the caller declared, if any. A grant that names a
+    /// purpose serves only requests that declare it.
+    pub purpose: Option<&'a str>,
 }
 
 /// The answer. A denial is data, not an error.
@@ -74,6 +77,11 @@ pub enum DenyReason {
         /// The grant.
         grant: GrantId,
     },
+    /// A covering grant names a purpose the request did not declare.
+    PurposeMismatch {
+        /// The grant.
+        grant: GrantId,
+    },
 }
 
 impl DenyReason {
@@ -93,6 +101,7 @@ impl DenyReason {
             DenyReason::Expired { .. } => DenyKind::Expired,
             DenyReason::Ended { .. } => DenyKind::Ended,
             DenyReason::Revoked { .. } => DenyKind::Revoked,
+            DenyReason::PurposeMismatch { .. } => DenyKind::PurposeMismatch,
         }
     }
 
@@ -103,7 +112,8 @@ impl DenyReason {
             | DenyReason::NotYetValid { grant }
             | DenyReason::Expired { grant }
             | DenyReason::Ended { grant }
-            | DenyReason::Revoked { grant } => Some(*grant),
+            | DenyReason::Revoked { grant }
+            | DenyReason::PurposeMismatch { grant } => Some(*grant),
             _ => None,
         }
     }
@@ -120,6 +130,8 @@ impl DenyReason {
             DenyReason::Expired { .. } => 5,
             DenyReason::Ended { .. } => 6,
             DenyReason::Revoked { .. } => 7,
+            // Everything else held: the closest to an allow.
+            DenyReason::PurposeMismatch { .. } => 8,
         }
     }
 }
@@ -144,11 +156,13 @@ pub enum DenyKind {
     Ended,
     /// [`DenyReason::Revoked`].
     Revoked,
+    /// [`DenyReason::PurposeMismatch`].
+    PurposeMismatch,
 }
 
 impl DenyKind {
     /// Every kind.
-    pub const ALL: [DenyKind; 8] = [
+    pub const ALL: [DenyKind; 9] = [
         DenyKind::NotAMember,
         DenyKind::NoGrant,
         DenyKind::OutOfScope,
@@ -157,6 +171,7 @@ impl DenyKind {
         DenyKind::Expired,
         DenyKind::Ended,
         DenyKind::Revoked,
+        DenyKind::PurposeMismatch,
     ];
 
     /// Stable machine-readable code (the HTTP problem type's suffix); the
@@ -171,6 +186,7 @@ impl DenyKind {
             DenyKind::Expired => "expired-grant",
             DenyKind::Ended => "ended-grant",
             DenyKind::Revoked => "revoked-grant",
+            DenyKind::PurposeMismatch => "purpose-mismatch",
         }
     }
 
@@ -182,8 +198,9 @@ impl DenyKind {
 
 /// Decides `request` against `state`: allow iff some grant from the owner
 /// to the caller's member is active, in its window
-/// (`not_before ≤ now < not_after`), allows the action and covers the
-/// path. Deny by default, with the most telling reason.
+/// (`not_before ≤ now < not_after`), allows the action, covers the path,
+/// and names no purpose or the one the request declares. Deny by default,
+/// with the most telling reason.
 ///
 /// Cost: a hash lookup for the caller, one for the (caller, owner) pair,
 /// then only the grants between those two. A failure to read the grants is
@@ -209,6 +226,14 @@ pub fn authorize(state: &State, request: &AccessRequest<'_>) -> Result<Decision,
                 }
                 GrantStatus::Active if !terms.actions.contains(&request.action) => {
                     DenyReason::ActionNotGranted { grant: *id }
+                }
+                GrantStatus::Active
+                    if terms
+                        .purpose
+                        .as_deref()
+                        .is_some_and(|p| request.purpose != Some(p)) =>
+                {
+                    DenyReason::PurposeMismatch { grant: *id }
                 }
                 GrantStatus::Active => {
                     return Ok(Decision::Allow {

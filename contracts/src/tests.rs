@@ -400,6 +400,7 @@ fn every_deny_reason_and_allow() {
                 action,
                 path,
                 now: Timestamp(now),
+                purpose: None,
             },
         )
     };
@@ -412,7 +413,8 @@ fn every_deny_reason_and_allow() {
                 caller: &stranger,
                 action: Action::Read,
                 path: &p,
-                now: Timestamp(T0)
+                now: Timestamp(T0),
+                purpose: None,
             }
         ),
         Decision::Deny(DenyReason::NotAMember)
@@ -481,7 +483,8 @@ fn every_deny_kind_is_listed_and_its_code_parses_back() {
         | DenyKind::NotYetValid
         | DenyKind::Expired
         | DenyKind::Ended
-        | DenyKind::Revoked => DenyKind::ALL.contains(&kind),
+        | DenyKind::Revoked
+        | DenyKind::PurposeMismatch => DenyKind::ALL.contains(&kind),
     };
     for kind in DenyKind::ALL {
         assert!(listed(kind));
@@ -529,6 +532,7 @@ fn the_same_state_has_the_same_rows_however_it_was_built() {
         action: Action::Read,
         path: &path,
         now: Timestamp(T0 + 1),
+        purpose: None,
     };
     assert_eq!(authorize_ok(&back, &request), authorize_ok(&a, &request));
     assert!(matches!(
@@ -629,7 +633,7 @@ proptest! {
         let caller_did = did(caller);
         let path = ResourcePath::parse(path).unwrap();
         let now = Timestamp(T0 + now);
-        let decision = authorize_ok(&s, &AccessRequest { owner: member_id(owner), caller: &caller_did, action, path: &path, now });
+        let decision = authorize_ok(&s, &AccessRequest { owner: member_id(owner), caller: &caller_did, action, path: &path, now, purpose: None });
         // Reference: scan every grant.
         let allowed = s.member_by_did(&caller_did).is_some_and(|m| grants_of(&s).iter().any(|(_, r)| {
             r.terms.grantor == member_id(owner) && r.terms.grantee == m.id
@@ -696,6 +700,7 @@ fn unreadable_rows_refuse_rather_than_answer() {
         action: Action::Read,
         path: &path,
         now: Timestamp(T0),
+        purpose: None,
     };
     assert!(authorize(&broken, &request).is_err());
     let mut next = broken.clone();
@@ -826,4 +831,72 @@ fn window_and_length_violations_read_in_human_units() {
         too_long.to_string(),
         "the grant lasts longer than the policy's 732 days"
     );
+}
+
+#[test]
+fn a_grant_that_names_a_purpose_serves_only_requests_that_declare_it() {
+    let mut s = state(3);
+    let caller = did(1);
+    let p = ResourcePath::parse("data/x.csv").unwrap();
+    let mut bound = terms(0, 1, &["data/*"], &[Action::Read], T0, T0 + 1_000);
+    bound.purpose = Some("customs clearance".into());
+    s.apply(ctx(1, 1), member_id(0), &Body::Grant(bound))
+        .unwrap();
+    let g = GrantId([101; 32]);
+    let ask = |purpose| {
+        authorize_ok(
+            &s,
+            &AccessRequest {
+                owner: member_id(0),
+                caller: &caller,
+                action: Action::Read,
+                path: &p,
+                now: Timestamp(T0 + 10),
+                purpose,
+            },
+        )
+    };
+    assert_eq!(
+        ask(None),
+        Decision::Deny(DenyReason::PurposeMismatch { grant: g })
+    );
+    assert_eq!(
+        ask(Some("marketing")),
+        Decision::Deny(DenyReason::PurposeMismatch { grant: g })
+    );
+    assert_eq!(
+        DenyReason::PurposeMismatch { grant: g }.code(),
+        "purpose-mismatch"
+    );
+    assert!(matches!(
+        ask(Some("customs clearance")),
+        Decision::Allow { .. }
+    ));
+    // Out of scope is still out of scope, whatever the purpose.
+    let other = ResourcePath::parse("secret/x").unwrap();
+    let request = AccessRequest {
+        owner: member_id(0),
+        caller: &caller,
+        action: Action::Read,
+        path: &other,
+        now: Timestamp(T0 + 10),
+        purpose: Some("customs clearance"),
+    };
+    assert_eq!(
+        authorize_ok(&s, &request),
+        Decision::Deny(DenyReason::OutOfScope)
+    );
+    // A grant without a purpose serves a request that declares one.
+    s.apply(
+        ctx(2, 2),
+        member_id(0),
+        &Body::Grant(terms(0, 1, &["open/*"], &[Action::Read], T0, T0 + 1_000)),
+    )
+    .unwrap();
+    let open = ResourcePath::parse("open/y").unwrap();
+    let request = AccessRequest {
+        path: &open,
+        ..request
+    };
+    assert!(matches!(authorize_ok(&s, &request), Decision::Allow { .. }));
 }

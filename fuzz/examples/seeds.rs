@@ -445,6 +445,7 @@ fn main() {
                 path: "datasets/shipments/a.csv".into(),
                 range: Some(ByteRange::Bounded(0, 4_194_303)),
                 if_match: Some("ab12".into()),
+                purpose: Some("customs clearance".into()),
             },
         ),
         (
@@ -453,6 +454,7 @@ fn main() {
                 prefix: "datasets/".into(),
                 after: Some("datasets/a".into()),
                 limit: 100,
+                purpose: None,
             },
         ),
     ] {

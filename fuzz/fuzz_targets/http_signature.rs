@@ -24,8 +24,8 @@ use std::sync::OnceLock;
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use quorate_api::signature::{
-    AUDIENCE_HEADER, Policy, RequestParts, SignatureError, sign_request, signature_base,
-    verify_request, verify_with_key,
+    AUDIENCE_HEADER, PURPOSE_HEADER, Policy, RequestParts, SignatureError, sign_request,
+    signature_base, verify_request, verify_with_key,
 };
 use quorate_did::{Did, Keypair};
 
@@ -89,6 +89,8 @@ fn text_mode(text: &str) {
             let created = p.created.expect("created");
             assert!(created.abs_diff(NOW) <= SKEW);
             assert!(p.nonce.as_deref().is_some_and(|n| !n.is_empty()));
+            // A declared purpose is a covered one.
+            assert!(verified.purpose.is_none() || p.components.iter().any(|c| c == PURPOSE_HEADER));
         }
     }
     if let Ok(params) = verify_with_key(&request, None, rfc_key()) {
@@ -103,6 +105,7 @@ const NAMES: &[&str] = &[
     "date",
     "host",
     AUDIENCE_HEADER,
+    PURPOSE_HEADER,
     "x-extra",
 ];
 
@@ -122,6 +125,7 @@ const COMPONENTS: &[&str] = &[
     "date",
     "host",
     AUDIENCE_HEADER,
+    PURPOSE_HEADER,
     "x-extra",
 ];
 

@@ -43,6 +43,7 @@ fn a_quorum_endorsed_grant_commits_and_authorizes_reads_in_scope_only() {
                 action,
                 path,
                 now: Timestamp(T0 + 5_000),
+                purpose: None,
             },
         )
         .unwrap()
@@ -176,6 +177,7 @@ fn only_the_grantor_revokes_alone_and_revocation_is_terminal() {
             action: Action::Read,
             path: &path,
             now: Timestamp(T0 + 9_000),
+            purpose: None,
         },
     )
     .unwrap();

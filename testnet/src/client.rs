@@ -94,6 +94,14 @@ impl ApiClient {
         self.request("GET", path, None)
     }
 
+    /// `GET path` with the token and these extra header fields.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+        let authorization = format!("Bearer {}", self.token);
+        let mut all = vec![("Authorization", authorization.as_str())];
+        all.extend_from_slice(headers);
+        self.request_with("GET", path, &all, None)
+    }
+
     /// `POST path` with a JSON body.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> std::io::Result<Response> {
         self.request(

@@ -6,7 +6,8 @@
 //! pending, each rejection (with its reason) reaches the proposer, and it
 //! fails on every member once a quorum is out of reach; `--wait` says so
 //! and exits non-zero. A policy replaced through the CLI takes effect, is
-//! counted in /metrics, and a bad one is refused with the rule named.
+//! counted in /metrics, and a bad one is refused with the rule named. A
+//! purpose-bound grant serves only a fetch that declares its purpose.
 //! Method: `quorate testnet up` (4 nodes, approval = "policy", the
 //! default), then only the `quorate` CLI and the local API; every wait
 //! bounded.
@@ -238,6 +239,69 @@ fn the_default_policy_the_readme_sequence_and_a_failed_removal() {
     );
     // The file survives a restart of the node's view: shown from the file.
     assert!(run_ok(&["policy", "show", "--home", &b]).contains("nothing-for-org-c"));
+
+    // A grant bound to a purpose serves only requests that declare it, and
+    // the owner's audit record says what was declared.
+    run_ok(&[
+        "proposal",
+        "grant",
+        "--home",
+        &a,
+        "--to",
+        "org-b",
+        "--resource",
+        "datasets/*",
+        "--for",
+        "1h",
+        "--purpose",
+        "customs clearance",
+        "--wait",
+    ]);
+    let undeclared = run_err(&["peer", "get", "--home", &b, "org-a", path]);
+    assert!(undeclared.contains("purpose-mismatch"), "{undeclared}");
+    let other = run_err(&[
+        "peer",
+        "get",
+        "--home",
+        &b,
+        "org-a",
+        path,
+        "--purpose",
+        "marketing",
+    ]);
+    assert!(other.contains("purpose-mismatch"), "{other}");
+    let served = run_ok(&[
+        "peer",
+        "get",
+        "--home",
+        &b,
+        "org-a",
+        path,
+        "--purpose",
+        "customs clearance",
+    ]);
+    assert_eq!(served, "id,port\n1,Rotterdam\n");
+    eventually(
+        Duration::from_secs(10),
+        "the declared purpose in org-a's audit log",
+        || {
+            let records = admin(&net, "org-a")
+                .get("/v1/audit?limit=10")
+                .unwrap()
+                .json()
+                .unwrap();
+            records
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["purpose"] == "customs clearance" && r["decision"] == "allow")
+                && records
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["purpose"] == "marketing" && r["reason"] == "purpose-mismatch")
+        },
+    );
 
     // A bad policy is refused, naming its rule, and changes nothing.
     std::fs::write(

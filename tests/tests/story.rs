@@ -69,10 +69,8 @@ fn grant_fetch_refuse_revoke_and_audit() {
         "read",
         "--action",
         "list",
-        "--days",
-        "30",
-        "--purpose",
-        "customs clearance",
+        "--for",
+        "30d",
     ]);
     let id = id.trim().to_owned();
     eventually(Duration::from_secs(20), "the grant on A and B", || {

@@ -18,6 +18,7 @@ pub const RULE_LIST_MAX: usize = 64;
 #[serde(deny_unknown_fields)]
 pub struct EndorsementPolicy {
     /// The rules, first match wins.
+    #[schemars(length(max = 64))]
     pub rules: Vec<PolicyRule>,
 }
 
@@ -31,29 +32,37 @@ pub struct EndorsementPolicy {
 pub struct PolicyRule {
     /// A name for logs, metrics and the proposal list (1 to 64 of a-z,
     /// 0-9, '-'; unique in the policy).
+    #[schemars(regex(pattern = r"^[a-z0-9-]{1,64}$"))]
     pub name: String,
     /// Kinds of proposal it is about: grant, revoke, add-member,
     /// remove-member, rotate-key, set-policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub kinds: Vec<ProposalKind>,
     /// How the proposer stands to what it proposes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub proposer_is: Vec<Relation>,
     /// Proposers by member name (`me` for this organization).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub proposers: Vec<String>,
     /// Grantors by member name (`me` for this organization).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub grantors: Vec<String>,
     /// Grantees by member name (`me` for this organization).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub grantees: Vec<String>,
     /// Every resource pattern of the grant must fall within one of these
     /// (`*`, `prefix/*` or an exact path).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub resources: Vec<String>,
     /// Every action of the grant must be one of these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     #[schemars(with = "Vec<PolicyAction>")]
     pub actions: Vec<Action>,
     /// The grant lasts at most this long (`90m`, `12h`, `30d`).
@@ -61,11 +70,13 @@ pub struct PolicyRule {
     pub duration_max: Option<String>,
     /// The grant names one of these purposes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub purposes: Vec<String>,
     /// What to do with a proposal it matches.
     pub outcome: Outcome,
-    /// For `reject`: the reason the proposer reads (at most 256 bytes).
+    /// For `reject`: the reason the proposer reads (1 to 256 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub reason: Option<String>,
 }
 

@@ -281,7 +281,8 @@ pub(super) async fn peer_get<N: Node>(
     let result = async {
         let Path((peer, path)) = params.map_err(path_problem)?;
         let range = range_of(&headers)?;
-        node.peer_get(peer, resource(&path)?, range).await
+        let purpose = purpose_of(&headers)?;
+        node.peer_get(peer, resource(&path)?, range, purpose).await
     };
     match result.await {
         Ok(object) => object.into_response(),
@@ -293,12 +294,34 @@ pub(super) async fn peer_list<N: Node>(
     State(node): State<N>,
     peer: Result<Path<String>, PathRejection>,
     query: Result<Query<ListQuery>, QueryRejection>,
+    headers: HeaderMap,
 ) -> Response {
+    let purpose = match purpose_of(&headers) {
+        Ok(purpose) => purpose,
+        Err(problem) => return problem.into_response(),
+    };
     match (peer, query) {
         (Err(e), _) => path_problem(e).into_response(),
         (_, Err(e)) => query_problem(e).into_response(),
-        (Ok(Path(peer)), Ok(Query(query))) => json_or_problem(node.peer_list(peer, query).await),
+        (Ok(Path(peer)), Ok(Query(query))) => {
+            json_or_problem(node.peer_list(peer, query, purpose).await)
+        }
     }
+}
+
+/// The purpose a client declares for a fetch from a peer, in the
+/// `Quorate-Purpose` header (passed on to the peer's gateway, which serves
+/// a purpose-bound grant only to a request that declares its purpose).
+fn purpose_of(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get(crate::signature::PURPOSE_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Problem::bad_request(crate::purpose::PurposeError::Encoding.to_string()))?;
+    crate::purpose::decode(text)
+        .map(Some)
+        .map_err(|e| Problem::bad_request(e.to_string()))
 }
 
 pub(super) async fn audit<N: Node>(

@@ -142,12 +142,15 @@ pub trait Node: Clone + Send + Sync + 'static {
         peer: String,
         path: ResourcePath,
         range: Option<ByteRange>,
+        purpose: Option<String>,
     ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
-    /// Lists what a member's gateway lets this organization list.
+    /// Lists what a member's gateway lets this organization list, for
+    /// `purpose` if the caller declared one.
     fn peer_list(
         &self,
         peer: String,
         query: ListQuery,
+        purpose: Option<String>,
     ) -> impl Future<Output = Result<Listing, Problem>> + Send;
     /// Audit records, newest last.
     fn audit(

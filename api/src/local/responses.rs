@@ -370,6 +370,9 @@ pub struct AuditRecord {
     pub grant: Option<String>,
     /// Bytes of data sent.
     pub bytes: u64,
+    /// The purpose the caller declared, if it declared one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
     /// The previous record's hash.
     pub prev: String,
     /// This record's hash.

@@ -33,6 +33,10 @@ pub use replay::{
 /// did:key). The signature must cover it; the gateway refuses a request
 /// whose audience is not its own member.
 pub const AUDIENCE_HEADER: &str = "quorate-audience";
+/// The header in which a caller declares the purpose of a request
+/// ([`crate::purpose`]). When present it must be covered: a purpose
+/// changed in flight would be served under another grant's terms.
+pub use crate::purpose::PURPOSE_HEADER;
 
 /// The request as the signature sees it.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +75,9 @@ pub struct Verified {
     pub caller: Did,
     /// The signature's parameters.
     pub params: SignatureParams,
+    /// The covered [`PURPOSE_HEADER`]'s value as sent (percent-encoded),
+    /// if the request declares one.
+    pub purpose: Option<String>,
 }
 
 /// What the gateway requires of a signature.
@@ -256,6 +263,10 @@ pub fn verify_request(
         let shown: String = audience.chars().take(128).collect();
         return Err(SignatureError::WrongAudience(shown));
     }
+    let purpose = header_value(request.headers, PURPOSE_HEADER);
+    if purpose.is_some() && !covers(PURPOSE_HEADER) {
+        return Err(SignatureError::NotCovered(PURPOSE_HEADER));
+    }
     let created = params.created.ok_or(SignatureError::NoCreated)?;
     if created.abs_diff(now_secs) > policy.skew_secs {
         return Err(SignatureError::Skew {
@@ -278,7 +289,11 @@ pub fn verify_request(
     }
     // The expensive step last: everything above is cheap string checks.
     check_crypto(request, &params, &raw, &signature, &caller)?;
-    Ok(Verified { caller, params })
+    Ok(Verified {
+        caller,
+        params,
+        purpose,
+    })
 }
 
 fn check_crypto(

@@ -283,6 +283,10 @@ pub(crate) enum PeerCommand {
         /// Write here instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Declare the purpose of the request (a grant that names a
+        /// purpose serves only requests that declare it).
+        #[arg(long)]
+        purpose: Option<String>,
     },
     /// List what another member's gateway lets this organization list.
     Ls {
@@ -293,7 +297,31 @@ pub(crate) enum PeerCommand {
         /// Only paths starting with this.
         #[arg(long, default_value = "")]
         prefix: String,
+        /// Declare the purpose of the listing.
+        #[arg(long)]
+        purpose: Option<String>,
     },
+}
+
+/// The `Quorate-Purpose` header value for a request declaring `purpose`
+/// (percent-encoded UTF-8).
+fn purpose_header(purpose: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(purpose) = purpose else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        !purpose.is_empty() && purpose.len() <= quorate_contracts::model::PURPOSE_BYTES_MAX,
+        "--purpose is 1 to {} bytes",
+        quorate_contracts::model::PURPOSE_BYTES_MAX
+    );
+    Ok(Some(quorate_api::purpose::encode(purpose)))
+}
+
+fn with_purpose(value: &Option<String>) -> Vec<(&'static str, &str)> {
+    value
+        .as_deref()
+        .map(|v| vec![("Quorate-Purpose", v)])
+        .unwrap_or_default()
 }
 
 /// Object paths go into URLs: the node checks them strictly; here only
@@ -413,6 +441,7 @@ pub(crate) fn peer(command: PeerCommand) -> anyhow::Result<()> {
             member,
             path,
             out,
+            purpose,
         } => {
             let api = client(home)?;
             let target = format!(
@@ -420,13 +449,15 @@ pub(crate) fn peer(command: PeerCommand) -> anyhow::Result<()> {
                 url_path(&member)?,
                 url_path(&path)?
             );
-            let response = checked(api.get(&target), &api)?;
+            let purpose = purpose_header(purpose.as_deref())?;
+            let response = checked(api.get_with(&target, &with_purpose(&purpose)), &api)?;
             write_out(out, &response.body)?;
         }
         PeerCommand::Ls {
             home,
             member,
             prefix,
+            purpose,
         } => {
             let api = client(home)?;
             let target = format!(
@@ -434,7 +465,11 @@ pub(crate) fn peer(command: PeerCommand) -> anyhow::Result<()> {
                 url_path(&member)?,
                 query_value(&prefix)?
             );
-            print_listing(&checked(api.get(&target), &api)?)?;
+            let purpose = purpose_header(purpose.as_deref())?;
+            print_listing(&checked(
+                api.get_with(&target, &with_purpose(&purpose)),
+                &api,
+            )?)?;
         }
     }
     Ok(())

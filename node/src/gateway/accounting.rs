@@ -23,16 +23,24 @@ pub(super) struct Audited<'a> {
     pub(super) action: Action,
     /// The path, or the listing's prefix.
     pub(super) resource: &'a str,
+    /// The purpose the caller declared.
+    pub(super) purpose: Option<&'a str>,
 }
 
 impl<'a> Audited<'a> {
-    /// A read of `path` by `caller`.
-    pub(super) fn read(transport: &'a str, caller: &'a Did, path: &'a ResourcePath) -> Self {
+    /// A read of `path` by `caller`, for `purpose`.
+    pub(super) fn read(
+        transport: &'a str,
+        caller: &'a Did,
+        path: &'a ResourcePath,
+        purpose: Option<&'a str>,
+    ) -> Self {
         Self {
             transport,
             caller: Some(caller),
             action: Action::Read,
             resource: path.as_str(),
+            purpose,
         }
     }
 }
@@ -62,7 +70,12 @@ impl Gateway {
     /// The one record of a download over libp2p, when it ends: complete,
     /// or cut short (`cut_short` says why) after the bytes it sent.
     pub(super) async fn record_download(&self, download: &Download, cut_short: Option<&str>) {
-        let request = Audited::read(P2P, &download.caller, &download.path);
+        let request = Audited::read(
+            P2P,
+            &download.caller,
+            &download.path,
+            download.purpose.as_deref(),
+        );
         self.record_allowed(request, Some(download.grant), download.sent, cut_short)
             .await;
     }
@@ -82,6 +95,7 @@ impl Gateway {
             caller,
             action,
             resource,
+            purpose: None,
         };
         self.record_refused(request, refusal).await;
     }
@@ -106,6 +120,7 @@ impl Gateway {
                 reason: reason.map(str::to_owned),
                 grant: grant.map(|g| g.to_string()),
                 bytes,
+                purpose: request.purpose.map(str::to_owned),
             })
             .await;
     }

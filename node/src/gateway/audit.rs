@@ -54,6 +54,10 @@ pub struct Decision {
     pub grant: Option<String>,
     /// Bytes of data sent.
     pub bytes: u64,
+    /// The purpose the caller declared (absent if none: records without
+    /// one hash as before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
 }
 
 /// A line of the log.
@@ -254,6 +258,7 @@ impl Auditor {
             reason: decision.reason.map(bounded),
             grant: decision.grant.map(bounded),
             bytes: decision.bytes,
+            purpose: decision.purpose.map(bounded),
         };
         if self.queue.send((now, decision)).await.is_err() {
             tracing::error!(target: "audit", "the audit writer has stopped; a decision was not recorded");
@@ -382,6 +387,7 @@ mod tests {
 
     fn decision(i: u64) -> Decision {
         Decision {
+            purpose: None,
             transport: "http".into(),
             caller: Some("did:key:z6Mk".into()),
             action: "read".into(),
@@ -449,6 +455,7 @@ mod tests {
         let (auditor, task) = Auditor::start(path.clone()).unwrap();
         let huge = "é\"\u{1}".repeat(30_000);
         let worst = Decision {
+            purpose: Some(huge.clone()),
             transport: huge.clone(),
             caller: Some(huge.clone()),
             action: huge.clone(),

@@ -44,6 +44,7 @@ impl Gateway {
         caller: &Did,
         action: Action,
         path: &ResourcePath,
+        purpose: Option<&str>,
     ) -> Result<Allowed, Refusal> {
         self.ready()?;
         let state = self.state();
@@ -59,6 +60,7 @@ impl Gateway {
                 action,
                 path,
                 now,
+                purpose,
             },
         )
         .map_err(rows_refusal)?;

@@ -32,6 +32,8 @@ pub(super) struct Download {
     pub(super) path: ResourcePath,
     pub(super) etag: String,
     pub(super) grant: GrantId,
+    /// The purpose declared at its first chunk.
+    pub(super) purpose: Option<String>,
     /// Where the next chunk starts.
     pub(super) next: u64,
     /// Where the range ends (exclusive).

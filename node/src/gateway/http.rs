@@ -16,12 +16,18 @@ impl Pipeline for Gateway {
         caller: Did,
         path: ResourcePath,
         range: Option<ByteRange>,
+        purpose: Option<String>,
     ) -> Result<ObjectBody, Refusal> {
-        Gateway::read(self, &caller, TRANSPORT, &path, range).await
+        Gateway::read(self, &caller, TRANSPORT, &path, range, purpose.as_deref()).await
     }
 
-    async fn list(&self, caller: Did, query: ListQuery) -> Result<Listing, Refusal> {
-        Gateway::list(self, &caller, TRANSPORT, &query).await
+    async fn list(
+        &self,
+        caller: Did,
+        query: ListQuery,
+        purpose: Option<String>,
+    ) -> Result<Listing, Refusal> {
+        Gateway::list(self, &caller, TRANSPORT, &query, purpose.as_deref()).await
     }
 
     fn is_member(&self, did: &Did) -> bool {

@@ -20,6 +20,7 @@ impl Gateway {
         caller: &Did,
         transport: &str,
         query: &ListQuery,
+        purpose: Option<&str>,
     ) -> Result<Listing, Refusal> {
         let resource = format!("{}*", query.prefix);
         let request = Audited {
@@ -27,8 +28,9 @@ impl Gateway {
             caller: Some(caller),
             action: Action::List,
             resource: &resource,
+            purpose,
         };
-        let outcome = self.list_allowed(caller, query).await;
+        let outcome = self.list_allowed(caller, query, purpose).await;
         match &outcome {
             Ok(listing) => {
                 let objects = listing.objects.len() as u64;
@@ -39,7 +41,12 @@ impl Gateway {
         outcome
     }
 
-    async fn list_allowed(&self, caller: &Did, query: &ListQuery) -> Result<Listing, Refusal> {
+    async fn list_allowed(
+        &self,
+        caller: &Did,
+        query: &ListQuery,
+        purpose: Option<&str>,
+    ) -> Result<Listing, Refusal> {
         // Freshness, membership and the member's rate, once per listing.
         self.ready()?;
         let state = self.state();
@@ -54,7 +61,7 @@ impl Gateway {
         // Only the parts of the namespace the caller may list are read, so
         // a page, and its `next` cursor, come from what it may see.
         let clocks = self.clocks();
-        let scopes = list_scopes(&state, member, owner, clocks, &query.prefix)
+        let scopes = list_scopes(&state, member, owner, clocks, &query.prefix, purpose)
             .map_err(super::decide::rows_refusal)?;
         let store = self.inner.parts.objects.clone();
         let after = query.after.clone();
@@ -75,6 +82,7 @@ impl Gateway {
                     action: Action::List,
                     path: &path,
                     now,
+                    purpose,
                 };
                 // An unreadable row lists nothing: deny by default.
                 matches!(authorize(&state, &request), Ok(Decision::Allow { .. }))
@@ -109,6 +117,7 @@ fn list_scopes(
     owner: MemberId,
     clocks: [Timestamp; 2],
     prefix: &str,
+    purpose: Option<&str>,
 ) -> Result<Vec<Scope>, quorate_contracts::RowsError> {
     let mut prefixes = Vec::new();
     let mut exact = Vec::new();
@@ -118,7 +127,8 @@ fn list_scopes(
             && clocks
                 .iter()
                 .all(|now| terms.not_before <= *now && *now < terms.not_after)
-            && terms.actions.contains(&Action::List);
+            && terms.actions.contains(&Action::List)
+            && terms.purpose.as_deref().is_none_or(|p| purpose == Some(p));
         if !listable {
             continue;
         }

@@ -77,19 +77,23 @@ impl Gateway {
                 path,
                 range,
                 if_match,
-            } => self.first_chunk(from, path, range, if_match).await,
+                purpose,
+            } => self.first_chunk(from, path, range, if_match, purpose).await,
             Request::Chunk { ticket, at } => self.next_chunk(from, &ticket, at).await,
             Request::List {
                 prefix,
                 after,
                 limit,
+                purpose,
             } => {
                 let query = ListQuery {
                     prefix,
                     after,
                     limit: Some(limit as usize),
                 };
-                self.list(from, P2P, &query).await.map(Response::Listing)
+                self.list(from, P2P, &query, purpose.as_deref())
+                    .await
+                    .map(Response::Listing)
             }
             _ => return Response::Refused("not a gateway request".to_owned()),
         };
@@ -104,6 +108,7 @@ impl Gateway {
         path: String,
         range: Option<ByteRange>,
         if_match: Option<String>,
+        purpose: Option<String>,
     ) -> Result<Response, Refusal> {
         let path = match ResourcePath::parse(&path) {
             Ok(path) => path,
@@ -118,7 +123,9 @@ impl Gateway {
             }
         };
         let fetch = self.read_chunk(&path, range, if_match);
-        let (allowed, chunk) = self.admit_read(from, P2P, &path, fetch).await?;
+        let (allowed, chunk) = self
+            .admit_read(from, P2P, &path, purpose.as_deref(), fetch)
+            .await?;
         let Chunk {
             info,
             start,
@@ -126,7 +133,7 @@ impl Gateway {
             data,
         } = chunk;
         let sent = data.len() as u64;
-        let request = Audited::read(P2P, from, &path);
+        let request = Audited::read(P2P, from, &path, purpose.as_deref());
         if start + sent >= end {
             self.record_allowed(request, Some(allowed.grant), sent, None)
                 .await;
@@ -144,6 +151,7 @@ impl Gateway {
             path: path.clone(),
             etag: info.etag.clone(),
             grant: allowed.grant,
+            purpose: purpose.clone(),
             next: start + sent,
             end,
             sent,

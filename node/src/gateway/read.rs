@@ -47,6 +47,7 @@ impl Gateway {
         transport: &str,
         path: &ResourcePath,
         range: Option<ByteRange>,
+        purpose: Option<&str>,
     ) -> Result<ObjectBody, Refusal> {
         let fetch = async {
             if self.inner.parts.upstreams.serves(path) {
@@ -55,8 +56,10 @@ impl Gateway {
                 open_range(&self.inner.parts.objects, path, range).await
             }
         };
-        let (allowed, object) = self.admit_read(caller, transport, path, fetch).await?;
-        let request = Audited::read(transport, caller, path);
+        let (allowed, object) = self
+            .admit_read(caller, transport, path, purpose, fetch)
+            .await?;
+        let request = Audited::read(transport, caller, path, purpose);
         let bytes = object.span.1 - object.span.0;
         self.record_allowed(request, Some(allowed.grant), bytes, None)
             .await;
@@ -72,15 +75,16 @@ impl Gateway {
         caller: &Did,
         transport: &str,
         path: &ResourcePath,
+        purpose: Option<&str>,
         fetch: impl Future<Output = Result<T, Refusal>>,
     ) -> Result<(Allowed, T), Refusal> {
         let outcome = async {
-            let allowed = self.decide(caller, Action::Read, path)?;
+            let allowed = self.decide(caller, Action::Read, path, purpose)?;
             Ok((allowed, fetch.await?))
         }
         .await;
         if let Err(refusal) = &outcome {
-            let request = Audited::read(transport, caller, path);
+            let request = Audited::read(transport, caller, path, purpose);
             self.record_refused(request, refusal).await;
         }
         outcome

@@ -274,6 +274,7 @@ impl Node for LocalNode {
         self.gateway
             .auditor()
             .record(crate::gateway::audit::Decision {
+                purpose: None,
                 transport: "local".to_owned(),
                 caller: Some(action.principal),
                 action: action.action.to_owned(),
@@ -654,12 +655,14 @@ impl Node for LocalNode {
         peer: String,
         path: ResourcePath,
         range: Option<ByteRange>,
+        purpose: Option<String>,
     ) -> Result<ObjectBody, Problem> {
         let peer = self.peer_did(&peer)?;
         let first = Request::Object {
             path: path.to_string(),
             range,
             if_match: None,
+            purpose,
         };
         let unexpected = |detail: &str| {
             Problem::new(
@@ -723,9 +726,15 @@ impl Node for LocalNode {
         })
     }
 
-    async fn peer_list(&self, peer: String, query: ListQuery) -> Result<Listing, Problem> {
+    async fn peer_list(
+        &self,
+        peer: String,
+        query: ListQuery,
+        purpose: Option<String>,
+    ) -> Result<Listing, Problem> {
         let peer = self.peer_did(&peer)?;
         let request = Request::List {
+            purpose,
             prefix: query.prefix,
             after: query.after,
             limit: query
@@ -779,6 +788,7 @@ impl Node for LocalNode {
                 reason: r.decision.reason,
                 grant: r.decision.grant,
                 bytes: r.decision.bytes,
+                purpose: r.decision.purpose,
                 prev: r.prev,
                 hash: r.hash,
             })

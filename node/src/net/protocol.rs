@@ -81,6 +81,10 @@ pub enum Request {
         /// Serve the range only if the object still has this ETag (the
         /// later chunks of one download).
         if_match: Option<String>,
+        /// The purpose the requester declares (a grant that names one
+        /// serves only requests that declare it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<String>,
     },
     /// The next chunk of a download the gateway already authorized (its
     /// first answer was [`Response::Download`]): no new authorization,
@@ -99,6 +103,9 @@ pub enum Request {
         after: Option<String>,
         /// Page size.
         limit: u32,
+        /// The purpose the requester declares.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<String>,
     },
 }
 

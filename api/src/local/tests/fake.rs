@@ -323,11 +323,17 @@ impl Node for Fake {
         peer: String,
         path: ResourcePath,
         range: Option<ByteRange>,
+        _: Option<String>,
     ) -> Result<ObjectBody, Problem> {
         let _ = peer;
         self.get_object(path, range).await
     }
-    async fn peer_list(&self, _: String, _: ListQuery) -> Result<Listing, Problem> {
+    async fn peer_list(
+        &self,
+        _: String,
+        _: ListQuery,
+        _: Option<String>,
+    ) -> Result<Listing, Problem> {
         self.answer(listing())
     }
     async fn audit(&self, _: AuditQuery) -> Result<Vec<AuditRecord>, Problem> {
@@ -342,6 +348,7 @@ impl Node for Fake {
             reason: Some("no-grant".into()),
             grant: None,
             bytes: 0,
+            purpose: Some("customs clearance".into()),
             prev: "0".repeat(64),
             hash: HEX.into(),
         }])
@@ -458,6 +465,7 @@ impl crate::gateway::Pipeline for Fake {
         _: Did,
         _: ResourcePath,
         _: Option<ByteRange>,
+        _: Option<String>,
     ) -> Result<ObjectBody, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
@@ -465,6 +473,7 @@ impl crate::gateway::Pipeline for Fake {
         &self,
         _: Did,
         _: ListQuery,
+        _: Option<String>,
     ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }

@@ -159,10 +159,16 @@ impl Node for Empty {
         _: String,
         _: ResourcePath,
         _: Option<ByteRange>,
+        _: Option<String>,
     ) -> Result<ObjectBody, Problem> {
         none()
     }
-    async fn peer_list(&self, _: String, _: ListQuery) -> Result<Listing, Problem> {
+    async fn peer_list(
+        &self,
+        _: String,
+        _: ListQuery,
+        _: Option<String>,
+    ) -> Result<Listing, Problem> {
         none()
     }
     async fn audit(&self, _: AuditQuery) -> Result<Vec<AuditRecord>, Problem> {
@@ -506,6 +512,7 @@ impl crate::gateway::Pipeline for Empty {
         _: Did,
         _: ResourcePath,
         _: Option<ByteRange>,
+        _: Option<String>,
     ) -> Result<ObjectBody, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
@@ -513,6 +520,7 @@ impl crate::gateway::Pipeline for Empty {
         &self,
         _: Did,
         _: ListQuery,
+        _: Option<String>,
     ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }

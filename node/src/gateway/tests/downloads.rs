@@ -25,6 +25,7 @@ fn big_object() -> Vec<u8> {
 
 fn ask_object(at: &str) -> Request {
     Request::Object {
+        purpose: None,
         path: at.to_owned(),
         range: None,
         if_match: None,
@@ -217,6 +218,7 @@ async fn small_reads_ranges_and_bad_paths_over_libp2p() {
     f.put("reports/q3.csv", b"quarter,revenue\n");
     let grantee = f.did(GRANTEE);
     let ranged = Request::Object {
+        purpose: None,
         path: "reports/q3.csv".into(),
         range: Some(ByteRange::Suffix(8)),
         if_match: None,

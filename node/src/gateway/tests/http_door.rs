@@ -168,3 +168,97 @@ async fn the_signed_door_refuses_before_the_pipeline_and_the_pipeline_after_it()
         );
     }
 }
+
+/// A signed GET declaring `purpose` in `Quorate-Purpose`, covered by the
+/// signature or not.
+fn signed_for_purpose(
+    key: &Keypair,
+    target: &str,
+    audience: &Did,
+    nonce: &str,
+    purpose: &str,
+    covered: bool,
+) -> Request<Body> {
+    use quorate_api::signature::PURPOSE_HEADER;
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let uri = format!("http://{AUTHORITY}{target}");
+    let audience = audience.to_string();
+    let headers = [
+        (AUDIENCE_HEADER, audience.as_str()),
+        (PURPOSE_HEADER, purpose),
+    ];
+    let parts = RequestParts {
+        method: "GET",
+        target_uri: &uri,
+        headers: &headers,
+    };
+    let components: &[&str] = if covered {
+        &["@method", "@target-uri", AUDIENCE_HEADER, PURPOSE_HEADER]
+    } else {
+        &["@method", "@target-uri", AUDIENCE_HEADER]
+    };
+    let signature = sign_request(&parts, components, key, created, nonce).unwrap();
+    Request::get(target)
+        .header("host", AUTHORITY)
+        .header(AUDIENCE_HEADER, audience)
+        .header(PURPOSE_HEADER, purpose)
+        .header("signature-input", signature.signature_input)
+        .header("signature", signature.signature)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_declared_purpose_must_be_signed_and_match_the_grant() {
+    let mut f = Fixture::new();
+    f.grant(
+        GRANTEE,
+        Terms {
+            purpose: Some("customs clearance"),
+            ..Terms::default()
+        },
+    );
+    f.put("reports/q3.csv", REPORT);
+    let (owner, key) = (f.did(OWNER), f.consortium.keys[GRANTEE].clone());
+    let target = "/gateway/objects/reports/q3.csv";
+    let door = router(f.gateway.clone(), Settings::new(60, AUTHORITY, owner));
+
+    // Declared but not covered: a purpose changed in flight would be
+    // served under another grant's terms, so it is refused unread.
+    let (status, kind, _) = answer(
+        &door,
+        signed_for_purpose(&key, target, &owner, "p-1", "customs clearance", false),
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::UNAUTHORIZED, "bad-signature")
+    );
+    // Covered, but another purpose; then none at all.
+    let (status, kind, body) = answer(
+        &door,
+        signed_for_purpose(&key, target, &owner, "p-2", "marketing", true),
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::FORBIDDEN, "purpose-mismatch")
+    );
+    assert!(!body.windows(REPORT.len()).any(|w| w == REPORT));
+    let (status, kind, _) = answer(&door, signed(&key, target, &owner, AUTHORITY, "p-3")).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::FORBIDDEN, "purpose-mismatch")
+    );
+    // Covered and the grant's: served.
+    let (status, _, body) = answer(
+        &door,
+        signed_for_purpose(&key, target, &owner, "p-4", "customs clearance", true),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, REPORT);
+}

@@ -55,6 +55,7 @@ struct Terms<'a> {
     actions: &'a [Action],
     window: (u64, u64),
     rate: Option<(u32, u32)>,
+    purpose: Option<&'a str>,
 }
 
 impl Default for Terms<'_> {
@@ -64,6 +65,7 @@ impl Default for Terms<'_> {
             actions: &[Action::Read],
             window: (T0, T0 + HOUR_MS),
             rate: None,
+            purpose: None,
         }
     }
 }
@@ -128,7 +130,7 @@ impl Fixture {
             actions: terms.actions.to_vec(),
             not_before: Timestamp(terms.window.0),
             not_after: Timestamp(terms.window.1),
-            purpose: None,
+            purpose: terms.purpose.map(str::to_owned),
             rate_limit: terms.rate.map(|(requests, per_seconds)| RateLimit {
                 requests,
                 per_seconds,

@@ -14,7 +14,10 @@ use super::*;
 const REPORT: &[u8] = b"quarter,revenue\nq3,1000000\n";
 
 async fn read(fixture: &Fixture, caller: &Did, at: &str) -> Result<ObjectBody, Refusal> {
-    fixture.gateway.read(caller, "http", &path(at), None).await
+    fixture
+        .gateway
+        .read(caller, "http", &path(at), None, None)
+        .await
 }
 
 async fn body(object: ObjectBody) -> Vec<u8> {
@@ -38,6 +41,7 @@ async fn an_allowed_read_is_served_and_audited_with_its_grant_and_bytes() {
             "http",
             &path("reports/q3.csv"),
             Some(ByteRange::Bounded(0, 6)),
+            None,
         )
         .await
         .unwrap();
@@ -145,6 +149,7 @@ async fn every_refusal_of_the_pipeline_has_its_reason_serves_nothing_and_is_audi
             "http",
             &path("reports/q3.csv"),
             Some(ByteRange::From(1_000)),
+            None,
         )
         .await
         .unwrap_err();
@@ -223,7 +228,7 @@ async fn a_stale_ledger_fails_closed_for_reads_and_listings() {
     assert_eq!(refused.retry_after_secs(), Some(1));
     let listed = f
         .gateway
-        .list(&grantee, "http", &ListQuery::default())
+        .list(&grantee, "http", &ListQuery::default(), None)
         .await
         .unwrap_err();
     assert_eq!(listed, Refusal::StaleLedger);
@@ -322,7 +327,7 @@ async fn a_listing_shows_only_what_the_caller_may_list() {
     }
     let listing = f
         .gateway
-        .list(&f.did(GRANTEE), "p2p", &ListQuery::default())
+        .list(&f.did(GRANTEE), "p2p", &ListQuery::default(), None)
         .await
         .unwrap();
     let paths: Vec<&str> = listing.objects.iter().map(|o| o.path.as_str()).collect();
@@ -333,16 +338,89 @@ async fn a_listing_shows_only_what_the_caller_may_list() {
     assert_eq!(listing.next, None);
     let none = f
         .gateway
-        .list(&f.did(STRANGER_TO_GRANTS), "p2p", &ListQuery::default())
+        .list(
+            &f.did(STRANGER_TO_GRANTS),
+            "p2p",
+            &ListQuery::default(),
+            None,
+        )
         .await
         .unwrap();
     assert!(none.objects.is_empty());
     let stranger = Keypair::from_seed(&[99; 32]).did();
     assert_eq!(
         f.gateway
-            .list(&stranger, "p2p", &ListQuery::default())
+            .list(&stranger, "p2p", &ListQuery::default(), None)
             .await
             .unwrap_err(),
         Refusal::Denied(DenyReason::NotAMember)
+    );
+}
+
+#[tokio::test]
+async fn a_purpose_bound_grant_serves_and_lists_only_for_its_declared_purpose() {
+    let mut f = Fixture::new();
+    let grant = f.grant(
+        GRANTEE,
+        Terms {
+            actions: &[Action::Read, Action::List],
+            purpose: Some("customs clearance"),
+            ..Terms::default()
+        },
+    );
+    f.put("reports/q3.csv", REPORT);
+    let grantee = f.did(GRANTEE);
+    let at = path("reports/q3.csv");
+    for declared in [None, Some("marketing")] {
+        let refused = f
+            .gateway
+            .read(&grantee, "http", &at, None, declared)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            Refusal::Denied(DenyReason::PurposeMismatch { grant })
+        );
+        assert_eq!(refused.code().as_str(), "purpose-mismatch");
+        let listed = f
+            .gateway
+            .list(&grantee, "p2p", &ListQuery::default(), declared)
+            .await
+            .unwrap();
+        assert!(listed.objects.is_empty(), "{declared:?}");
+    }
+    let served = f
+        .gateway
+        .read(&grantee, "http", &at, None, Some("customs clearance"))
+        .await
+        .unwrap();
+    assert_eq!(body(served).await, REPORT);
+    let listed = f
+        .gateway
+        .list(
+            &grantee,
+            "p2p",
+            &ListQuery::default(),
+            Some("customs clearance"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.objects.len(), 1);
+    // Each record carries what was declared.
+    let records = f.audit().await;
+    let declared: Vec<(Option<&str>, &str)> = records
+        .iter()
+        .map(|r| (r.decision.purpose.as_deref(), r.decision.decision.as_str()))
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            (None, "deny"),
+            (None, "allow"),
+            (Some("marketing"), "deny"),
+            (Some("marketing"), "allow"),
+            (Some("customs clearance"), "allow"),
+            (Some("customs clearance"), "allow"),
+        ]
     );
 }
