@@ -26,7 +26,9 @@ pub use model::{
     Action, Body, Genesis, GrantId, GrantRecord, GrantStatus, GrantTerms, Member, NewMember,
     PathError, Policy, RateLimit, ResourcePath, ResourcePattern,
 };
-pub use primitives::{MemberId, Timestamp, parse_hex32};
+pub use primitives::{
+    MemberId, Timestamp, civil_from_days, human_duration_ms, parse_hex32, rfc3339_ms,
+};
 
 /// For [`bytes32!`]: the serde its expansion names, whatever the calling
 /// crate calls its own.

@@ -24,7 +24,7 @@ impl Timestamp {
 
 /// `ms` as a human duration: one unit when it divides evenly and the count
 /// stays small (`732 days`, `12 h`, `90 min`), else its parts (`4 d 4 h`).
-pub(crate) fn human_duration_ms(ms: u64) -> String {
+pub fn human_duration_ms(ms: u64) -> String {
     const UNITS: [(u64, &str); 5] = [
         (86_400_000, "d"),
         (3_600_000, "h"),
@@ -56,12 +56,9 @@ pub(crate) fn human_duration_ms(ms: u64) -> String {
     parts.join(" ")
 }
 
-/// `ms` since the Unix epoch as an RFC 3339 UTC instant:
-/// `2027-03-31T00:00:00Z`, with `.mmm` only when it is not a whole second.
-pub(crate) fn rfc3339_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days to a civil date (Howard Hinnant's `civil_from_days`, days >= 0).
+/// Days since 1970-01-01 as `(year, month, day)` (Howard Hinnant's
+/// `civil_from_days`, for days >= 0).
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097;
@@ -70,7 +67,15 @@ pub(crate) fn rfc3339_ms(ms: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    (yoe + era * 400 + u64::from(month <= 2), month, day)
+}
+
+/// `ms` since the Unix epoch as an RFC 3339 UTC instant:
+/// `2027-03-31T00:00:00Z`, with `.mmm` only when it is not a whole second.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let rest = secs % 86_400;
     let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
     let fraction = match ms % 1000 {
         0 => String::new(),

@@ -7,19 +7,7 @@ use quorate_node::home::duration::HumanDuration;
 /// Milliseconds in a day (UTC days have no leap seconds in Unix time).
 pub(crate) const DAY_MS: u64 = 86_400_000;
 
-/// Days since 1970-01-01 as `(year, month, day)` (Howard Hinnant's
-/// `civil_from_days`, for days >= 0).
-pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(month <= 2), month, day)
-}
+pub(crate) use quorate_contracts::{civil_from_days, rfc3339_ms};
 
 /// A valid date from 1970-01-01 on as days since then (Hinnant's
 /// `days_from_civil`, the inverse of [`civil_from_days`]).
@@ -40,24 +28,6 @@ fn days_in_month(year: u64, month: u64) -> u64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// `ms` since the Unix epoch as RFC 3339 UTC: `2027-03-31T00:00:00Z`
-/// (with `.mmm` only when it is not a whole second).
-pub(crate) fn rfc3339_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let rest = secs % 86_400;
-    let fraction = match ms % 1000 {
-        0 => String::new(),
-        millis => format!(".{millis:03}"),
-    };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// A duration: an integer and a unit, `s`, `m`, `h`, `d` or `w` (the
