@@ -43,7 +43,8 @@ fn a_quorum_endorsed_grant_commits_and_authorizes_reads_in_scope_only() {
                 action,
                 path,
                 now: Timestamp(T0 + 5_000),
-                purpose: None,
+                // The fixture's grants name this purpose.
+                purpose: Some("customs"),
             },
         )
         .unwrap()
@@ -177,7 +178,7 @@ fn only_the_grantor_revokes_alone_and_revocation_is_terminal() {
             action: Action::Read,
             path: &path,
             now: Timestamp(T0 + 9_000),
-            purpose: None,
+            purpose: Some("customs"),
         },
     )
     .unwrap();
