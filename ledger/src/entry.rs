@@ -24,7 +24,9 @@ pub const ENDORSEMENT_SIGNING_TAG: &[u8] = b"QUORATE_ENDORSEMENT_V1";
 pub struct Proposal {
     /// The chain it is for, so it cannot be replayed on another consortium.
     pub chain_id: String,
-    /// The epoch whose members must endorse it; void in any other epoch.
+    /// The epoch it was proposed in; valid in that epoch and later ones
+    /// (its endorsements are checked against the block's members), never
+    /// in an earlier one.
     pub epoch: u64,
     /// The proposing member.
     pub proposer: MemberId,

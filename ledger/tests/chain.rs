@@ -239,7 +239,7 @@ fn a_replayed_entry_is_refused() {
     );
     c.commit(vec![e.clone()]);
     assert_eq!(c.chain.state().members.len(), 5);
-    // The same entry again (its epoch is now stale too; either refusal is right).
+    // The same entry again: refused by the replay window.
     let (_, skipped) = c.chain.build_block(c.id(0), c.now(), vec![e]).unwrap();
     assert!(matches!(
         entry_reason(skipped[0].1.clone()),

@@ -227,6 +227,15 @@ impl From<AddError> for DecideError {
     }
 }
 
+/// A mempool refusal of this member's decision: one that conflicts with
+/// its earlier decision is `AlreadyDecided` (409), the rest as usual.
+fn decided(id: EntryId, e: AddError) -> DecideError {
+    match e {
+        AddError::Decided { earlier, .. } => DecideError::AlreadyDecided { id, earlier },
+        other => other.into(),
+    }
+}
+
 /// How a closed proposal ended, in words.
 fn closed_words(state: &ProposalState) -> String {
     match state {
@@ -241,15 +250,26 @@ fn closed_words(state: &ProposalState) -> String {
 impl Driver {
     /// Asks this node's endorsement policy about a proposal it has not
     /// decided, and acts on the answer: endorse, reject, or leave it to a
-    /// person. Logged and counted.
-    pub(super) async fn apply_policy(&mut self, id: EntryId) {
+    /// person. Logged and counted, once per proposal (again only when
+    /// `again`: the policy was replaced). Never about this node's own
+    /// proposals, nor one whose signatures already hold its decision.
+    pub(super) async fn apply_policy(&mut self, id: EntryId, again: bool) {
         let (Some(me), Some(chain)) = (self.me(), self.ledger.chain()) else {
             return;
         };
         let Some(pending) = self.mempool.get(&id) else {
             return;
         };
-        if pending.decision != LocalDecision::Undecided || !pending.state.is_open() {
+        if pending.decision != LocalDecision::Undecided
+            || !pending.state.is_open()
+            || pending.entry.proposal.proposer == me
+            || (pending.policy.is_some() && !again)
+        {
+            return;
+        }
+        if let Some(signed) = self.mempool.signed_decision(&id, me) {
+            // Decided before a restart: the gossip brought it back.
+            let _ = self.mempool.decide(&id, me, signed);
             return;
         }
         let verdict = self
@@ -286,13 +306,15 @@ impl Driver {
     }
 
     /// Records this member's decision, refusing one that differs from a
-    /// decision already made.
+    /// decision already made (recorded here, or signed and gossiped before
+    /// a restart). `Ok(false)`: the same decision is signed already, so
+    /// there is nothing to sign or gossip again.
     fn record_decision(
         &mut self,
         id: EntryId,
         me: quorate_contracts::MemberId,
         decision: LocalDecision,
-    ) -> Result<(), DecideError> {
+    ) -> Result<bool, DecideError> {
         let pending = self
             .mempool
             .get(&id)
@@ -303,15 +325,29 @@ impl Driver {
                 state: closed_words(&pending.state),
             });
         }
-        self.mempool.decide(&id, me, decision).map_err(|e| match e {
-            AddError::Decided { earlier, .. } => DecideError::AlreadyDecided { id, earlier },
-            other => other.into(),
-        })
+        let signed = self.mempool.signed_decision(&id, me);
+        if let Some(signed) = signed
+            && signed != decision
+        {
+            let _ = self.mempool.decide(&id, me, signed);
+            let earlier = if signed == LocalDecision::Refused {
+                "rejected"
+            } else {
+                "endorsed"
+            };
+            return Err(DecideError::AlreadyDecided { id, earlier });
+        }
+        self.mempool
+            .decide(&id, me, decision)
+            .map_err(|e| decided(id, e))?;
+        Ok(signed.is_none())
     }
 
     pub(super) async fn endorse(&mut self, id: EntryId) -> Result<(), DecideError> {
         let me = self.me().ok_or(DecideError::NotAMember)?;
-        self.record_decision(id, me, LocalDecision::Endorsed)?;
+        if !self.record_decision(id, me, LocalDecision::Endorsed)? {
+            return Ok(());
+        }
         let chain = self.ledger.chain().ok_or(DecideError::NoLedger)?;
         let Some(pending) = self.mempool.get(&id) else {
             return Err(DecideError::UnknownProposal(id));
@@ -324,7 +360,8 @@ impl Driver {
             ),
         };
         self.mempool
-            .add_endorsement(&id, endorsement.clone(), chain)?;
+            .add_endorsement(&id, endorsement.clone(), chain)
+            .map_err(|e| decided(id, e))?;
         let bytes = protocol::encode(&MempoolMessage::Endorsement {
             entry: id,
             endorsement,
@@ -339,11 +376,14 @@ impl Driver {
         reason: &str,
     ) -> Result<(), DecideError> {
         let me = self.me().ok_or(DecideError::NotAMember)?;
-        self.record_decision(id, me, LocalDecision::Refused)?;
+        if !self.record_decision(id, me, LocalDecision::Refused)? {
+            return Ok(());
+        }
         let chain = self.ledger.chain().ok_or(DecideError::NoLedger)?;
         let rejection = Rejection::sign(&id, me, reason, &self.key);
         self.mempool
-            .add_rejection(&id, rejection.clone(), chain, now())?;
+            .add_rejection(&id, rejection.clone(), chain, now())
+            .map_err(|e| decided(id, e))?;
         let bytes = protocol::encode(&MempoolMessage::Rejection {
             entry: id,
             rejection,
@@ -440,7 +480,7 @@ impl Driver {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in undecided {
-                    self.apply_policy(id).await;
+                    self.apply_policy(id, true).await;
                 }
                 let _ = reply.send(());
                 self.propose_if_work()?;

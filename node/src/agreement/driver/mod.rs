@@ -158,6 +158,8 @@ pub struct Driver {
     member: Option<MemberId>,
     /// When open proposals were last gossiped again.
     last_resend: Instant,
+    /// Where the next resend starts (the last proposal resent).
+    resend_cursor: Option<EntryId>,
     ledger: Ledger,
     machine: Option<Machine<Block>>,
     mempool: Mempool,
@@ -266,6 +268,7 @@ impl Driver {
             key,
             member: None,
             last_resend: Instant::now(),
+            resend_cursor: None,
             ledger,
             machine: None,
             mempool: Mempool::new(),
@@ -657,7 +660,8 @@ impl Driver {
                 return Err(e.into());
             }
         }
-        self.after_commit(height, &ids)
+        let committed: Vec<(u64, EntryId)> = ids.into_iter().map(|id| (height, id)).collect();
+        self.after_commit(&committed)
     }
 
     /// Keeps `block`'s check for when it is decided (a few per height).
@@ -672,13 +676,13 @@ impl Driver {
         self.checked.push((hash, checked));
     }
 
-    fn after_commit(&mut self, height: u64, ids: &[EntryId]) -> Result<(), DriverError> {
+    fn after_commit(&mut self, committed: &[(u64, EntryId)]) -> Result<(), DriverError> {
         self.last_commit = Instant::now();
         // Checks were made against the old tip.
         self.checked.clear();
         if let Some(chain) = self.ledger.chain() {
-            self.mempool.on_commit(height, ids, chain, now());
-            if !ids.is_empty() {
+            self.mempool.on_commit(committed, chain, now());
+            if !committed.is_empty() {
                 // The gateway sees a revocation as soon as it commits. The
                 // clone is O(1) (persistent maps); heartbeat blocks change
                 // nothing and skip it. The status (with the tip's time, which grant
@@ -807,7 +811,7 @@ impl Driver {
                             // The node it names may sync from now on.
                             self.publish_sync_access();
                         }
-                        self.apply_policy(id).await;
+                        self.apply_policy(id, false).await;
                         Ok(true)
                     }
                     Err(e) => {
@@ -828,14 +832,16 @@ impl Driver {
                 Ok(taken.is_ok())
             }
             MempoolMessage::Withdrawal { entry, withdrawal } => {
+                use crate::agreement::mempool::AddError;
                 let taken = self.mempool.withdraw(&entry, &withdrawal, chain, now());
-                // A repeat for a proposal closed already is no fault.
+                // A repeat for a proposal closed already, or one for a
+                // proposal not seen here, is no fault: it is passed on (its
+                // signature is checked where the proposal is known).
                 Ok(match taken {
-                    Ok(()) => true,
-                    Err(crate::agreement::mempool::AddError::Closed { .. }) => false,
+                    Ok(()) | Err(AddError::Closed { .. } | AddError::Unknown(_)) => true,
                     Err(e) => {
                         debug!(target: "mempool", %entry, error = %e, "withdrawal not taken");
-                        return Ok(false);
+                        false
                     }
                 })
             }
@@ -862,15 +868,16 @@ impl Driver {
         let now_ms = now().0;
         let cutoff = now_ms.saturating_sub(RESEND_AFTER.as_millis() as u64);
         let waited = |p: &&crate::agreement::mempool::Pending| p.received_at.0 <= cutoff;
+        let cursor = self.resend_cursor;
         let open = self
             .mempool
-            .iter()
+            .iter_from(cursor)
             .map(|(_, p)| p)
             .filter(waited)
             .filter(|p| p.state.is_open());
         let ended = self
             .mempool
-            .iter()
+            .iter_from(cursor)
             .map(|(_, p)| p)
             .filter(waited)
             .filter(|p| {
@@ -880,8 +887,10 @@ impl Driver {
                 ) && now_ms.saturating_sub(p.received_at.0) <= ttl
             });
         let mut messages = Vec::new();
+        let mut last = None;
         for p in open.chain(ended).take(RESENDS_MAX) {
             let Ok(id) = p.entry.id() else { continue };
+            last = Some(id);
             if p.state.is_open() {
                 messages.push(MempoolMessage::Entry(Box::new(p.entry.clone())));
             }
@@ -896,6 +905,9 @@ impl Driver {
                 });
             }
         }
+        // The next round starts after the last one sent: with more than
+        // RESENDS_MAX waiting, each gets its turn.
+        self.resend_cursor = last;
         if !messages.is_empty() {
             debug!(target: "mempool", count = messages.len(), "gossiping open proposals and decisions again");
         }

@@ -99,12 +99,19 @@ impl Driver {
         };
         let mut readers: HashSet<quorate_did::Did> =
             chain.state().members.values().map(|m| m.did).collect();
-        readers.extend(self.mempool.iter().filter_map(|(_, pending)| {
-            match &pending.entry.proposal.body {
-                Body::AddMember(new) => Some(new.did),
-                _ => None,
-            }
-        }));
+        // Open proposals only: a join that was committed, failed or
+        // withdrawn names nobody who may still read (a member removed since,
+        // or a key rotated away, would otherwise keep reading for as long
+        // as the closed proposal is listed).
+        readers.extend(
+            self.mempool
+                .iter()
+                .filter(|(_, p)| p.state.is_open())
+                .filter_map(|(_, pending)| match &pending.entry.proposal.body {
+                    Body::AddMember(new) => Some(new.did),
+                    _ => None,
+                }),
+        );
         let epoch = Some(chain.state().epoch);
         self.sync_access.send_if_modified(|access| {
             if access.readers == readers && access.epoch == epoch {
@@ -134,11 +141,12 @@ impl Driver {
         match self.ledger.append_batch(&fresh) {
             Ok(()) => {
                 info!(target: "sync", from = tip + 1, to = last, "caught up");
-                let mut ids = Vec::new();
+                let mut committed = Vec::new();
                 for b in &fresh {
-                    ids.extend(b.block.entry_ids()?);
+                    let height = b.block.header.height;
+                    committed.extend(b.block.entry_ids()?.into_iter().map(|id| (height, id)));
                 }
-                self.after_commit(last, &ids)
+                self.after_commit(&committed)
             }
             Err(e) => {
                 warn!(target: "sync", error = %e, "blocks from a peer refused");

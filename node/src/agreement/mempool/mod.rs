@@ -163,12 +163,16 @@ pub enum AddError {
 /// Proposals whose endorsements or rejections arrived first (gossip does
 /// not keep order between publishers), at most; their decisions wait.
 pub const EARLY_DECIDED_MAX: usize = 4096;
+/// Early slots one member's decisions may open.
+pub const EARLY_PER_MEMBER_MAX: usize = 256;
 
 /// Decisions on a proposal not seen yet.
 #[derive(Debug)]
 struct Early {
     /// When the first arrived.
     first: Timestamp,
+    /// Whose decision opened the slot.
+    opener: MemberId,
     endorsements: Vec<Endorsement>,
     rejections: Vec<Rejection>,
 }
@@ -183,6 +187,9 @@ pub struct Mempool {
     closed: VecDeque<(Timestamp, EntryId)>,
     /// Valid decisions on proposals not seen yet.
     early: BTreeMap<EntryId, Early>,
+    /// The epoch the open proposals' decisions were last checked in: they
+    /// are checked again only when a commit moves it.
+    epoch: u64,
 }
 
 impl Mempool {
@@ -309,7 +316,7 @@ impl Mempool {
             return Ok(());
         }
         let Some(pending) = self.proposals.get_mut(id) else {
-            let early = self.early_for(id, chain)?;
+            let early = self.early_for(id, endorsement.member, chain)?;
             if early.endorsements.len() < quorate_contracts::model::MEMBERS_MAX
                 && !early
                     .endorsements
@@ -352,7 +359,7 @@ impl Mempool {
             return Ok(());
         }
         let Some(pending) = self.proposals.get_mut(id) else {
-            let early = self.early_for(id, chain)?;
+            let early = self.early_for(id, rejection.member, chain)?;
             if early.rejections.len() < quorate_contracts::model::MEMBERS_MAX
                 && !early
                     .rejections
@@ -363,6 +370,9 @@ impl Mempool {
             }
             return Ok(());
         };
+        if !pending.state.is_open() {
+            return Ok(());
+        }
         if let Some(earlier) = pending.rejections.get(&rejection.member) {
             return if *earlier == rejection {
                 Ok(())
@@ -439,6 +449,34 @@ impl Mempool {
         })
     }
 
+    /// What `member` decided on `id` as the proposal's signatures show
+    /// (this node's own decision survives a restart this way: peers resend
+    /// its endorsement or rejection with the proposal).
+    pub fn signed_decision(&self, id: &EntryId, member: MemberId) -> Option<LocalDecision> {
+        let p = self.proposals.get(id)?;
+        if p.rejections.contains_key(&member) {
+            Some(LocalDecision::Refused)
+        } else if p.entry.endorsements.iter().any(|e| e.member == member) {
+            Some(LocalDecision::Endorsed)
+        } else {
+            None
+        }
+    }
+
+    /// The proposals after `cursor` in id order, then the rest from the
+    /// start: a walk that takes a few at a time reaches every one in turn.
+    pub fn iter_from(&self, cursor: Option<EntryId>) -> impl Iterator<Item = (&EntryId, &Pending)> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let (after, before) = match cursor {
+            Some(c) => (
+                self.proposals.range((Excluded(c), Unbounded)),
+                Some(self.proposals.range((Unbounded, Included(c)))),
+            ),
+            None => (self.proposals.range::<EntryId, _>(..), None),
+        };
+        after.chain(before.into_iter().flatten())
+    }
+
     /// Notes what this node's endorsement policy said of a proposal.
     pub fn note_policy(&mut self, id: &EntryId, note: String) {
         if let Some(p) = self.proposals.get_mut(id) {
@@ -489,8 +527,8 @@ impl Mempool {
     /// the rest against the new state. After a membership change the
     /// decisions that no longer verify (a member removed, or its key
     /// rotated) are dropped and the rest kept: the proposal stays valid.
-    pub fn on_commit(&mut self, height: u64, ids: &[EntryId], chain: &ChainState, now: Timestamp) {
-        for id in ids {
+    pub fn on_commit(&mut self, committed: &[(u64, EntryId)], chain: &ChainState, now: Timestamp) {
+        for &(height, ref id) in committed {
             match self.proposals.get(id).map(|p| p.state.is_open()) {
                 Some(true) => self.close(id, ProposalState::Committed { height }, now),
                 // Closed here (it failed, say, by a faulty member's
@@ -509,11 +547,16 @@ impl Mempool {
             .filter(|(_, p)| p.state.is_open())
             .map(|(id, _)| *id)
             .collect();
+        // Signatures are checked again only when the member set moved (a
+        // member removed, or a key rotated): once per membership change,
+        // not on every block after it.
+        let epoch_moved = chain.state().epoch != self.epoch;
+        self.epoch = chain.state().epoch;
         for id in open {
             let Some(p) = self.proposals.get_mut(&id) else {
                 continue;
             };
-            if p.entry.proposal.epoch != chain.state().epoch {
+            if epoch_moved {
                 p.entry
                     .endorsements
                     .retain(|e| valid_endorsement(chain, &id, e));
@@ -548,13 +591,32 @@ impl Mempool {
         self.forget_closed(now);
     }
 
-    /// The early-decision slot of `id`, if one may be kept.
-    fn early_for(&mut self, id: &EntryId, chain: &ChainState) -> Result<&mut Early, AddError> {
-        if !self.early.contains_key(id) && self.early.len() >= EARLY_DECIDED_MAX {
-            return Err(AddError::Unknown(*id));
+    /// The early-decision slot of `id` for a decision by `member`, if one
+    /// may be kept: at most [`EARLY_DECIDED_MAX`] slots, and at most
+    /// [`EARLY_PER_MEMBER_MAX`] opened by one member's decisions, so that
+    /// one member cannot crowd out everyone's early endorsements.
+    fn early_for(
+        &mut self,
+        id: &EntryId,
+        member: MemberId,
+        chain: &ChainState,
+    ) -> Result<&mut Early, AddError> {
+        if !self.early.contains_key(id) {
+            if self.early.len() >= EARLY_DECIDED_MAX {
+                return Err(AddError::Unknown(*id));
+            }
+            // Counting is O(map): only once the map could hold a member's
+            // whole allowance.
+            if self.early.len() >= EARLY_PER_MEMBER_MAX {
+                let opened_by = self.early.values().filter(|e| e.opener == member).count();
+                if opened_by >= EARLY_PER_MEMBER_MAX {
+                    return Err(AddError::Unknown(*id));
+                }
+            }
         }
         Ok(self.early.entry(*id).or_insert_with(|| Early {
             first: chain.tip().time,
+            opener: member,
             endorsements: Vec::new(),
             rejections: Vec::new(),
         }))

@@ -49,7 +49,7 @@ fn endorsements_make_a_proposal_eligible_and_a_commit_closes_it() {
 
     let block = c.commit(ready);
     let height = block.block.header.height;
-    pool.on_commit(height, &[id], &c.chain, c.now());
+    pool.on_commit(&[(height, id)], &c.chain, c.now());
     // It stays listable, committed, and is never eligible again.
     assert_eq!(
         pool.get(&id).unwrap().state,
@@ -277,7 +277,7 @@ fn a_membership_change_keeps_proposals_with_the_endorsements_of_members_who_rema
     let removed = c.id(4);
     let removal = c.entry(2, Body::RemoveMember { member: removed }, &[0, 1, 2, 3]);
     let block = c.commit(vec![removal]);
-    pool.on_commit(block.block.header.height, &[], &c.chain, c.now());
+    pool.on_commit(&[], &c.chain, c.now());
     let p = pool.get(&id).unwrap();
     assert_eq!(
         p.state,
@@ -309,7 +309,7 @@ fn a_membership_change_keeps_proposals_with_the_endorsements_of_members_who_rema
         &c.all(),
     );
     let block = c.commit(vec![join]);
-    pool.on_commit(block.block.header.height, &[], &c.chain, c.now());
+    pool.on_commit(&[], &c.chain, c.now());
     assert_eq!(
         pool.get(&id).unwrap().state,
         ProposalState::Pending {
@@ -329,7 +329,7 @@ fn a_proposal_whose_proposer_left_fails() {
     let member = c.id(0);
     let removal = c.entry(1, Body::RemoveMember { member }, &[1, 2, 3]);
     let block = c.commit(vec![removal]);
-    pool.on_commit(block.block.header.height, &[], &c.chain, c.now());
+    pool.on_commit(&[], &c.chain, c.now());
     assert!(matches!(
         pool.get(&id).unwrap().state,
         ProposalState::Failed { .. }
@@ -390,4 +390,24 @@ fn one_member_cannot_fill_the_pool() {
     let terms = c.grant_terms(1, 2);
     let entry = c.entry(1, Body::Grant(terms), &[]);
     pool.add_proposal(entry, &c.chain, c.now()).unwrap();
+}
+
+#[test]
+fn one_member_cannot_fill_the_early_slots() {
+    let c = Consortium::new(4);
+    let mut pool = Mempool::new();
+    let reject_unknown = |pool: &mut Mempool, j: usize, n: u32| {
+        let id = quorate_ledger::hash::Hash(blake3::hash(&n.to_be_bytes()).into());
+        let r = Rejection::sign(&id, c.id(j), "no", &c.keys[j]);
+        pool.add_rejection(&id, r, &c.chain, c.now())
+    };
+    for n in 0..EARLY_PER_MEMBER_MAX as u32 {
+        reject_unknown(&mut pool, 3, n).unwrap();
+    }
+    assert!(matches!(
+        reject_unknown(&mut pool, 3, u32::MAX),
+        Err(AddError::Unknown(_))
+    ));
+    // Another member's early decisions still find room.
+    reject_unknown(&mut pool, 2, u32::MAX).unwrap();
 }
