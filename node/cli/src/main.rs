@@ -258,6 +258,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("did:        {}", report.did);
             println!("key:        {} (0600)", home.key_path().display());
             println!("config:     {}", home.config_path().display());
+            println!(
+                "endorsing:  {} (which proposals this node endorses on its own)",
+                home.endorsement_policy_path().display()
+            );
             println!("admin token {} (0600)", home.admin_token_path().display());
         }
         Command::Did(DidCommand::Show { home, did_only }) => {

@@ -237,12 +237,16 @@ impl NodeHome {
         }
         keyfile::write_secret_file(&token_path, token.as_bytes())?;
 
+        // An operator's policy is kept, --force or not: only a home without
+        // one gets the careful defaults.
         let policy_path = self.endorsement_policy_path();
-        endorsement::write(
-            &policy_path,
-            &quorate_api::local::endorsement::EndorsementPolicy::careful(),
-        )
-        .map_err(InitError::Policy)?;
+        if !policy_path.exists() {
+            endorsement::write(
+                &policy_path,
+                &quorate_api::local::endorsement::EndorsementPolicy::careful(),
+            )
+            .map_err(InitError::Policy)?;
+        }
 
         let data = self.root.join("data");
         create_private_dir(&data).map_err(io_err(&data))?;
