@@ -276,7 +276,7 @@ fn a_membership_change_keeps_proposals_with_the_endorsements_of_members_who_rema
     // endorsements and org-d's rejection.
     let removed = c.id(4);
     let removal = c.entry(2, Body::RemoveMember { member: removed }, &[0, 1, 2, 3]);
-    let block = c.commit(vec![removal]);
+    c.commit(vec![removal]);
     pool.on_commit(&[], &c.chain, c.now());
     let p = pool.get(&id).unwrap();
     assert_eq!(
@@ -308,7 +308,7 @@ fn a_membership_change_keeps_proposals_with_the_endorsements_of_members_who_rema
         }),
         &c.all(),
     );
-    let block = c.commit(vec![join]);
+    c.commit(vec![join]);
     pool.on_commit(&[], &c.chain, c.now());
     assert_eq!(
         pool.get(&id).unwrap().state,
@@ -328,7 +328,7 @@ fn a_proposal_whose_proposer_left_fails() {
         .unwrap();
     let member = c.id(0);
     let removal = c.entry(1, Body::RemoveMember { member }, &[1, 2, 3]);
-    let block = c.commit(vec![removal]);
+    c.commit(vec![removal]);
     pool.on_commit(&[], &c.chain, c.now());
     assert!(matches!(
         pool.get(&id).unwrap().state,
