@@ -237,33 +237,12 @@ impl EventHub {
                 ready = is_ready;
                 self.publish("readiness", serde_json::json!({"ready": ready}));
             }
-            let proposals = node.proposals().await;
+            let proposals = node.open_proposals().await;
             let mut still = BTreeMap::new();
-            let mut closed_now = std::collections::BTreeSet::new();
             for view in proposals {
                 // What a list shows, not the whole proposal (a grant's terms
                 // can be tens of KiB): clients fetch /v1/proposals for more.
-                let value = serde_json::json!({
-                    "id": view.id, "proposer": view.proposer,
-                    "kind": serde_json::to_value(&view.body).ok().and_then(|b| b.get("kind").cloned()),
-                    "state": serde_json::to_value(&view.state).ok(),
-                    "decision": view.decision, "endorsers": view.endorsers,
-                    "rejected_by": view.rejections.iter().map(|r| r.member.as_str()).collect::<Vec<_>>(),
-                });
-                let is_open = matches!(
-                    view.state,
-                    quorate_api::local::responses::ProposalState::Pending { .. }
-                        | quorate_api::local::responses::ProposalState::Eligible
-                );
-                if !is_open {
-                    // Closed ones stay listed for a while: announced once,
-                    // as they close, with how they ended.
-                    if !first && open.contains_key(&view.id) {
-                        self.publish("proposal-closed", value);
-                        closed_now.insert(view.id.clone());
-                    }
-                    continue;
-                }
+                let value = list_value(&view);
                 if !first && open.get(&view.id) != Some(&value) {
                     let kind = if open.contains_key(&view.id) {
                         "proposal-changed"
@@ -274,13 +253,14 @@ impl EventHub {
                 }
                 still.insert(view.id.clone(), value);
             }
-            // Gone from the list without being seen closed (forgotten at
-            // once, say): closed all the same.
-            for id in open
-                .keys()
-                .filter(|id| !still.contains_key(*id) && !closed_now.contains(*id))
-            {
-                self.publish("proposal-closed", serde_json::json!({"id": id}));
+            // Closed since the last look: announced once, with how each
+            // ended (or its id alone if it is already forgotten).
+            for id in open.keys().filter(|id| !still.contains_key(*id)) {
+                let value = match quorate_api::local::Node::proposal(&node, id.clone()).await {
+                    Ok(view) => list_value(&view),
+                    Err(_) => serde_json::json!({"id": id}),
+                };
+                self.publish("proposal-closed", value);
             }
             open = still;
             first = false;
@@ -436,6 +416,17 @@ fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::Receiver<LiveEvent>,
 ) -> impl Stream<Item = LiveEvent> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A proposal as an event carries it: what a list shows, not its terms.
+fn list_value(view: &quorate_api::local::responses::ProposalView) -> serde_json::Value {
+    serde_json::json!({
+        "id": view.id, "proposer": view.proposer,
+        "kind": serde_json::to_value(&view.body).ok().and_then(|b| b.get("kind").cloned()),
+        "state": serde_json::to_value(&view.state).ok(),
+        "decision": view.decision, "endorsers": view.endorsers,
+        "rejected_by": view.rejections.iter().map(|r| r.member.as_str()).collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]

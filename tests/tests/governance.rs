@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use quorate_tests::{Testnet, admin, eventually, home_arg, run, run_ok};
+use quorate_tests::{Events, Testnet, admin, eventually, home_arg, run, run_ok};
 
 fn home(net: &Testnet, name: &str) -> String {
     home_arg(&net.home(name))
@@ -47,6 +47,10 @@ fn the_default_policy_the_readme_sequence_and_a_failed_removal() {
         home(&net, "org-c"),
         home(&net, "org-d"),
     );
+    // org-a's live events, from the start: they announce the removal below
+    // opening and how it ends.
+    let token_a = std::fs::read_to_string(net.home("org-a").join("admin.token")).unwrap();
+    let mut events = Events::open(admin(&net, "org-a").address(), token_a.trim(), None);
     let policy = run_ok(&["policy", "show", "--home", &b]);
     assert!(
         policy.starts_with("# source: file") && policy.contains("grants-by-their-grantor"),
@@ -173,6 +177,15 @@ fn the_default_policy_the_readme_sequence_and_a_failed_removal() {
             || show(&net, name, removal)["state"] == "failed",
         );
     }
+    events.until("proposal-opened", |e| e["id"] == removal);
+    let (_, closed) = events.until("proposal-closed", |e| e["id"] == removal);
+    assert_eq!(closed["state"]["state"], "failed", "{closed}");
+    assert!(
+        closed["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("we are staying")),
+        "{closed}"
+    );
     let reason = show(&net, "org-a", removal)["reason"]
         .as_str()
         .unwrap()

@@ -122,6 +122,17 @@ impl LocalNode {
         }
     }
 
+    /// The open proposals only (what the events feeder watches once a
+    /// second: the closed ones, up to a thousand, are not built for it).
+    pub(crate) async fn open_proposals(&self) -> Vec<ProposalView> {
+        self.ask(|reply| Command::Proposals {
+            open_only: true,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     /// A committed entry as a proposal view, from the ledger (members by
     /// their names now).
     async fn committed_proposal(&self, id: EntryId) -> Result<Option<ProposalView>, Problem> {
@@ -391,9 +402,12 @@ impl Node for LocalNode {
 
     async fn proposals(&self) -> Vec<ProposalView> {
         // A stopping node has no proposals left to show.
-        self.ask(|reply| Command::Proposals { reply })
-            .await
-            .unwrap_or_default()
+        self.ask(|reply| Command::Proposals {
+            open_only: false,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
     }
 
     async fn proposal(&self, id: String) -> Result<ProposalView, Problem> {

@@ -54,8 +54,10 @@ pub enum Command {
         /// Its id, or why it was refused.
         reply: oneshot::Sender<Result<EntryId, ProposeError>>,
     },
-    /// List proposals, open and closed.
+    /// List proposals, open and closed (or open only).
     Proposals {
+        /// Only pending and eligible ones.
+        open_only: bool,
         /// The list, as the API shows it.
         reply: oneshot::Sender<Vec<quorate_api::local::responses::ProposalView>>,
     },
@@ -447,10 +449,11 @@ impl Driver {
             Command::Withdraw { id, reply } => {
                 let _ = reply.send(self.withdraw(id).await);
             }
-            Command::Proposals { reply } => {
+            Command::Proposals { open_only, reply } => {
                 let views = self
                     .mempool
                     .iter()
+                    .filter(|(_, p)| !open_only || p.state.is_open())
                     .map(|(id, p)| self.proposal_view(id, p))
                     .collect();
                 let _ = reply.send(views);
