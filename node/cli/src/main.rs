@@ -2,6 +2,7 @@
 
 mod api;
 mod governance;
+mod proposals;
 mod testnet;
 mod time;
 mod tokens;
@@ -38,7 +39,7 @@ enum Command {
     /// Propose grants and revocations; list, approve or reject proposals
     /// (through the running node's local API).
     #[command(subcommand)]
-    Proposal(api::ProposalCommand),
+    Proposal(proposals::ProposalCommand),
     /// This node's endorsement policy: which proposals it endorses on its
     /// own, rejects, or leaves to a person.
     #[command(subcommand)]
@@ -208,7 +209,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Proposal(command) => api::proposal(command)?,
+        Command::Proposal(command) => proposals::proposal(command)?,
         Command::Policy(command) => governance::policy(command)?,
         Command::Grant(command) => api::grant(command)?,
         Command::Member(command) => api::member(command)?,
