@@ -122,7 +122,9 @@ pub struct SignedVote {
     pub height: u64,
     /// The round.
     pub round: u32,
-    /// The value voted for, or nil.
+    /// The value voted for, or nil: a CBOR byte string (or null), like
+    /// the certificate's.
+    #[serde(with = "serde_bytes")]
     pub value_id: Option<[u8; 32]>,
     /// The voter's index in the height's validator set.
     pub voter: u16,
@@ -367,6 +369,30 @@ mod tests {
             Err(CertificateError::BadSignature(_))
         ));
         assert!(verify_certificate("other-chain", &v, &good).is_err());
+    }
+
+    #[test]
+    fn a_votes_value_id_is_a_cbor_byte_string_or_null() {
+        let ks = keys(1);
+        let vote = SignedVote::sign("c", VoteKind::Prevote, 5, 0, Some([7; 32]), 0, &ks[0]);
+        let bytes = crate::codec::encode(&vote).unwrap();
+        let mut expected = vec![0x68];
+        expected.extend_from_slice(b"value_id");
+        expected.extend_from_slice(&[0x58, 0x20]);
+        expected.extend_from_slice(&[7; 32]);
+        assert!(
+            bytes.windows(expected.len()).any(|w| w == expected),
+            "value_id is not bstr .size 32 in {bytes:02x?}"
+        );
+        assert_eq!(crate::codec::decode::<SignedVote>(&bytes).unwrap(), vote);
+
+        let nil = SignedVote::sign("c", VoteKind::Prevote, 5, 0, None, 0, &ks[0]);
+        let bytes = crate::codec::encode(&nil).unwrap();
+        let mut expected = vec![0x68];
+        expected.extend_from_slice(b"value_id");
+        expected.push(0xf6);
+        assert!(bytes.windows(expected.len()).any(|w| w == expected));
+        assert_eq!(crate::codec::decode::<SignedVote>(&bytes).unwrap(), nil);
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub enum Topic {
 impl Topic {
     fn name(self, chain_id: &str) -> String {
         match self {
-            Topic::Consensus => format!("/quorate/{chain_id}/consensus/1"),
+            // 2: a vote's value id is a CBOR byte string (1 wrote an
+            // array of integers), so nodes of the two never mix votes.
+            Topic::Consensus => format!("/quorate/{chain_id}/consensus/2"),
             Topic::Mempool => format!("/quorate/{chain_id}/mempool/1"),
         }
     }
