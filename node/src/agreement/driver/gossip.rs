@@ -6,13 +6,17 @@ use quorate_ledger::consensus::Input;
 use tracing::debug;
 
 use crate::agreement::mempool::ProposalState;
-use crate::net::protocol::{self, ConsensusMessage, MempoolMessage};
 use crate::net::Topic;
+use crate::net::protocol::{self, ConsensusMessage, MempoolMessage};
 
 use super::*;
 
 impl Driver {
-    pub(super) fn on_consensus_message(&mut self, message: ConsensusMessage, from: Option<quorate_did::Did>) {
+    pub(super) fn on_consensus_message(
+        &mut self,
+        message: ConsensusMessage,
+        from: Option<quorate_did::Did>,
+    ) {
         let Some(chain) = self.ledger.chain() else {
             return;
         };
@@ -70,7 +74,10 @@ impl Driver {
     }
 
     /// Returns whether the message is valid to forward.
-    pub(super) async fn on_mempool_message(&mut self, message: MempoolMessage) -> Result<bool, DriverError> {
+    pub(super) async fn on_mempool_message(
+        &mut self,
+        message: MempoolMessage,
+    ) -> Result<bool, DriverError> {
         let Some(chain) = self.ledger.chain() else {
             return Ok(false);
         };
