@@ -183,6 +183,21 @@ impl ResourcePattern {
     }
 }
 
+impl ResourcePattern {
+    /// Whether every path `inner` covers, this pattern covers too (`a/*`
+    /// covers `a/b/*` and `a/b`; nothing but `*` covers `*`).
+    pub fn covers(&self, inner: &ResourcePattern) -> bool {
+        match (self, inner) {
+            (Self::All, _) => true,
+            (_, Self::All) => false,
+            (Self::Exact(a), Self::Exact(b)) => a == b,
+            (Self::Exact(_), Self::Prefix(_)) => false,
+            (Self::Prefix(_), Self::Exact(path)) => self.matches(path),
+            (Self::Prefix(a), Self::Prefix(b)) => a == b || self.matches(b),
+        }
+    }
+}
+
 impl fmt::Display for ResourcePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -35,7 +35,8 @@ pub struct PolicyRule {
     #[schemars(regex(pattern = r"^[a-z0-9-]{1,64}$"))]
     pub name: String,
     /// Kinds of proposal it is about: grant, revoke, add-member,
-    /// remove-member, rotate-key, set-policy.
+    /// remove-member, rotate-key, set-policy, and access-request (a
+    /// member's request for access to this organization's data).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub kinds: Vec<ProposalKind>,
@@ -98,6 +99,25 @@ pub enum ProposalKind {
     RotateKey,
     /// The consortium's policy.
     SetPolicy,
+    /// Not a proposal: a member's request for access to this
+    /// organization's data. `endorse` accepts it (this organization
+    /// proposes the grant), `reject` declines it with the rule's reason,
+    /// `ask` leaves it to a person. The requester is its proposer and its
+    /// grantee, this organization its grantor.
+    AccessRequest,
+}
+
+impl ProposalKind {
+    /// The kinds that are proposals on the ledger (all but
+    /// [`ProposalKind::AccessRequest`]).
+    pub const PROPOSALS: [ProposalKind; 6] = [
+        ProposalKind::Grant,
+        ProposalKind::Revoke,
+        ProposalKind::AddMember,
+        ProposalKind::RemoveMember,
+        ProposalKind::RotateKey,
+        ProposalKind::SetPolicy,
+    ];
 }
 
 /// How a proposer stands to its proposal.
@@ -202,12 +222,13 @@ impl EndorsementPolicy {
     }
 
     /// One rule with one outcome for every proposal (the shorthands
-    /// `approval = "auto"` and `"manual"`).
+    /// `approval = "auto"` and `"manual"`). Access requests are not
+    /// proposals: no shorthand hands out data, so a person decides them.
     pub fn always(name: &str, outcome: Outcome) -> Self {
         let mut policy = Self::careful();
         policy.rules.truncate(1);
         policy.rules[0].name = name.to_owned();
-        policy.rules[0].kinds.clear();
+        policy.rules[0].kinds = ProposalKind::PROPOSALS.to_vec();
         policy.rules[0].proposer_is.clear();
         policy.rules[0].outcome = outcome;
         policy

@@ -164,7 +164,34 @@ impl Policy {
     /// What to do with `proposal`, by this node (`me`), against the
     /// committed `state`.
     pub fn judge(&self, me: MemberId, state: &State, proposal: &Proposal) -> Verdict {
-        let facts = Facts::of(me, state, proposal);
+        self.first_match(&Facts::of(me, state, proposal))
+    }
+
+    /// What to do with `requester`'s request for the grant `terms` (whose
+    /// grantor is this node, `me`): `endorse` accepts it, `reject`
+    /// declines it, `ask` leaves it to a person.
+    pub fn judge_access(
+        &self,
+        me: MemberId,
+        state: &State,
+        requester: MemberId,
+        terms: &GrantTerms,
+    ) -> Verdict {
+        let mut relations = BTreeSet::from([Relation::Grantee]);
+        if requester == me {
+            relations.insert(Relation::Me);
+        }
+        self.first_match(&Facts {
+            kind: Some(ProposalKind::AccessRequest),
+            relations,
+            proposer: names_of(me, state, requester),
+            terms: Some(terms.clone()),
+            state,
+            me,
+        })
+    }
+
+    fn first_match(&self, facts: &Facts<'_>) -> Verdict {
         for rule in &self.rules {
             if facts.matches(rule) {
                 return Verdict {
@@ -352,7 +379,7 @@ impl<'a> Facts<'a> {
             || terms
                 .resources
                 .iter()
-                .all(|r| rule.resources.iter().any(|outer| covers(outer, r))))
+                .all(|r| rule.resources.iter().any(|outer| outer.covers(r))))
             && (rule.actions.is_empty() || terms.actions.iter().all(|a| rule.actions.contains(a)))
             && rule
                 .duration_max_ms
@@ -383,18 +410,6 @@ fn names_of(me: MemberId, state: &State, member: MemberId) -> Vec<String> {
         names.push(ME.to_owned());
     }
     names
-}
-
-/// Whether every path `inner` covers, `outer` covers too.
-fn covers(outer: &ResourcePattern, inner: &ResourcePattern) -> bool {
-    match (outer, inner) {
-        (ResourcePattern::All, _) => true,
-        (_, ResourcePattern::All) => false,
-        (ResourcePattern::Exact(a), ResourcePattern::Exact(b)) => a == b,
-        (ResourcePattern::Exact(_), ResourcePattern::Prefix(_)) => false,
-        (ResourcePattern::Prefix(_), ResourcePattern::Exact(path)) => outer.matches(path),
-        (ResourcePattern::Prefix(a), ResourcePattern::Prefix(b)) => a == b || outer.matches(b),
-    }
 }
 
 #[cfg(test)]
@@ -532,15 +547,15 @@ mod tests {
     #[test]
     fn pattern_coverage() {
         let p = |s| ResourcePattern::parse(s).unwrap();
-        assert!(covers(&p("*"), &p("*")));
-        assert!(covers(&p("a/*"), &p("a/b")));
-        assert!(covers(&p("a/*"), &p("a/b/*")));
-        assert!(covers(&p("a/*"), &p("a/*")));
-        assert!(!covers(&p("a/*"), &p("ab/*")));
-        assert!(!covers(&p("a/*"), &p("a")));
-        assert!(!covers(&p("a/*"), &p("*")));
-        assert!(!covers(&p("a/b"), &p("a/*")));
-        assert!(covers(&p("a/b"), &p("a/b")));
+        assert!(p("*").covers(&p("*")));
+        assert!(p("a/*").covers(&p("a/b")));
+        assert!(p("a/*").covers(&p("a/b/*")));
+        assert!(p("a/*").covers(&p("a/*")));
+        assert!(!p("a/*").covers(&p("ab/*")));
+        assert!(!p("a/*").covers(&p("a")));
+        assert!(!p("a/*").covers(&p("*")));
+        assert!(!p("a/b").covers(&p("a/*")));
+        assert!(p("a/b").covers(&p("a/b")));
     }
 
     #[test]
