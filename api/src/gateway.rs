@@ -79,6 +79,12 @@ pub trait Pipeline: Clone + Send + Sync + 'static {
         query: ListQuery,
         purpose: Option<String>,
     ) -> impl Future<Output = Result<Listing, Refusal>> + Send;
+    /// This organization's catalog of offers as the caller may see it:
+    /// DCAT in JSON-LD.
+    fn catalog(
+        &self,
+        caller: Did,
+    ) -> impl Future<Output = Result<serde_json::Value, Refusal>> + Send;
     /// Whether `did` is a member's current key on the committed ledger
     /// (cheap: a lookup in the state snapshot). The door asks before it
     /// stores anything for a signed request, such as its nonce.
@@ -101,7 +107,13 @@ pub fn status(code: Code) -> StatusCode {
     match code {
         Code::Denied(_) => StatusCode::FORBIDDEN,
         Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        Code::NotFound | Code::UnknownDownload => StatusCode::NOT_FOUND,
+        Code::NotFound
+        | Code::UnknownDownload
+        | Code::UnknownAccessRequest
+        | Code::UnknownOffer => StatusCode::NOT_FOUND,
+        Code::InvalidAccessRequest | Code::OutsideOffer => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::AccessRequestClosed => StatusCode::CONFLICT,
+        Code::TooManyAccessRequests => StatusCode::TOO_MANY_REQUESTS,
         Code::RangeNotSatisfiable | Code::BadRange => StatusCode::RANGE_NOT_SATISFIABLE,
         Code::Changed => StatusCode::PRECONDITION_FAILED,
         Code::BadPath | Code::BadRequest | Code::BadChunk => StatusCode::BAD_REQUEST,
@@ -223,6 +235,7 @@ pub fn router<P: Pipeline>(pipeline: P, settings: Settings) -> Router {
     Router::new()
         .route("/gateway/objects", get(list::<P>))
         .route("/gateway/objects/{*path}", get(read::<P>))
+        .route("/gateway/catalog", get(catalog::<P>))
         .with_state(gateway)
 }
 
@@ -418,6 +431,34 @@ async fn list<P: Pipeline>(
     };
     match gateway.pipeline.list(caller, query, purpose).await {
         Ok(listing) => Json(listing).into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The media type of a catalog: JSON-LD.
+pub const CATALOG_MEDIA_TYPE: &str = "application/ld+json";
+
+async fn catalog<P: Pipeline>(
+    State(gateway): State<Gateway<P>>,
+    peer: Option<Extension<PeerAddr>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    const CATALOG: &str = "catalog";
+    let peer = peer.map(|Extension(p)| p);
+    let caller = match authenticate(&gateway, &method, &uri, &headers) {
+        Ok((caller, _)) => caller,
+        Err(refused) => {
+            return refuse(&gateway, peer, *refused, Action::Read, CATALOG.into()).await;
+        }
+    };
+    match gateway.pipeline.catalog(caller).await {
+        Ok(catalog) => (
+            [(axum::http::header::CONTENT_TYPE, CATALOG_MEDIA_TYPE)],
+            Json(catalog),
+        )
+            .into_response(),
         Err(refusal) => refusal.into_response(),
     }
 }

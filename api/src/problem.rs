@@ -116,6 +116,16 @@ pub const TYPES: &[ProblemType] = &[
     ),
     t("unknown-download", 404, "no download with that ticket"),
     t(
+        "unknown-access-request",
+        404,
+        "no access request of that id (of the caller's)",
+    ),
+    t(
+        "unknown-offer",
+        404,
+        "no offer of that id in the catalog (that the caller may see)",
+    ),
+    t(
         "method-not-allowed",
         405,
         "the route does not take this method (Allow lists what it takes)",
@@ -140,6 +150,11 @@ pub const TYPES: &[ProblemType] = &[
         "already-decided",
         409,
         "this member decided otherwise on the proposal already; a decision is final",
+    ),
+    t(
+        "access-request-closed",
+        409,
+        "a decision or withdrawal on an access request decided, withdrawn or expired already",
     ),
     t(
         "policy-fixed-by-config",
@@ -181,6 +196,21 @@ pub const TYPES: &[ProblemType] = &[
         "an endorsement policy that does not check (the rule is named)",
     ),
     t(
+        "invalid-access-request",
+        422,
+        "an access request that is malformed, out of bounds or misaddressed (what to fix is named)",
+    ),
+    t(
+        "outside-offer",
+        422,
+        "an access request asking for more than the offer it cites",
+    ),
+    t(
+        "invalid-offer",
+        422,
+        "a catalog offer that does not check (the field is named), or a full catalog",
+    ),
+    t(
         "too-many-tokens",
         422,
         "the node holds as many named API tokens as it may",
@@ -189,6 +219,11 @@ pub const TYPES: &[ProblemType] = &[
         "rate-limited",
         429,
         "over the grant's rate (Retry-After says when)",
+    ),
+    t(
+        "too-many-access-requests",
+        429,
+        "too many open access requests between two members, or new ones from one member lately",
     ),
     t(
         "headers-too-large",

@@ -94,6 +94,18 @@ codes! {
     RefusalsSuppressed = "refusals-suppressed",
     /// A member's gateway refused with a code this node does not know.
     PeerRefused = "peer-refused",
+    /// An access request that is malformed, out of bounds or misaddressed.
+    InvalidAccessRequest = "invalid-access-request",
+    /// No access request of that id (of the caller's).
+    UnknownAccessRequest = "unknown-access-request",
+    /// An access request decided, withdrawn or expired already.
+    AccessRequestClosed = "access-request-closed",
+    /// Too many access requests from the caller, open or lately.
+    TooManyAccessRequests = "too-many-access-requests",
+    /// No offer of that id the caller may see.
+    UnknownOffer = "unknown-offer",
+    /// An access request asking for more than the offer it cites.
+    OutsideOffer = "outside-offer",
 }
 
 impl Code {
@@ -211,6 +223,25 @@ pub enum Refusal {
         /// From where.
         from: IpAddr,
     },
+    /// An access request that is malformed, out of bounds or
+    /// misaddressed (what to fix).
+    #[error("{0}")]
+    InvalidAccessRequest(String),
+    /// No access request of that id of the caller's.
+    #[error("no such access request of yours")]
+    UnknownAccessRequest,
+    /// The access request is decided, withdrawn or expired.
+    #[error("the access request is {0} already")]
+    AccessRequestClosed(&'static str),
+    /// Too many access requests from the caller (which bound).
+    #[error("{0}")]
+    TooManyAccessRequests(String),
+    /// No offer of that id that the caller may see.
+    #[error("no offer {0:?} in this member's catalog")]
+    UnknownOffer(String),
+    /// The request asks for more than its offer gives.
+    #[error("outside the offer: {0}")]
+    OutsideOffer(String),
     /// A member's gateway refused this node's request (over libp2p).
     #[error("the peer refused: {detail}")]
     ByPeer {
@@ -260,6 +291,12 @@ impl Refusal {
             Refusal::Replay(_) => Code::Overloaded,
             Refusal::JournalUnavailable => Code::ReplayJournalUnavailable,
             Refusal::Suppressed { .. } => Code::RefusalsSuppressed,
+            Refusal::InvalidAccessRequest(_) => Code::InvalidAccessRequest,
+            Refusal::UnknownAccessRequest => Code::UnknownAccessRequest,
+            Refusal::AccessRequestClosed(_) => Code::AccessRequestClosed,
+            Refusal::TooManyAccessRequests(_) => Code::TooManyAccessRequests,
+            Refusal::UnknownOffer(_) => Code::UnknownOffer,
+            Refusal::OutsideOffer(_) => Code::OutsideOffer,
             Refusal::ByPeer { code, .. } => *code,
         }
     }
@@ -274,6 +311,7 @@ impl Refusal {
             Refusal::ByPeer {
                 retry_after_secs, ..
             } => *retry_after_secs,
+            Refusal::TooManyAccessRequests(_) => Some(60),
             Refusal::StaleLedger
             | Refusal::TooManyDownloads
             | Refusal::JournalUnavailable

@@ -76,7 +76,15 @@ fuzz_target!(|data: &[u8]| {
             None => {}
         },
         2 => {
-            if let Some(Request::Object { path, range, .. }) = round_trip_bytes::<Request>(bytes) {
+            let request = round_trip_bytes::<Request>(bytes);
+            if let Some(Request::AccessRequest(signed)) = &request {
+                // What an owner does first: the signature, then the bounds.
+                if signed.verify().is_ok() {
+                    let _ = signed.body.check(u64::MAX);
+                    let _ = signed.id().expect("a verified request hashes");
+                }
+            }
+            if let Some(Request::Object { path, range, .. }) = request {
                 let _ = quorate_contracts::ResourcePath::parse(&path);
                 if let Some(range) = range {
                     for size in [0, 1, OBJECT_CHUNK_BYTES, u64::MAX] {

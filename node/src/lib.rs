@@ -23,4 +23,5 @@ pub mod net;
 pub mod oidc;
 pub mod proofs;
 pub mod run;
+pub mod sharing;
 mod views;

@@ -183,6 +183,12 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// The catalog or the access requests cannot be read.
+    #[error(transparent)]
+    Sharing(#[from] crate::sharing::OpenError),
+    /// The network thread ended before the swarm started (it panicked).
+    #[error("the network thread stopped")]
+    NetworkLost,
     /// The agreement thread ended without a result (it panicked).
     #[error("the agreement thread stopped")]
     AgreementLost,
@@ -274,13 +280,15 @@ pub async fn start(
         "starting node {}",
         config.node.name
     );
-    let (net, inbound, event_loop) = net::spawn(
-        &key,
-        chain.chain_id(),
-        &config.p2p.listen,
-        &config.p2p.bootstrap,
-    )?;
-    tokio::spawn(event_loop.run());
+    let (stop_network, network_stops) = tokio::sync::oneshot::channel::<()>();
+    let (net, inbound) = network_on_own_thread(
+        key.clone(),
+        chain.chain_id().to_owned(),
+        config.p2p.listen.clone(),
+        config.p2p.bootstrap.clone(),
+        network_stops,
+    )
+    .await?;
     let (policy, policy_source) = crate::home::endorsement::effective(
         config.consensus.approval,
         &home.endorsement_policy_path(),
@@ -295,8 +303,16 @@ pub async fn start(
     };
     let did = key.did();
     let reader = ledger.reader();
+    let sharing_key = key.clone();
     let (driver, handle) = Driver::new(key, ledger, net.clone(), driver_config)?;
     let data = data_dir(home, &config);
+    let sharing = crate::sharing::Sharing::open(
+        home.root(),
+        &data,
+        sharing_key,
+        genesis_hash,
+        handle.clone(),
+    )?;
     let gateway_http = gateway_http(&config, &data, did)?;
     let objects =
         crate::gateway::objects::ObjectStore::open(&data.join("objects")).map_err(|source| {
@@ -316,6 +332,7 @@ pub async fn start(
         upstreams: std::sync::Arc::new(upstreams),
         auditor,
         config: config.gateway.clone(),
+        sharing,
     });
     tokio::spawn(gateway.clone().serve_peers(inbound.data, net.clone()));
     tokio::spawn(driver.sync_server().serve(inbound.sync));
@@ -342,8 +359,11 @@ pub async fn start(
             .await
             .map_err(StartError::from)
     })?;
-    let task =
-        tokio::spawn(async move { agreement.await.unwrap_or(Err(StartError::AgreementLost)) });
+    let task = tokio::spawn(async move {
+        let stopped = agreement.await.unwrap_or(Err(StartError::AgreementLost));
+        let _ = stop_network.send(());
+        stopped
+    });
     Ok(RunningNode {
         handle,
         local,
@@ -351,6 +371,58 @@ pub async fn start(
         lock,
         gateway_http: Some(gateway_http),
     })
+}
+
+/// How many nice levels below the process the threads of the shared
+/// runtime run (members' data, the local API, their blocking work): when
+/// the machine is busy, the kernel runs the agreement and network threads
+/// first, so a flood of data requests cannot slow commits (and with them
+/// the freshness every request is checked against). Idle, it changes
+/// nothing.
+pub const SHARED_WORKERS_NICE: i32 = 5;
+
+/// Lowers the calling thread's priority by [`SHARED_WORKERS_NICE`] (on
+/// Linux a thread's nice value is its own); for the shared runtime's
+/// `on_thread_start`. If the system refuses, the thread runs as it was.
+pub fn lower_shared_worker_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::process::nice(SHARED_WORKERS_NICE);
+    }
+}
+
+/// Builds the swarm on a thread of its own, with a runtime of its own,
+/// where every connection's task then runs: gossip, votes and members'
+/// requests are read and written there, whatever the shared workers are
+/// doing. It runs until `stop` fires (the node stopped) or every client
+/// is gone.
+async fn network_on_own_thread(
+    key: quorate_did::Keypair,
+    chain_id: String,
+    listen: Vec<String>,
+    bootstrap: Vec<String>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(net::Client, net::Inbound), StartError> {
+    let (started, ready) = tokio::sync::oneshot::channel();
+    let running = on_own_thread("quorate-network", async move {
+        match net::spawn(&key, &chain_id, &listen, &bootstrap) {
+            Ok((client, inbound, event_loop)) => {
+                let _ = started.send(Ok((client, inbound)));
+                tokio::select! {
+                    () = event_loop.run() => {}
+                    _ = stop => {}
+                }
+            }
+            Err(e) => {
+                let _ = started.send(Err(e));
+            }
+        }
+    })?;
+    drop(running);
+    match ready.await {
+        Ok(started) => Ok(started?),
+        Err(_) => Err(StartError::NetworkLost),
+    }
 }
 
 /// Runs `task` on a new thread with a runtime of its own (single-threaded:

@@ -3,6 +3,7 @@ chromedriver), for tests/tests/console.rs. Reads a JSON plan from argv[1]:
 
     {"b": URL of org-b's node, "a": URL of org-a's node,
      "approver": token, "reader": token, "publisher": token, "admin_b": token,
+     "approver_a": an approver's token of org-a,
      "proposal": id, "grant": id, "upload": file path,
      "downloads": dir, "screenshots": dir}
 
@@ -147,6 +148,44 @@ def main():
         driver.find_element(By.CSS_SELECTOR, "#upload button").click()
         until("the uploaded object", lambda: driver.find_element(By.CSS_SELECTOR, 'tr[data-object="reports/q1.csv"]'))
         shot(driver, "data")
+
+        # The publisher offers a dataset in org-a's catalog.
+        go(driver, "catalog")
+        for name, value in (("id", "quarterly"), ("title", "Quarterly reports"), ("resource", "reports/*"),
+                            ("longest", "30d"), ("purposes", "planning")):
+            driver.find_element(By.CSS_SELECTOR, f'#offer input[name="{name}"]').send_keys(value)
+        driver.find_element(By.CSS_SELECTOR, "#offer button").click()
+        until("the offer", lambda: driver.find_element(By.CSS_SELECTOR, 'tr[data-offer="quarterly"]'))
+        shot(driver, "catalog")
+        driver.refresh()
+
+        # org-b's approver finds it in org-a's catalog and asks for access.
+        sign_in(driver, PLAN["b"], PLAN["approver"])
+        go(driver, "catalog")
+        driver.find_element(By.CSS_SELECTOR, "#page form.inline select").send_keys("org-a")
+        driver.find_element(By.CSS_SELECTOR, "#page form.inline button").click()
+        ask = until("org-a's offer", lambda: driver.find_element(
+            By.CSS_SELECTOR, '#peer-catalog tr[data-offer="quarterly"] button[data-action="request access"]'))
+        ask.click()
+        go(driver, "access")
+        row = until("the outgoing request", lambda: driver.find_element(By.CSS_SELECTOR, "tr[data-request]"))
+        request = row.get_attribute("data-request")
+        seen["access_request"] = request
+        driver.refresh()
+
+        # org-a's approver accepts it.
+        sign_in(driver, PLAN["a"], PLAN["approver_a"])
+        go(driver, "access")
+        row = until("the incoming request", lambda: driver.find_element(By.CSS_SELECTOR, f'tr[data-request="{request}"]'))
+        row.find_element(By.CSS_SELECTOR, 'button[data-action="accept"]').click()
+
+        def accepted():
+            go(driver, "access")
+            rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-request="{request}"]')
+            return rows and "accepted" in rows[0].text
+
+        until("the request to be accepted", accepted)
+        shot(driver, "access")
         driver.refresh()
 
         # org-b's reader fetches it through org-b's node, under the grant.

@@ -67,6 +67,22 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "422"]
 [[operations]]
 include-name = "POST /v1/tokens"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "409", "422"]
+
+# Which patterns parse and which media types are well formed is the node's
+# to say: 422 invalid-offer, naming the field.
+[[operations]]
+include-name = "PUT /v1/catalog/offers/{id}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "422"]
+
+# A one-member testnet has nobody to ask: 404 for a name no member has,
+# 422 for its own, and the bounds of a request the schema cannot state.
+[[operations]]
+include-name = "POST /v1/access-requests"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "422", "429", "502"]
+
+[[operations]]
+include-name = "GET /v1/peers/{peer}/catalog"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "502"]
 "#;
 
 /// An answer read off a raw socket.
@@ -375,7 +391,38 @@ fn every_json_answer_of_a_real_node_validates_against_its_document() {
         b.get("/v1/peers/org-a/objects/secret.csv").unwrap().status,
         403
     );
+    // An offer of each, and an access request each way.
+    for (api, owner) in [(&a, "org-a"), (&b, "org-b")] {
+        let offer = serde_json::json!({
+            "title": "Reports", "resource": "reports/*", "media_type": "text/csv",
+            "schema": {"document": {"type": "object"}},
+            "terms": {"actions": ["read"], "duration_max": "30d", "purposes": ["audit"]},
+        });
+        let put = api
+            .request(
+                "PUT",
+                "/v1/catalog/offers/reports",
+                Some(("application/json", offer.to_string().as_bytes())),
+            )
+            .unwrap();
+        assert_eq!(put.status, 201, "{owner}: {}", put.text());
+    }
+    let mut requests = Vec::new();
+    for (api, to) in [(&a, "org-b"), (&b, "org-a")] {
+        let body = serde_json::json!({"to": to, "offer": "reports", "duration_ms": 86_400_000, "purpose": "audit"});
+        let asked = api.post_json("/v1/access-requests", &body).unwrap();
+        assert_eq!(asked.status, 201, "{}", asked.text());
+        requests.push(asked.json().unwrap()["id"].as_str().unwrap().to_owned());
+    }
     let doc: serde_json::Value = a.get("/openapi.json").unwrap().json().unwrap();
+    // A member's catalog is JSON-LD, and fits its schema.
+    for (api, other) in [(&a, "org-b"), (&b, "org-a")] {
+        let answer = api.get(&format!("/v1/peers/{other}/catalog")).unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let pointer = "/paths/~1v1~1peers~1{peer}~1catalog/get/responses/200/content/application~1ld+json/schema";
+        let errors = schema_errors(&doc, pointer, &answer.json().unwrap());
+        assert!(errors.is_empty(), "{errors:?}");
+    }
     let entry = a.get(&format!("/v1/ledger/entries/{grant}")).unwrap();
     let height = entry.json().unwrap()["height"].as_u64().unwrap();
     let routes = [
@@ -400,6 +447,17 @@ fn every_json_answer_of_a_real_node_validates_against_its_document() {
         (
             &format!("/v1/ledger/entries/{grant}"),
             "/v1/ledger/entries/{id}",
+        ),
+        ("/v1/catalog/offers", "/v1/catalog/offers"),
+        ("/v1/catalog/offers/reports", "/v1/catalog/offers/{id}"),
+        ("/v1/access-requests", "/v1/access-requests"),
+        (
+            &format!("/v1/access-requests/{}", requests[0]),
+            "/v1/access-requests/{id}",
+        ),
+        (
+            &format!("/v1/access-requests/{}", requests[1]),
+            "/v1/access-requests/{id}",
         ),
     ];
     for (node, other, api) in [("org-a", "org-b", &a), ("org-b", "org-a", &b)] {

@@ -4,7 +4,9 @@
 //! and downloads its proof (which verifies offline); a reader sees no
 //! approve button, and the API refuses the reader's approval; a publisher
 //! of org-a uploads an object in the console, and org-b's reader fetches
-//! it through org-b's node under the grant; org-b's live events announce
+//! it through org-b's node under the grant, and offers a dataset in
+//! org-a's catalog, which org-b's approver finds in the console and asks
+//! for, and org-a's approver accepts; org-b's live events announce
 //! the grant and, once org-a revokes it, its revocation. Screenshots of the main pages
 //! are written (to $QUORATE_SCREENSHOTS, or the test's directory).
 //! Method: a 4-node testnet of the real binary with manual approval;
@@ -46,6 +48,7 @@ fn each_role_uses_the_console_for_what_it_may_do() {
     let approver = token(&net, "org-b", "ann", "approver");
     let reader = token(&net, "org-b", "rob", "reader");
     let publisher = token(&net, "org-a", "pia", "publisher");
+    let approver_a = token(&net, "org-a", "amy", "approver");
 
     // org-a proposes grants to org-b (read and list), by the CLI.
     let home_a = home_arg(&net.home("org-a"));
@@ -109,7 +112,7 @@ fn each_role_uses_the_console_for_what_it_may_do() {
     let plan = serde_json::json!({
         "a": format!("http://{}", a.address()),
         "b": format!("http://{}", b.address()),
-        "approver": approver, "reader": reader, "publisher": publisher,
+        "approver": approver, "reader": reader, "publisher": publisher, "approver_a": approver_a,
         "admin_b": std::fs::read_to_string(net.home("org-b").join("admin.token")).unwrap().trim(),
         // A grant's id is its proposal's id.
         "proposal": proposal, "grant": proposal,
@@ -119,7 +122,15 @@ fn each_role_uses_the_console_for_what_it_may_do() {
 
     assert_eq!(
         seen["reader_pages"],
-        serde_json::json!(["overview", "proposals", "grants", "data", "ledger"]),
+        serde_json::json!([
+            "overview",
+            "proposals",
+            "grants",
+            "data",
+            "catalog",
+            "access",
+            "ledger"
+        ]),
         "a reader has no audit page"
     );
     assert_eq!(seen["reader_buttons"], 0, "a reader gets no approve button");
@@ -131,7 +142,32 @@ fn each_role_uses_the_console_for_what_it_may_do() {
     // The object org-b's reader fetched is what org-a's publisher uploaded.
     let fetched = std::fs::read_to_string(seen["fetched"].as_str().unwrap()).unwrap();
     assert_eq!(fetched, "region,units\nnorth,42\n");
-    for page in ["proposals", "grants", "data", "overview", "audit", "ledger"] {
+    // The access request org-b's approver made in the console, accepted
+    // in org-a's: both nodes say so, and org-a proposed the grant.
+    let request = seen["access_request"].as_str().unwrap();
+    for org in ["org-a", "org-b"] {
+        let shown: serde_json::Value = serde_json::from_str(&run_ok(&[
+            "access",
+            "show",
+            "--home",
+            &home_arg(&net.home(org)),
+            request,
+        ]))
+        .unwrap();
+        assert_eq!(shown["state"], "accepted", "{org}: {shown}");
+        assert_eq!(shown["resources"][0], "reports/*", "the offer's resource");
+        assert_eq!(shown["purpose"], "planning", "the offer's purpose");
+    }
+    for page in [
+        "proposals",
+        "grants",
+        "data",
+        "catalog",
+        "access",
+        "overview",
+        "audit",
+        "ledger",
+    ] {
         assert!(screenshots.join(format!("{page}.png")).exists(), "{page}");
     }
     // The live events announced the grant with its parties.

@@ -12,6 +12,8 @@ const PAGES = [
   ["proposals", "Proposals", ["approver", "publisher", "reader", "auditor"]],
   ["grants", "Grants", ["approver", "publisher", "reader", "auditor"]],
   ["data", "Data", ["publisher", "reader"]],
+  ["catalog", "Catalog", ["approver", "publisher", "reader", "auditor"]],
+  ["access", "Access requests", ["approver", "publisher", "reader", "auditor"]],
   ["audit", "Audit", ["auditor"]],
   ["ledger", "Ledger", ["approver", "publisher", "reader", "auditor"]],
 ];
@@ -250,6 +252,126 @@ const views = {
         el("td", {}, act("Download", () => download(objectPath("/v1/objects", o.path), o.path.split("/").pop()), "secondary"), " ",
           publish ? act("Delete", () => api("DELETE", objectPath("/v1/objects", o.path)), "danger") : null)))),
       el("h2", {}, "From other members"), browse, peerList,
+    ];
+  },
+
+  async catalog() {
+    const [offers, members] = await Promise.all([json("/v1/catalog/offers"), json("/v1/members")]);
+    const publish = can(["publisher"]);
+    const ask = can(["approver"]);
+    const list = (xs) => (xs || []).join(", ");
+    const offer = el("form", { class: "inline", id: "offer", onsubmit: async (event) => {
+      event.preventDefault();
+      const f = event.target.elements;
+      const body = { title: f.title.value, resource: f.resource.value, terms: { actions: f.actions.value.split(",").map((a) => a.trim()).filter(Boolean) } };
+      if (f.description.value) body.description = f.description.value;
+      if (f.media_type.value) body.media_type = f.media_type.value;
+      if (f.longest.value) body.terms.duration_max = f.longest.value;
+      if (f.purposes.value) body.terms.purposes = f.purposes.value.split(",").map((p) => p.trim()).filter(Boolean);
+      if (f.audience.value) body.audience = f.audience.value.split(",").map((m) => m.trim()).filter(Boolean);
+      try {
+        await api("PUT", `/v1/catalog/offers/${encodeURIComponent(f.id.value)}`, body);
+        await render();
+      } catch (e) { showError(e); }
+    } },
+    el("input", { name: "id", placeholder: "id, e.g. shipments", required: true, pattern: "[a-z0-9\\-]{1,64}" }),
+    el("input", { name: "title", placeholder: "title", required: true }),
+    el("input", { name: "resource", placeholder: "resource, e.g. datasets/shipments/*", required: true }),
+    el("input", { name: "description", placeholder: "description" }),
+    el("input", { name: "media_type", placeholder: "media type" }),
+    el("input", { name: "actions", placeholder: "actions", value: "read" }),
+    el("input", { name: "longest", placeholder: "longest, e.g. 30d" }),
+    el("input", { name: "purposes", placeholder: "purposes (comma-separated)" }),
+    el("input", { name: "audience", placeholder: "audience (members, empty: all)" }),
+    el("button", { type: "submit" }, "Offer"));
+    const peers = members.members.filter((m) => !m.is_me);
+    const theirs = el("div", { id: "peer-catalog" });
+    const browse = el("form", { class: "inline", onsubmit: async (event) => {
+      event.preventDefault();
+      const peer = event.target.elements.peer.value;
+      try {
+        const catalog = await json(`/v1/peers/${encodeURIComponent(peer)}/catalog`);
+        const datasets = catalog["dcat:dataset"] || [];
+        theirs.replaceChildren(table(["Id", "Title", "Resource", "Actions", "Longest", "Purposes", ""], datasets.map((d) => {
+          const terms = d["quorate:terms"] || {};
+          const purposes = terms["quorate:purposes"] || [];
+          const longest = terms["quorate:durationMaxMs"];
+          const id = d["dct:identifier"];
+          return el("tr", { "data-offer": id },
+            el("td", { class: "mono" }, id), el("td", { title: d["dct:description"] || "" }, d["dct:title"]),
+            el("td", {}, d["quorate:resource"]), el("td", {}, list(terms["quorate:actions"])),
+            el("td", {}, longest ? `${Math.round(longest / 86400000)} days` : ""), el("td", {}, list(purposes)),
+            el("td", {}, ask ? act("Request access", () => api("POST", "/v1/access-requests", {
+              to: peer, offer: id, duration_ms: longest || 30 * 86400000, purpose: purposes[0] || null,
+            }), "secondary") : null));
+        })));
+      } catch (e) { theirs.replaceChildren(el("p", { class: "error" }, e.message)); }
+    } }, el("select", { name: "peer" }, peers.map((m) => el("option", { value: m.name }, m.name))),
+    el("button", { type: "submit", class: "secondary" }, "Show their catalog"));
+    return [
+      el("h1", {}, "Catalog"),
+      el("p", { class: "muted" }, "What this organization offers to members, shown to them as a DCAT catalog (GET /v1/catalog); each offer's terms bound the access requests that cite it."),
+      publish ? offer : null,
+      table(["Id", "Title", "Resource", "Actions", "Longest", "Purposes", "Audience", ""], offers.offers.map((o) => el("tr", { "data-offer": o.id },
+        el("td", { class: "mono" }, o.id), el("td", { title: o.description || "" }, o.title), el("td", {}, o.resource),
+        el("td", {}, list(o.terms.actions)), el("td", {}, o.terms.duration_max || ""), el("td", {}, list(o.terms.purposes)),
+        el("td", {}, o.audience && o.audience.length ? list(o.audience) : "every member"),
+        el("td", {}, publish ? act("Remove", () => api("DELETE", `/v1/catalog/offers/${encodeURIComponent(o.id)}`), "danger") : null)))),
+      el("h2", {}, "What other members offer us"), browse, theirs,
+    ];
+  },
+
+  async access() {
+    const [all, members] = await Promise.all([json("/v1/access-requests"), json("/v1/members")]);
+    const decide = can(["approver"]);
+    const requests = all.requests;
+    const terms = (r) => `${r.actions.join(", ")} on ${r.resources.join(", ")}` +
+      (r.duration_ms ? ` for ${Math.round(r.duration_ms / 3600000)} h` : r.not_after_ms ? ` until ${time(r.not_after_ms)}` : "") +
+      (r.purpose ? ` (${r.purpose})` : "") + (r.offer ? ` [offer ${r.offer}]` : "");
+    const outcome = (r) => r.state === "accepted" ? `accepted by ${r.by}: grant ${short(r.proposal)}`
+      : r.state === "declined" ? `declined by ${r.by}: ${r.reason}` : r.state;
+    const incoming = requests.filter((r) => r.direction === "incoming");
+    const outgoing = requests.filter((r) => r.direction === "outgoing");
+    const peers = members.members.filter((m) => !m.is_me);
+    const ask = el("form", { class: "inline", id: "ask", onsubmit: async (event) => {
+      event.preventDefault();
+      const f = event.target.elements;
+      const body = { to: f.to.value, resources: f.resource.value ? [f.resource.value] : [], actions: [f.action.value], duration_ms: Number(f.days.value) * 86400000 };
+      if (f.offer.value) body.offer = f.offer.value;
+      if (f.purpose.value) body.purpose = f.purpose.value;
+      if (f.message.value) body.message = f.message.value;
+      try { await api("POST", "/v1/access-requests", body); await render(); } catch (e) { showError(e); }
+    } },
+    el("select", { name: "to" }, peers.map((m) => el("option", { value: m.name }, m.name))),
+    el("input", { name: "offer", placeholder: "offer id (optional)" }),
+    el("input", { name: "resource", placeholder: "resource, e.g. datasets/*" }),
+    el("select", { name: "action" }, ["read", "list", "write"].map((a) => el("option", { value: a }, a))),
+    el("input", { name: "days", type: "number", min: "1", max: "3650", value: "30" }), "days",
+    el("input", { name: "purpose", placeholder: "purpose" }),
+    el("input", { name: "message", placeholder: "note for their approvers", maxlength: "1024" }),
+    el("button", { type: "submit" }, "Ask for access"));
+    return [
+      el("h1", {}, "Access requests"),
+      el("h2", {}, "Asked of us"),
+      table(["Id", "From", "Asks for", "Note", "Asked", "State", ""], incoming.map((r) => {
+        const reason = el("input", { name: "reason", placeholder: "reason for declining", maxlength: "256" });
+        const open = r.state === "open";
+        return el("tr", { "data-request": r.id },
+          el("td", { class: "mono" }, short(r.id)), el("td", {}, r.requester), el("td", {}, terms(r)),
+          el("td", {}, r.message || ""), el("td", {}, time(r.created_at_ms)),
+          el("td", { class: open ? "" : r.state === "accepted" ? "ok" : "bad", title: r.policy || "" }, outcome(r)),
+          el("td", {}, decide && open ? [
+            act("Accept", () => api("POST", `/v1/access-requests/${r.id}/accept`)), " ",
+            reason, " ",
+            act("Decline", () => api("POST", `/v1/access-requests/${r.id}/decline`, { reason: reason.value || "declined" }), "danger"),
+          ] : null));
+      })),
+      el("h2", {}, "Asked by us"),
+      decide ? ask : null,
+      table(["Id", "To", "Asks for", "Asked", "State", ""], outgoing.map((r) => el("tr", { "data-request": r.id },
+        el("td", { class: "mono" }, short(r.id)), el("td", {}, r.owner), el("td", {}, terms(r)), el("td", {}, time(r.created_at_ms)),
+        el("td", { class: r.state === "open" ? "" : r.state === "accepted" ? "ok" : "bad" }, outcome(r)),
+        el("td", {}, decide && r.state === "open" ? act("Withdraw", () => api("POST", `/v1/access-requests/${r.id}/withdraw`), "danger") : null)))),
     ];
   },
 

@@ -35,7 +35,7 @@ pub(crate) fn resource(path: &str) -> Result<ResourcePath, Problem> {
 
 /// A path parameter the router could not read (bytes that are not UTF-8
 /// once percent-decoded): 400 `bad-path`.
-fn path_problem(rejection: PathRejection) -> Problem {
+pub(super) fn path_problem(rejection: PathRejection) -> Problem {
     if rejection.status().is_server_error() {
         return Problem::internal();
     }
@@ -43,13 +43,13 @@ fn path_problem(rejection: PathRejection) -> Problem {
 }
 
 /// A query string that does not fit the route's filters: 400.
-fn query_problem(rejection: QueryRejection) -> Problem {
+pub(super) fn query_problem(rejection: QueryRejection) -> Problem {
     Problem::bad_request(rejection.body_text())
 }
 
 /// A JSON body that could not be read: 413 over the limit, 415 without a
 /// JSON `Content-Type`, else 400.
-fn json_problem(rejection: JsonRejection) -> Problem {
+pub(super) fn json_problem(rejection: JsonRejection) -> Problem {
     match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Problem::too_large(format!(
             "JSON bodies are limited to {JSON_BODY_BYTES_MAX} bytes"
@@ -77,7 +77,7 @@ fn hex_id(id: Result<Path<String>, PathRejection>, what: &str) -> Result<String,
     }
 }
 
-fn json_or_problem<T: serde::Serialize>(result: Result<T, Problem>) -> Response {
+pub(super) fn json_or_problem<T: serde::Serialize>(result: Result<T, Problem>) -> Response {
     match result {
         Ok(json) => Json(json).into_response(),
         Err(problem) => problem.into_response(),

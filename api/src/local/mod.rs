@@ -13,6 +13,8 @@
 use std::time::Duration;
 
 pub mod access;
+pub mod access_requests;
+pub mod catalog;
 pub mod endorsement;
 mod handlers;
 mod layers;
@@ -21,6 +23,7 @@ pub mod openapi;
 pub mod requests;
 pub mod responses;
 pub mod routes;
+mod sharing;
 #[cfg(test)]
 mod tests;
 

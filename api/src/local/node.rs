@@ -6,6 +6,10 @@ use axum::body::Body;
 use quorate_contracts::ResourcePath;
 
 use super::access::LocalAction;
+use super::access_requests::{
+    AccessRequestQuery, AccessRequestView, AccessRequests, NewAccessRequest,
+};
+use super::catalog::{Offer, OfferView, Offers};
 use super::endorsement::{EndorsementPolicy, EndorsementPolicyView};
 use super::responses::{
     AuditRecord, BlockView, EntryLocation, GrantPage, GrantView, Identity, LedgerSummary, Members,
@@ -176,6 +180,64 @@ pub trait Node: Clone + Send + Sync + 'static {
         &self,
         height: u64,
     ) -> impl Future<Output = Result<(BlockView, Vec<u8>), Problem>> + Send;
+    /// This organization's catalog offers, by id.
+    fn offers(&self) -> impl Future<Output = Result<Offers, Problem>> + Send;
+    /// One offer.
+    fn offer(&self, id: String) -> impl Future<Output = Result<OfferView, Problem>> + Send;
+    /// Writes an offer, new or replacing the one of that id (checked, then
+    /// durable, then shown to members); whether it is new.
+    fn put_offer(
+        &self,
+        id: String,
+        offer: Offer,
+    ) -> impl Future<Output = Result<(OfferView, bool), Problem>> + Send;
+    /// Removes an offer.
+    fn delete_offer(&self, id: String) -> impl Future<Output = Result<(), Problem>> + Send;
+    /// This organization's catalog, every offer, as DCAT in JSON-LD (what
+    /// a member in every offer's audience reads).
+    fn catalog(&self) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// A member's catalog as that member shows it to this organization,
+    /// over libp2p.
+    fn peer_catalog(
+        &self,
+        peer: String,
+    ) -> impl Future<Output = Result<serde_json::Value, Problem>> + Send;
+    /// Access requests, incoming and outgoing, newest first (outgoing ones
+    /// still open are checked with their owners first).
+    fn access_requests(
+        &self,
+        query: AccessRequestQuery,
+    ) -> impl Future<Output = Result<AccessRequests, Problem>> + Send;
+    /// One access request (an outgoing one still open is checked with its
+    /// owner first).
+    fn access_request(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<AccessRequestView, Problem>> + Send;
+    /// Asks a member for access, over libp2p: signed by this member, kept
+    /// by the owner (durably) before this returns.
+    fn request_access(
+        &self,
+        request: NewAccessRequest,
+    ) -> impl Future<Output = Result<AccessRequestView, Problem>> + Send;
+    /// Accepts an incoming request: this organization proposes the grant.
+    fn accept_access_request(
+        &self,
+        id: String,
+        by: Principal,
+    ) -> impl Future<Output = Result<AccessRequestView, Problem>> + Send;
+    /// Declines an incoming request with a reason the requester reads.
+    fn decline_access_request(
+        &self,
+        id: String,
+        reason: String,
+        by: Principal,
+    ) -> impl Future<Output = Result<AccessRequestView, Problem>> + Send;
+    /// Withdraws an outgoing request (its owner is told).
+    fn withdraw_access_request(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<AccessRequestView, Problem>> + Send;
     /// The whole committed chain as an export file (`docs/ledger-format.md`),
     /// streamed; `quorate ledger verify` checks it offline.
     fn ledger_export(&self) -> impl Future<Output = Result<Body, Problem>> + Send;

@@ -158,6 +158,11 @@ fn body_schemas() -> serde_json::Map<String, Value> {
     add::<super::responses::LiveEvent>(&mut generator);
     add::<super::endorsement::EndorsementPolicy>(&mut generator);
     add::<super::endorsement::EndorsementPolicyView>(&mut generator);
+    add::<super::catalog::Offer>(&mut generator);
+    add::<super::catalog::OfferView>(&mut generator);
+    add::<super::catalog::Offers>(&mut generator);
+    add::<super::access_requests::AccessRequestView>(&mut generator);
+    add::<super::access_requests::AccessRequests>(&mut generator);
     generator.take_definitions(true)
 }
 

@@ -79,7 +79,7 @@ fn whole<'de, D: serde::Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D
     whole_number(serde_json::Number::deserialize(d)?)
 }
 
-fn whole_or_null<'de, D: serde::Deserializer<'de>, T: TryFrom<u64>>(
+pub(crate) fn whole_or_null<'de, D: serde::Deserializer<'de>, T: TryFrom<u64>>(
     d: D,
 ) -> Result<Option<T>, D::Error> {
     Option::<serde_json::Number>::deserialize(d)?

@@ -66,6 +66,38 @@ pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limit
         )
         .route("/v1/peers/{peer}/objects", get(peer_list::<N>))
         .route("/v1/peers/{peer}/objects/{*path}", get(peer_get::<N>))
+        .route("/v1/catalog", get(super::sharing::catalog::<N>))
+        .route("/v1/catalog/offers", get(super::sharing::offers::<N>))
+        .route(
+            "/v1/catalog/offers/{id}",
+            get(super::sharing::offer::<N>)
+                .put(super::sharing::put_offer::<N>)
+                .delete(super::sharing::delete_offer::<N>),
+        )
+        .route(
+            "/v1/peers/{peer}/catalog",
+            get(super::sharing::peer_catalog::<N>),
+        )
+        .route(
+            "/v1/access-requests",
+            get(super::sharing::access_requests::<N>).post(super::sharing::request_access::<N>),
+        )
+        .route(
+            "/v1/access-requests/{id}",
+            get(super::sharing::access_request::<N>),
+        )
+        .route(
+            "/v1/access-requests/{id}/accept",
+            post(super::sharing::accept_access_request::<N>),
+        )
+        .route(
+            "/v1/access-requests/{id}/decline",
+            post(super::sharing::decline_access_request::<N>),
+        )
+        .route(
+            "/v1/access-requests/{id}/withdraw",
+            post(super::sharing::withdraw_access_request::<N>),
+        )
         .route("/v1/audit", get(audit::<N>))
         .route("/v1/ledger", get(ledger::<N>))
         .route("/v1/ledger/blocks/{height}", get(block::<N>))

@@ -161,6 +161,17 @@ pub(crate) enum PeerCommand {
         #[arg(long)]
         purpose: Option<String>,
     },
+    /// Show what another member offers this organization: its catalog's
+    /// datasets and their terms (`--json`: the DCAT document itself).
+    Catalog {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The member.
+        member: String,
+        /// Print the catalog as JSON-LD.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The `Quorate-Purpose` header value for a request declaring `purpose`
@@ -330,6 +341,9 @@ pub(crate) fn peer(command: PeerCommand) -> anyhow::Result<()> {
                 api.get_with(&target, &with_purpose(&purpose)),
                 &api,
             )?)?;
+        }
+        PeerCommand::Catalog { home, member, json } => {
+            crate::sharing::peer_catalog(home, &member, json)?;
         }
     }
     Ok(())

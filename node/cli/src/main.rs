@@ -3,6 +3,7 @@
 mod api;
 mod governance;
 mod proposals;
+mod sharing;
 mod testnet;
 mod time;
 mod tokens;
@@ -53,9 +54,18 @@ enum Command {
     /// Store, read, list and delete this organization's objects.
     #[command(subcommand)]
     Data(api::DataCommand),
-    /// Read other members' objects under their grants.
+    /// Read other members' objects under their grants, and their
+    /// catalogs of offers.
     #[command(subcommand)]
     Peer(api::PeerCommand),
+    /// Ask other members for access to their data; accept or decline
+    /// what they ask of this organization.
+    #[command(subcommand)]
+    Access(sharing::AccessCommand),
+    /// What this organization offers to members: datasets with the terms
+    /// it will grant (shown to members as a DCAT catalog).
+    #[command(subcommand)]
+    Catalog(sharing::CatalogCommand),
     /// Show gateway decisions; verify an audit log's hash chain.
     #[command(subcommand)]
     Audit(api::AuditCommand),
@@ -108,7 +118,7 @@ enum LedgerCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct HomeArg {
     /// The node home directory.
     #[arg(long, env = "QUORATE_HOME", value_name = "DIR", default_value_os_t = default_home())]
@@ -216,11 +226,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(command) => api::audit(command)?,
         Command::Data(command) => api::data(command)?,
         Command::Peer(command) => api::peer(command)?,
+        Command::Access(command) => sharing::access(command)?,
+        Command::Catalog(command) => sharing::catalog(command)?,
         Command::Token(command) => tokens::run(command)?,
         Command::Testnet(command) => testnet::run(command)?,
         Command::Node(NodeCommand::Run { home }) => {
+            // Agreement and the network run on threads of their own; the
+            // shared workers (members' data, the local API) yield to them.
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_start(quorate_node::run::lower_shared_worker_priority)
                 .build()
                 .context("cannot start the async runtime")?;
             let stopped = runtime.block_on(run_node(NodeHome::new(home.home)))?;

@@ -138,7 +138,13 @@ fn answer(reader: &LedgerReader, access: &SyncAccess, from: &Did, data: &[u8]) -
                 }
             }
         }
-        Request::Object { .. } | Request::Chunk { .. } | Request::List { .. } => {
+        Request::Object { .. }
+        | Request::Chunk { .. }
+        | Request::List { .. }
+        | Request::Catalog
+        | Request::AccessRequest(_)
+        | Request::AccessStatus { .. }
+        | Request::AccessWithdraw { .. } => {
             Response::Refused("data requests go to the data protocol".to_owned())
         }
     }

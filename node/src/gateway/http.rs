@@ -30,6 +30,10 @@ impl Pipeline for Gateway {
         Gateway::list(self, &caller, TRANSPORT, &query, purpose.as_deref()).await
     }
 
+    async fn catalog(&self, caller: Did) -> Result<serde_json::Value, Refusal> {
+        self.catalog_for(&caller, TRANSPORT).await
+    }
+
     fn is_member(&self, did: &Did) -> bool {
         self.state().member_by_did(did).is_some()
     }

@@ -32,6 +32,7 @@ pub mod nonces;
 pub mod objects;
 mod p2p;
 mod read;
+mod sharing;
 pub mod upstream;
 
 #[cfg(test)]
@@ -55,6 +56,7 @@ use limits::Limits;
 
 pub use downloads::{DOWNLOAD_IDLE_MAX, DOWNLOADS_MAX, DOWNLOADS_PER_MEMBER_MAX};
 pub use read::open_range;
+pub(crate) use sharing::desk_refusal;
 
 /// The gateway of one node; cheap to clone.
 #[derive(Clone)]
@@ -80,6 +82,8 @@ pub struct Parts {
     pub auditor: Auditor,
     /// `[gateway]`.
     pub config: GatewaySection,
+    /// The catalog and the access desk.
+    pub sharing: crate::sharing::Sharing,
 }
 
 /// The gateway's wall clock: the node's (`driver::now`), or a test's.

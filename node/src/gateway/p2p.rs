@@ -95,7 +95,28 @@ impl Gateway {
                     .await
                     .map(Response::Listing)
             }
-            _ => return Response::Refused("not a gateway request".to_owned()),
+            Request::Catalog => self.catalog_for(from, P2P).await.and_then(|catalog| {
+                serde_json::to_vec(&catalog)
+                    .ok()
+                    .filter(|bytes| bytes.len() <= protocol::CATALOG_BYTES_MAX)
+                    .map(|bytes| Response::Catalog(serde_bytes::ByteBuf::from(bytes)))
+                    .ok_or(Refusal::Internal)
+            }),
+            Request::AccessRequest(request) => self
+                .access_request(from, P2P, *request)
+                .await
+                .map(Response::AccessRequest),
+            Request::AccessStatus { id } => self
+                .access_status(from, &id)
+                .await
+                .map(Response::AccessRequest),
+            Request::AccessWithdraw { id } => self
+                .access_withdraw(from, P2P, &id)
+                .await
+                .map(Response::AccessRequest),
+            Request::Status | Request::Blocks { .. } => {
+                return Response::Refused("not a gateway request".to_owned());
+            }
         };
         answer.unwrap_or_else(|refusal| Response::Denied(Denial::from(&refusal)))
     }

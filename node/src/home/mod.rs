@@ -13,6 +13,7 @@
 //! ```
 
 pub mod config;
+pub mod durable;
 pub mod duration;
 pub mod endorsement;
 pub mod lock;

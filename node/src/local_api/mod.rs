@@ -19,6 +19,10 @@ use quorate_did::Did;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 
+use quorate_api::local::access_requests::{
+    AccessRequestQuery, AccessRequestView, AccessRequests, NewAccessRequest,
+};
+use quorate_api::local::catalog::{Offer, OfferView, Offers};
 use quorate_api::local::endorsement::{EndorsementPolicy, EndorsementPolicyView};
 use quorate_ledger::entry::EntryId;
 
@@ -31,6 +35,7 @@ use crate::proofs::{GrantProofError, StatusProofError};
 
 mod problems;
 mod proposals;
+mod sharing;
 mod support;
 
 use problems::*;
@@ -881,6 +886,66 @@ impl Node for LocalNode {
             .ok_or_else(|| Problem::not_found(format!("no block at height {height} yet")))?;
         let bytes = quorate_ledger::codec::encode(&block).map_err(|_| Problem::internal())?;
         Ok((block_view(&block, &self.gateway.state()), bytes))
+    }
+
+    async fn offers(&self) -> Result<Offers, Problem> {
+        Ok(self.offers_now())
+    }
+
+    async fn offer(&self, id: String) -> Result<OfferView, Problem> {
+        self.offer_now(&id)
+    }
+
+    async fn put_offer(&self, id: String, offer: Offer) -> Result<(OfferView, bool), Problem> {
+        self.write_offer(id, offer).await
+    }
+
+    async fn delete_offer(&self, id: String) -> Result<(), Problem> {
+        self.remove_offer(id).await
+    }
+
+    async fn catalog(&self) -> Result<serde_json::Value, Problem> {
+        self.own_catalog()
+    }
+
+    async fn peer_catalog(&self, peer: String) -> Result<serde_json::Value, Problem> {
+        self.fetch_catalog(&peer).await
+    }
+
+    async fn access_requests(&self, query: AccessRequestQuery) -> Result<AccessRequests, Problem> {
+        self.list_access_requests(query).await
+    }
+
+    async fn access_request(&self, id: String) -> Result<AccessRequestView, Problem> {
+        self.show_access_request(&id).await
+    }
+
+    async fn request_access(
+        &self,
+        request: NewAccessRequest,
+    ) -> Result<AccessRequestView, Problem> {
+        self.ask_for_access(request).await
+    }
+
+    async fn accept_access_request(
+        &self,
+        id: String,
+        by: Principal,
+    ) -> Result<AccessRequestView, Problem> {
+        self.accept_request(&id, &by).await
+    }
+
+    async fn decline_access_request(
+        &self,
+        id: String,
+        reason: String,
+        by: Principal,
+    ) -> Result<AccessRequestView, Problem> {
+        self.decline_request(&id, &reason, &by).await
+    }
+
+    async fn withdraw_access_request(&self, id: String) -> Result<AccessRequestView, Problem> {
+        self.withdraw_request(&id).await
     }
 
     async fn ledger_export(&self) -> Result<Body, Problem> {

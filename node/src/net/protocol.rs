@@ -107,7 +107,24 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<String>,
     },
+    /// The peer's catalog of offers, as the requester may see it.
+    Catalog,
+    /// An access request of the sender's, to the peer (its owner).
+    AccessRequest(Box<crate::sharing::request::SignedAccessRequest>),
+    /// Where one of the sender's access requests stands.
+    AccessStatus {
+        /// The request's id.
+        id: Hash,
+    },
+    /// The sender withdraws one of its open access requests.
+    AccessWithdraw {
+        /// The request's id.
+        id: Hash,
+    },
 }
+
+/// Largest catalog document one answer carries (JSON).
+pub const CATALOG_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// Most content bytes one object response carries; longer ranges take
 /// several requests.
@@ -168,6 +185,11 @@ pub enum Response {
     },
     /// A listing page.
     Listing(Listing),
+    /// A catalog: DCAT in JSON-LD, as JSON text (at most
+    /// [`CATALOG_BYTES_MAX`]).
+    Catalog(serde_bytes::ByteBuf),
+    /// Where an access request stands.
+    AccessRequest(crate::sharing::desk::Standing),
     /// The gateway refused.
     Denied(Denial),
 }

@@ -34,6 +34,17 @@ fn body(route: &RouteAccess) -> Option<String> {
         ("POST", "/v1/tokens") => {
             Some(serde_json::json!({"name": "alice", "roles": ["reader"]}).to_string())
         }
+        ("PUT", "/v1/catalog/offers/{id}") => Some(
+            serde_json::json!({"title": "Shipments", "resource": "datasets/*", "terms": {"actions": ["read"]}})
+                .to_string(),
+        ),
+        ("POST", "/v1/access-requests") => Some(
+            serde_json::json!({"to": "org-b", "resources": ["datasets/*"], "actions": ["read"], "duration_ms": 86400000})
+                .to_string(),
+        ),
+        ("POST", "/v1/access-requests/{id}/decline") => {
+            Some(serde_json::json!({"reason": "not now"}).to_string())
+        }
         ("PUT", "/v1/endorsement-policy") => Some(
             serde_json::to_string(&crate::local::endorsement::EndorsementPolicy::careful())
                 .unwrap(),
@@ -329,6 +340,18 @@ fn the_route_table_is_the_documented_policy() {
         ("DELETE", "/v1/objects/{*path}", &["publisher"]),
         ("GET", "/v1/peers/{peer}/objects", OBJECTS),
         ("GET", "/v1/peers/{peer}/objects/{*path}", OBJECTS),
+        ("GET", "/v1/catalog", ALL),
+        ("GET", "/v1/catalog/offers", ALL),
+        ("GET", "/v1/catalog/offers/{id}", ALL),
+        ("PUT", "/v1/catalog/offers/{id}", &["publisher"]),
+        ("DELETE", "/v1/catalog/offers/{id}", &["publisher"]),
+        ("GET", "/v1/peers/{peer}/catalog", ALL),
+        ("GET", "/v1/access-requests", ALL),
+        ("POST", "/v1/access-requests", &["approver"]),
+        ("GET", "/v1/access-requests/{id}", ALL),
+        ("POST", "/v1/access-requests/{id}/accept", &["approver"]),
+        ("POST", "/v1/access-requests/{id}/decline", &["approver"]),
+        ("POST", "/v1/access-requests/{id}/withdraw", &["approver"]),
         ("GET", "/v1/tokens", &[]),
         ("POST", "/v1/tokens", &[]),
         ("DELETE", "/v1/tokens/{name}", &[]),

@@ -11,6 +11,11 @@ use quorate_did::Did;
 
 use crate::auth::{Principal, Role, Roles, Unauthenticated};
 use crate::local::access::LocalAction;
+use crate::local::access_requests::{
+    AccessRequestQuery, AccessRequestState, AccessRequestView, AccessRequests, Direction,
+    NewAccessRequest,
+};
+use crate::local::catalog::{Offer, OfferSchema, OfferTerms, OfferView, Offers};
 use crate::local::endorsement::{EndorsementPolicy, EndorsementPolicyView};
 use crate::local::responses::{
     AuditRecord, BlockEntry, BlockView, CertificateView, EntryLocation, GrantTerms, GrantView,
@@ -411,6 +416,113 @@ impl Node for Fake {
     async fn ledger_export(&self) -> Result<Body, Problem> {
         self.answer(Body::from(vec![0u8; 4]))
     }
+    async fn offers(&self) -> Result<Offers, Problem> {
+        self.answer(Offers {
+            offers: vec![offer_view()],
+        })
+    }
+    async fn offer(&self, _: String) -> Result<OfferView, Problem> {
+        self.answer(offer_view())
+    }
+    async fn put_offer(&self, _: String, _: Offer) -> Result<(OfferView, bool), Problem> {
+        self.answer((offer_view(), true))
+    }
+    async fn delete_offer(&self, _: String) -> Result<(), Problem> {
+        self.answer(())
+    }
+    async fn catalog(&self) -> Result<serde_json::Value, Problem> {
+        self.answer(serde_json::json!({ "@type": "dcat:Catalog", "dcat:dataset": [] }))
+    }
+    async fn peer_catalog(&self, _: String) -> Result<serde_json::Value, Problem> {
+        self.catalog().await
+    }
+    async fn access_requests(&self, _: AccessRequestQuery) -> Result<AccessRequests, Problem> {
+        self.answer(AccessRequests {
+            requests: vec![access_request_view()],
+        })
+    }
+    async fn access_request(&self, _: String) -> Result<AccessRequestView, Problem> {
+        self.answer(access_request_view())
+    }
+    async fn request_access(&self, _: NewAccessRequest) -> Result<AccessRequestView, Problem> {
+        self.answer(access_request_view())
+    }
+    async fn accept_access_request(
+        &self,
+        _: String,
+        by: Principal,
+    ) -> Result<AccessRequestView, Problem> {
+        let mut view = access_request_view();
+        view.state = AccessRequestState::Accepted {
+            proposal: HEX.into(),
+            by: by.label,
+            at_ms: 9,
+        };
+        self.answer(view)
+    }
+    async fn decline_access_request(
+        &self,
+        _: String,
+        reason: String,
+        by: Principal,
+    ) -> Result<AccessRequestView, Problem> {
+        let mut view = access_request_view();
+        view.state = AccessRequestState::Declined {
+            reason,
+            by: by.label,
+            at_ms: 9,
+        };
+        self.answer(view)
+    }
+    async fn withdraw_access_request(&self, _: String) -> Result<AccessRequestView, Problem> {
+        let mut view = access_request_view();
+        view.state = AccessRequestState::Withdrawn { at_ms: 9 };
+        self.answer(view)
+    }
+}
+
+fn offer_view() -> OfferView {
+    OfferView {
+        id: "shipments".into(),
+        offer: Offer {
+            title: "Shipments".into(),
+            description: Some("Every shipment, daily".into()),
+            resource: "datasets/shipments/*".into(),
+            media_type: Some("text/csv".into()),
+            keywords: vec!["logistics".into()],
+            schema: Some(OfferSchema::Url(
+                "https://example.org/shipments.json".into(),
+            )),
+            terms: OfferTerms {
+                actions: vec![Action::Read],
+                duration_max: Some("30d".into()),
+                purposes: vec!["customs clearance".into()],
+            },
+            audience: vec!["org-b".into()],
+        },
+        updated_at_ms: 5,
+    }
+}
+
+fn access_request_view() -> AccessRequestView {
+    AccessRequestView {
+        id: HEX.into(),
+        direction: Direction::Incoming,
+        requester: "org-b".into(),
+        owner: "org-a".into(),
+        offer: Some("shipments".into()),
+        resources: vec!["datasets/shipments/*".into()],
+        actions: vec![Action::Read],
+        not_before_ms: None,
+        not_after_ms: None,
+        duration_ms: Some(86_400_000),
+        purpose: Some("customs clearance".into()),
+        message: Some("for the Q1 audit".into()),
+        created_at_ms: 4,
+        state: AccessRequestState::Open {},
+        checked_at_ms: None,
+        policy: Some("rule everything-else: ask a person".into()),
+    }
 }
 
 pub(super) fn app(node: Fake) -> axum::Router {
@@ -475,6 +587,9 @@ impl crate::gateway::Pipeline for Fake {
         _: ListQuery,
         _: Option<String>,
     ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    async fn catalog(&self, _: Did) -> Result<serde_json::Value, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
     fn is_member(&self, _: &Did) -> bool {

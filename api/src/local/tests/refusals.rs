@@ -196,6 +196,67 @@ impl Node for Empty {
     async fn ledger_export(&self) -> Result<Body, Problem> {
         none()
     }
+    async fn offers(&self) -> Result<crate::local::catalog::Offers, Problem> {
+        none()
+    }
+    async fn offer(&self, _: String) -> Result<crate::local::catalog::OfferView, Problem> {
+        none()
+    }
+    async fn put_offer(
+        &self,
+        _: String,
+        _: crate::local::catalog::Offer,
+    ) -> Result<(crate::local::catalog::OfferView, bool), Problem> {
+        none()
+    }
+    async fn delete_offer(&self, _: String) -> Result<(), Problem> {
+        none()
+    }
+    async fn catalog(&self) -> Result<serde_json::Value, Problem> {
+        none()
+    }
+    async fn peer_catalog(&self, _: String) -> Result<serde_json::Value, Problem> {
+        none()
+    }
+    async fn access_requests(
+        &self,
+        _: crate::local::access_requests::AccessRequestQuery,
+    ) -> Result<crate::local::access_requests::AccessRequests, Problem> {
+        none()
+    }
+    async fn access_request(
+        &self,
+        _: String,
+    ) -> Result<crate::local::access_requests::AccessRequestView, Problem> {
+        none()
+    }
+    async fn request_access(
+        &self,
+        _: crate::local::access_requests::NewAccessRequest,
+    ) -> Result<crate::local::access_requests::AccessRequestView, Problem> {
+        none()
+    }
+    async fn accept_access_request(
+        &self,
+        _: String,
+        _: Principal,
+    ) -> Result<crate::local::access_requests::AccessRequestView, Problem> {
+        none()
+    }
+    async fn decline_access_request(
+        &self,
+        _: String,
+        _: String,
+        _: Principal,
+    ) -> Result<crate::local::access_requests::AccessRequestView, Problem> {
+        none()
+    }
+    async fn withdraw_access_request(
+        &self,
+        _: String,
+    ) -> Result<crate::local::access_requests::AccessRequestView, Problem> {
+        none()
+    }
 }
 
 fn app(node: Empty, budgets: Budgets) -> axum::Router {
@@ -522,6 +583,9 @@ impl crate::gateway::Pipeline for Empty {
         _: ListQuery,
         _: Option<String>,
     ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    async fn catalog(&self, _: Did) -> Result<serde_json::Value, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
     fn is_member(&self, _: &Did) -> bool {

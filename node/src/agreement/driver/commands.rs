@@ -83,6 +83,17 @@ pub enum Command {
         /// Done.
         reply: oneshot::Sender<()>,
     },
+    /// What the endorsement policy says of a member's access request
+    /// (counted and logged like a proposal's verdict); `None` if this node
+    /// is not a member.
+    JudgeAccess {
+        /// Who asks.
+        requester: quorate_contracts::MemberId,
+        /// The grant it would become (this node the grantor).
+        terms: Box<quorate_contracts::GrantTerms>,
+        /// The verdict.
+        reply: oneshot::Sender<Option<crate::agreement::policy::Verdict>>,
+    },
 }
 
 /// A client of the driver, for the API; cheap to clone.
@@ -112,6 +123,25 @@ impl Handle {
     /// The latest status.
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
+    }
+
+    /// A handle on no driver: its commands come out of the receiver, its
+    /// state and status are the watches given (tests of what calls the
+    /// driver, without one).
+    #[cfg(any(test, feature = "test-harness"))]
+    pub fn detached(
+        state: watch::Receiver<Arc<quorate_contracts::State>>,
+        status: watch::Receiver<Status>,
+    ) -> (Self, mpsc::Receiver<Command>) {
+        let (commands, received) = mpsc::channel(COMMANDS_MAX);
+        (
+            Self {
+                commands,
+                status,
+                state,
+            },
+            received,
+        )
     }
 }
 
@@ -487,6 +517,24 @@ impl Driver {
                 }
                 let _ = reply.send(());
                 self.propose_if_work()?;
+            }
+            Command::JudgeAccess {
+                requester,
+                terms,
+                reply,
+            } => {
+                let verdict = match (self.me(), self.ledger.chain()) {
+                    (Some(me), Some(chain)) => {
+                        let verdict =
+                            self.policy
+                                .judge_access(me, chain.state(), requester, &terms);
+                        info!(target: "policy", rule = verdict.rule.as_deref().unwrap_or("-"), outcome = verdict.outcome_name(), "endorsement policy, access request");
+                        self.count_policy(&verdict);
+                        Some(verdict)
+                    }
+                    _ => None,
+                };
+                let _ = reply.send(verdict);
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 mod downloads;
 mod http_door;
 mod refusals;
+mod sharing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +46,9 @@ struct Fixture {
     audit_log: std::path::PathBuf,
     /// Markers [`Fixture::audit`] wrote so far.
     markers: AtomicUsize,
+    /// What the gateway asks of the driver (there is none: tests answer).
+    commands:
+        Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<crate::agreement::driver::Command>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -87,7 +91,18 @@ impl Fixture {
         let (status, status_rx) = watch::channel(fresh_status(NOW));
         let clock = Arc::new(AtomicU64::new(NOW));
         let reading = clock.clone();
+        let (driver, commands) =
+            crate::agreement::driver::Handle::detached(state_rx.clone(), status_rx.clone());
+        let sharing = crate::sharing::Sharing::open(
+            dir.path(),
+            dir.path(),
+            consortium.keys[OWNER].clone(),
+            consortium.chain.genesis_hash(),
+            driver,
+        )
+        .unwrap();
         let parts = Parts {
+            sharing,
             me: me.unwrap_or_else(|| consortium.keys[OWNER].did()),
             name: "org-a".to_owned(),
             state: state_rx,
@@ -109,6 +124,7 @@ impl Fixture {
             clock,
             audit_log,
             markers: AtomicUsize::new(0),
+            commands: Arc::new(tokio::sync::Mutex::new(commands)),
             _dir: dir,
         }
     }
