@@ -238,6 +238,37 @@ pub(crate) fn run(
     Ok((result, testnet))
 }
 
+/// Commit latency at `n` members, idle and under a data flood, printed
+/// and returned as (idle p50 ms, flooded p50 ms, fetches/s).
+pub(crate) fn latency(
+    dir: &Path,
+    n: usize,
+    quorate: &Path,
+    samples: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let testnet = start(dir, n, quorate)?;
+    let nodes = testnet.nodes().to_vec();
+    std::thread::sleep(Duration::from_secs(2));
+    let proposer = client(&nodes[3]);
+    let mut latencies = Vec::new();
+    for i in 0..samples {
+        let start = Instant::now();
+        let id = propose_grant(&proposer, &nodes[0].name, &format!("latency/{i}"))?
+            .context("proposal refused")?;
+        latencies.push(committed_everywhere(&nodes, &id, Duration::from_secs(30))? - start);
+    }
+    let idle = sys::percentile(&mut latencies, 50.0).as_secs_f64() * 1e3;
+    let (flooded, fetches) = data_flood_latency(&nodes, samples)?;
+    println!(
+        "n = {n}: commit p50 idle {idle:.1} ms; under a data flood {flooded:.1} ms ({:.2}x; {fetches:.0} fetches/s)",
+        flooded / idle
+    );
+    for node in testnet.nodes() {
+        let _ = testnet.stop(node);
+    }
+    Ok((idle, flooded, fetches))
+}
+
 /// Clients per flooding member in [`data_flood_latency`].
 const DATA_FLOOD_CLIENTS: usize = 8;
 
