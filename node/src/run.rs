@@ -387,7 +387,17 @@ pub const SHARED_WORKERS_NICE: i32 = 5;
 pub fn lower_shared_worker_priority() {
     #[cfg(target_os = "linux")]
     {
-        let _ = rustix::process::nice(SHARED_WORKERS_NICE);
+        // Absolute, not relative: a blocking thread started by a worker
+        // inherits the worker's value already. The first thread to ask
+        // (a worker, started from the main thread) gives the baseline.
+        static BASELINE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+        let Ok(current) = rustix::process::nice(0) else {
+            return;
+        };
+        let target = BASELINE.get_or_init(|| current) + SHARED_WORKERS_NICE;
+        if current < target {
+            let _ = rustix::process::nice(target - current);
+        }
     }
 }
 

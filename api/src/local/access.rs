@@ -197,7 +197,6 @@ pub fn may_see(principal: &Principal, kind: &str) -> bool {
         "proposal-opened" | "proposal-changed" | "proposal-closed" => "/v1/proposals",
         "grant-committed" | "grant-revoked" | "grant-expiring" => "/v1/grants",
         "readiness" | "reset" => "/v1/status",
-        "access-request-received" | "access-request-changed" => "/v1/access-requests",
         // A kind this table does not know is shown to nobody.
         _ => return false,
     };

@@ -357,6 +357,11 @@ impl<'a> Facts<'a> {
         if !rule.kinds.is_empty() && !rule.kinds.contains(&kind) {
             return false;
         }
+        // A rule decides access requests only if it names their kind: one
+        // written for proposals (with no kinds) never hands out data.
+        if kind == ProposalKind::AccessRequest && !rule.kinds.contains(&kind) {
+            return false;
+        }
         if !rule.proposer_is.is_empty() && rule.proposer_is.is_disjoint(&self.relations) {
             return false;
         }
@@ -428,6 +433,46 @@ mod tests {
         let mut r = EndorsementPolicy::always(name, outcome).rules.remove(0);
         r.name = name.to_owned();
         r
+    }
+
+    #[test]
+    fn access_requests_are_decided_only_by_rules_that_name_them() {
+        let c = Consortium::new(3);
+        let (me, requester) = (c.id(0), c.id(1));
+        // The grant org-b asks org-a for.
+        let terms = c.grant_terms(0, 1);
+        // A rule written for proposals (no kinds) does not hand out data,
+        // nor do the shorthands.
+        let mut broad = rule("endorse-org-b", Outcome::Endorse);
+        broad.proposers = vec![c.chain.state().members[&requester].name.clone()];
+        for document in [
+            EndorsementPolicy { rules: vec![broad] },
+            EndorsementPolicy::always("auto", Outcome::Endorse),
+            EndorsementPolicy::careful(),
+        ] {
+            let policy = Policy::compile(document).unwrap();
+            let v = policy.judge_access(me, c.chain.state(), requester, &terms);
+            assert_eq!((v.outcome, v.rule), (Outcome::Ask, None));
+        }
+        // One that names the kind does, within its terms.
+        let mut public = rule("public-requests", Outcome::Endorse);
+        public.kinds = vec![ProposalKind::AccessRequest];
+        public.proposer_is = vec![Relation::Grantee];
+        public.resources = vec!["public/*".into()];
+        let policy = Policy::compile(EndorsementPolicy {
+            rules: vec![public],
+        })
+        .unwrap();
+        let mut asked = terms.clone();
+        asked.resources = vec![ResourcePattern::parse("public/reports/*").unwrap()];
+        let v = policy.judge_access(me, c.chain.state(), requester, &asked);
+        assert_eq!(
+            (v.outcome, v.rule.as_deref()),
+            (Outcome::Endorse, Some("public-requests"))
+        );
+        asked.resources = vec![ResourcePattern::parse("private/*").unwrap()];
+        let v = policy.judge_access(me, c.chain.state(), requester, &asked);
+        assert_eq!(v.outcome, Outcome::Ask);
     }
 
     #[test]

@@ -104,8 +104,9 @@ impl Gateway {
     /// Where one of `caller`'s requests stands.
     pub(super) async fn access_status(&self, caller: &Did, id: &Hash) -> Result<Standing, Refusal> {
         let parties = self.parties(caller)?;
+        let now = self.clocks()[0].0;
         self.sharing()
-            .standing_for(parties.caller.id, id)
+            .standing_for(parties.caller.id, id, now)
             .await
             .ok_or(Refusal::UnknownAccessRequest)
     }

@@ -228,7 +228,7 @@ impl LocalNode {
             way: Way::Outgoing,
             requester: me.id,
             owner: owner.id,
-            standing: standing.bounded(),
+            standing: standing.bounded(now_ms()),
             stored_at_ms: now,
             checked_at_ms: Some(now),
             policy: None,
@@ -252,7 +252,7 @@ impl LocalNode {
             .ask_peer(&owner.did, &Request::AccessStatus { id: record.id })
             .await;
         let standing = match asked {
-            Ok(Response::AccessRequest(standing)) => standing.bounded(),
+            Ok(Response::AccessRequest(standing)) => standing.bounded(now_ms()),
             // The owner lost it (or never kept it): it will not be decided.
             Err(p) if p.code == "unknown-access-request" => Standing::Expired { at_ms: now_ms() },
             _ => return record,
@@ -310,7 +310,7 @@ impl LocalNode {
             .gateway
             .sharing()
             .desk()
-            .get(&id)
+            .get(&id, now_ms())
             .await
             .ok_or_else(|| desk_problem(DeskError::Unknown(id)))?;
         let record = self.check_with_owner(record).await;
@@ -362,7 +362,7 @@ impl LocalNode {
         let id = request_id(id)?;
         let desk = self.gateway.sharing().desk().clone();
         let record = desk
-            .get(&id)
+            .get(&id, now_ms())
             .await
             .filter(|r| r.way == Way::Outgoing)
             .ok_or_else(|| desk_problem(DeskError::Unknown(id)))?;
@@ -376,7 +376,7 @@ impl LocalNode {
             .ask_peer(&owner.did, &Request::AccessWithdraw { id })
             .await?
         {
-            Response::AccessRequest(standing) => standing.bounded(),
+            Response::AccessRequest(standing) => standing.bounded(now_ms()),
             _ => return Err(unexpected("unexpected answer")),
         };
         let now = now_ms();

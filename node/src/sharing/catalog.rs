@@ -17,8 +17,10 @@ use crate::home::duration::HumanDuration;
 
 /// File name of the catalog in the home.
 pub const CATALOG_FILE: &str = "catalog.json";
-/// Largest catalog file read (256 offers of the largest kind).
-const CATALOG_FILE_BYTES_MAX: u64 = 8 << 20;
+/// Largest catalog, as the file holds it: a change that would make it
+/// larger is refused, so the file always opens again and every member's
+/// catalog fits one answer (`net::protocol::CATALOG_BYTES_MAX`).
+pub const CATALOG_FILE_BYTES_MAX: u64 = 1 << 20;
 /// Longest media type.
 const MEDIA_TYPE_BYTES_MAX: usize = 127;
 /// The file's format version.
@@ -40,7 +42,7 @@ pub enum OfferError {
         why: String,
     },
     /// The catalog holds [`OFFERS_MAX`] offers already.
-    #[error("the catalog holds {OFFERS_MAX} offers already: remove one first")]
+    #[error("the catalog holds {OFFERS_MAX} offers or 1 MiB already: remove or shorten one first")]
     Full,
 }
 
@@ -385,6 +387,9 @@ impl Catalog {
         };
         let bytes =
             serde_json::to_vec_pretty(&file).map_err(|e| PutError::Io(std::io::Error::other(e)))?;
+        if bytes.len() as u64 > CATALOG_FILE_BYTES_MAX {
+            return Err(OfferError::Full.into());
+        }
         crate::home::durable::replace(&self.path, &bytes).map_err(PutError::Io)?;
         let mut offers = self.offers.write().map_err(|_| PutError::Poisoned)?;
         *offers = next;

@@ -5,7 +5,8 @@
 //!
 //! Bounded everywhere: at most [`RECORDS_MAX`] requests kept, at most
 //! [`OPEN_PER_MEMBER_MAX`] open from (or to) one member, at most
-//! [`NEW_PER_MEMBER_PER_HOUR`] new ones from one member an hour; an open
+//! [`NEW_PER_MEMBER_PER_HOUR`] new ones from one member an hour, at most
+//! [`KEPT_PER_MEMBER_MAX`] kept per member, the file at most 32 MiB; an open
 //! request expires after [`OPEN_TTL_MS`], a closed one is forgotten after
 //! [`CLOSED_KEEP_MS`] (or sooner, oldest first, when room is needed).
 
@@ -35,10 +36,14 @@ pub const NEW_PER_MEMBER_PER_HOUR: usize = 64;
 pub const OPEN_TTL_MS: u64 = 30 * 86_400_000;
 /// How long a closed request stays listed.
 pub const CLOSED_KEEP_MS: u64 = 30 * 86_400_000;
+/// Most requests kept from (or to) one member, closed ones included: one
+/// member cannot fill the desk, nor its file.
+pub const KEPT_PER_MEMBER_MAX: usize = 128;
 /// Longest `by` (who decided) kept from an owner's answer.
 const BY_BYTES_MAX: usize = 128;
-/// Largest desk file read.
-const DESK_FILE_BYTES_MAX: u64 = 16 << 20;
+/// Largest desk file written or read: a change that would make it larger
+/// is refused (`Full`), so the file always opens again.
+const DESK_FILE_BYTES_MAX: u64 = 32 << 20;
 /// The file's format version.
 const FORMAT_VERSION: u32 = 1;
 
@@ -94,8 +99,10 @@ impl Standing {
         }
     }
 
-    /// The same, with what came from a peer cut to our bounds.
-    pub fn bounded(self) -> Self {
+    /// The same, with what came from a peer cut to our bounds, and its
+    /// time no later than `now_ms` (a peer's clock cannot keep a record
+    /// here forever).
+    pub fn bounded(self, now_ms: u64) -> Self {
         let cut = |text: String, max: usize| {
             if text.len() <= max {
                 return text;
@@ -114,14 +121,20 @@ impl Standing {
             } => Standing::Accepted {
                 proposal,
                 by: cut(by, BY_BYTES_MAX),
-                at_ms,
+                at_ms: at_ms.min(now_ms),
             },
             Standing::Declined { reason, by, at_ms } => Standing::Declined {
                 reason: cut(reason, DECLINE_REASON_BYTES_MAX),
                 by: cut(by, BY_BYTES_MAX),
-                at_ms,
+                at_ms: at_ms.min(now_ms),
             },
-            other => other,
+            Standing::Withdrawn { at_ms } => Standing::Withdrawn {
+                at_ms: at_ms.min(now_ms),
+            },
+            Standing::Expired { at_ms } => Standing::Expired {
+                at_ms: at_ms.min(now_ms),
+            },
+            Standing::Open => Standing::Open,
         }
     }
 
@@ -289,6 +302,10 @@ struct Records {
     by_id: BTreeMap<Hash, Record>,
     /// When each member's recent new requests arrived (the last hour's).
     arrivals: HashMap<MemberId, VecDeque<u64>>,
+    /// Incoming requests whose grant is being proposed.
+    accepting: std::collections::HashSet<Hash>,
+    /// Expiries made in memory, not yet written.
+    dirty: bool,
 }
 
 /// The access desk (cheap to clone).
@@ -336,8 +353,9 @@ impl Desk {
     /// Every kept request, newest first, after expiring what is due.
     pub async fn list(&self, now_ms: u64) -> Result<Vec<Record>, DeskError> {
         let mut records = self.records.lock().await;
-        if expire(&mut records, now_ms) {
+        if expire(&mut records, now_ms) || records.dirty {
             self.write(&records).await?;
+            records.dirty = false;
         }
         let mut out: Vec<Record> = records.by_id.values().cloned().collect();
         out.sort_by(|a, b| {
@@ -351,8 +369,45 @@ impl Desk {
     }
 
     /// One kept request.
-    pub async fn get(&self, id: &Hash) -> Option<Record> {
-        self.records.lock().await.by_id.get(id).cloned()
+    pub async fn get(&self, id: &Hash, now_ms: u64) -> Option<Record> {
+        let mut records = self.records.lock().await;
+        if expire(&mut records, now_ms) {
+            // Written with the next change; what is shown is already due.
+            records.dirty = true;
+        }
+        records.by_id.get(id).cloned()
+    }
+
+    /// Marks an open incoming request as being accepted (its grant is
+    /// being proposed): a second accept, or a withdrawal, is refused until
+    /// [`Desk::end_accepting`]. So one request is never proposed twice.
+    pub async fn begin_accepting(&self, id: &Hash, now_ms: u64) -> Result<Record, DeskError> {
+        let mut records = self.records.lock().await;
+        expire(&mut records, now_ms);
+        let record = records
+            .by_id
+            .get(id)
+            .filter(|r| r.way == Way::Incoming)
+            .cloned()
+            .ok_or(DeskError::Unknown(*id))?;
+        must_be_open(&record)?;
+        if !records.accepting.insert(*id) {
+            return Err(DeskError::Closed {
+                id: *id,
+                state: "being accepted",
+            });
+        }
+        Ok(record)
+    }
+
+    /// Whether an incoming request's grant is being proposed.
+    pub async fn is_accepting(&self, id: &Hash) -> bool {
+        self.records.lock().await.accepting.contains(id)
+    }
+
+    /// Ends what [`Desk::begin_accepting`] began.
+    pub async fn end_accepting(&self, id: &Hash) {
+        self.records.lock().await.accepting.remove(id);
     }
 
     /// Keeps a request received from its requester (checked by the
@@ -392,15 +447,17 @@ impl Desk {
             checked_at_ms: None,
             policy: None,
         };
+        let before = records.by_id.clone();
         admit(&mut records, record.clone())?;
+        if let Err(e) = self.write(&records).await {
+            records.by_id = before;
+            return Err(e);
+        }
         records
             .arrivals
             .entry(requester)
             .or_default()
             .push_back(now_ms);
-        self.write(&records).await.inspect_err(|_| {
-            records.by_id.remove(&id);
-        })?;
         Ok((record, true))
     }
 
@@ -411,11 +468,12 @@ impl Desk {
             return Ok(kept.clone());
         }
         expire(&mut records, record.stored_at_ms);
-        let id = record.id;
+        let before = records.by_id.clone();
         admit(&mut records, record.clone())?;
-        self.write(&records).await.inspect_err(|_| {
-            records.by_id.remove(&id);
-        })?;
+        if let Err(e) = self.write(&records).await {
+            records.by_id = before;
+            return Err(e);
+        }
         Ok(record)
     }
 
@@ -468,14 +526,22 @@ impl Desk {
             records: records.by_id.values().cloned().collect(),
         };
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             let bytes = quorate_ledger::codec::encode(&file).map_err(std::io::Error::other)?;
-            crate::home::durable::replace(&path, &bytes)
+            if bytes.len() as u64 > DESK_FILE_BYTES_MAX {
+                return Ok(false);
+            }
+            crate::home::durable::replace(&path, &bytes).map(|()| true)
         })
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r)
-        .map_err(DeskError::Io)
+        .map_err(DeskError::Io)?;
+        if written {
+            Ok(())
+        } else {
+            Err(DeskError::Full)
+        }
     }
 }
 
@@ -493,6 +559,22 @@ fn admit(records: &mut Records, record: Record) -> Result<(), DeskError> {
         .count();
     if open >= OPEN_PER_MEMBER_MAX {
         return Err(DeskError::TooManyOpen);
+    }
+    // The member's oldest closed requests make room for its new one.
+    let kept: Vec<(u64, Hash)> = records
+        .by_id
+        .values()
+        .filter(|r| between(r))
+        .filter_map(|r| r.standing.closed_at().map(|at| (at, r.id)))
+        .collect();
+    let all_kept = records.by_id.values().filter(|r| between(r)).count();
+    if all_kept >= KEPT_PER_MEMBER_MAX {
+        match kept.into_iter().min() {
+            Some((_, id)) => {
+                records.by_id.remove(&id);
+            }
+            None => return Err(DeskError::TooManyOpen),
+        }
     }
     if records.by_id.len() >= RECORDS_MAX {
         let oldest_closed = records
@@ -524,11 +606,13 @@ fn expire(records: &mut Records, now_ms: u64) -> bool {
         keep
     });
     for record in records.by_id.values_mut() {
-        // An outgoing request is the owner's to expire; it says so.
-        if record.way == Way::Incoming
-            && record.standing.is_open()
-            && now_ms.saturating_sub(record.stored_at_ms) > OPEN_TTL_MS
-        {
+        // An outgoing request is the owner's to expire, and it says so; a
+        // day later it expires here too (the owner may be gone).
+        let ttl = match record.way {
+            Way::Incoming => OPEN_TTL_MS,
+            Way::Outgoing => OPEN_TTL_MS + 86_400_000,
+        };
+        if record.standing.is_open() && now_ms.saturating_sub(record.stored_at_ms) > ttl {
             record.standing = Standing::Expired { at_ms: now_ms };
             changed = true;
         }
@@ -599,7 +683,7 @@ mod tests {
         .await
         .unwrap();
         let reopened = Desk::open(dir.path()).unwrap();
-        let kept = reopened.get(&id).await.unwrap();
+        let kept = reopened.get(&id, 12).await.unwrap();
         assert!(matches!(kept.standing, Standing::Declined { .. }));
         let closed = reopened
             .update(&id, Way::Incoming, 13, |r| must_be_open(r))

@@ -282,14 +282,21 @@ impl Sharing {
         state: &State,
         now_ms: u64,
     ) -> Result<Record, AcceptError> {
-        let record = self
-            .inner
-            .desk
-            .get(id)
-            .await
-            .filter(|r| r.way == Way::Incoming)
-            .ok_or(DeskError::Unknown(*id))?;
-        must_be_open(&record)?;
+        let record = self.inner.desk.begin_accepting(id, now_ms).await?;
+        let accepted = self.propose_accepted(&record, by, state, now_ms).await;
+        self.inner.desk.end_accepting(id).await;
+        accepted
+    }
+
+    /// [`Sharing::accept`] once the request is claimed.
+    async fn propose_accepted(
+        &self,
+        record: &Record,
+        by: &str,
+        state: &State,
+        now_ms: u64,
+    ) -> Result<Record, AcceptError> {
+        let id = &record.id;
         let grantee = state
             .members
             .get(&record.requester)
@@ -357,10 +364,15 @@ impl Sharing {
 
     /// Where an incoming request of `requester`'s stands (another
     /// member's is no such request).
-    pub async fn standing_for(&self, requester: MemberId, id: &Hash) -> Option<Standing> {
+    pub async fn standing_for(
+        &self,
+        requester: MemberId,
+        id: &Hash,
+        now_ms: u64,
+    ) -> Option<Standing> {
         self.inner
             .desk
-            .get(id)
+            .get(id, now_ms)
             .await
             .filter(|r| r.way == Way::Incoming && r.requester == requester)
             .map(|r| r.standing)
@@ -373,8 +385,15 @@ impl Sharing {
         id: &Hash,
         now_ms: u64,
     ) -> Result<Standing, DeskError> {
-        if self.standing_for(requester, id).await.is_none() {
+        if self.standing_for(requester, id, now_ms).await.is_none() {
             return Err(DeskError::Unknown(*id));
+        }
+        if self.inner.desk.is_accepting(id).await {
+            // Its grant is being proposed: too late to withdraw.
+            return Err(DeskError::Closed {
+                id: *id,
+                state: "being accepted",
+            });
         }
         self.inner
             .desk

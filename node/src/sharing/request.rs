@@ -130,6 +130,13 @@ impl AccessRequestBody {
                 if end <= start {
                     return Err(terms("the end must come after the start".to_owned()));
                 }
+                if end - start > grant_ms_max {
+                    return Err(terms(format!(
+                        "{} from its start is longer than the consortium's longest grant, {}",
+                        quorate_contracts::human_duration_ms(end - start),
+                        quorate_contracts::human_duration_ms(grant_ms_max)
+                    )));
+                }
             }
             _ => {}
         }

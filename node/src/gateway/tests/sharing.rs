@@ -261,7 +261,7 @@ async fn a_request_is_kept_only_if_its_requester_signed_sent_and_addressed_it() 
         .await;
     assert!(matches!(again, Response::AccessRequest(Standing::Open)));
     assert_eq!(f.gateway.sharing().desk().list(NOW).await.unwrap().len(), 1);
-    let kept = f.gateway.sharing().desk().get(&id).await.unwrap();
+    let kept = f.gateway.sharing().desk().get(&id, NOW).await.unwrap();
     assert_eq!(kept.policy.as_deref(), Some("rule test-rule: ask a person"));
     // Its status is its requester's to ask, nobody else's; so is
     // withdrawing it.
