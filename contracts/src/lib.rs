@@ -28,6 +28,7 @@ pub use model::{
 };
 pub use primitives::{
     MemberId, Timestamp, civil_from_days, human_duration_ms, parse_hex32, rfc3339_ms,
+    truncate_at_char,
 };
 
 /// For [`bytes32!`]: the serde its expansion names, whatever the calling

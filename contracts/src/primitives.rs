@@ -170,3 +170,29 @@ macro_rules! bytes32 {
         }
     };
 }
+
+/// `text` cut to at most `max` bytes, at a character boundary (whole if it
+/// fits): for bounding what a peer or client sent before keeping it.
+pub fn truncate_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod truncate_tests {
+    use super::truncate_at_char;
+
+    #[test]
+    fn text_is_cut_at_a_character_boundary_and_never_past_its_bound() {
+        assert_eq!(truncate_at_char("abc", 3), "abc");
+        assert_eq!(truncate_at_char("abcd", 3), "abc");
+        assert_eq!(truncate_at_char("éé", 3), "é");
+        assert_eq!(truncate_at_char("é", 1), "");
+    }
+}

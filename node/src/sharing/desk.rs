@@ -103,16 +103,8 @@ impl Standing {
     /// time no later than `now_ms` (a peer's clock cannot keep a record
     /// here forever).
     pub fn bounded(self, now_ms: u64) -> Self {
-        let cut = |text: String, max: usize| {
-            if text.len() <= max {
-                return text;
-            }
-            let mut end = max;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text[..end].to_owned()
-        };
+        let cut =
+            |text: String, max: usize| quorate_contracts::truncate_at_char(&text, max).to_owned();
         match self {
             Standing::Accepted {
                 proposal,

@@ -428,14 +428,7 @@ fn grant_terms(record: &Record, resources: Vec<ResourcePattern>, now_ms: u64) ->
 /// `text` cut to a decline reason's bound at a character boundary.
 fn cut(text: &str) -> String {
     let max = quorate_api::local::access_requests::DECLINE_REASON_BYTES_MAX;
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    quorate_contracts::truncate_at_char(text, max).to_owned()
 }
 
 /// Why the catalog or the desk cannot be opened.

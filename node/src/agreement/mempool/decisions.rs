@@ -59,14 +59,7 @@ pub fn withdrawal_message(id: &EntryId) -> Vec<u8> {
 
 /// `reason` cut to [`REASON_BYTES_MAX`] at a character boundary.
 pub fn bounded_reason(reason: &str) -> String {
-    if reason.len() <= REASON_BYTES_MAX {
-        return reason.to_owned();
-    }
-    let mut end = REASON_BYTES_MAX;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
+    quorate_contracts::truncate_at_char(reason, REASON_BYTES_MAX).to_owned()
 }
 
 impl Rejection {
