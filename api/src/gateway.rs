@@ -202,6 +202,10 @@ impl Settings {
     }
 }
 
+/// The scheme members address the gateway by: its listener is TLS only,
+/// so a signature over an `http://` target never verifies.
+pub const SCHEME: &str = "https";
+
 #[derive(Clone)]
 struct Gateway<P> {
     pipeline: P,
@@ -280,10 +284,10 @@ fn authenticate<P: Pipeline>(
             addressed: host.chars().take(128).collect(),
         }));
     }
-    // The target URI is rebuilt from our own authority, so a signature
-    // made for any other cannot verify here.
+    // The target URI is rebuilt from our own scheme and authority, so a
+    // signature made for any other cannot verify here.
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let target_uri = format!("http://{}{path_and_query}", gateway.authority);
+    let target_uri = format!("{SCHEME}://{}{path_and_query}", gateway.authority);
     let fields: Vec<(&str, &str)> = headers
         .iter()
         .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))

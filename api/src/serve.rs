@@ -138,13 +138,16 @@ fn over_limit_response(full: Full) -> Vec<u8> {
 
 /// Serves `router` on `listener` under `limits` until `shutdown`
 /// resolves; then open connections get [`SHUTDOWN_GRACE`] to finish.
-/// Small answers go out at once (`TCP_NODELAY`): without it, Nagle's
-/// algorithm and the client's delayed ACK hold keep-alive responses for
-/// ~40 ms.
+/// With `tls`, every connection is a TLS one: its handshake must finish
+/// within the limits' `header_read_timeout`, and one that fails is closed
+/// without an answer. Small answers go out at once (`TCP_NODELAY`):
+/// without it, Nagle's algorithm and the client's delayed ACK hold
+/// keep-alive responses for ~40 ms.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let open = Arc::new(Mutex::new(Open::default()));
@@ -153,6 +156,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(READ_BUFFER_BYTES_MAX);
+    let http = Arc::new(http);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, address) = tokio::select! {
@@ -170,7 +174,9 @@ pub async fn serve(
             Ok(slot) => slot,
             Err(full) => {
                 // The send buffer of a new socket is empty: this write
-                // does not block, and the socket closes on drop.
+                // does not block, and the socket closes on drop. Over TLS
+                // the client cannot read it, but the connection is still
+                // refused at once, without a handshake's cost.
                 let _ = tcp.try_write(&over_limit_response(full));
                 tracing::debug!(target: "api", %address, ?full, "connection refused");
                 continue;
@@ -179,26 +185,36 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let router = router.clone();
-        let served = Arc::new(AtomicU64::new(0));
-        let requests_max = limits.requests_per_connection_max.max(1);
-        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(PeerAddr(address));
-            let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= requests_max;
-            let router = router.clone();
-            async move {
-                let mut response = router.oneshot(request).await?;
-                if last {
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        let service = connection_service(router.clone(), address, &limits);
+        // A connection in its TLS handshake is watched too: shutdown
+        // waits for it, and for its requests, within the grace.
+        let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    let connection = http.serve_connection(TokioIo::new(tcp), service);
+                    watcher.watch(connection).await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(target: "api", %address, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(target: "api", %address, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(connection).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(target: "api", error = %e, "connection ended");
             }
             drop(slot);
@@ -212,6 +228,39 @@ pub async fn serve(
         tracing::debug!(target: "api", "connections still open at shutdown were cut");
     }
     Ok(())
+}
+
+/// The service of one connection: `router`, with the client's address
+/// in each request and `Connection: close` on the last answer the limits
+/// allow.
+fn connection_service(
+    router: Router,
+    address: SocketAddr,
+    limits: &ConnectionLimits,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    let served = Arc::new(AtomicU64::new(0));
+    let requests_max = limits.requests_per_connection_max.max(1);
+    hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(PeerAddr(address));
+        let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= requests_max;
+        let router = router.clone();
+        async move {
+            let mut response = router.oneshot(request).await?;
+            if last {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -340,7 +340,28 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
     let key_b = quorate_did::keyfile::load(&b.home.join("key.pem"))?;
     let key_c = quorate_did::keyfile::load(&c.home.join("key.pem"))?;
     let did_a = quorate_did::keyfile::load(&a.home.join("key.pem"))?.did();
-    let gateway = format!("http://{}/gateway/objects", a.api);
+    let gateway = format!("https://{}/gateway/objects", a.gateway);
+    load::trust(&std::fs::read(testnet.authority_cert())?)?;
+    // nginx over TLS with the gateway's own certificate and key, for the
+    // rows that cross the gateway's TLS listener.
+    let tls_port = port()?;
+    let tls_front = start_nginx(
+        &nginx,
+        dir.path(),
+        "tls",
+        &format!(
+            " server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {}; ssl_certificate_key {};              ssl_protocols TLSv1.2 TLSv1.3; root {}; }}",
+            a.home.join("tls/gateway.crt").display(),
+            a.home.join("tls/gateway.key").display(),
+            www.display()
+        ),
+    )?;
+    let nginx_tls = nginx_pids(tls_front.child.id());
+    if pinned {
+        for p in &nginx_tls {
+            sys::pin(*p, "0");
+        }
+    }
 
     eprintln!(
         "gateway runs ({} connections, {} runs of {:?}{})",
@@ -378,7 +399,7 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
         Some(0),
     ));
     rows.push(measure(
-        "G3 quorate: RFC 9421 verified per request",
+        "G3 quorate: RFC 9421 verified per request, over TLS",
         signed(
             format!("{gateway}/bench/file.bin"),
             &did_a,
@@ -388,7 +409,7 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
         &[pa],
         spec,
         runs,
-        Some(0),
+        Some(8),
     ));
     rows.push(measure(
         "G4 quorate: owner's local API (token, no grant check)",
@@ -410,7 +431,7 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
         None,
     ));
     rows.push(measure(
-        "G6 quorate: upstream route, RFC 9421 per request",
+        "G6 quorate: upstream route, RFC 9421 per request, over TLS",
         signed(
             format!("{gateway}/up/file.bin"),
             &did_a,
@@ -434,7 +455,7 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
         Some(4),
     ));
     rows.push(measure(
-        "G8 quorate: 50% unauthorized (RFC 9421, C has no grant)",
+        "G8 quorate: 50% unauthorized (RFC 9421 over TLS, C has no grant)",
         signed(
             format!("{gateway}/bench/file.bin"),
             &did_a,
@@ -444,13 +465,22 @@ pub(crate) fn run(quorate: &Path, spec: LoadSpec, runs: usize) -> anyhow::Result
         &[pa],
         spec,
         runs,
-        Some(0),
+        Some(8),
+    ));
+    rows.push(measure(
+        "G9 nginx: static 1 KiB file over TLS (the gateway's certificate)",
+        get(format!("https://127.0.0.1:{tls_port}/file.bin")),
+        &nginx_tls,
+        spec,
+        runs,
+        None,
     ));
 
     let rss_after = sys::status_kib(pa, "VmRSS");
     for node in testnet.nodes() {
         let _ = testnet.stop(node);
     }
+    drop(tls_front);
     drop(front);
     drop(upstream);
     Ok(Gateway {

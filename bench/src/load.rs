@@ -3,7 +3,7 @@
 //! for a warm-up and then a measured window. Requests are built per call,
 //! so each can carry its own RFC 9421 signature.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -52,6 +52,38 @@ impl LoadResult {
 /// Builds request number `n`.
 pub(crate) type MakeRequest = Arc<dyn Fn(u64) -> Request<Empty<Bytes>> + Send + Sync>;
 
+/// The authorities `https://` targets are verified against.
+static TRUST: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Trusts the authorities in `ca_pem` for every later `https://` run
+/// (the testnet's, which issued the gateways' and nginx's certificate).
+pub(crate) fn trust(ca_pem: &[u8]) -> anyhow::Result<()> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let _ = TRUST.set(Arc::new(config));
+    Ok(())
+}
+
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    if let Some(config) = TRUST.get() {
+        return Ok((**config).clone());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
 /// Runs the load; `marker` is data that must never appear in a refusal.
 pub(crate) fn run(spec: LoadSpec, make: MakeRequest, marker: Option<Vec<u8>>) -> LoadResult {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -61,10 +93,20 @@ pub(crate) fn run(spec: LoadSpec, make: MakeRequest, marker: Option<Vec<u8>>) ->
         Ok(runtime) => runtime,
         Err(_) => return LoadResult::default(),
     };
+    let Ok(tls) = tls_config() else {
+        return LoadResult::default();
+    };
     runtime.block_on(async move {
+        // Plain or TLS by the target's scheme; over TLS the handshake is
+        // paid once per keep-alive connection, as a real client would.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(spec.connections)
-            .build_http();
+            .build(connector);
         let start = Instant::now();
         let measure_from = start + spec.warmup;
         let end = measure_from + spec.duration;

@@ -380,7 +380,7 @@ fn render(
         Ok(gateway::Gateway { rows, rss_mib }) => {
             let _ = writeln!(
                 out,
-                "A closed-loop Rust client (16 keep-alive connections) on CPU 1; the server under test (nginx's one worker, or the serving Quorate nodes) on CPU 0, idle members and the upstream on CPU 1. Each figure is the median of the measured runs after a warm-up; server CPU is read from `/proc/PID/stat` (user + system, all threads). The object is the same 1 KiB file. Ratios compare with the row named (nginx static for direct serving, nginx `proxy_pass` for upstreams).\n"
+                "A closed-loop Rust client (16 keep-alive connections) on CPU 1; the server under test (nginx's one worker, or the serving Quorate nodes) on CPU 0, idle members and the upstream on CPU 1. Each figure is the median of the measured runs after a warm-up; server CPU is read from `/proc/PID/stat` (user + system, all threads). The object is the same 1 KiB file. Ratios compare with the row named: nginx static for the local API and libp2p, nginx static over TLS with the gateway's own certificate (G9) for the gateway's TLS listener, nginx `proxy_pass` (plain) for upstreams. Over TLS the handshake is paid once per keep-alive connection.\n"
             );
             let _ = writeln!(
                 out,

@@ -149,6 +149,15 @@ pub enum StartError {
     /// The driver cannot start, or stopped with an error.
     #[error(transparent)]
     Driver(#[from] crate::agreement::driver::DriverError),
+    /// The gateway listens on every address and `[gateway] authority`
+    /// does not say what members call it.
+    #[error(
+        "[gateway] listen = \"{listen}\" is every address: set [gateway] authority to the host:port members address the gateway by"
+    )]
+    GatewayAuthority {
+        /// The listen address.
+        listen: std::net::SocketAddr,
+    },
     /// The nonce journal does not open.
     #[error("cannot open the nonce journal: {0}")]
     Nonces(#[from] crate::gateway::nonces::OpenError),
@@ -211,19 +220,24 @@ pub struct RunningNode {
 }
 
 /// The gateway's HTTP settings: the public authority from `[gateway]
-/// authority` (or `[api] listen`), and the nonce journal in `data`, with a
-/// task that syncs it.
+/// authority` (or `[gateway] listen`), and the nonce journal in `data`,
+/// with a task that syncs it.
 fn gateway_http(
     config: &Config,
     data: &std::path::Path,
     me: quorate_did::Did,
 ) -> Result<quorate_api::gateway::Settings, StartError> {
     let skew = config.gateway.signature_skew.0.as_secs().max(1);
-    let authority = config
-        .gateway
-        .authority
-        .clone()
-        .unwrap_or_else(|| config.api.listen.to_string());
+    let authority = match (&config.gateway.authority, config.gateway.listen) {
+        (Some(authority), _) => authority.clone(),
+        (None, Some(listen)) if listen.ip().is_unspecified() => {
+            return Err(StartError::GatewayAuthority { listen });
+        }
+        (None, Some(listen)) => listen.to_string(),
+        // No HTTP gateway: members come over libp2p, which has no
+        // authority; this one is never matched.
+        (None, None) => config.api.listen.to_string(),
+    };
     let now_secs = i64::try_from(crate::agreement::driver::now().0 / 1000).unwrap_or(i64::MAX);
     let (journal, replay) = crate::gateway::nonces::NonceFile::open(data, skew, now_secs)?;
     info!(

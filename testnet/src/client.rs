@@ -1,14 +1,21 @@
-//! A small blocking client for a node's local API on loopback.
+//! A small blocking client for a node's local API on loopback, and for
+//! its gateway listener over TLS.
 //!
 //! The CLI's `testnet`, `proposal` and `grant` commands and the end-to-end
 //! tests talk to running nodes through it. It speaks just enough HTTP/1.1
 //! for one request per connection (`Connection: close`), with a time limit
 //! on every read and a size limit on every response, so a wedged or hostile
-//! server can neither hang nor exhaust the caller.
+//! server can neither hang nor exhaust the caller. Over TLS (rustls) the
+//! server's certificate is verified against the authority given, for the
+//! host of the address; a client certificate is offered when given.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// Largest response body read.
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -17,11 +24,12 @@ const HEAD_BYTES_MAX: usize = 64 * 1024;
 /// Connect and per-read time limit.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A local API endpoint and its admin token.
+/// A local API endpoint and its admin token, or a gateway over TLS.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     address: String,
     token: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// An HTTP response.
@@ -81,7 +89,60 @@ impl ApiClient {
         Self {
             address: address.into(),
             token: token.into(),
+            tls: None,
         }
+    }
+
+    /// The same endpoint over TLS, its certificate verified against the
+    /// authorities in `ca_pem`.
+    pub fn with_tls(self, ca_pem: &[u8]) -> std::io::Result<Self> {
+        self.tls_config(ca_pem, None)
+    }
+
+    /// Over TLS, offering the client certificate `cert_pem` with its
+    /// `key_pem` (for a gateway that requires one).
+    pub fn with_tls_identity(
+        self,
+        ca_pem: &[u8],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<Self> {
+        self.tls_config(ca_pem, Some((cert_pem, key_pem)))
+    }
+
+    fn tls_config(
+        mut self,
+        ca_pem: &[u8],
+        identity: Option<(&[u8], &[u8])>,
+    ) -> std::io::Result<Self> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| invalid(&format!("{what}: {e}"));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| bad("not a PEM certificate", &e))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad("not an authority's certificate", &e))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad("TLS", &e))?
+            .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert_pem, key_pem)) => {
+                let chain = CertificateDer::pem_slice_iter(cert_pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad("not a PEM certificate", &e))?;
+                let key = PrivateKeyDer::from_pem_slice(key_pem)
+                    .map_err(|e| bad("not a PEM private key", &e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| bad("client certificate", &e))?
+            }
+        };
+        self.tls = Some(Arc::new(config));
+        Ok(self)
     }
 
     /// The endpoint's address.
@@ -122,6 +183,33 @@ impl ApiClient {
         self.request_with(method, path, &[("Authorization", &authorization)], body)
     }
 
+    /// A connection to the endpoint, over TLS when the client has it, with
+    /// [`TIMEOUT`] on every read and write: for a caller that writes its
+    /// own requests.
+    pub fn connect(&self) -> std::io::Result<Box<dyn Connection>> {
+        let address =
+            self.address.to_socket_addrs()?.next().ok_or_else(|| {
+                std::io::Error::other(format!("{} does not resolve", self.address))
+            })?;
+        let tcp = TcpStream::connect_timeout(&address, TIMEOUT)?;
+        tcp.set_read_timeout(Some(TIMEOUT))?;
+        tcp.set_write_timeout(Some(TIMEOUT))?;
+        let Some(config) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| invalid("the address has no host name for TLS"))?;
+        let connection = rustls::ClientConnection::new(config.clone(), name)
+            .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
+        Ok(Box::new(rustls::StreamOwned::new(connection, tcp)))
+    }
+
     /// One request with exactly these extra header fields (no admin token):
     /// what a peer's signed gateway request looks like.
     pub fn request_with(
@@ -131,13 +219,7 @@ impl ApiClient {
         headers: &[(&str, &str)],
         body: Option<(&str, &[u8])>,
     ) -> std::io::Result<Response> {
-        let address =
-            self.address.to_socket_addrs()?.next().ok_or_else(|| {
-                std::io::Error::other(format!("{} does not resolve", self.address))
-            })?;
-        let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)?;
-        stream.set_read_timeout(Some(TIMEOUT))?;
-        stream.set_write_timeout(Some(TIMEOUT))?;
+        let mut stream = self.connect()?;
         let (content_type, payload) = body.unwrap_or(("application/json", b""));
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.address);
         for (name, value) in headers {
@@ -155,6 +237,10 @@ impl ApiClient {
         read_response(BufReader::new(stream))
     }
 }
+
+/// A connection, plain or TLS.
+pub trait Connection: Read + Write + Send {}
+impl<T: Read + Write + Send> Connection for T {}
 
 fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())

@@ -64,6 +64,10 @@ struct ManifestNode {
     home: PathBuf,
     did: String,
     api: String,
+    /// Absent in a testnet made before gateways had a listener of their
+    /// own: read from the home's config then.
+    #[serde(default)]
+    gateway: Option<String>,
     p2p: String,
 }
 
@@ -173,6 +177,7 @@ impl Testnet {
                     home: n.home.clone(),
                     did: n.did.clone(),
                     api: n.api.clone(),
+                    gateway: Some(n.gateway.clone()),
                     p2p: n.p2p.clone(),
                 })
                 .collect(),
@@ -238,12 +243,17 @@ impl Testnet {
                 }
                 Err(_) => (node.did, node.p2p),
             };
+            let gateway = match node.gateway {
+                Some(gateway) => gateway,
+                None => gateway_address(&node.home)?,
+            };
             nodes.push(NodeSpec {
                 token: String::from_utf8_lossy(&token).trim().to_owned(),
                 name: node.name,
                 home: node.home,
                 did,
                 api: node.api,
+                gateway,
                 p2p,
             });
         }
@@ -290,6 +300,20 @@ impl Testnet {
         ApiClient::new(node.api.clone(), node.token.clone())
     }
 
+    /// The testnet's certificate authority, which every gateway's
+    /// certificate chains to.
+    pub fn authority_cert(&self) -> PathBuf {
+        self.dir.join(crate::AUTHORITY_DIR).join("ca.crt")
+    }
+
+    /// A client of `node`'s gateway listener, over TLS verified against
+    /// the testnet's authority (no admin token: members sign instead).
+    pub fn gateway_client(&self, node: &NodeSpec) -> anyhow::Result<ApiClient> {
+        let ca = std::fs::read(self.authority_cert())
+            .with_context(|| format!("cannot read {}", self.authority_cert().display()))?;
+        Ok(ApiClient::new(node.gateway.clone(), "").with_tls(&ca)?)
+    }
+
     /// Starts `node run` for `node` in the background (its own process
     /// group, so a terminal's Ctrl-C reaches only the launcher), logging to
     /// `HOME/node.log`. Refuses if a node already runs on the home or one
@@ -299,7 +323,11 @@ impl Testnet {
         if let Some(pid) = running_pid(&node.home) {
             bail!("{} is already running (pid {pid})", node.name);
         }
-        for address in [node.api.clone(), tcp_address(&node.p2p)?] {
+        for address in [
+            node.api.clone(),
+            node.gateway.clone(),
+            tcp_address(&node.p2p)?,
+        ] {
             if TcpListener::bind(&address).is_err() {
                 bail!(
                     "{}: port {address} is in use by another program; stop it or remove {}",
@@ -438,6 +466,25 @@ impl Testnet {
 }
 
 /// `host:port` of a `/ip4/H/tcp/P/…` multiaddr.
+/// The `[gateway] listen` address of the config in `home`.
+fn gateway_address(home: &Path) -> anyhow::Result<String> {
+    let config = std::fs::read_to_string(home.join("config.toml"))?;
+    let mut section = "";
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[gateway]"
+            && let Some(value) = line.strip_prefix("listen = ")
+        {
+            return Ok(value.trim_matches('"').to_owned());
+        }
+    }
+    bail!(
+        "{} has no [gateway] listen: recreate the testnet",
+        home.display()
+    )
+}
+
 fn tcp_address(multiaddr: &str) -> anyhow::Result<String> {
     let parts: Vec<&str> = multiaddr.split('/').collect();
     match parts.as_slice() {

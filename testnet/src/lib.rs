@@ -35,6 +35,9 @@ pub struct NodeSpec {
     pub did: String,
     /// Local API address.
     pub api: String,
+    /// The gateway's TLS listener (`host:port`), for members' signed
+    /// requests; its certificate is issued by the testnet's authority.
+    pub gateway: String,
     /// libp2p listen address with its peer id.
     pub p2p: String,
     /// Its admin token.
@@ -111,35 +114,72 @@ fn peer_id(key: &Keypair) -> anyhow::Result<String> {
         .to_string())
 }
 
-/// Creates `DIR/NAME` with `quorate node init` on free ports of 127.0.0.1.
-pub fn init_home(dir: &Path, name: &str, quorate: &Path) -> anyhow::Result<(NodeSpec, Keypair)> {
-    let home = dir.join(name);
-    let (api_port, p2p_port) = (free_port()?, free_port()?);
-    let out = Command::new(quorate)
-        .args([
-            "node",
-            "init",
-            "--name",
-            name,
-            "--api-port",
-            &api_port.to_string(),
-        ])
-        .args(["--p2p-port", &p2p_port.to_string(), "--home"])
-        .arg(&home)
+/// The testnet's certificate authority (`quorate tls ca`): it issues
+/// every node's gateway certificate, so clients verify them against
+/// `DIR/tls/ca.crt` rather than skip verification.
+pub const AUTHORITY_DIR: &str = "tls";
+
+/// Runs `command` (a `quorate` subcommand called `what`), requiring
+/// success.
+fn quorate_ok(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let out = command
+        .env_remove("QUORATE_HOME")
         .output()
-        .with_context(|| format!("cannot run {}", quorate.display()))?;
+        .with_context(|| format!("cannot run quorate {what}"))?;
     if !out.status.success() {
         bail!(
-            "quorate node init failed: {}",
+            "quorate {what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    Ok(())
+}
+
+/// Creates the testnet's authority in `dir` unless it is there.
+pub fn ensure_authority(dir: &Path, quorate: &Path) -> anyhow::Result<PathBuf> {
+    let authority = dir.join(AUTHORITY_DIR);
+    if !authority.join("ca.crt").exists() {
+        quorate_ok(
+            Command::new(quorate)
+                .args(["tls", "ca", "--name", "Quorate testnet authority", "--dir"])
+                .arg(&authority),
+            "tls ca",
+        )?;
+    }
+    Ok(authority)
+}
+
+/// Creates `DIR/NAME` with `quorate node init` on free ports of 127.0.0.1,
+/// its gateway certificate issued by the testnet's authority in `DIR`.
+pub fn init_home(dir: &Path, name: &str, quorate: &Path) -> anyhow::Result<(NodeSpec, Keypair)> {
+    let home = dir.join(name);
+    let authority = ensure_authority(dir, quorate)?;
+    let (api_port, p2p_port, gateway_port) = (free_port()?, free_port()?, free_port()?);
+    quorate_ok(
+        Command::new(quorate)
+            .args(["node", "init", "--name", name])
+            .args(["--api-port", &api_port.to_string()])
+            .args(["--p2p-port", &p2p_port.to_string()])
+            .args(["--gateway-port", &gateway_port.to_string()])
+            .arg("--home")
+            .arg(&home),
+        "node init",
+    )?;
+    quorate_ok(
+        Command::new(quorate)
+            .args(["tls", "issue", "--ca"])
+            .arg(&authority)
+            .arg("--home")
+            .arg(&home),
+        "tls issue",
+    )?;
     let key = keyfile::load(&home.join("key.pem"))?;
     let token =
         String::from_utf8(keyfile::read_secret_file(&home.join("admin.token"), 1024)?.to_vec())?;
     let spec = NodeSpec {
         did: key.did().to_string(),
         api: format!("127.0.0.1:{api_port}"),
+        gateway: format!("127.0.0.1:{gateway_port}"),
         p2p: format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{}", peer_id(&key)?),
         token: token.trim().to_owned(),
         name: name.to_owned(),

@@ -236,6 +236,7 @@ mod tests {
             home: "/nonexistent".into(),
             did: String::new(),
             api: String::new(),
+            gateway: String::new(),
             p2p: p2p.into(),
             token: String::new(),
         }

@@ -1,12 +1,14 @@
 """A member's request signed by an ordinary third-party RFC 9421 library.
 
-Usage: rfc9421_client.py KEY_PEM DID URL AUDIENCE
+Usage: rfc9421_client.py KEY_PEM DID URL AUDIENCE CA_PEM
 Signs `GET URL` with `http-message-signatures` (Ed25519, keyid = the DID,
 covering @method, @authority, @target-uri and the Quorate-Audience header
 naming the member addressed (its did:key), with created and nonce),
-sends it with urllib, and prints the status, then the body.
+sends it with urllib over HTTPS (the gateway's certificate verified
+against CA_PEM), and prints the status, then the body.
 """
 import secrets
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -36,7 +38,8 @@ class Keys(HTTPSignatureKeyResolver):
 
 
 def main():
-    key_path, did, url, audience = sys.argv[1:5]
+    key_path, did, url, audience, ca = sys.argv[1:6]
+    tls = ssl.create_default_context(cafile=ca)
     with open(key_path, "rb") as f:
         signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=Keys(f.read()))
     message = Message("GET", url)
@@ -49,7 +52,7 @@ def main():
     )
     request = urllib.request.Request(url, method="GET", headers=message.headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=tls) as response:
             status, body = response.status, response.read()
     except urllib.error.HTTPError as e:
         status, body = e.code, e.read()

@@ -271,34 +271,78 @@ pub fn key(net: &Testnet, name: &str) -> Keypair {
     quorate_did::keyfile::load(&net.home(name).join("key.pem")).unwrap()
 }
 
-/// A GET to `api`'s gateway signed by `signer`, addressed to the member
-/// that runs it (its DID from `/v1/identity`).
+/// A member's gateway as another member's application sees it: its TLS
+/// listener (the certificate verified against the testnet's authority)
+/// and the member's DID.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// A client of the listener (no admin token).
+    pub client: ApiClient,
+    /// The member that runs it.
+    pub did: String,
+}
+
+impl Gateway {
+    /// `https://host:port` of the listener.
+    pub fn origin(&self) -> String {
+        format!("https://{}", self.client.address())
+    }
+}
+
+/// Org `name`'s gateway in the testnet `net`.
+pub fn gateway(net: &Testnet, name: &str) -> Gateway {
+    gateway_at(&net.home(name), &net.dir.path().join("tls/ca.crt"))
+}
+
+/// The gateway of the node in `home`, trusting the authority in `ca`.
+pub fn gateway_at(home: &Path, ca: &Path) -> Gateway {
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    let mut section = "";
+    let mut listen = None;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[gateway]"
+            && let Some(value) = line.strip_prefix("listen = ")
+        {
+            listen = Some(value.trim_matches('"').to_owned());
+        }
+    }
+    let listen = listen.expect("a [gateway] listen line");
+    let ca = std::fs::read(ca).unwrap();
+    Gateway {
+        client: ApiClient::new(listen, "").with_tls(&ca).unwrap(),
+        did: quorate_did::keyfile::load(&home.join("key.pem"))
+            .unwrap()
+            .did()
+            .to_string(),
+    }
+}
+
+/// A GET to `gateway` signed by `signer`, addressed to the member that
+/// runs it.
 pub fn signed_get(
-    api: &ApiClient,
+    gateway: &Gateway,
     path: &str,
     signer: &Keypair,
     nonce: &str,
 ) -> (Response, Vec<(String, String)>) {
-    let audience = api.get("/v1/identity").unwrap().json().unwrap()["did"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    signed_get_to(api, &audience, path, signer, nonce)
+    signed_get_to(gateway, &gateway.did, path, signer, nonce)
 }
 
-/// A GET to `api`'s gateway signed by `signer` for the member `audience`
-/// (a did:key), covering `@method`, `@target-uri` and the audience header.
+/// A GET to `gateway` signed by `signer` for the member `audience` (a
+/// did:key), covering `@method`, `@target-uri` and the audience header.
 pub fn signed_get_to(
-    api: &ApiClient,
+    gateway: &Gateway,
     audience: &str,
     path: &str,
     signer: &Keypair,
     nonce: &str,
 ) -> (Response, Vec<(String, String)>) {
-    let target = format!("http://{}{path}", api.address());
+    let target = format!("{}{path}", gateway.origin());
     let covered = ["@method", "@target-uri", AUDIENCE_HEADER];
     let headers = signature_headers(&target, audience, &covered, signer, nonce);
-    (send(api, path, &headers), headers)
+    (send(&gateway.client, path, &headers), headers)
 }
 
 /// The headers of a GET of `target` (an absolute URI) signed by `signer`

@@ -17,7 +17,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use quorate_testnet::client::ApiClient;
 use quorate_tests::{Testnet, admin, problem_type, put_object};
 
 /// The schemathesis `.ci/run` installs; its CLI changed a lot between 3.x
@@ -332,7 +331,7 @@ fn slow_admin_uploads_hold_back_neither_the_probes_nor_the_gateway() {
         assert_eq!(answer.status, 200, "{target}");
     }
     // An unsigned gateway read is refused at once (not queued).
-    let gateway = ApiClient::new(address.clone(), "");
+    let gateway = quorate_tests::gateway(&net, "org-a").client;
     let started = Instant::now();
     let refused = gateway
         .request_with("GET", "/gateway/objects/a.csv", &[], None)

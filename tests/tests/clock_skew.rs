@@ -20,8 +20,8 @@ use quorate_ledger::chain::BLOCK_TIME_AHEAD_MAX_MS;
 use quorate_ledger::ledger::Ledger;
 use quorate_testnet::client::ApiClient;
 use quorate_tests::{
-    Testnet, admin, eventually, holds_grant, key, problem_type, put_object, quorate_bin, send,
-    signed_get,
+    Gateway, Testnet, admin, eventually, gateway, holds_grant, key, problem_type, put_object,
+    quorate_bin, send, signed_get,
 };
 
 const SKEW_MS: i64 = 5 * 60_000;
@@ -55,16 +55,13 @@ fn propose_grant(api: &ApiClient, grantee: &str, resource: &str) -> String {
 /// A GET to `gateway` signed by `signer` with `created` = `created_secs`,
 /// addressed to the gateway's member.
 fn signed_get_created(
-    gateway: &ApiClient,
+    gateway: &Gateway,
     path: &str,
     signer: &quorate_did::Keypair,
     created_secs: i64,
 ) -> quorate_testnet::client::Response {
-    let audience = gateway.get("/v1/identity").unwrap().json().unwrap()["did"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let target = format!("http://{}{path}", gateway.address());
+    let audience = gateway.did.clone();
+    let target = format!("{}{path}", gateway.origin());
     let parts = RequestParts {
         method: "GET",
         target_uri: &target,
@@ -77,7 +74,7 @@ fn signed_get_created(
         ("Signature-Input".to_owned(), sig.signature_input),
         ("Signature".to_owned(), sig.signature),
     ];
-    send(gateway, path, &headers)
+    send(&gateway.client, path, &headers)
 }
 
 fn org_d_skewed_by(offset_ms: i64) {
@@ -141,7 +138,8 @@ fn org_d_skewed_by(offset_ms: i64) {
     let path = "/gateway/objects/skew/data.csv";
     let d_key = key(&net, "org-d");
     let skewed_secs = (now_ms() as i64 + offset_ms) / 1_000;
-    let refused = signed_get_created(&apis[0], path, &d_key, skewed_secs);
+    let gateway_a = gateway(&net, "org-a");
+    let refused = signed_get_created(&gateway_a, path, &d_key, skewed_secs);
     assert_eq!(
         (refused.status, problem_type(&refused).as_str()),
         (401, "bad-signature")
@@ -151,7 +149,7 @@ fn org_d_skewed_by(offset_ms: i64) {
         "not the skew: {}",
         refused.text()
     );
-    let served = signed_get(&apis[0], path, &d_key, "honest-1").0;
+    let served = signed_get(&gateway_a, path, &d_key, "honest-1").0;
     assert_eq!(
         (served.status, served.body.as_slice()),
         (200, &b"when,what\n"[..])

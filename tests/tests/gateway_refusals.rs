@@ -9,7 +9,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quorate_tests::{Testnet, admin, eventually, grants, key, problem_type, signed_get};
+use quorate_tests::{Testnet, admin, eventually, gateway, grants, key, problem_type, signed_get};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -105,7 +105,7 @@ fn each_refusal_has_its_status_and_type_and_serves_nothing() {
 
     let get = |who: &str, path: &str, nonce: &str| {
         signed_get(
-            &a,
+            &gateway(&net, "org-a"),
             &format!("/gateway/objects/{path}"),
             &key(&net, who),
             nonce,
@@ -133,7 +133,13 @@ fn each_refusal_has_its_status_and_type_and_serves_nothing() {
     );
     refused(get("org-c", "reports/q4.csv", "c-1"), 403, "not-yet-valid");
     let stranger = quorate_did::Keypair::generate().unwrap();
-    let response = signed_get(&a, "/gateway/objects/reports/q3.csv", &stranger, "s-1").0;
+    let response = signed_get(
+        &gateway(&net, "org-a"),
+        "/gateway/objects/reports/q3.csv",
+        &stranger,
+        "s-1",
+    )
+    .0;
     refused(response, 403, "not-a-member");
 
     // The grant's rate: 2 per 60 s, then 429 with Retry-After.

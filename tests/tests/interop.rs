@@ -2,7 +2,8 @@
 //! signed by an ordinary third-party RFC 9421 library (Python's
 //! `http-message-signatures`, Ed25519, keyid = the member's did:key) is
 //! served under a grant and refused without one.
-//! Method: a 4-node testnet; `tests/interop/rfc9421_client.py`. Skipped
+//! Method: a 4-node testnet; `tests/interop/rfc9421_client.py`, over
+//! HTTPS verified by Python's `ssl` against the testnet's authority. Skipped
 //! when the library is absent, unless QUORATE_REQUIRE_INTEROP is set
 //! (`.ci/run` installs it and sets it).
 
@@ -31,7 +32,11 @@ fn a_third_party_rfc9421_client_is_served_under_a_grant() {
     net.grant("org-a", "org-b", "pub/*", &["org-a"]);
 
     let client = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/rfc9421_client.py");
-    let url = format!("http://{}/gateway/objects/pub/hello.txt", a.address());
+    // Over TLS, the certificate verified against the testnet's authority
+    // by Python's own ssl module.
+    let gateway = quorate_tests::gateway(&net, "org-a");
+    let url = format!("{}/gateway/objects/pub/hello.txt", gateway.origin());
+    let ca = home_arg(&net.dir.path().join("tls/ca.crt"));
     let did_of = |name: &str| {
         run_ok(&[
             "did",
@@ -53,6 +58,7 @@ fn a_third_party_rfc9421_client_is_served_under_a_grant() {
                 &did,
                 &url,
                 &audience,
+                &ca,
             ])
             .output()
             .unwrap();

@@ -11,14 +11,14 @@
 //! limit is what holds it, and `kill -9` for the restarts.
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use quorate_api::signature::AUDIENCE_HEADER;
 use quorate_testnet::client::ApiClient;
 use quorate_tests::{
-    Testnet, admin, eventually, home_arg, key, problem_type, put_object, run, send,
-    signature_headers, signed_get, signed_get_to,
+    Gateway, Testnet, admin, eventually, gateway, home_arg, key, problem_type, put_object, run,
+    send, signature_headers, signed_get, signed_get_to,
 };
 
 fn did_of(api: &ApiClient) -> String {
@@ -62,6 +62,8 @@ fn the_probes_findings_stay_closed() {
     let (a, c) = (admin(&net, "org-a"), admin(&net, "org-c"));
     let (key_b, key_c) = (key(&net, "org-b"), key(&net, "org-c"));
     let (did_a, did_c) = (did_of(&a), did_of(&c));
+    // Members' requests go to each gateway's own TLS listener.
+    let (gw_a, gw_c) = (gateway(&net, "org-a"), gateway(&net, "org-c"));
     let secret = b"granted to org-b only";
     put_object(&a, "datasets/shipments/2026-11.csv", "text/csv", secret);
     put_object(&a, "datasets/shipments/2026-12.csv", "text/csv", b"more");
@@ -87,7 +89,7 @@ fn the_probes_findings_stay_closed() {
     assert!(listed.status.success(), "{listed:?}");
     let path = "/gateway/objects/datasets/shipments/2026-11.csv";
     eventually(Duration::from_secs(20), "the grants serve org-b", || {
-        signed_get(&a, path, &key_b, &format!("warm-{}", rand_suffix()))
+        signed_get(&gw_a, path, &key_b, &format!("warm-{}", rand_suffix()))
             .0
             .status
             == 200
@@ -95,25 +97,25 @@ fn the_probes_findings_stay_closed() {
     let _ = id;
 
     // Finding 1: org-b's request for org-c, replayed by org-c at org-a.
-    let (at_c, captured) = signed_get_to(&c, &did_c, path, &key_b, "for-c-1");
+    let (at_c, captured) = signed_get_to(&gw_c, &did_c, path, &key_b, "for-c-1");
     assert_eq!(
         (at_c.status, problem_type(&at_c).as_str()),
         (403, "no-grant")
     );
     // The identical bytes (Host: org-c's address) sent to org-a…
-    let identical = raw_request(a.address(), c.address(), path, &captured);
+    let identical = raw_request(&gw_a, gw_c.client.address(), path, &captured);
     assert!(identical.starts_with("HTTP/1.1 421"), "{identical}");
     assert!(identical.contains("wrong-authority"), "{identical}");
     assert!(!identical.contains("granted to org-b only"));
     // … or with the Host rewritten to org-a's.
-    let replayed = send(&a, path, &captured);
+    let replayed = send(&gw_a.client, path, &captured);
     assert_eq!(
         (replayed.status, problem_type(&replayed).as_str()),
         (421, "wrong-audience"),
     );
     assert!(!replayed.body.windows(secret.len()).any(|w| w == secret));
     // Addressed to org-a's host but signed for org-c: refused too.
-    let (wrong_audience, _) = signed_get_to(&a, &did_c, path, &key_b, "for-c-2");
+    let (wrong_audience, _) = signed_get_to(&gw_a, &did_c, path, &key_b, "for-c-2");
     assert_eq!(
         (
             wrong_audience.status,
@@ -123,21 +125,21 @@ fn the_probes_findings_stay_closed() {
     );
     // Signed for a Host that is not org-a's.
     let covered = ["@method", "@target-uri", AUDIENCE_HEADER];
-    let evil_target = format!("http://evil.example:443{path}");
+    let evil_target = format!("https://evil.example:443{path}");
     let borrowed = signature_headers(&evil_target, &did_a, &covered, &key_b, "evil-host");
-    let evil = raw_request(a.address(), "evil.example:443", path, &borrowed);
+    let evil = raw_request(&gw_a, "evil.example:443", path, &borrowed);
     assert!(evil.starts_with("HTTP/1.1 421"), "{evil}");
     assert!(!evil.contains("granted to org-b only"));
 
     // Finding 7: an over-long nonce with a valid signature is the
     // client's error, not the node's; a non-member's key stores nothing.
-    let (long_nonce, _) = signed_get(&a, path, &key_b, &"n".repeat(129));
+    let (long_nonce, _) = signed_get(&gw_a, path, &key_b, &"n".repeat(129));
     assert_eq!(
         (long_nonce.status, problem_type(&long_nonce).as_str()),
         (401, "bad-signature")
     );
     let stranger = quorate_did::Keypair::generate().unwrap();
-    let (stranger_get, _) = signed_get(&a, path, &stranger, "stranger-1");
+    let (stranger_get, _) = signed_get(&gw_a, path, &stranger, "stranger-1");
     assert_eq!(
         (stranger_get.status, problem_type(&stranger_get).as_str()),
         (403, "not-a-member")
@@ -145,13 +147,13 @@ fn the_probes_findings_stay_closed() {
     // Finding 8: a listing whose query is not covered is refused.
     // As the probe sent it: @method @authority @path, the query left out.
     let listing_target = format!(
-        "http://{}/gateway/objects?prefix=datasets/&limit=1000",
-        a.address()
+        "{}/gateway/objects?prefix=datasets/&limit=1000",
+        gw_a.origin()
     );
     let covered = ["@method", "@authority", "@path", AUDIENCE_HEADER];
     let uncovered = signature_headers(&listing_target, &did_a, &covered, &key_b, "no-query");
     let listing = send(
-        &a,
+        &gw_a.client,
         "/gateway/objects?prefix=datasets/&limit=1000",
         &uncovered,
     );
@@ -161,10 +163,10 @@ fn the_probes_findings_stay_closed() {
     );
 
     // Finding 3: a captured request, served, then replayed after kill -9.
-    let (served, headers) = signed_get(&a, path, &key_b, "before-restart");
+    let (served, headers) = signed_get(&gw_a, path, &key_b, "before-restart");
     assert_eq!((served.status, served.body.as_slice()), (200, &secret[..]));
     kill_and_restart(&net, "org-a");
-    let again = send(&a, path, &headers);
+    let again = send(&gw_a.client, path, &headers);
     assert_eq!(
         (again.status, problem_type(&again).as_str()),
         (401, "replayed"),
@@ -176,7 +178,7 @@ fn the_probes_findings_stay_closed() {
     assert_eq!(page_c, (vec![], None), "org-c lists nothing over libp2p");
     for after in ["datasets/other/secret.csv", "datasets/", "a"] {
         let (response, _) = signed_get(
-            &a,
+            &gw_a,
             &format!("/gateway/objects?limit=1&after={after}"),
             &key_c,
             &format!("list-c-{after}"),
@@ -222,7 +224,7 @@ fn the_probes_findings_stay_closed() {
     // Finding 2: the largest path a request may carry, unauthenticated,
     // as the last record; the node restarts and the log verifies.
     let long = format!("/gateway/objects/x/{}", "a".repeat(7_000));
-    let unsigned = a.request_with("GET", &long, &[], None).unwrap();
+    let unsigned = gw_a.client.request_with("GET", &long, &[], None).unwrap();
     assert_eq!(unsigned.status, 401);
     let newest = audit(&a, "limit=1").pop().unwrap();
     let record_len = serde_json::to_string(&newest).unwrap().len();
@@ -238,8 +240,8 @@ fn the_probes_findings_stay_closed() {
     let started = Instant::now();
     std::thread::scope(|scope| {
         for t in 0..4 {
-            let address = a.address().to_owned();
-            scope.spawn(move || flood_unsigned(&address, t, 500));
+            let gw_a = &gw_a;
+            scope.spawn(move || flood_unsigned(gw_a, t, 500));
         }
     });
     let flood_secs = started.elapsed().as_secs_f64();
@@ -257,20 +259,21 @@ fn the_probes_findings_stay_closed() {
         "2,000 refusals in {flood_secs:.1} s grew the log by {grown} bytes"
     );
 
-    // Finding 6: 400 idle connections from another address, and slowloris
-    // clients that never finish their head.
+    // Finding 6: 400 idle connections from another address to the exposed
+    // listener, the gateway's: slowloris clients that never finish (nor
+    // even start) their TLS handshake.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let target: SocketAddr = a.address().parse().unwrap();
+    let target: SocketAddr = gw_a.client.address().parse().unwrap();
     let (mut idle, refused_at_once) = runtime.block_on(open_idle(target, 400));
     assert!(
         refused_at_once >= 400 - 256,
         "only {refused_at_once} of 400 connections from one address were refused"
     );
     // A member is served meanwhile, and the health probe answers.
-    let (during, _) = signed_get(&a, path, &key_b, "during-flood");
+    let (during, _) = signed_get(&gw_a, path, &key_b, "during-flood");
     assert_eq!(during.status, 200);
     assert_eq!(a.get("/healthz").unwrap().status, 200);
     // The idle connections are closed once the head timeout passes.
@@ -302,10 +305,10 @@ fn a_listing(api: &ApiClient, query: &str) -> (Vec<String>, Option<String>) {
     (names, json["next"].as_str().map(str::to_owned))
 }
 
-/// One request with `Host: host` over a fresh connection; the whole answer.
-fn raw_request(address: &str, host: &str, path: &str, headers: &[(String, String)]) -> String {
-    let mut tcp = TcpStream::connect(address).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+/// One request to `gateway` with `Host: host` over a fresh connection;
+/// the whole answer.
+fn raw_request(gateway: &Gateway, host: &str, path: &str, headers: &[(String, String)]) -> String {
+    let mut tcp = gateway.client.connect().unwrap();
     let mut head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -318,14 +321,13 @@ fn raw_request(address: &str, host: &str, path: &str, headers: &[(String, String
 }
 
 /// `count` unsigned keep-alive requests with 7 KB paths on one connection.
-fn flood_unsigned(address: &str, thread: usize, count: usize) {
-    let mut tcp = TcpStream::connect(address).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reader = std::io::BufReader::new(tcp.try_clone().unwrap());
+fn flood_unsigned(gateway: &Gateway, thread: usize, count: usize) {
+    let address = gateway.client.address();
+    let mut reader = std::io::BufReader::new(gateway.client.connect().unwrap());
     for i in 0..count {
         let path = format!("/gateway/objects/{thread}/{i}/{}", "p".repeat(7_000));
         let head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n");
-        tcp.write_all(head.as_bytes()).unwrap();
+        reader.get_mut().write_all(head.as_bytes()).unwrap();
         // Read the answer's head and its body (content-length).
         let mut length = 0usize;
         loop {

@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use quorate_tests::{
-    Testnet, admin, eventually, home_arg, key, problem_type, put_object, run_ok, signed_get,
+    Testnet, admin, eventually, gateway, home_arg, key, problem_type, put_object, run_ok,
+    signed_get,
 };
 
 fn member_did(net: &Testnet, on: &str, name: &str) -> Option<String> {
@@ -71,10 +72,10 @@ fn a_member_rotates_its_key_and_keeps_its_grants() {
         b.get("/v1/peers/org-a/objects/rotation/report.csv")
             .is_ok_and(|r| r.status == 200 && r.body == b"quarter,total\nQ4,17\n")
     });
-    let gateway = "/gateway/objects/rotation/report.csv";
-    let (served, _) = signed_get(&a, gateway, &new_key, "rot-1");
+    let report = "/gateway/objects/rotation/report.csv";
+    let (served, _) = signed_get(&gateway(&net, "org-a"), report, &new_key, "rot-1");
     assert_eq!(served.status, 200, "{}", served.text());
-    let (refused, _) = signed_get(&a, gateway, &old_key, "rot-2");
+    let (refused, _) = signed_get(&gateway(&net, "org-a"), report, &old_key, "rot-2");
     assert_eq!(
         (refused.status, problem_type(&refused).as_str()),
         (403, "not-a-member"),

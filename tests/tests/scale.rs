@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quorate_contracts::Timestamp;
 use quorate_ledger::block::CommittedBlock;
 use quorate_ledger::ledger::Ledger;
-use quorate_tests::{Testnet, admin, eventually, key, put_object, signed_get};
+use quorate_tests::{Testnet, admin, eventually, gateway, key, put_object, signed_get};
 
 const GRANTS: usize = 100_000;
 const NAMES: [&str; 4] = ["org-a", "org-b", "org-c", "org-d"];
@@ -119,10 +119,20 @@ fn a_node_restarts_on_a_hundred_thousand_grants_and_commits() {
     // org-a on it.
     let a = admin(&net, "org-a");
     put_object(&a, "scale/0/readme.txt", "text/plain", b"one of many\n");
-    let (served, _) = signed_get(&a, "/gateway/objects/scale/0/readme.txt", &keys[1], "s-1");
+    let (served, _) = signed_get(
+        &gateway(&net, "org-a"),
+        "/gateway/objects/scale/0/readme.txt",
+        &keys[1],
+        "s-1",
+    );
     assert_eq!(served.status, 200, "{}", served.text());
     assert_eq!(served.body, b"one of many\n");
-    let (refused, _) = signed_get(&a, "/gateway/objects/scale/0/readme.txt", &keys[2], "s-2");
+    let (refused, _) = signed_get(
+        &gateway(&net, "org-a"),
+        "/gateway/objects/scale/0/readme.txt",
+        &keys[2],
+        "s-2",
+    );
     assert_eq!(refused.status, 403, "{}", refused.text());
 
     // A new grant still commits everywhere, and a page of the listing is

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use quorate_tests::{Testnet, admin, eventually, home_arg, key, run, run_ok, signed_get};
+use quorate_tests::{Testnet, admin, eventually, gateway, home_arg, key, run, run_ok, signed_get};
 
 fn home(net: &Testnet, name: &str) -> String {
     home_arg(&net.home(name))
@@ -166,7 +166,7 @@ fn catalogs_access_requests_and_their_outcomes() {
     );
     // The same over signed HTTP, straight to org-a's gateway.
     let (answer, _) = signed_get(
-        &admin(&net, "org-a"),
+        &gateway(&net, "org-a"),
         "/gateway/catalog",
         &key(&net, "org-c"),
         "catalog-1",

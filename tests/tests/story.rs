@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use quorate_tests::{
-    Testnet, admin, eventually, grants, home_arg, key, problem_type, run, run_ok, send, signed_get,
+    Testnet, admin, eventually, gateway, grants, home_arg, key, problem_type, run, run_ok, send,
+    signed_get,
 };
 
 #[test]
@@ -21,6 +22,8 @@ fn grant_fetch_refuse_revoke_and_audit() {
         admin(&net, "org-c"),
     );
     let (key_b, key_c) = (key(&net, "org-b"), key(&net, "org-c"));
+    // A's gateway: its own TLS listener, for members' signed requests.
+    let gateway_a = gateway(&net, "org-a");
 
     // A stores a small CSV, a 9 MiB file (three libp2p chunks) and a
     // private object.
@@ -49,7 +52,7 @@ fn grant_fetch_refuse_revoke_and_audit() {
         (403, "no-grant")
     );
     let gateway_csv = "/gateway/objects/datasets/shipments/2026-11.csv";
-    let (refused, _) = signed_get(&a, gateway_csv, &key_b, "n-0");
+    let (refused, _) = signed_get(&gateway_a, gateway_csv, &key_b, "n-0");
     assert_eq!(
         (refused.status, problem_type(&refused).as_str()),
         (403, "no-grant")
@@ -133,33 +136,41 @@ fn grant_fetch_refuse_revoke_and_audit() {
     );
 
     // … and directly with a signed request to A's gateway.
-    let (got, headers) = signed_get(&a, gateway_csv, &key_b, "n-1");
+    let (got, headers) = signed_get(&gateway_a, gateway_csv, &key_b, "n-1");
     assert_eq!((got.status, &got.body), (200, &csv));
     // The same request again is a replay.
-    let replay = send(&a, gateway_csv, &headers);
+    let replay = send(&gateway_a.client, gateway_csv, &headers);
     assert_eq!(
         (replay.status, problem_type(&replay).as_str()),
         (401, "replayed")
     );
     // Unsigned, forged (C's key under B's keyid) and out-of-scope requests.
-    let unsigned = a.request_with("GET", gateway_csv, &[], None).unwrap();
+    let unsigned = gateway_a
+        .client
+        .request_with("GET", gateway_csv, &[], None)
+        .unwrap();
     assert_eq!(
         (unsigned.status, problem_type(&unsigned).as_str()),
         (401, "unauthenticated")
     );
-    let (_, mut forged) = signed_get(&a, gateway_csv, &key_c, "n-2");
+    let (_, mut forged) = signed_get(&gateway_a, gateway_csv, &key_c, "n-2");
     for (name, value) in &mut forged {
         if name == "Signature-Input" {
             *value = value.replace(&key_c.did().to_string(), &key_b.did().to_string());
         }
     }
-    let forged = send(&a, gateway_csv, &forged);
+    let forged = send(&gateway_a.client, gateway_csv, &forged);
     assert_eq!(
         (forged.status, problem_type(&forged).as_str()),
         (401, "bad-signature")
     );
     assert!(forged.text().find("Rotterdam").is_none());
-    let (scope, _) = signed_get(&a, "/gateway/objects/private/payroll.csv", &key_b, "n-3");
+    let (scope, _) = signed_get(
+        &gateway_a,
+        "/gateway/objects/private/payroll.csv",
+        &key_b,
+        "n-3",
+    );
     assert_eq!(
         (scope.status, problem_type(&scope).as_str()),
         (403, "out-of-scope")
@@ -168,7 +179,7 @@ fn grant_fetch_refuse_revoke_and_audit() {
         "/gateway/objects/datasets/shipments/..%2F..%2Fprivate%2Fpayroll.csv",
         "/gateway/objects/datasets/shipments/%2e%2e/x",
     ] {
-        let (tricked, _) = signed_get(&a, sneaky, &key_b, &format!("n-{sneaky}"));
+        let (tricked, _) = signed_get(&gateway_a, sneaky, &key_b, &format!("n-{sneaky}"));
         assert_eq!(
             (tricked.status, problem_type(&tricked).as_str()),
             (400, "bad-path"),
@@ -176,7 +187,7 @@ fn grant_fetch_refuse_revoke_and_audit() {
         );
     }
     // C holds no grant: refused on both paths.
-    let (no_grant, _) = signed_get(&a, gateway_csv, &key_c, "n-4");
+    let (no_grant, _) = signed_get(&gateway_a, gateway_csv, &key_c, "n-4");
     assert_eq!(
         (no_grant.status, problem_type(&no_grant).as_str()),
         (403, "no-grant")
@@ -204,7 +215,7 @@ fn grant_fetch_refuse_revoke_and_audit() {
     );
     let revoked = b.get(via_b).unwrap();
     assert_eq!(problem_type(&revoked), "revoked-grant");
-    let (revoked, _) = signed_get(&a, gateway_csv, &key_b, "n-5");
+    let (revoked, _) = signed_get(&gateway_a, gateway_csv, &key_b, "n-5");
     assert_eq!(
         (revoked.status, problem_type(&revoked).as_str()),
         (403, "revoked-grant")

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use quorate_tests::{Testnet, admin, eventually, key, problem_type, signed_get};
+use quorate_tests::{Testnet, admin, eventually, gateway, key, problem_type, signed_get};
 
 /// A tiny HTTP service: `/api/orders/42` answers JSON, `/api/slow` never
 /// answers in time, anything else is a 404. Counts the requests it gets.
@@ -97,7 +97,7 @@ fn an_upstream_service_is_shared_under_grants_and_fails_cleanly() {
     let got = b.get("/v1/peers/org-a/objects/erp/orders/42").unwrap();
     assert_eq!((got.status, &got.body), (200, &order), "{}", got.text());
     let (got, _) = signed_get(
-        &a,
+        &gateway(&net, "org-a"),
         "/gateway/objects/erp/orders/42",
         &key(&net, "org-b"),
         "u-1",
@@ -118,7 +118,12 @@ fn an_upstream_service_is_shared_under_grants_and_fails_cleanly() {
         (missing.status, problem_type(&missing).as_str()),
         (404, "not-found")
     );
-    let (slow, _) = signed_get(&a, "/gateway/objects/erp/slow", &key(&net, "org-b"), "u-2");
+    let (slow, _) = signed_get(
+        &gateway(&net, "org-a"),
+        "/gateway/objects/erp/slow",
+        &key(&net, "org-b"),
+        "u-2",
+    );
     assert_eq!(
         (slow.status, problem_type(&slow).as_str()),
         (504, "upstream-timeout")
@@ -130,7 +135,7 @@ fn an_upstream_service_is_shared_under_grants_and_fails_cleanly() {
     let mut codes = Vec::new();
     for i in 0..6 {
         let (r, _) = signed_get(
-            &a,
+            &gateway(&net, "org-a"),
             "/gateway/objects/erp/orders/42",
             &key(&net, "org-b"),
             &format!("u-dead-{i}"),

@@ -34,7 +34,7 @@ pub use requests::{
     StatusQuery, TokenRequest,
 };
 pub use responses::GrantPage;
-pub use routes::router;
+pub use routes::{gateway_router, router};
 
 /// Largest JSON body the local API reads.
 pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;

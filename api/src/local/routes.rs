@@ -15,20 +15,18 @@ use super::layers::{
 };
 use super::{JSON_BODY_BYTES_MAX, Limits, Node, openapi_json};
 
-/// The local API's routes, each open to the roles [`super::access`] names
-/// for it, and the gateway's signed routes (see [`crate::gateway`]), under
-/// the node's [`Limits`].
+/// The admin listener's routes: the local API, each route open to the
+/// roles [`super::access`] names for it, the console, `/metrics` and the
+/// probes, under the node's [`Limits`]. Members' signed routes are not
+/// here: they have a listener of their own ([`gateway_router`]).
 ///
 /// Every refusal is `application/problem+json` with a stable type: the
 /// handlers' own, extractor rejections, the fallbacks (404 `not-found`,
 /// 405 `method-not-allowed` with `Allow`), and the limits on the request
 /// target and header section, checked before anything else runs.
-pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limits) -> Router {
-    let pipeline = node.gateway();
-    let node_for_probes = node.clone();
+pub fn router<N: Node>(node: N, limits: Limits) -> Router {
     let sign_in = node.console_sign_in();
     let admin_budget = Budget::new(limits.budgets.admin);
-    let gateway_budget = Budget::new(limits.budgets.gateway);
     let put = put_object::<N>.layer(middleware::from_fn_with_state(
         limits.object_bytes_max,
         refuse_declared_too_large,
@@ -108,22 +106,47 @@ pub fn router<N: Node>(node: N, gateway: crate::gateway::Settings, limits: Limit
         // without one cannot queue ahead of the operator's.
         .route_layer(middleware::from_fn_with_state(admin_budget, budget))
         .route_layer(middleware::from_fn_with_state(node.clone(), authorize::<N>))
-        .with_state(node);
-    let probes = Router::new()
+        .with_state(node.clone());
+    let openapi = Router::new().route(
+        "/openapi.json",
+        get(|| async { ([(CONTENT_TYPE, "application/json")], openapi_json()) }),
+    );
+    with_edges(
+        Router::new()
+            .merge(crate::console::router(sign_in))
+            .merge(probes(node))
+            .merge(openapi)
+            .merge(admin),
+    )
+}
+
+/// The gateway listener's routes: members' signed requests
+/// ([`crate::gateway`]) under their own budget, and the probes (for a
+/// load balancer in front), nothing of the admin API; the same limits and
+/// refusals as [`router`].
+pub fn gateway_router<N: Node>(
+    node: N,
+    gateway: crate::gateway::Settings,
+    limits: Limits,
+) -> Router {
+    let gateway_budget = Budget::new(limits.budgets.gateway);
+    let signed = crate::gateway::router(node.gateway(), gateway)
+        .route_layer(middleware::from_fn_with_state(gateway_budget, budget));
+    with_edges(Router::new().merge(probes(node)).merge(signed))
+}
+
+/// `/healthz` and `/readyz`, answered from memory on both listeners.
+fn probes<N: Node>(node: N) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz::<N>))
-        .route(
-            "/openapi.json",
-            get(|| async { ([(CONTENT_TYPE, "application/json")], openapi_json()) }),
-        )
-        .with_state(node_for_probes);
-    let gateway = crate::gateway::router(pipeline, gateway)
-        .route_layer(middleware::from_fn_with_state(gateway_budget, budget));
-    Router::new()
-        .merge(crate::console::router(sign_in))
-        .merge(probes)
-        .merge(admin)
-        .merge(gateway)
+        .with_state(node)
+}
+
+/// What every request on either listener meets: the limits on its head
+/// and JSON bodies, problem+json refusals, and the fallbacks.
+fn with_edges(routes: Router) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_BYTES_MAX))

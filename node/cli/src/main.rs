@@ -6,6 +6,7 @@ mod proposals;
 mod sharing;
 mod testnet;
 mod time;
+mod tls;
 mod tokens;
 
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use quorate_did::Did;
-use quorate_node::home::config::{DEFAULT_API_PORT, DEFAULT_P2P_PORT};
+use quorate_node::home::config::{DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, DEFAULT_P2P_PORT};
 use quorate_node::home::{InitOptions, NodeHome};
 
 /// A peer-to-peer data-exchange node: organizations share data under grants
@@ -73,6 +74,10 @@ enum Command {
     /// and applications of this organization.
     #[command(subcommand)]
     Token(tokens::TokenCommand),
+    /// Certificates of the gateway's TLS listener: make an authority,
+    /// issue a node's gateway certificate or a client's.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     /// Start, inspect, perturb and stop a local multi-node testnet.
     #[command(subcommand)]
     Testnet(testnet::TestnetCommand),
@@ -135,7 +140,8 @@ enum NodeCommand {
         home: HomeArg,
     },
     /// Create a node home: an Ed25519 key (key.pem, 0600), an annotated
-    /// config.toml, an admin token (admin.token, 0600) and a data directory.
+    /// config.toml, an admin token (admin.token, 0600), the gateway's TLS
+    /// certificate (tls/, from a one-off authority) and a data directory.
     Init {
         #[command(flatten)]
         home: HomeArg,
@@ -148,6 +154,14 @@ enum NodeCommand {
         /// TCP port of the peer-to-peer listener on 127.0.0.1.
         #[arg(long, default_value_t = DEFAULT_P2P_PORT)]
         p2p_port: u16,
+        /// Port of the gateway's TLS listener on 127.0.0.1, for members'
+        /// signed requests.
+        #[arg(long, default_value_t = DEFAULT_GATEWAY_PORT)]
+        gateway_port: u16,
+        /// A host name or IP address members reach the gateway by, besides
+        /// the loopback ones: its certificate names it.
+        #[arg(long = "gateway-host", value_name = "NAME")]
+        gateway_hosts: Vec<String>,
         /// Rewrite the config and admin token of an existing home. The key is
         /// never replaced.
         #[arg(long)]
@@ -229,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Access(command) => sharing::access(command)?,
         Command::Catalog(command) => sharing::catalog(command)?,
         Command::Token(command) => tokens::run(command)?,
+        Command::Tls(command) => tls::run(command)?,
         Command::Testnet(command) => testnet::run(command)?,
         Command::Node(NodeCommand::Run { home }) => {
             // Agreement and the network run on threads of their own; the
@@ -258,6 +273,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             api_port,
             p2p_port,
+            gateway_port,
+            gateway_hosts,
             force,
         }) => {
             let home = NodeHome::new(home.home);
@@ -265,6 +282,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name: &name,
                 api_port,
                 p2p_port,
+                gateway_port,
+                gateway_hosts: &gateway_hosts,
                 force,
             })?;
             if report.kept_existing_key {
@@ -279,6 +298,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 home.endorsement_policy_path().display()
             );
             println!("admin token {} (0600)", home.admin_token_path().display());
+            println!(
+                "gateway:    https://127.0.0.1:{gateway_port} (TLS; clients trust {})",
+                home.root()
+                    .join(quorate_node::home::tls::HOME_CA_FILE)
+                    .display()
+            );
         }
         Command::Did(DidCommand::Show { home, did_only }) => {
             let did = NodeHome::new(home.home).load_key()?.did();
@@ -401,6 +426,20 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::dri
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the local API", config.api.listen))?;
+    // The gateway's certificate is loaded before anything starts, so a
+    // node with a bad one stops at once, saying which file.
+    let gateway_listener = match config.gateway.listen {
+        None => None,
+        Some(address) => {
+            let tls =
+                quorate_node::home::tls::server_config(&config.gateway.tls.files(home.root()))
+                    .context("cannot serve the gateway over TLS ([gateway.tls])")?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for the gateway"))?;
+            Some((listener, tokio_rustls::TlsAcceptor::from(tls)))
+        }
+    };
     let mut node = quorate_node::run::start(&home, shutdown()).await?;
     let gateway_http = node
         .gateway_http
@@ -416,20 +455,37 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::dri
         },
         object_bytes_max: config.gateway.object_bytes_max,
     };
-    let router = quorate_api::local::router(node.local.clone(), gateway_http, limits).layer(
-        tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT),
-    );
+    let body_timeout = || tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT);
+    let router = quorate_api::local::router(node.local.clone(), limits).layer(body_timeout());
     tracing::info!(address = %config.api.listen, "local API listening");
     let api = tokio::spawn(quorate_api::serve::serve(
         listener,
         router,
         config.api.connection_limits(),
+        None,
         shutdown(),
     ));
+    let gateway = gateway_listener.map(|(listener, acceptor)| {
+        let router = quorate_api::local::gateway_router(node.local.clone(), gateway_http, limits)
+            .layer(body_timeout());
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, "gateway listening (TLS)");
+        }
+        tokio::spawn(quorate_api::serve::serve(
+            listener,
+            router,
+            config.gateway.connection_limits(),
+            Some(acceptor),
+            shutdown(),
+        ))
+    });
     let result = node.task.await.context("the node task panicked")?;
-    // The driver stopped (shutdown or failure): stop the API too.
+    // The driver stopped (shutdown or failure): stop the listeners too.
     let _ = stop.send(true);
     let _ = api.await;
+    if let Some(gateway) = gateway {
+        let _ = gateway.await;
+    }
     drop(node.lock);
     Ok(result?)
 }

@@ -530,12 +530,20 @@ fn print_walkthrough(testnet: &Testnet) {
     println!();
     for node in testnet.nodes() {
         println!("{:<8} {}", node.name, node.did);
-        println!("         p2p   {}", node.p2p);
+        println!("         p2p      {}", node.p2p);
         println!(
-            "         home  {}   (admin token: admin.token)",
+            "         gateway  https://{}   (members' signed requests)",
+            node.gateway
+        );
+        println!(
+            "         home     {}   (admin token: admin.token)",
             node.home.display()
         );
     }
+    println!(
+        "\ngateway certificates are issued by the testnet's authority: {}",
+        testnet.authority_cert().display()
+    );
     let [a, b, ..] = testnet.nodes() else {
         return;
     };

@@ -24,6 +24,8 @@ pub const CONFIG_BYTES_MAX: u64 = 64 * 1024;
 pub const DEFAULT_API_PORT: u16 = 7700;
 /// Default TCP port of the peer-to-peer listener.
 pub const DEFAULT_P2P_PORT: u16 = 7701;
+/// Default port of the gateway's TLS listener.
+pub const DEFAULT_GATEWAY_PORT: u16 = 7702;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,8 +75,77 @@ pub struct GatewaySection {
     pub concurrency: usize,
     /// The `host:port` members address this gateway by (the authority of
     /// their signed requests); a request for any other is refused. Absent:
-    /// `[api] listen`.
+    /// `listen`.
     pub authority: Option<String>,
+    /// The listener for members' signed requests (`/gateway/…`, and the
+    /// health probes), over TLS. Absent: members reach this node over
+    /// libp2p only.
+    pub listen: Option<SocketAddr>,
+    /// The listener's certificate, key and optional client authority.
+    pub tls: TlsSection,
+    /// Connections open at once on the listener; more are answered 503.
+    pub connections_max: usize,
+    /// Connections open at once from one IP address.
+    pub connections_per_address_max: usize,
+    /// Time a client has for the TLS handshake, and then for each
+    /// request's head (so also the keep-alive idle timeout).
+    pub header_read_timeout: HumanDuration,
+    /// Requests one connection carries before the node closes it.
+    pub requests_per_connection_max: u64,
+}
+
+/// `[gateway.tls]`: paths relative to the node home unless absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// The certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8 PEM, readable by the owner only).
+    pub key: PathBuf,
+    /// When set, a client must also present a certificate issued by an
+    /// authority in this PEM file (mutual TLS), besides signing each
+    /// request.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            cert: PathBuf::from(crate::home::tls::GATEWAY_CERT_FILE),
+            key: PathBuf::from(crate::home::tls::GATEWAY_KEY_FILE),
+            client_ca: None,
+        }
+    }
+}
+
+impl TlsSection {
+    /// The files, resolved against `home`.
+    pub fn files(&self, home: &Path) -> crate::home::tls::ServerFiles {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                home.join(p)
+            }
+        };
+        crate::home::tls::ServerFiles {
+            cert: resolve(&self.cert),
+            key: resolve(&self.key),
+            client_ca: self.client_ca.as_deref().map(resolve),
+        }
+    }
+}
+
+impl GatewaySection {
+    /// The listener's connection limits.
+    pub fn connection_limits(&self) -> quorate_api::serve::ConnectionLimits {
+        connection_limits(
+            self.connections_max,
+            self.connections_per_address_max,
+            &self.header_read_timeout,
+            self.requests_per_connection_max,
+        )
+    }
 }
 
 impl Default for GatewaySection {
@@ -87,6 +158,12 @@ impl Default for GatewaySection {
             object_bytes_max: 1 << 30,
             concurrency: 256,
             authority: None,
+            listen: None,
+            tls: TlsSection::default(),
+            connections_max: defaults::connections_max(),
+            connections_per_address_max: defaults::connections_per_address_max(),
+            header_read_timeout: defaults::header_read_timeout(),
+            requests_per_connection_max: defaults::requests_per_connection_max(),
         }
     }
 }
@@ -197,12 +274,27 @@ pub struct ApiSection {
 impl ApiSection {
     /// The listener's connection limits.
     pub fn connection_limits(&self) -> quorate_api::serve::ConnectionLimits {
-        quorate_api::serve::ConnectionLimits {
-            connections_max: self.connections_max.max(1),
-            connections_per_address_max: self.connections_per_address_max.max(1),
-            header_read_timeout: self.header_read_timeout.0.max(Duration::from_millis(100)),
-            requests_per_connection_max: self.requests_per_connection_max.max(1),
-        }
+        connection_limits(
+            self.connections_max,
+            self.connections_per_address_max,
+            &self.header_read_timeout,
+            self.requests_per_connection_max,
+        )
+    }
+}
+
+/// A listener's limits, each at least its smallest sensible value.
+fn connection_limits(
+    connections_max: usize,
+    connections_per_address_max: usize,
+    header_read_timeout: &HumanDuration,
+    requests_per_connection_max: u64,
+) -> quorate_api::serve::ConnectionLimits {
+    quorate_api::serve::ConnectionLimits {
+        connections_max: connections_max.max(1),
+        connections_per_address_max: connections_per_address_max.max(1),
+        header_read_timeout: header_read_timeout.0.max(Duration::from_millis(100)),
+        requests_per_connection_max: requests_per_connection_max.max(1),
     }
 }
 
@@ -245,6 +337,8 @@ pub struct TemplateValues<'a> {
     pub api_port: u16,
     /// `[p2p] listen` TCP port on 127.0.0.1.
     pub p2p_port: u16,
+    /// `[gateway] listen` port on 127.0.0.1.
+    pub gateway_port: u16,
 }
 
 /// Renders [`TEMPLATE`] with `values`.
@@ -253,6 +347,7 @@ pub fn render(values: &TemplateValues<'_>) -> String {
         .replace("{name}", values.name)
         .replace("{api_port}", &values.api_port.to_string())
         .replace("{p2p_port}", &values.p2p_port.to_string())
+        .replace("{gateway_port}", &values.gateway_port.to_string())
 }
 
 /// Why a config file could not be loaded.
@@ -322,6 +417,7 @@ mod tests {
             name: "org-a",
             api_port: 8100,
             p2p_port: 8101,
+            gateway_port: 8102,
         });
         let config = Config::parse(&text).unwrap();
         assert_eq!(config.node.name, "org-a");
@@ -331,7 +427,16 @@ mod tests {
             vec!["/ip4/127.0.0.1/tcp/8101".to_owned()]
         );
         assert!(config.p2p.bootstrap.is_empty());
+        assert_eq!(
+            config.gateway.listen,
+            Some("127.0.0.1:8102".parse().unwrap())
+        );
+        assert_eq!(config.gateway.tls, TlsSection::default());
         assert!(!text.contains('{'), "unfilled placeholder in {text}");
+    }
+
+    fn limits_default() -> quorate_api::serve::ConnectionLimits {
+        quorate_api::serve::ConnectionLimits::default()
     }
 
     #[test]
@@ -341,10 +446,29 @@ mod tests {
         assert_eq!(config.node.name, "org-a");
         // The documented values are the defaults.
         assert_eq!(config.consensus, ConsensusSection::default());
-        assert_eq!(config.gateway, GatewaySection::default());
+        // Besides the listener, which the example sets.
+        assert_eq!(
+            config.gateway,
+            GatewaySection {
+                listen: config.gateway.listen,
+                authority: config.gateway.authority.clone(),
+                tls: TlsSection {
+                    client_ca: None,
+                    ..config.gateway.tls.clone()
+                },
+                ..GatewaySection::default()
+            }
+        );
+        // ... which is a deployment's: exposed, under its public name.
+        assert_eq!(config.gateway.listen, Some("0.0.0.0:7702".parse().unwrap()));
+        assert_eq!(
+            config.gateway.authority.as_deref(),
+            Some("gateway.org-a.example:7702")
+        );
+        assert!(config.gateway.tls.cert.is_absolute());
+        assert_eq!(config.gateway.connection_limits(), limits_default());
         assert_eq!(config.ledger, LedgerSection::default());
-        let limits = config.api.connection_limits();
-        assert_eq!(limits, quorate_api::serve::ConnectionLimits::default());
+        assert_eq!(config.api.connection_limits(), limits_default());
     }
 
     #[test]
@@ -379,6 +503,7 @@ mod tests {
             name: "org-a",
             api_port: 1,
             p2p_port: 2,
+            gateway_port: 3,
         })
         .replace("[api]", "[api]\nlisten_typo = 3");
         let err = Config::parse(&text).unwrap_err().to_string();

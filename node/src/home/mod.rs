@@ -9,6 +9,7 @@
 //!   admin.token    the bootstrap admin's bearer token for the local API, mode 0600
 //!   tokens.json    named API tokens with their roles (hashes only), mode 0600
 //!   config.toml    annotated configuration
+//!   tls/           the gateway listener's certificate, key (0600) and authority
 //!   data/          ledger store and objects
 //! ```
 
@@ -17,6 +18,7 @@ pub mod durable;
 pub mod duration;
 pub mod endorsement;
 pub mod lock;
+pub mod tls;
 pub mod tokens;
 
 use std::fs;
@@ -58,6 +60,10 @@ pub struct InitOptions<'a> {
     pub api_port: u16,
     /// TCP port of the p2p listener on 127.0.0.1.
     pub p2p_port: u16,
+    /// Port of the gateway's TLS listener on 127.0.0.1.
+    pub gateway_port: u16,
+    /// Names the gateway's certificate carries besides the loopback ones.
+    pub gateway_hosts: &'a [String],
     /// Re-initialize an existing home: rewrite config and admin token. The
     /// key is never replaced.
     pub force: bool,
@@ -79,6 +85,9 @@ pub enum InitError {
     /// The endorsement policy file cannot be written.
     #[error(transparent)]
     Policy(endorsement::PolicyFileError),
+    /// The gateway's certificate cannot be made.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The name is empty, too long, or has characters other than `[a-z0-9-]`.
     #[error("invalid name {name:?}: use 1 to {NAME_LEN_MAX} lowercase letters, digits or '-'")]
     InvalidName {
@@ -198,6 +207,7 @@ impl NodeHome {
     /// Creates the home: directory (0700), key, config, admin token, data dir.
     pub fn init(&self, options: &InitOptions<'_>) -> Result<InitReport, InitError> {
         validate_name(options.name)?;
+        tls::check_names(options.gateway_hosts)?;
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |source| InitError::Io { path, source }
@@ -223,6 +233,7 @@ impl NodeHome {
             name: options.name,
             api_port: options.api_port,
             p2p_port: options.p2p_port,
+            gateway_port: options.gateway_port,
         });
         replace_file(&self.config_path(), config.as_bytes(), |path, contents| {
             write_plain(path, contents)
@@ -247,6 +258,12 @@ impl NodeHome {
                 &quorate_api::local::endorsement::EndorsementPolicy::careful(),
             )
             .map_err(InitError::Policy)?;
+        }
+
+        // Like the policy, a certificate already here (perhaps from the
+        // organization's PKI) is kept; only a home without one gets its own.
+        if !self.root.join(tls::GATEWAY_CERT_FILE).exists() {
+            tls::install_self_issued(&self.root, options.name, options.gateway_hosts)?;
         }
 
         let data = self.root.join("data");
@@ -394,6 +411,8 @@ mod tests {
             name: "org-a",
             api_port: 7700,
             p2p_port: 7701,
+            gateway_port: 7702,
+            gateway_hosts: &[],
             force,
         }
     }

@@ -449,6 +449,8 @@ mod tests {
             name: "org-a",
             api_port: 7700,
             p2p_port: 7701,
+            gateway_port: 7702,
+            gateway_hosts: &[],
             force: false,
         })
         .unwrap();

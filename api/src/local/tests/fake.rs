@@ -526,15 +526,7 @@ fn access_request_view() -> AccessRequestView {
 }
 
 pub(super) fn app(node: Fake) -> axum::Router {
-    router(
-        node,
-        crate::gateway::Settings::new(
-            60,
-            "127.0.0.1:1",
-            quorate_did::Keypair::from_seed(&[8; 32]).did(),
-        ),
-        Limits::default(),
-    )
+    router(node, Limits::default())
 }
 
 /// A request with the admin token; `body` JSON when given.

@@ -259,20 +259,75 @@ impl Node for Empty {
     }
 }
 
-fn app(node: Empty, budgets: Budgets) -> axum::Router {
+/// The two listeners' routers.
+fn listeners(node: Empty, budgets: Budgets) -> (axum::Router, axum::Router) {
     let limits = Limits {
         budgets,
         object_bytes_max: 1024,
     };
-    router(
-        node,
-        crate::gateway::Settings::new(
-            60,
-            "127.0.0.1:1",
-            quorate_did::Keypair::from_seed(&[7; 32]).did(),
-        ),
-        limits,
+    let settings = crate::gateway::Settings::new(
+        60,
+        "127.0.0.1:1",
+        quorate_did::Keypair::from_seed(&[7; 32]).did(),
+    );
+    (
+        router(node.clone(), limits),
+        crate::local::gateway_router(node, settings, limits),
     )
+}
+
+/// Both listeners, as a client that sends `/gateway/…` to the gateway's
+/// and the rest to the admin API's sees them.
+fn app(node: Empty, budgets: Budgets) -> axum::Router {
+    let (admin, gateway) = listeners(node, budgets);
+    let dispatch = tower::service_fn(move |request: Request<Body>| {
+        let listener = if request.uri().path().starts_with("/gateway/") {
+            gateway.clone()
+        } else {
+            admin.clone()
+        };
+        listener.oneshot(request)
+    });
+    axum::Router::new().fallback_service(dispatch)
+}
+
+#[tokio::test]
+async fn each_listener_answers_its_own_routes_only() {
+    let (admin, gateway) = listeners(Empty::default(), Budgets::default());
+    let status = |router: &axum::Router, uri: &str| {
+        let router = router.clone();
+        let uri = uri.to_owned();
+        async move { problem(router.oneshot(get(&uri)).await.unwrap()).await }
+    };
+    // The admin API knows nothing of members' routes ...
+    for uri in ["/gateway/objects/a", "/gateway/objects", "/gateway/catalog"] {
+        assert_eq!(
+            status(&admin, uri).await,
+            (404, "not-found".into()),
+            "{uri}"
+        );
+    }
+    // ... and the gateway nothing of the admin API's, with a token or not.
+    for uri in [
+        "/v1/status",
+        "/v1/objects/a",
+        "/metrics",
+        "/console",
+        "/openapi.json",
+    ] {
+        assert_eq!(
+            status(&gateway, uri).await,
+            (404, "not-found".into()),
+            "{uri}"
+        );
+    }
+    // Both answer the probes.
+    for router in [&admin, &gateway] {
+        for uri in ["/healthz", "/readyz"] {
+            let answer = router.clone().oneshot(get(uri)).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{uri}");
+        }
+    }
 }
 
 fn request(method: &str, uri: &str) -> axum::http::request::Builder {

@@ -26,7 +26,7 @@ fn signed(key: &Keypair, target: &str, audience: &Did, host: &str, nonce: &str) 
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let uri = format!("http://{AUTHORITY}{target}");
+    let uri = format!("https://{AUTHORITY}{target}");
     let audience = audience.to_string();
     let parts = RequestParts {
         method: "GET",
@@ -184,7 +184,7 @@ fn signed_for_purpose(
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let uri = format!("http://{AUTHORITY}{target}");
+    let uri = format!("https://{AUTHORITY}{target}");
     let audience = audience.to_string();
     let headers = [
         (AUDIENCE_HEADER, audience.as_str()),
