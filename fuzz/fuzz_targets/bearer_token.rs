@@ -36,6 +36,8 @@ fn fixture() -> &'static Fixture {
             name: "org-a",
             api_port: 7700,
             p2p_port: 7701,
+            gateway_port: 7702,
+            gateway_hosts: &[],
             force: true,
         })
         .expect("a home in the temp dir");
