@@ -5,8 +5,9 @@ PyJWT and cryptography (a JOSE implementation other than the node's).
     python3 idp.py mint DIR SPEC     prints one JWT per entry of SPEC (JSON:
                                      [{"alg", "kid", "claims"}]); alg "none"
                                      is unsigned, "HS256" uses a shared secret
-    python3 idp.py serve DIR PORT ISSUER CLIENT_ID GROUP
-                                     serves DIR/jwks.json, and OpenID Connect's
+    python3 idp.py serve DIR PORT ISSUER CLIENT_ID GROUP [CERT KEY]
+                                     serves DIR/jwks.json (over TLS with
+                                     CERT and KEY when given), and OpenID Connect's
                                      authorization code flow with PKCE for
                                      CLIENT_ID: /authorize signs "alice" (in
                                      GROUP) in at once, /token trades the code
@@ -17,6 +18,7 @@ PyJWT and cryptography (a JOSE implementation other than the node's).
 import base64
 import hashlib
 import secrets
+import ssl
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,7 +72,7 @@ def mint(directory, spec):
         print(token)
 
 
-def serve(directory, port, issuer, client_id, group):
+def serve(directory, port, issuer, client_id, group, cert=None, key=None):
     codes = {}
     with open(os.path.join(directory, "ec.pem"), "rb") as f:
         signing_key = serialization.load_pem_private_key(f.read(), password=None)
@@ -122,13 +124,18 @@ def serve(directory, port, issuer, client_id, group):
             body = json.dumps({"id_token": token, "token_type": "Bearer", "expires_in": 600}).encode()
             self.answer(200, body, [("Content-Type", "application/json")])
 
-    ThreadingHTTPServer(("127.0.0.1", int(port)), Provider).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", int(port)), Provider)
+    if cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "keys":
         keys(sys.argv[2])
     elif sys.argv[1] == "serve":
-        serve(*sys.argv[2:7])
+        serve(*sys.argv[2:9])
     else:
         mint(sys.argv[2], sys.argv[3])

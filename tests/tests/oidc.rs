@@ -1,7 +1,9 @@
 //! Goal: with `[auth.oidc]`, people sign in with their identity provider's
 //! JWTs: a token signed with EdDSA, ES256 or RS256 by a key of the
 //! provider's JWKS (served over HTTP) names `oidc:<sub>` with the roles its
-//! groups map to; `alg: none`, an algorithm outside the list, an expired,
+//! groups map to (and so with the JWKS over HTTPS, the provider's
+//! certificate checked against `jwks_ca`, and refused from a provider
+//! whose certificate another authority issued); `alg: none`, an algorithm outside the list, an expired,
 //! not-yet-valid, wrong-audience, wrong-issuer, tampered or unknown-key
 //! token is refused (401, saying why); roles are enforced and audited.
 //! Method: a 1-node testnet of the real binary; a stand-in provider in
@@ -16,7 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quorate_testnet::client::ApiClient;
-use quorate_tests::{Testnet, admin, browser_present, eventually, problem_type, run_browser};
+use quorate_tests::{
+    Testnet, admin, browser_present, eventually, home_arg, problem_type, run, run_browser, run_ok,
+};
 
 const ISSUER: &str = "https://idp.test";
 const AUDIENCE: &str = "quorate-org-a";
@@ -49,6 +53,12 @@ impl Drop for JwksServer {
 }
 
 fn serve(dir: &Path) -> (JwksServer, u16) {
+    serve_with(dir, &[])
+}
+
+/// The stand-in provider, with `tls` (its certificate and key files) over
+/// TLS.
+fn serve_with(dir: &Path, tls: &[&Path]) -> (JwksServer, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -59,6 +69,7 @@ fn serve(dir: &Path) -> (JwksServer, u16) {
         .arg("serve")
         .arg(dir)
         .args([&port.to_string(), ISSUER, CONSOLE_CLIENT, "approvers"])
+        .args(tls)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -295,4 +306,92 @@ fn people_sign_in_with_the_providers_jwts_and_nothing_else_passes() {
     } else {
         eprintln!("the console's sign-in through the provider is not tried: no browser here");
     }
+}
+
+#[test]
+fn the_jwks_comes_over_https_from_a_provider_the_node_can_verify() {
+    if !have_pyjwt() {
+        eprintln!("skipped: PyJWT is not installed");
+        return;
+    }
+    let idp = tempfile::tempdir().unwrap();
+    let made = Command::new("python3")
+        .arg(IDP)
+        .arg("keys")
+        .arg(idp.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The provider's certificate, from an authority of its own.
+    let (ca, certs) = (idp.path().join("ca"), idp.path().join("certs"));
+    run_ok(&["tls", "ca", "--dir", &home_arg(&ca)]);
+    run_ok(&[
+        "tls",
+        "cert",
+        "--ca",
+        &home_arg(&ca),
+        "--name",
+        "idp",
+        "--host",
+        "127.0.0.1",
+        "--out",
+        &home_arg(&certs),
+    ]);
+    let (cert, key) = (certs.join("idp.crt"), certs.join("idp.key"));
+    let (_server, port) = serve_with(idp.path(), &[&cert, &key]);
+
+    let (net, _) = Testnet::up(&["--nodes", "1"]);
+    let config = net.home("org-a").join("config.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    let with_ca = |ca: &Path| {
+        format!(
+            "{base}\n[auth.oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
+             jwks_url = \"https://127.0.0.1:{port}/jwks.json\"\njwks_ca = \"{}\"\n\
+             [auth.oidc.roles]\napprovers = [\"approver\"]\n",
+            ca.display()
+        )
+    };
+    // Trusting another authority: the keys are never fetched, and the
+    // log says why.
+    let elsewhere = idp.path().join("elsewhere");
+    run_ok(&["tls", "ca", "--dir", &home_arg(&elsewhere)]);
+    std::fs::write(&config, with_ca(&elsewhere.join("ca.crt"))).unwrap();
+    net.cli(&["testnet", "restart", "org-a"]);
+    let log = net.home("org-a").join("node.log");
+    eventually(
+        Duration::from_secs(20),
+        "the refused certificate logged",
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("invalid peer certificate")),
+    );
+    let root = admin(&net, "org-a");
+    let token = mint(
+        idp.path(),
+        &[(
+            "EdDSA",
+            "ed",
+            claims("alice", &["approvers"], serde_json::json!({})),
+        )],
+    )
+    .remove(0);
+    let alice = ApiClient::new(root.address().to_owned(), token);
+    assert_eq!(alice.get("/v1/principal").unwrap().status, 401);
+
+    // Trusting the provider's authority: its tokens open the API.
+    std::fs::write(&config, with_ca(&ca.join("ca.crt"))).unwrap();
+    net.cli(&["testnet", "restart", "org-a"]);
+    eventually(Duration::from_secs(30), "alice signed in", || {
+        alice.get("/v1/principal").is_ok_and(|r| r.status == 200)
+    });
+    let me = alice.get("/v1/principal").unwrap().json().unwrap();
+    assert_eq!(me["principal"], "oidc:alice");
+
+    // A jwks_ca that is not there stops the node at start, naming it.
+    run_ok(&["testnet", "kill", "org-a", "--dir", net.path_str()]);
+    std::fs::write(&config, with_ca(&idp.path().join("missing.pem"))).unwrap();
+    let out = run(&["node", "run", "--home", &home_arg(&net.home("org-a"))]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("missing.pem"),
+        "{stderr}"
+    );
 }

@@ -97,7 +97,7 @@ fn the_gateway_is_tls_on_its_own_listener_with_optional_client_certificates() {
     let authority = home_arg(&net.dir.path().join("tls"));
     let issued = run_ok(&[
         "tls",
-        "client",
+        "cert",
         "--ca",
         &authority,
         "--name",
@@ -173,7 +173,7 @@ fn tls_commands_refuse_bad_input_in_one_line() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     let no_ca = run(&[
         "tls",
-        "client",
+        "cert",
         "--ca",
         &home_arg(&dir.path().join("nowhere")),
         "--name",
@@ -187,7 +187,7 @@ fn tls_commands_refuse_bad_input_in_one_line() {
         "{stderr}"
     );
     let bad_name = run(&[
-        "tls", "client", "--ca", &ca, "--name", "../up", "--out", "/tmp",
+        "tls", "cert", "--ca", &ca, "--name", "../up", "--out", "/tmp",
     ]);
     assert!(!bad_name.status.success());
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("--name"));

@@ -36,16 +36,21 @@ pub(crate) enum TlsCommand {
         #[arg(long = "host", value_name = "NAME")]
         hosts: Vec<String>,
     },
-    /// Issue a client certificate from the authority in DIR, for gateways
-    /// that require one (`[gateway.tls] client_ca`): writes NAME.crt and
-    /// NAME.key (0600) into --out.
-    Client {
+    /// Issue a certificate from the authority in DIR for something other
+    /// than a node's gateway: a client's, for gateways that require one
+    /// (`[gateway.tls] client_ca`), or with --host a server's (an identity
+    /// provider or upstream on the testnet). Writes NAME.crt and NAME.key
+    /// (0600) into --out.
+    Cert {
         /// The authority's directory.
         #[arg(long, value_name = "DIR")]
         ca: PathBuf,
-        /// The client's name (its certificate's common name).
+        /// The certificate's common name, and its files' name.
         #[arg(long)]
         name: String,
+        /// A server's host name or IP address (makes a server certificate).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
         /// Where to write the certificate and key.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -83,7 +88,12 @@ pub(crate) fn run(command: TlsCommand) -> anyhow::Result<()> {
                 println!("the node is running: restart it to serve the new certificate");
             }
         }
-        TlsCommand::Client { ca, name, out } => {
+        TlsCommand::Cert {
+            ca,
+            name,
+            hosts,
+            out,
+        } => {
             let plain = !name.is_empty()
                 && name.len() <= 64
                 && !name.starts_with('.')
@@ -95,7 +105,11 @@ pub(crate) fn run(command: TlsCommand) -> anyhow::Result<()> {
                 "--name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.' (it names the files)"
             );
             let authority = Authority::load(&ca)?;
-            let issued = authority.issue_client(&name)?;
+            let issued = if hosts.is_empty() {
+                authority.issue_client(&name)?
+            } else {
+                authority.issue_server(&name, &hosts)?
+            };
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             let cert = out.join(format!("{name}.crt"));

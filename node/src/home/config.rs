@@ -490,7 +490,11 @@ mod tests {
             oidc.roles["quorate-approvers"],
             [quorate_api::auth::Role::Approver]
         );
-        let verifier = crate::oidc::OidcVerifier::new(&oidc, Path::new("/")).unwrap();
+        // Its jwks_ca, relative to the home, holds an authority.
+        let home = tempfile::tempdir().unwrap();
+        let ca = crate::home::tls::Authority::generate("idp").unwrap();
+        std::fs::write(home.path().join("idp-ca.crt"), ca.cert_pem()).unwrap();
+        let verifier = crate::oidc::OidcVerifier::new(&oidc, home.path()).unwrap();
         let client = verifier.console_sign_in().unwrap();
         assert_eq!(client.token_origin, "https://idp.org-a.example");
         // And the template carries the same example.

@@ -64,6 +64,12 @@ pub enum TlsError {
         /// The cause.
         source: io::Error,
     },
+    /// A file that should be there is not.
+    #[error("{} does not exist", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
     /// A private key file is readable by others, too large or unreadable.
     #[error(transparent)]
     Key(#[from] quorate_did::keyfile::LoadError),
@@ -320,9 +326,8 @@ pub fn install_self_issued(home: &Path, name: &str, extra: &[String]) -> Result<
 fn read_pem_text(path: &Path) -> Result<String, TlsError> {
     let bytes = durable::read_bounded(path, PEM_BYTES_MAX)
         .map_err(io_error(path))?
-        .ok_or_else(|| TlsError::Io {
+        .ok_or_else(|| TlsError::Missing {
             path: path.to_owned(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
         })?;
     String::from_utf8(bytes).map_err(|_| TlsError::Pem {
         path: path.to_owned(),
@@ -488,7 +493,10 @@ mod tests {
             "{err}"
         );
         let missing = load_certificates(&dir.path().join("nope.crt")).unwrap_err();
-        assert!(missing.to_string().contains("nope.crt"), "{missing}");
+        assert!(
+            matches!(missing, TlsError::Missing { .. }) && missing.to_string().contains("nope.crt"),
+            "{missing}"
+        );
         let authority = Authority::generate("t").unwrap();
         for bad in ["", "a..b", "has space", "under_score"] {
             assert!(

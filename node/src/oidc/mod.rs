@@ -8,8 +8,10 @@
 //! and `nbf` hold within the leeway, `sub` is present. The principal is
 //! `oidc:<sub>`, with the roles its `roles_claim` values map to.
 //!
-//! The JWKS comes from a file or an `http://` URL, read at start and again
-//! every `jwks_refresh`, and soon (at most once per
+//! The JWKS comes from a file or an `https://` URL (its certificate
+//! checked against `jwks_ca`, or the system's authorities; `http://` on
+//! this machine only), read at start and again every `jwks_refresh`, and
+//! soon (at most once per
 //! [`JWKS_REFETCH_MIN`]) after a token names a key it does not hold, so a
 //! provider's key rotation is picked up. A failed read keeps the keys held.
 //! Verification reads memory only.
@@ -66,9 +68,15 @@ pub struct OidcSection {
     /// The provider's JWKS as a file (relative to the node home)...
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// ... or as an `http://` URL on this machine (a loopback host).
+    /// ... or as an `https://` URL (or an `http://` one on this machine,
+    /// a loopback host).
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// The authorities (a PEM file, relative to the node home) an
+    /// `https://` `jwks_url`'s certificate must chain to. Absent: the
+    /// system's trusted authorities.
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
     /// The algorithms accepted, from EdDSA, ES256 and RS256.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
@@ -121,11 +129,16 @@ pub enum OidcConfigError {
     /// Neither or both of `jwks_file` and `jwks_url`.
     #[error("[auth.oidc] needs exactly one of jwks_file and jwks_url")]
     JwksSource,
-    /// A URL that is not `http://host[:port]/path`.
+    /// A URL that is neither `https://host[:port]/path` nor `http://` on
+    /// this machine.
     #[error(
-        "[auth.oidc] jwks_url {0:?} is not an http:// URL of this machine (127.0.0.1, [::1] or localhost): keys fetched in clear from elsewhere could be swapped on the way, and https needs the node's TLS client, not built yet; fetch them through a local proxy, or use jwks_file"
+        "[auth.oidc] jwks_url {0:?} is neither an https:// URL nor an http:// URL of this machine (127.0.0.1, [::1] or localhost): keys fetched in clear from elsewhere could be swapped on the way"
     )]
     Url(String),
+    /// The authorities for an `https://` JWKS cannot be read, or there are
+    /// none.
+    #[error("[auth.oidc] the authorities for jwks_url: {0}")]
+    JwksAuthorities(String),
     /// An algorithm outside the three.
     #[error("[auth.oidc] algorithm {0:?} is not accepted (use EdDSA, ES256 or RS256)")]
     Algorithm(String),
@@ -161,10 +174,72 @@ pub enum OidcConfigError {
 }
 
 /// Where the JWKS comes from.
-#[derive(Debug)]
 enum JwksSource {
     File(PathBuf),
-    Url(axum::http::Uri),
+    Url(axum::http::Uri, Box<JwksClient>),
+}
+
+/// A client for the JWKS URL, over TLS when it is `https://`, verifying
+/// the provider's certificate against the configured authorities.
+type JwksClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<axum::body::Bytes>,
+>;
+
+impl std::fmt::Debug for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Url(uri, _) => f.debug_tuple("Url").field(uri).finish(),
+        }
+    }
+}
+
+/// The client for `jwks_url`: its certificate checked against the
+/// authorities in `ca` (a PEM file), or the system's when there is none.
+fn jwks_client(ca: Option<&Path>) -> Result<JwksClient, OidcConfigError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let fail = |reason: String| OidcConfigError::JwksAuthorities(reason);
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let pem = read_bounded(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            // Unreadable entries of the system store are skipped, as
+            // every TLS client does; an empty store is an error below.
+            let found = rustls_native_certs::load_native_certs();
+            let _ = roots.add_parsable_certificates(found.certs);
+        }
+    }
+    if roots.is_empty() {
+        return Err(fail(match ca {
+            Some(path) => format!("{} holds no certificate", path.display()),
+            None => "the system trusts none (install ca-certificates, or set jwks_ca)".into(),
+        }));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector),
+    )
 }
 
 /// A key of the JWKS, with the one algorithm it verifies.
@@ -261,10 +336,14 @@ impl OidcVerifier {
                             .parse::<std::net::IpAddr>()
                             .is_ok_and(|ip| ip.is_loopback())
                 });
-                if uri.scheme_str() != Some("http") || !loopback {
+                let https = uri.scheme_str() == Some("https")
+                    && uri.host().is_some()
+                    && !uri.authority().is_some_and(|a| a.as_str().contains('@'));
+                if !(https || uri.scheme_str() == Some("http") && loopback) {
                     return Err(OidcConfigError::Url(url.clone()));
                 }
-                JwksSource::Url(uri)
+                let ca = section.jwks_ca.as_ref().map(|file| home.join(file));
+                JwksSource::Url(uri, Box::new(jwks_client(ca.as_deref())?))
             }
             _ => return Err(OidcConfigError::JwksSource),
         };
@@ -462,7 +541,7 @@ impl OidcVerifier {
     /// Reads the JWKS again every `jwks_refresh`, and soon after a token
     /// names a key we do not hold; runs until the node stops.
     pub async fn refresh_loop(self: Arc<Self>) {
-        let mut first = matches!(self.source, JwksSource::Url(_));
+        let mut first = matches!(self.source, JwksSource::Url(..));
         loop {
             if !first {
                 tokio::select! {
@@ -502,9 +581,11 @@ impl OidcVerifier {
                     .await
                     .map_err(|e| e.to_string())?
             }
-            JwksSource::Url(uri) => tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch(uri))
-                .await
-                .map_err(|_| format!("no answer within {JWKS_FETCH_TIMEOUT:?}"))?,
+            JwksSource::Url(uri, client) => {
+                tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch(client, uri))
+                    .await
+                    .map_err(|_| format!("no answer within {JWKS_FETCH_TIMEOUT:?}"))?
+            }
         }
     }
 }
@@ -579,11 +660,19 @@ fn console_client(
 }
 
 /// GET `uri`, at most [`JWKS_BYTES_MAX`] of body.
-async fn fetch(uri: &axum::http::Uri) -> Result<Vec<u8>, String> {
+async fn fetch(client: &JwksClient, uri: &axum::http::Uri) -> Result<Vec<u8>, String> {
     use http_body_util::BodyExt as _;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<axum::body::Bytes>>();
-    let response = client.get(uri.clone()).await.map_err(|e| e.to_string())?;
+    // The transport's error chain says why (for TLS, which certificate
+    // check failed), not only that the request failed.
+    let response = client.get(uri.clone()).await.map_err(|e| {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(inner) = cause {
+            text.push_str(&format!(": {inner}"));
+            cause = inner.source();
+        }
+        text
+    })?;
     if !response.status().is_success() {
         return Err(format!("status {}", response.status()));
     }

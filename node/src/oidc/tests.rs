@@ -33,6 +33,7 @@ fn section(dir: &Path, keys: &[serde_json::Value]) -> OidcSection {
         audience: AUDIENCE.into(),
         jwks_file: Some(path),
         jwks_url: None,
+        jwks_ca: None,
         algorithms: default_algorithms(),
         roles_claim: "groups".into(),
         roles: BTreeMap::from([
@@ -218,10 +219,26 @@ fn bad_sections_are_refused_with_what_to_fix() {
     let mut s = good.clone();
     s.jwks_url = Some("http://127.0.0.1:1/jwks".into());
     cases.push((s, "exactly one"));
+    for bad in [
+        "ftp://idp.example.org/jwks",
+        "https://user@idp.example.org/jwks",
+    ] {
+        let mut s = good.clone();
+        s.jwks_file = None;
+        s.jwks_url = Some(bad.into());
+        cases.push((s, "is neither an https:// URL"));
+    }
     let mut s = good.clone();
     s.jwks_file = None;
     s.jwks_url = Some("https://idp.example.org/jwks".into());
-    cases.push((s, "http:// URL"));
+    s.jwks_ca = Some(dir.path().join("no-ca.pem"));
+    cases.push((s, "no-ca.pem"));
+    let mut s = good.clone();
+    s.jwks_file = None;
+    s.jwks_url = Some("https://idp.example.org/jwks".into());
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    s.jwks_ca = Some(dir.path().join("empty.pem"));
+    cases.push((s, "holds no certificate"));
     let mut s = good.clone();
     s.client_id = Some("console".into());
     cases.push((s.clone(), "set all three"));
