@@ -122,6 +122,7 @@ pub fn status(code: Code) -> StatusCode {
         | Code::TooManyDownloads
         | Code::UpstreamUnavailable
         | Code::ReplayJournalUnavailable
+        | Code::AuditUnavailable
         | Code::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         Code::UpstreamFailed | Code::UpstreamTooLarge | Code::PeerRefused => {
             StatusCode::BAD_GATEWAY

@@ -282,6 +282,16 @@ pub const TYPES: &[ProblemType] = &[
         "the nonce journal cannot be written",
     ),
     t(
+        "audit-broken",
+        503,
+        "the audit log's last records did not verify at start",
+    ),
+    t(
+        "audit-unavailable",
+        503,
+        "the audit log cannot be written, so the gateway serves nobody",
+    ),
+    t(
         "upstream-unavailable",
         503,
         "the upstream is marked down for a while",

@@ -88,6 +88,8 @@ codes! {
     Replayed = "replayed",
     /// The nonce journal cannot be written.
     ReplayJournalUnavailable = "replay-journal-unavailable",
+    /// The audit log cannot be written: the gateway serves nobody.
+    AuditUnavailable = "audit-unavailable",
     /// Too busy to track replays.
     Overloaded = "overloaded",
     /// Unauthenticated refusals counted, not audited one by one.
@@ -214,6 +216,12 @@ pub enum Refusal {
     /// through after a restart.
     #[error("this gateway cannot record the request's nonce; retry shortly")]
     JournalUnavailable,
+    /// The audit log cannot be written: serving would leave decisions
+    /// unrecorded, so the gateway serves nobody until it can.
+    #[error(
+        "this gateway cannot write its audit log, so it serves nobody until it can; retry later"
+    )]
+    AuditUnavailable,
     /// Unauthenticated refusals from one source, counted rather than
     /// audited one by one (a summary record, never an answer).
     #[error("{count} unauthenticated refusals from {from} were not audited one by one")]
@@ -290,6 +298,7 @@ impl Refusal {
             Refusal::Replay(Replayed::CallerFull) => Code::RateLimited,
             Refusal::Replay(_) => Code::Overloaded,
             Refusal::JournalUnavailable => Code::ReplayJournalUnavailable,
+            Refusal::AuditUnavailable => Code::AuditUnavailable,
             Refusal::Suppressed { .. } => Code::RefusalsSuppressed,
             Refusal::InvalidAccessRequest(_) => Code::InvalidAccessRequest,
             Refusal::UnknownAccessRequest => Code::UnknownAccessRequest,
@@ -312,6 +321,7 @@ impl Refusal {
                 retry_after_secs, ..
             } => *retry_after_secs,
             Refusal::TooManyAccessRequests(_) => Some(60),
+            Refusal::AuditUnavailable => Some(5),
             Refusal::StaleLedger
             | Refusal::TooManyDownloads
             | Refusal::JournalUnavailable

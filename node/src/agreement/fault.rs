@@ -10,7 +10,10 @@
 //!   member's data, and one carrying endorsements forged in other members'
 //!   names;
 //! - `clock-offset-ms:N` (N may be negative): this node's wall clock, as
-//!   [`crate::agreement::driver::now`] reads it, is N ms off.
+//!   [`crate::agreement::driver::now`] reads it, is N ms off;
+//! - `audit-write-fails:PATH`: while the file PATH exists, every write of
+//!   the audit log fails as on a full disk (so a test can fill and empty
+//!   the "disk" from outside).
 //!
 //! Honest nodes must detect the equivocation, never commit two blocks at
 //! one height, and never accept a forged grant (`tests/tests/byzantine.rs`);
@@ -64,6 +67,23 @@ fn parse_clock_offset(spec: &str) -> i64 {
 pub fn clock_offset_ms() -> i64 {
     static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *OFFSET.get_or_init(|| parse_clock_offset(&std::env::var("QUORATE_FAULT").unwrap_or_default()))
+}
+
+/// The flag file of `audit-write-fails:PATH`, read once per process.
+pub fn audit_write_fails() -> Option<&'static std::path::Path> {
+    static FLAG: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let spec = std::env::var("QUORATE_FAULT").unwrap_or_default();
+        let flag = spec
+            .split(',')
+            .find_map(|f| f.trim().strip_prefix("audit-write-fails:"))
+            .map(std::path::PathBuf::from);
+        if let Some(flag) = &flag {
+            tracing::warn!(flag = %flag.display(), "FAULT INJECTION ON: audit writes fail while the flag file exists");
+        }
+        flag
+    })
+    .as_deref()
 }
 
 /// A vote for another value at the same height, round and step.

@@ -11,6 +11,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -127,6 +129,82 @@ pub struct Verified {
     pub head: String,
 }
 
+/// `line` parsed, if it is record `seq`, linked to `prev` and its hash is
+/// its own; else what is wrong.
+fn check_record(line: &[u8], seq: u64, prev: &str) -> Result<Record, String> {
+    let record: Record = serde_json::from_slice(line).map_err(|e| format!("not a record: {e}"))?;
+    if record.seq != seq {
+        return Err(format!("seq {} where {seq} was expected", record.seq));
+    }
+    if record.prev != prev {
+        return Err("prev does not match the previous record's hash".into());
+    }
+    let expected = record_hash(record.seq, record.time_ms, &record.decision, &record.prev);
+    if record.hash != expected {
+        return Err("hash does not match the record".into());
+    }
+    Ok(record)
+}
+
+/// How much of the log's end the node checks at start.
+pub const TAIL_CHECK_BYTES: u64 = 256 * 1024;
+
+/// Checks the records in the last [`TAIL_CHECK_BYTES`] of the log (every
+/// one, if the log is shorter): each record's hash, and the links and
+/// sequence between them. A bounded cost at every start, whatever the
+/// log's length; `quorate audit verify` checks the whole log. Returns how
+/// many records it checked.
+pub fn verify_tail(path: &Path) -> Result<u64, AuditError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(TAIL_CHECK_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.take(TAIL_CHECK_BYTES).read_to_end(&mut tail)?;
+    // From inside the log, the first line read is a part of one: skip it.
+    let lines = if start == 0 {
+        &tail[..]
+    } else {
+        match tail.iter().position(|b| *b == b'\n') {
+            Some(first) => &tail[first + 1..],
+            None => &[][..],
+        }
+    };
+    let mut previous: Option<Record> = None;
+    let mut checked = 0u64;
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let broken = |reason: String| AuditError::Broken {
+            line: previous
+                .as_ref()
+                .map_or(if start == 0 { 1 } else { 0 }, |r| r.seq + 1),
+            reason,
+        };
+        let record = match &previous {
+            Some(before) => check_record(line, before.seq + 1, &before.hash).map_err(broken)?,
+            None if start == 0 => check_record(line, 1, ZERO_HASH).map_err(broken)?,
+            // The first record read links to one not read: check only
+            // its own hash.
+            None => {
+                let record: Record = serde_json::from_slice(line)
+                    .map_err(|e| broken(format!("not a record: {e}")))?;
+                check_record(line, record.seq, &record.prev).map_err(|reason| {
+                    AuditError::Broken {
+                        line: record.seq,
+                        reason,
+                    }
+                })?
+            }
+        };
+        checked += 1;
+        previous = Some(record);
+    }
+    Ok(checked)
+}
+
 /// Checks every line's hash and link, from the first.
 pub fn verify(path: &Path) -> Result<Verified, AuditError> {
     let file = File::open(path)?;
@@ -150,23 +228,7 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
         if line.last() != Some(&b'\n') {
             return Err(broken("unterminated or over-long line".into()));
         }
-        let record: Record = serde_json::from_slice(&line[..line.len() - 1])
-            .map_err(|e| broken(format!("not a record: {e}")))?;
-        if record.seq != line_no {
-            return Err(broken(format!(
-                "seq {} where {line_no} was expected",
-                record.seq
-            )));
-        }
-        if record.prev != prev {
-            return Err(broken(
-                "prev does not match the previous record's hash".into(),
-            ));
-        }
-        let expected = record_hash(record.seq, record.time_ms, &record.decision, &record.prev);
-        if record.hash != expected {
-            return Err(broken("hash does not match the record".into()));
-        }
+        let record = check_record(&line[..line.len() - 1], line_no, &prev).map_err(broken)?;
         prev = record.hash;
     }
     Ok(Verified {
@@ -232,17 +294,87 @@ pub fn query(path: &Path, query: &Query) -> Result<Vec<Record>, AuditError> {
 pub struct Auditor {
     queue: mpsc::Sender<(u64, Decision)>,
     path: PathBuf,
+    health: Arc<Health>,
 }
+
+/// What the writer and the start-up check found, for the gateway (which
+/// serves nobody while records cannot be written) and `/readyz`.
+#[derive(Debug, Default)]
+struct Health {
+    /// Set while the last write failed; cleared once a retry succeeds.
+    failing: AtomicBool,
+    /// Why it failed.
+    failure: Mutex<Option<String>>,
+    /// Where the chain's end was found broken at start.
+    broken: Mutex<Option<String>>,
+    /// Decisions that could not be queued while the log failed.
+    lost: AtomicU64,
+    /// Writes that failed.
+    write_failures: AtomicU64,
+}
+
+/// How long the writer waits before it tries a failed write again.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Auditor {
     /// Opens (creating) the log at `path`, repairs a torn last line, and
     /// starts the writer task.
+    ///
+    /// It checks the end of the chain first ([`verify_tail`]): a break
+    /// (a record edited, removed or reordered) is logged as an error,
+    /// counted in `/metrics` and reported by `/readyz` until the log is
+    /// archived and the node restarted, and the node goes on appending.
     pub fn start(path: PathBuf) -> Result<(Self, tokio::task::JoinHandle<()>), AuditError> {
         let (seq, prev) = recover(&path)?;
+        let health = Arc::new(Health::default());
+        match verify_tail(&path) {
+            Ok(checked) => {
+                tracing::debug!(target: "audit", checked, "the audit log's last records verify");
+            }
+            Err(e) => {
+                let report = format!(
+                    "the audit log {} is broken ({e}): records were changed, removed or reordered; check it with `quorate audit verify`, archive it and restart",
+                    path.display()
+                );
+                tracing::error!(target: "audit", "{report}");
+                *lock(&health.broken) = Some(report);
+            }
+        }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let (queue, records) = mpsc::channel(AUDIT_QUEUE_MAX);
-        let task = tokio::task::spawn_blocking(move || write_loop(file, records, seq, prev));
-        Ok((Self { queue, path }, task))
+        let writer = health.clone();
+        let task =
+            tokio::task::spawn_blocking(move || write_loop(file, records, seq, prev, &writer));
+        Ok((
+            Self {
+                queue,
+                path,
+                health,
+            },
+            task,
+        ))
+    }
+
+    /// Why records cannot be written now, if they cannot: the gateway then
+    /// serves nobody.
+    pub fn failure(&self) -> Option<String> {
+        if !self.health.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(lock(&self.health.failure).clone().unwrap_or_default())
+    }
+
+    /// Where the chain was found broken at start, if it was.
+    pub fn broken(&self) -> Option<String> {
+        lock(&self.health.broken).clone()
+    }
+
+    /// Writes that failed, and decisions lost while they did, since start.
+    pub fn failure_counts(&self) -> (u64, u64) {
+        (
+            self.health.write_failures.load(Ordering::Relaxed),
+            self.health.lost.load(Ordering::Relaxed),
+        )
     }
 
     /// Records a decision (waits if the writer is behind). Fields longer
@@ -260,6 +392,16 @@ impl Auditor {
             bytes: decision.bytes,
             purpose: decision.purpose.map(bounded),
         };
+        // While writes fail the gateway serves nobody, but decisions made
+        // just before still arrive: they wait in the queue for the retry,
+        // and past its bound are counted rather than left to block
+        // requests.
+        if self.health.failing.load(Ordering::Acquire) {
+            if self.queue.try_send((now, decision)).is_err() {
+                self.health.lost.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
         if self.queue.send((now, decision)).await.is_err() {
             tracing::error!(target: "audit", "the audit writer has stopped; a decision was not recorded");
         }
@@ -342,24 +484,48 @@ fn recover(path: &Path) -> Result<(u64, String), AuditError> {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes `batch` at the end of `file` and syncs it; on failure cuts what
+/// a partial write left, so the file ends at its last whole record.
+fn append(file: &mut File, batch: &[u8]) -> std::io::Result<()> {
+    injected_failure()?;
+    let end = file.metadata()?.len();
+    let written = file.write_all(batch).and_then(|()| file.sync_data());
+    if written.is_err() {
+        // Best effort: if this fails too, the torn line is cut at the
+        // next start (`recover`).
+        let _ = file.set_len(end).and_then(|()| file.sync_data());
+    }
+    written
+}
+
 fn write_loop(
     mut file: File,
     mut records: mpsc::Receiver<(u64, Decision)>,
     mut seq: u64,
     mut prev: String,
+    health: &Health,
 ) {
     let mut batch = Vec::new();
     while let Some(first) = records.blocking_recv() {
         batch.clear();
+        // The chain advances only over records that reached the disk: the
+        // batch is built from copies, and kept until it is written.
+        let (mut next_seq, mut next_prev) = (seq, prev.clone());
         let mut next = Some(first);
         while let Some((time_ms, decision)) = next {
-            seq += 1;
-            let hash = record_hash(seq, time_ms, &decision, &prev);
+            next_seq += 1;
+            let hash = record_hash(next_seq, time_ms, &decision, &next_prev);
             let record = Record {
-                seq,
+                seq: next_seq,
                 time_ms,
                 decision,
-                prev: std::mem::replace(&mut prev, hash.clone()),
+                prev: std::mem::replace(&mut next_prev, hash.clone()),
                 hash,
             };
             let start = batch.len();
@@ -375,10 +541,41 @@ fn write_loop(
                 None
             };
         }
-        if let Err(e) = file.write_all(&batch).and_then(|()| file.sync_data()) {
-            tracing::error!(target: "audit", error = %e, "cannot write the audit log");
+        // Until the batch is on disk nothing else is written, and the
+        // gateway serves nobody (`Auditor::failure`).
+        while let Err(e) = append(&mut file, &batch) {
+            health.write_failures.fetch_add(1, Ordering::Relaxed);
+            if !health.failing.swap(true, Ordering::AcqRel) {
+                tracing::error!(target: "audit", error = %e, "cannot write the audit log: the gateway serves nobody until it can");
+            }
+            *lock(&health.failure) = Some(e.to_string());
+            if records.is_closed() && records.is_empty() {
+                // The node is stopping: nothing will serve meanwhile.
+                return;
+            }
+            std::thread::sleep(RETRY_PAUSE);
         }
+        if health.failing.swap(false, Ordering::AcqRel) {
+            tracing::warn!(target: "audit", "the audit log is written again: the gateway serves");
+        }
+        (seq, prev) = (next_seq, next_prev);
     }
+}
+
+/// The failure the test-only fault `audit-write-fails:PATH` injects while
+/// the file PATH exists (as a full disk would), before anything is
+/// written.
+fn injected_failure() -> std::io::Result<()> {
+    #[cfg(feature = "fault-injection")]
+    if let Some(flag) = crate::agreement::fault::audit_write_fails()
+        && flag.exists()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "no space left on device (injected)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -521,5 +718,87 @@ mod tests {
         assert!(verify(&path).is_err());
         write(&path, 2).await;
         assert_eq!(verify(&path).unwrap().records, 5);
+    }
+
+    #[tokio::test]
+    async fn the_tail_is_checked_at_start_and_a_break_is_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write(&path, 6).await;
+        assert_eq!(verify_tail(&path).unwrap(), 6);
+        let (auditor, task) = Auditor::start(path.clone()).unwrap();
+        assert!(auditor.broken().is_none());
+        drop(auditor);
+        task.await.unwrap();
+        // An edited record near the end: reported, and the log goes on.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"bytes\":4", "\"bytes\":40", 1)).unwrap();
+        assert!(matches!(
+            verify_tail(&path),
+            Err(AuditError::Broken { line: 5, .. })
+        ));
+        let (auditor, task) = Auditor::start(path.clone()).unwrap();
+        let report = auditor.broken().expect("the break is reported");
+        assert!(report.contains("line 5"), "{report}");
+        auditor.record(decision(7)).await;
+        drop(auditor);
+        task.await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 7);
+    }
+
+    #[tokio::test]
+    async fn the_tail_check_reads_a_bounded_end_of_a_long_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        // Well over TAIL_CHECK_BYTES of records (each ~250 bytes).
+        write(&path, 2_000).await;
+        assert!(std::fs::metadata(&path).unwrap().len() > TAIL_CHECK_BYTES);
+        let checked = verify_tail(&path).unwrap();
+        assert!(checked > 100 && checked < 2_000, "{checked}");
+        // An edit at the very start is beyond it (`verify` finds it).
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"bytes\":0", "\"bytes\":9", 1)).unwrap();
+        assert!(verify_tail(&path).is_ok());
+        assert!(matches!(
+            verify(&path),
+            Err(AuditError::Broken { line: 1, .. })
+        ));
+        // A reordering near the end is not.
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(1_990, 1_991);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        assert!(verify_tail(&path).is_err());
+    }
+
+    /// A full disk, for real: `/dev/full` fails every write with ENOSPC.
+    #[test]
+    fn a_write_that_fails_does_not_advance_the_chain_and_is_reported() {
+        if !Path::new("/dev/full").exists() {
+            return;
+        }
+        let full = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let (queue, records) = mpsc::channel(4);
+        let health = Arc::new(Health::default());
+        let writer = health.clone();
+        let task = std::thread::spawn(move || {
+            write_loop(full, records, 41, "ab".repeat(32), &writer);
+        });
+        queue.blocking_send((1, decision(1))).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !health.failing.load(Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "no failure reported");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let auditor = Auditor {
+            queue: queue.clone(),
+            path: PathBuf::from("/dev/full"),
+            health: health.clone(),
+        };
+        let failure = auditor.failure().expect("reported");
+        assert!(failure.to_lowercase().contains("space"), "{failure}");
+        assert!(auditor.failure_counts().0 >= 1);
+        // Nothing more is written meanwhile; the writer stops with the node.
+        drop((queue, auditor));
+        task.join().unwrap();
     }
 }

@@ -22,8 +22,13 @@ pub(super) struct Allowed {
 }
 
 impl Gateway {
-    /// Fresh enough to decide: refuses with `stale-ledger` otherwise.
+    /// Able to decide and record: refuses with `audit-unavailable` while
+    /// the audit log cannot be written, and with `stale-ledger` when the
+    /// ledger is not fresh.
     pub fn ready(&self) -> Result<(), Refusal> {
+        if self.inner.parts.auditor.failure().is_some() {
+            return Err(Refusal::AuditUnavailable);
+        }
         let age = self
             .inner
             .parts

@@ -789,6 +789,32 @@ impl Node for LocalNode {
             "counter",
             self.net.dropped_events().to_string(),
         );
+        let auditor = self.gateway.auditor();
+        let (write_failures, lost) = auditor.failure_counts();
+        metric(
+            "quorate_audit_writable",
+            "1 while the audit log is written; 0 while writes fail (the gateway serves nobody).",
+            "gauge",
+            u8::from(auditor.failure().is_none()).to_string(),
+        );
+        metric(
+            "quorate_audit_write_failures_total",
+            "Writes of the audit log that failed (each retried until it succeeds).",
+            "counter",
+            write_failures.to_string(),
+        );
+        metric(
+            "quorate_audit_records_lost_total",
+            "Decisions not recorded because the audit log failed for long enough to fill its queue.",
+            "counter",
+            lost.to_string(),
+        );
+        metric(
+            "quorate_audit_chain_broken",
+            "1 if the audit log's last records did not verify at start.",
+            "gauge",
+            u8::from(auditor.broken().is_some()).to_string(),
+        );
         metric(
             "quorate_members",
             "Members in the epoch.",
@@ -857,7 +883,18 @@ impl Node for LocalNode {
     }
 
     async fn ready(&self) -> Result<(), Problem> {
-        self.gateway.ready().map_err(Problem::from)
+        self.gateway.ready().map_err(Problem::from)?;
+        // A chain found broken at start does not stop serving (new records
+        // chain on as before), but the node does not call itself ready
+        // until an operator has looked.
+        if self.gateway.auditor().broken().is_some() {
+            return Err(Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "audit-broken",
+                "the audit log's last records did not verify at start; the node's log says where",
+            ));
+        }
+        Ok(())
     }
 
     async fn ledger(&self) -> Result<LedgerSummary, Problem> {

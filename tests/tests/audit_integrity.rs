@@ -1,0 +1,141 @@
+//! Goal: the audit log can be trusted. While its writes fail (a full
+//! disk), the gateway serves nobody, on either transport, and `/readyz`
+//! and `/metrics` say why; once writes succeed again it serves, and the
+//! chain has no gap (the record that failed is written on the retry). A
+//! log whose last records were tampered with is reported at start (log,
+//! metric, `/readyz`), and the node goes on appending.
+//! Method: a 2-node testnet; org-a restarted with the test-only fault
+//! `audit-write-fails:FLAG` (writes fail while FLAG exists; the quorate
+//! binary needs the fault-injection feature), then stopped, its log
+//! edited, and started again.
+
+use std::time::Duration;
+
+use quorate_tests::{
+    Testnet, admin, eventually, gateway, home_arg, key, problem_type, put_object, quorate_bin, run,
+    signed_get,
+};
+
+#[test]
+fn a_gateway_that_cannot_audit_serves_nobody_and_a_tampered_log_is_reported() {
+    let (net, _) = Testnet::up(&["--nodes", "2"]);
+    let flag = net.dir.path().join("disk-full");
+    let restarted = std::process::Command::new(quorate_bin())
+        .args(["testnet", "restart", "org-a", "--dir", net.path_str()])
+        .env(
+            "QUORATE_FAULT",
+            format!("audit-write-fails:{}", flag.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let (a, b) = (admin(&net, "org-a"), admin(&net, "org-b"));
+    eventually(Duration::from_secs(20), "org-a ready", || {
+        a.get("/readyz").is_ok_and(|r| r.status == 200)
+    });
+    put_object(&a, "reports/q3.csv", "text/csv", b"quarter,total\nQ3,9\n");
+    net.grant("org-a", "org-b", "reports/*", &["org-a", "org-b"]);
+    // Every read org-b is served, counted: each must be in the log.
+    let served = std::cell::Cell::new(0usize);
+    let read = || {
+        let response = b.get("/v1/peers/org-a/objects/reports/q3.csv").unwrap();
+        if response.status == 200 {
+            served.set(served.get() + 1);
+        }
+        response
+    };
+    eventually(Duration::from_secs(20), "org-b served", || {
+        read().status == 200
+    });
+
+    // The disk fills: the next record cannot be written, and from then
+    // on the gateway serves nobody.
+    std::fs::write(&flag, b"").unwrap();
+    eventually(Duration::from_secs(10), "org-a refuses to serve", || {
+        let r = read();
+        r.status == 503 && problem_type(&r) == "audit-unavailable"
+    });
+    let gw = gateway(&net, "org-a");
+    let key_b = key(&net, "org-b");
+    let (signed, _) = signed_get(&gw, "/gateway/objects/reports/q3.csv", &key_b, "full-1");
+    assert_eq!(
+        (signed.status, problem_type(&signed).as_str()),
+        (503, "audit-unavailable")
+    );
+    assert!(!signed.text().contains("Q3,9"));
+    let ready = a.get("/readyz").unwrap();
+    assert_eq!(
+        (ready.status, problem_type(&ready).as_str()),
+        (503, "audit-unavailable")
+    );
+    let metrics = a.get("/metrics").unwrap().text();
+    assert!(metrics.contains("quorate_audit_writable 0"), "{metrics}");
+
+    // Space again: the retry writes what waited, and serving resumes.
+    std::fs::remove_file(&flag).unwrap();
+    eventually(Duration::from_secs(10), "org-a serves again", || {
+        read().status == 200
+    });
+    assert_eq!(a.get("/readyz").unwrap().status, 200);
+    let metrics = a.get("/metrics").unwrap().text();
+    assert!(metrics.contains("quorate_audit_writable 1"), "{metrics}");
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("quorate_audit_write_failures_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap();
+    assert!(failures >= 1, "{metrics}");
+
+    // The chain has no gap: every record verifies, and every read served
+    // is among them, the one decided as the disk filled too.
+    net.cli(&["testnet", "kill", "org-a"]);
+    let log = net.home("org-a").join("data/audit.log");
+    let verified = run(&["audit", "verify", &home_arg(&log)]);
+    assert!(verified.status.success(), "{verified:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let allows = text
+        .lines()
+        .filter(|l| {
+            l.contains("\"action\":\"read\",\"resource\":\"reports/q3.csv\",\"decision\":\"allow\"")
+        })
+        .count();
+    assert_eq!(allows, served.get(), "allowed reads recorded:\n{text}");
+
+    // Tampered with while stopped: the last record's bytes changed.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    let bytes_field = lines[last]
+        .split(",\"bytes\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .unwrap()
+        .to_owned();
+    lines[last] = lines[last].replacen(
+        &format!("\"bytes\":{bytes_field}"),
+        &format!("\"bytes\":{}", bytes_field.parse::<u64>().unwrap() + 1),
+        1,
+    );
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    net.cli(&["testnet", "restart", "org-a"]);
+    eventually(Duration::from_secs(20), "org-a reports the break", || {
+        a.get("/readyz")
+            .is_ok_and(|r| r.status == 503 && problem_type(&r) == "audit-broken")
+    });
+    let metrics = a.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("quorate_audit_chain_broken 1"),
+        "{metrics}"
+    );
+    let node_log = std::fs::read_to_string(net.home("org-a").join("node.log")).unwrap();
+    assert!(node_log.contains("is broken"), "the node's log names it");
+    // It still serves, and records.
+    eventually(
+        Duration::from_secs(20),
+        "org-b served after the break",
+        || read().status == 200,
+    );
+}
