@@ -238,6 +238,277 @@ impl ApiClient {
     }
 }
 
+/// A response whose body is read as it arrives: for objects of any size.
+pub struct Streamed {
+    /// Status code.
+    pub status: u16,
+    /// Every header field, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Length`, if the server sent one.
+    pub length: Option<u64>,
+    body: Body,
+}
+
+/// A streamed body: a declared length, or chunked.
+enum Body {
+    /// The body, and whether its length was declared (else it ends with
+    /// the connection).
+    Length(std::io::Take<BufReader<Box<dyn Connection>>>, bool),
+    Chunked(BufReader<Box<dyn Connection>>, Option<u64>),
+}
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed")
+            .field("status", &self.status)
+            .field("length", &self.length)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Streamed {
+    /// A header's value (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The rest of the body, at most [`RESPONSE_BYTES_MAX`], as a whole
+    /// response: for a refusal's problem.
+    pub fn into_response(mut self) -> std::io::Result<Response> {
+        let mut body = Vec::new();
+        (&mut self)
+            .take(RESPONSE_BYTES_MAX as u64 + 1)
+            .read_to_end(&mut body)?;
+        if body.len() > RESPONSE_BYTES_MAX {
+            return Err(invalid("response body too large"));
+        }
+        let content_type = self.header("content-type").map(str::to_owned);
+        Ok(Response {
+            status: self.status,
+            content_type,
+            headers: self.headers,
+            body,
+        })
+    }
+}
+
+impl Read for Streamed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.body {
+            Body::Length(reader, declared) => {
+                let n = reader.read(buf)?;
+                if n == 0 && *declared && reader.limit() > 0 && !buf.is_empty() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the body broke off {} bytes short", reader.limit()),
+                    ));
+                }
+                Ok(n)
+            }
+            Body::Chunked(reader, left) => {
+                if *left == Some(0) {
+                    let mut crlf = [0u8; 2];
+                    reader.read_exact(&mut crlf)?;
+                    *left = None;
+                }
+                if left.is_none() {
+                    let mut budget = 1024;
+                    let line = read_line(reader, &mut budget)?;
+                    let size = line.split(';').next().unwrap_or_default().trim();
+                    let size =
+                        u64::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size"))?;
+                    if size == 0 {
+                        // The last chunk: the body is whole.
+                        self.body = Body::Length(
+                            BufReader::new(Box::new(std::io::empty()) as Box<dyn Connection>)
+                                .take(0),
+                            true,
+                        );
+                        return Ok(0);
+                    }
+                    *left = Some(size);
+                }
+                let want = buf.len().min(left.unwrap_or(0) as usize);
+                let n = reader.read(&mut buf[..want])?;
+                if n == 0 && want > 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the body broke off in a chunk",
+                    ));
+                }
+                *left = left.map(|l| l - n as u64);
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// How long a streamed request waits for its answer once its body is
+/// sent (the server may sync a large object to disk first).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl ApiClient {
+    /// `GET path` with the token and `headers`, its body left to read.
+    pub fn get_streamed(&self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Streamed> {
+        let mut stream = self.connect()?;
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", self.address);
+        push_headers(&mut head, &self.authorization(), headers)?;
+        head.push_str("Connection: close\r\n\r\n");
+        stream.write_all(head.as_bytes())?;
+        read_streamed(BufReader::new(stream))
+    }
+
+    /// `method path` with the token, `content_type` and the body read from
+    /// `body` as it is sent: `length` bytes (`Content-Length`), or to its
+    /// end (chunked) when `None`. `sent` is told the bytes sent so far.
+    pub fn send_streamed(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &mut dyn Read,
+        length: Option<u64>,
+        sent: &mut dyn FnMut(u64),
+    ) -> std::io::Result<Response> {
+        let mut stream = self.connect()?;
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.address);
+        push_headers(
+            &mut head,
+            &self.authorization(),
+            &[("Content-Type", content_type)],
+        )?;
+        match length {
+            Some(length) => head.push_str(&format!("Content-Length: {length}\r\n")),
+            None => head.push_str("Transfer-Encoding: chunked\r\n"),
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        stream.write_all(head.as_bytes())?;
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match body.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if length.is_some_and(|l| total + n as u64 > l) {
+                return Err(invalid("the body is longer than its declared length"));
+            }
+            let written = match length {
+                Some(_) => stream.write_all(&buffer[..n]),
+                None => stream
+                    .write_all(format!("{n:x}\r\n").as_bytes())
+                    .and_then(|()| stream.write_all(&buffer[..n]))
+                    .and_then(|()| stream.write_all(b"\r\n")),
+            };
+            if let Err(e) = written {
+                // The server may have refused early (413) and closed: its
+                // answer says why better than the broken pipe.
+                return read_answer(stream).or(Err(e));
+            }
+            total += n as u64;
+            sent(total);
+        }
+        if let Some(length) = length
+            && total != length
+        {
+            return Err(invalid("the body is shorter than its declared length"));
+        }
+        if length.is_none() {
+            stream.write_all(b"0\r\n\r\n")?;
+        }
+        read_answer(stream)
+    }
+
+    fn authorization(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+/// The answer to a request whose body was sent, waiting up to
+/// [`ANSWER_TIMEOUT`] for it.
+fn read_answer(stream: Box<dyn Connection>) -> std::io::Result<Response> {
+    let mut reader = BufReader::new(stream);
+    let started = std::time::Instant::now();
+    loop {
+        match reader.fill_buf() {
+            Ok(_) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) && started.elapsed() < ANSWER_TIMEOUT => {}
+            Err(e) => return Err(e),
+        }
+    }
+    read_response(reader)
+}
+
+fn push_headers(
+    head: &mut String,
+    authorization: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<()> {
+    for (name, value) in [("Authorization", authorization)].iter().chain(headers) {
+        if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
+            return Err(invalid("a header contains a line break"));
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    Ok(())
+}
+
+fn read_streamed(mut reader: BufReader<Box<dyn Connection>>) -> std::io::Result<Streamed> {
+    let mut budget = HEAD_BYTES_MAX;
+    let status_line = read_line(&mut reader, &mut budget)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid("bad status line"))?;
+    let (mut length, mut chunked) = (None, false);
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(&mut reader, &mut budget)?;
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(invalid("bad header line"));
+        };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        match name.as_str() {
+            "content-length" => {
+                length = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| invalid("bad content-length"))?,
+                )
+            }
+            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+            _ => {}
+        }
+        headers.push((name, value));
+    }
+    let body = if chunked {
+        length = None;
+        Body::Chunked(reader, None)
+    } else {
+        // Without a length the body ends with the connection.
+        Body::Length(reader.take(length.unwrap_or(u64::MAX)), length.is_some())
+    };
+    Ok(Streamed {
+        status,
+        headers,
+        length,
+        body,
+    })
+}
+
 /// A connection, plain or TLS.
 pub trait Connection: Read + Write + Send {}
 impl<T: Read + Write + Send> Connection for T {}

@@ -84,25 +84,24 @@ pub(crate) enum GrantCommand {
     },
 }
 
-/// Largest object the CLI moves in one go (use the HTTP API, which
-/// streams, for larger ones).
-const CLI_OBJECT_BYTES_MAX: u64 = 64 * 1024 * 1024;
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum DataCommand {
-    /// Store an object from FILE (or standard input).
+    /// Store an object from FILE (or standard input, without one or with
+    /// `-`), streamed: any size up to the node's object_bytes_max, with a
+    /// progress line on a terminal.
     Put {
         #[command(flatten)]
         home: HomeArg,
         /// The object's path, e.g. datasets/shipments/2026-11.csv.
         path: String,
-        /// The file to upload; standard input if absent.
+        /// The file to upload; standard input if absent or `-`.
         file: Option<PathBuf>,
         /// Its media type.
         #[arg(long, default_value = "application/octet-stream")]
         content_type: String,
     },
-    /// Write one of this organization's objects to standard output (or --out).
+    /// Write one of this organization's objects to standard output (or
+    /// --out, where an interrupted download resumes), streamed.
     Get {
         #[command(flatten)]
         home: HomeArg,
@@ -132,7 +131,8 @@ pub(crate) enum DataCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum PeerCommand {
     /// Fetch another member's object through this node (over libp2p; the
-    /// member's gateway checks this organization's grants).
+    /// member's gateway checks this organization's grants), streamed, to
+    /// standard output or --out (where an interrupted download resumes).
     Get {
         #[command(flatten)]
         home: HomeArg,
@@ -218,18 +218,6 @@ fn query_value(value: &str) -> anyhow::Result<&str> {
     Ok(value)
 }
 
-fn write_out(out: Option<PathBuf>, body: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    match out {
-        Some(path) => {
-            std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))
-        }
-        None => std::io::stdout()
-            .write_all(body)
-            .context("cannot write to standard output"),
-    }
-}
-
 fn print_listing(response: &Response) -> anyhow::Result<()> {
     let listing = response.json()?;
     for object in listing["objects"].as_array().into_iter().flatten() {
@@ -257,26 +245,9 @@ pub(crate) fn data(command: DataCommand) -> anyhow::Result<()> {
             file,
             content_type,
         } => {
-            use std::io::Read as _;
-            let mut body = Vec::new();
-            let limit = CLI_OBJECT_BYTES_MAX + 1;
-            match &file {
-                Some(file) => std::fs::File::open(file)
-                    .with_context(|| format!("cannot open {}", file.display()))?
-                    .take(limit)
-                    .read_to_end(&mut body)?,
-                None => std::io::stdin().take(limit).read_to_end(&mut body)?,
-            };
-            anyhow::ensure!(
-                body.len() as u64 <= CLI_OBJECT_BYTES_MAX,
-                "the CLI uploads at most {CLI_OBJECT_BYTES_MAX} bytes; PUT larger objects to /v1/objects/PATH, which streams"
-            );
             let api = client(home)?;
             let target = format!("/v1/objects/{}", url_path(&path)?);
-            let response = checked(
-                api.request("PUT", &target, Some((&content_type, &body))),
-                &api,
-            )?;
+            let response = crate::transfer::upload(&api, &target, &content_type, file.as_deref())?;
             let info = response.json()?;
             println!(
                 "stored {} ({} bytes, etag {})",
@@ -287,8 +258,8 @@ pub(crate) fn data(command: DataCommand) -> anyhow::Result<()> {
         }
         DataCommand::Get { home, path, out } => {
             let api = client(home)?;
-            let response = checked(api.get(&format!("/v1/objects/{}", url_path(&path)?)), &api)?;
-            write_out(out, &response.body)?;
+            let target = format!("/v1/objects/{}", url_path(&path)?);
+            crate::transfer::download(&api, &target, &[], out.as_deref())?;
         }
         DataCommand::Ls { home, prefix } => {
             let api = client(home)?;
@@ -321,8 +292,7 @@ pub(crate) fn peer(command: PeerCommand) -> anyhow::Result<()> {
                 url_path(&path)?
             );
             let purpose = purpose_header(purpose.as_deref())?;
-            let response = checked(api.get_with(&target, &with_purpose(&purpose)), &api)?;
-            write_out(out, &response.body)?;
+            crate::transfer::download(&api, &target, &with_purpose(&purpose), out.as_deref())?;
         }
         PeerCommand::Ls {
             home,

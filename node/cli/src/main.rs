@@ -8,6 +8,7 @@ mod testnet;
 mod time;
 mod tls;
 mod tokens;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
