@@ -336,7 +336,13 @@ pub async fn start(
             }
         })?;
     let upstreams = crate::gateway::upstream::Upstreams::new(&config.upstream)?;
-    let (auditor, _audit_task) = crate::gateway::audit::Auditor::start(data.join("audit.log"))?;
+    let (auditor, _audit_task) = crate::gateway::audit::Auditor::start_with_segments(
+        data.join("audit.log"),
+        config
+            .gateway
+            .audit_segment_bytes
+            .max(crate::home::config::AUDIT_SEGMENT_BYTES_MIN),
+    )?;
     let gateway = crate::gateway::Gateway::new(crate::gateway::Parts {
         me: did,
         name: config.node.name.clone(),

@@ -312,10 +312,19 @@ impl Read for Streamed {
                 if *left == Some(0) {
                     let mut crlf = [0u8; 2];
                     reader.read_exact(&mut crlf)?;
+                    if &crlf != b"\r\n" {
+                        return Err(invalid("a chunk is longer than its size says"));
+                    }
                     *left = None;
                 }
                 if left.is_none() {
                     let mut budget = 1024;
+                    if reader.fill_buf()?.is_empty() {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the body broke off between chunks",
+                        ));
+                    }
                     let line = read_line(reader, &mut budget)?;
                     let size = line.split(';').next().unwrap_or_default().trim();
                     let size =
@@ -331,7 +340,8 @@ impl Read for Streamed {
                     }
                     *left = Some(size);
                 }
-                let want = buf.len().min(left.unwrap_or(0) as usize);
+                let want =
+                    usize::try_from(left.unwrap_or(0)).map_or(buf.len(), |l| buf.len().min(l));
                 let n = reader.read(&mut buf[..want])?;
                 if n == 0 && want > 0 {
                     return Err(std::io::Error::new(

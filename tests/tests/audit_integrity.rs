@@ -3,7 +3,9 @@
 //! and `/metrics` say why; once writes succeed again it serves, and the
 //! chain has no gap (the record that failed is written on the retry). A
 //! log whose last records were tampered with is reported at start (log,
-//! metric, `/readyz`), and the node goes on appending.
+//! metric, `/readyz`), and the node goes on appending. The log moves into
+//! segments at its configured size, and `quorate audit verify --home`
+//! checks the chain across them.
 //! Method: a 2-node testnet; org-a restarted with the test-only fault
 //! `audit-write-fails:FLAG` (writes fail while FLAG exists; the quorate
 //! binary needs the fault-injection feature), then stopped, its log
@@ -19,6 +21,21 @@ use quorate_tests::{
 #[test]
 fn a_gateway_that_cannot_audit_serves_nobody_and_a_tampered_log_is_reported() {
     let (net, _) = Testnet::up(&["--nodes", "2"]);
+    // Small segments, so that the log moves into several.
+    let config = net.home("org-a").join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("audit_segment_bytes = 268435456"),
+        "template changed"
+    );
+    std::fs::write(
+        &config,
+        text.replace(
+            "audit_segment_bytes = 268435456",
+            "audit_segment_bytes = 65536",
+        ),
+    )
+    .unwrap();
     let flag = net.dir.path().join("disk-full");
     let restarted = std::process::Command::new(quorate_bin())
         .args(["testnet", "restart", "org-a", "--dir", net.path_str()])
@@ -51,6 +68,10 @@ fn a_gateway_that_cannot_audit_serves_nobody_and_a_tampered_log_is_reported() {
     eventually(Duration::from_secs(20), "org-b served", || {
         read().status == 200
     });
+    // Enough reads for a few segments (a record is ~450 bytes).
+    for _ in 0..400 {
+        assert_eq!(read().status, 200);
+    }
 
     // The disk fills: the next record cannot be written, and from then
     // on the gateway serves nobody.
@@ -94,9 +115,27 @@ fn a_gateway_that_cannot_audit_serves_nobody_and_a_tampered_log_is_reported() {
     // is among them, the one decided as the disk filled too.
     net.cli(&["testnet", "kill", "org-a"]);
     let log = net.home("org-a").join("data/audit.log");
-    let verified = run(&["audit", "verify", &home_arg(&log)]);
+    let verified = run(&["audit", "verify", "--home", &home_arg(&net.home("org-a"))]);
+    let stdout = String::from_utf8_lossy(&verified.stdout).into_owned();
     assert!(verified.status.success(), "{verified:?}");
-    let text = std::fs::read_to_string(&log).unwrap();
+    let files: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("files:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(files >= 3, "{stdout}");
+    // Every file of the chain, oldest first.
+    let mut chain: Vec<std::path::PathBuf> =
+        std::fs::read_dir(net.home("org-a").join("data/audit"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    chain.sort();
+    chain.push(log.clone());
+    let text: String = chain
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     let allows = text
         .lines()
         .filter(|l| {
@@ -105,7 +144,15 @@ fn a_gateway_that_cannot_audit_serves_nobody_and_a_tampered_log_is_reported() {
         .count();
     assert_eq!(allows, served.get(), "allowed reads recorded:\n{text}");
 
-    // Tampered with while stopped: the last record's bytes changed.
+    // Tampered with while stopped: the last record's bytes changed (in
+    // the current file, or the last segment if that one is new).
+    let target = chain
+        .iter()
+        .rev()
+        .find(|f| std::fs::metadata(f).unwrap().len() > 0)
+        .unwrap()
+        .clone();
+    let text = std::fs::read_to_string(&target).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let last = lines.len() - 1;
     let bytes_field = lines[last]
@@ -119,7 +166,7 @@ fn a_gateway_that_cannot_audit_serves_nobody_and_a_tampered_log_is_reported() {
         &format!("\"bytes\":{}", bytes_field.parse::<u64>().unwrap() + 1),
         1,
     );
-    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&target, lines.join("\n") + "\n").unwrap();
     net.cli(&["testnet", "restart", "org-a"]);
     eventually(Duration::from_secs(20), "org-a reports the break", || {
         a.get("/readyz")

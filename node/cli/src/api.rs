@@ -333,10 +333,12 @@ pub(crate) enum AuditCommand {
         denied: bool,
     },
     /// Check every record's hash and link in an audit log, offline (the
-    /// node may be running).
+    /// node may be running): its archived segments (`audit/` beside it)
+    /// in order, then the current file, the chain continuing across them.
     Verify {
-        /// An audit log file (default: the node home's).
-        #[arg(value_name = "FILE", conflicts_with = "home")]
+        /// An audit log file, or a node's data directory (default: the
+        /// node home's log).
+        #[arg(value_name = "FILE|DIR", conflicts_with = "home")]
         file: Option<PathBuf>,
         /// The node home whose log to check.
         #[arg(long, value_name = "DIR")]
@@ -375,6 +377,7 @@ pub(crate) fn audit(command: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Verify { file, home } => {
             let path = match (file, home) {
+                (Some(dir), _) if dir.is_dir() => dir.join("audit.log"),
                 (Some(file), _) => file,
                 (None, home) => {
                     let home = NodeHome::new(home.unwrap_or_else(crate::default_home));
@@ -382,10 +385,21 @@ pub(crate) fn audit(command: AuditCommand) -> anyhow::Result<()> {
                     quorate_node::run::data_dir(&home, &config).join("audit.log")
                 }
             };
-            let verified = quorate_node::gateway::audit::verify(&path)
-                .map_err(|e| anyhow::anyhow!("FAILED: {}: {e}", path.display()))?;
+            let verified = quorate_node::gateway::audit::verify_chain(&path)
+                .map_err(|e| anyhow::anyhow!("FAILED: {e}"))?;
             println!("records: {}", verified.records);
+            println!(
+                "files:   {} (segments in {}, then the current file)",
+                verified.files,
+                quorate_node::gateway::audit::segments_dir(&path).display()
+            );
             println!("head:    {}", verified.head);
+            if verified.first_seq > 1 {
+                println!(
+                    "from:    record {} (the segments before it were archived away)",
+                    verified.first_seq
+                );
+            }
             println!("OK: every record's hash and link verify");
         }
     }

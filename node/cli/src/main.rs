@@ -254,12 +254,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .on_thread_start(quorate_node::run::lower_shared_worker_priority)
                 .build()
                 .context("cannot start the async runtime")?;
-            let stopped = runtime.block_on(run_node(NodeHome::new(home.home)))?;
+            let (stopped, lock) = runtime.block_on(run_node(NodeHome::new(home.home)))?;
+            // Every task (and with them the listeners, the store and the
+            // audit writer's last batch) ends with the runtime, before the
+            // home is free for another process.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            drop(lock);
             if let quorate_node::agreement::driver::Stopped::KeyRotated { did } = stopped {
-                // Every task (and with them the listeners and the store)
-                // ends with the runtime; the same command then starts
-                // afresh in this process, under the new key.
-                runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+                // The same command starts afresh in this process, under
+                // the new key.
                 eprintln!("key rotated to {did}: starting again under it");
                 use std::os::unix::process::CommandExt as _;
                 let exe = std::env::current_exe().context("cannot find the quorate binary")?;
@@ -289,6 +292,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             if report.kept_existing_key {
                 println!("kept the existing key in {}", home.key_path().display());
+            }
+            if report.kept_certificate {
+                println!(
+                    "kept the existing gateway certificate in {}{}",
+                    home.root().join("tls").display(),
+                    if gateway_hosts.is_empty() {
+                        ""
+                    } else {
+                        " (--gateway-host does not change it: `quorate tls issue` does)"
+                    }
+                );
             }
             println!("initialized {} in {}", name, home.root().display());
             println!("did:        {}", report.did);
@@ -396,7 +410,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Longest pause a client may take while sending a request body.
 const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::driver::Stopped> {
+/// Runs the node until it stops; returns why, and the home's lock, to be
+/// released once every task has ended.
+async fn run_node(
+    home: NodeHome,
+) -> anyhow::Result<(
+    quorate_node::agreement::driver::Stopped,
+    quorate_node::home::lock::HomeLock,
+)> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -430,7 +451,12 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::dri
     // The gateway's certificate is loaded before anything starts, so a
     // node with a bad one stops at once, saying which file.
     let gateway_listener = match config.gateway.listen {
-        None => None,
+        None => {
+            tracing::warn!(
+                "no [gateway] listen in the config: members reach this node over libp2p only (a home made before the gateway had a listener of its own: add one, see docs/config.example.toml)"
+            );
+            None
+        }
         Some(address) => {
             let tls =
                 quorate_node::home::tls::server_config(&config.gateway.tls.files(home.root()))
@@ -487,8 +513,7 @@ async fn run_node(home: NodeHome) -> anyhow::Result<quorate_node::agreement::dri
     if let Some(gateway) = gateway {
         let _ = gateway.await;
     }
-    drop(node.lock);
-    Ok(result?)
+    Ok((result?, node.lock))
 }
 
 /// The ledger file of `home`, which must exist.

@@ -107,6 +107,7 @@ fn io_context(e: std::io::Error, api: &ApiClient, done: u64, what: &str) -> anyh
                 api.address()
             )
         }
+        _ if done == 0 => anyhow::anyhow!("the {what} failed: {e}"),
         _ => anyhow::anyhow!("the {what} broke off after {}: {e}", human(done)),
     }
 }
@@ -175,8 +176,27 @@ pub(crate) fn download(
             .get_streamed(target, &all)
             .map_err(|e| io_context(e, api, 0, "download"))?;
         let etag = response.header("etag").map(str::to_owned);
+        let range = response.header("content-range").and_then(content_range);
         let start = match (response.status, &resume) {
-            (206, Some((at, kept))) if etag.as_ref() == Some(kept) => *at,
+            // The rest of the same object, from where the part ends.
+            (206, Some((at, kept)))
+                if etag.as_ref() == Some(kept)
+                    && range.is_some_and(|(from, _)| from == Some(*at)) =>
+            {
+                *at
+            }
+            // Nothing left: the part is the whole object (the run before
+            // stopped just before the rename), if it is the same one.
+            (416, Some((at, kept)))
+                if etag.as_ref() == Some(kept)
+                    && range.is_some_and(|(_, total)| total == Some(*at)) =>
+            {
+                std::fs::rename(&part, out).with_context(|| {
+                    format!("cannot move {} to {}", part.display(), out.display())
+                })?;
+                remove(&etag_file)?;
+                return Ok(());
+            }
             (206 | 416, Some(_)) => {
                 // The object changed since (or the rest is gone): the
                 // part is worthless.
@@ -192,8 +212,10 @@ pub(crate) fn download(
             _ => return Err(refused(response)),
         };
         if start == 0 {
-            // A fresh download: the ETag first, so an interruption from
-            // here on can be resumed.
+            // A fresh download: the old part goes first, then the ETag is
+            // kept, so an interruption from here on resumes on bytes of
+            // this object only.
+            remove(&part)?;
             match &etag {
                 Some(etag) => std::fs::write(&etag_file, etag)
                     .with_context(|| format!("cannot write {}", etag_file.display()))?,
@@ -236,6 +258,21 @@ pub(crate) fn download(
         return Ok(());
     }
     bail!("{target} keeps changing; try again later")
+}
+
+/// A `Content-Range`'s start (`None` for `*`) and total (`None` for `*`):
+/// `bytes 10-19/20`, `bytes */20`.
+fn content_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
+    let (span, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let total = match total.trim() {
+        "*" => None,
+        total => Some(total.parse().ok()?),
+    };
+    let start = match span.trim() {
+        "*" => None,
+        span => Some(span.split_once('-')?.0.parse().ok()?),
+    };
+    Some((start, total))
 }
 
 fn read_etag(path: &Path) -> Option<String> {
@@ -304,11 +341,12 @@ pub(crate) fn upload(
         Some(path) if path != Path::new("-") => {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
-            let length = file
+            let meta = file
                 .metadata()
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .len();
-            (Box::new(file), Some(length))
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            // A pipe or device has no length to declare: sent chunked.
+            let length = meta.is_file().then_some(meta.len());
+            (Box::new(file), length)
         }
         _ => (Box::new(std::io::stdin().lock()), None),
     };
@@ -326,4 +364,36 @@ pub(crate) fn upload(
         bail!("{} ({})", response.problem_detail(), response.status);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_are_read_or_refused() {
+        assert_eq!(content_range("bytes 10-19/20"), Some((Some(10), Some(20))));
+        assert_eq!(content_range("bytes */20"), Some((None, Some(20))));
+        assert_eq!(content_range("bytes 0-9/*"), Some((Some(0), None)));
+        for bad in [
+            "",
+            "bytes",
+            "bytes 1-2",
+            "items 1-2/3",
+            "bytes x-2/3",
+            "bytes 1-2/x",
+        ] {
+            assert_eq!(content_range(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_times_read_as_people_write_them() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(3 << 20), "3.0 MiB");
+        assert_eq!(human(1 << 30), "1.0 GiB");
+        assert_eq!(human_secs(42.4), "42s");
+        assert_eq!(human_secs(125.0), "2m05s");
+        assert_eq!(human_secs(7_300.0), "2h01m");
+    }
 }

@@ -118,6 +118,14 @@ pub enum AuditError {
         /// What is wrong.
         reason: String,
     },
+    /// A file of the chain is broken.
+    #[error("{}: {source}", file.display())]
+    Segment {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong in it.
+        source: Box<AuditError>,
+    },
 }
 
 /// What a verified log holds.
@@ -127,6 +135,8 @@ pub struct Verified {
     pub records: u64,
     /// The last record's hash (zeros when empty).
     pub head: String,
+    /// The first record's seq.
+    pub first_seq: u64,
 }
 
 /// `line` parsed, if it is record `seq`, linked to `prev` and its hash is
@@ -155,6 +165,24 @@ pub const TAIL_CHECK_BYTES: u64 = 256 * 1024;
 /// log's length; `quorate audit verify` checks the whole log. Returns how
 /// many records it checked.
 pub fn verify_tail(path: &Path) -> Result<u64, AuditError> {
+    let (seq, prev) = archived_end(path)?;
+    let mut checked = 0;
+    // A current file just begun: the last segment's end is checked too.
+    if std::fs::metadata(path).map_or(0, |m| m.len()) < TAIL_CHECK_BYTES
+        && let Some(last) = segments(path)?.last()
+    {
+        checked += verify_tail_from(last, None).map_err(|source| AuditError::Segment {
+            file: last.clone(),
+            source: Box::new(source),
+        })?;
+    }
+    Ok(checked + verify_tail_from(path, Some((seq + 1, &prev)))?)
+}
+
+/// [`verify_tail`] of one file whose first record must be `start`'s seq,
+/// linked to its hash (the previous segment's end), or, without `start`,
+/// whatever the first record says.
+fn verify_tail_from(path: &Path, start_at: Option<(u64, &str)>) -> Result<u64, AuditError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -178,17 +206,25 @@ pub fn verify_tail(path: &Path) -> Result<u64, AuditError> {
     let mut checked = 0u64;
     for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let broken = |reason: String| AuditError::Broken {
-            line: previous
-                .as_ref()
-                .map_or(if start == 0 { 1 } else { 0 }, |r| r.seq + 1),
+            line: previous.as_ref().map_or(
+                match start_at {
+                    Some((seq, _)) if start == 0 => seq,
+                    _ => 0,
+                },
+                |r| r.seq + 1,
+            ),
             reason,
         };
-        let record = match &previous {
-            Some(before) => check_record(line, before.seq + 1, &before.hash).map_err(broken)?,
-            None if start == 0 => check_record(line, 1, ZERO_HASH).map_err(broken)?,
+        let record = match (&previous, start_at) {
+            (Some(before), _) => {
+                check_record(line, before.seq + 1, &before.hash).map_err(broken)?
+            }
+            (None, Some((seq, prev))) if start == 0 => {
+                check_record(line, seq, prev).map_err(broken)?
+            }
             // The first record read links to one not read: check only
             // its own hash.
-            None => {
+            (None, _) => {
                 let record: Record = serde_json::from_slice(line)
                     .map_err(|e| broken(format!("not a record: {e}")))?;
                 check_record(line, record.seq, &record.prev).map_err(|reason| {
@@ -205,13 +241,22 @@ pub fn verify_tail(path: &Path) -> Result<u64, AuditError> {
     Ok(checked)
 }
 
-/// Checks every line's hash and link, from the first.
+/// Checks every line's hash and link, from the first, of a log that
+/// starts the chain (its first record is 1).
 pub fn verify(path: &Path) -> Result<Verified, AuditError> {
+    verify_file(path, Some((1, ZERO_HASH.to_owned())))
+}
+
+/// Checks every line of `path`: from `start` (the seq and `prev` its first
+/// record must have), or, without one, from whatever its first record
+/// says (a segment whose predecessors were archived away).
+fn verify_file(path: &Path, start: Option<(u64, String)>) -> Result<Verified, AuditError> {
     let file = File::open(path)?;
     let mut reader = BufReader::new(file);
-    let mut prev = ZERO_HASH.to_owned();
+    let mut expected = start;
     let mut line_no = 0u64;
     let mut line = Vec::new();
+    let (mut first_seq, mut head) = (None, None);
     loop {
         line.clear();
         let read = (&mut reader)
@@ -228,12 +273,112 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
         if line.last() != Some(&b'\n') {
             return Err(broken("unterminated or over-long line".into()));
         }
-        let record = check_record(&line[..line.len() - 1], line_no, &prev).map_err(broken)?;
-        prev = record.hash;
+        let body = &line[..line.len() - 1];
+        let (seq, prev) = match expected.take() {
+            Some(expected) => expected,
+            None => {
+                let record: Record = serde_json::from_slice(body)
+                    .map_err(|e| broken(format!("not a record: {e}")))?;
+                (record.seq, record.prev)
+            }
+        };
+        let record = check_record(body, seq, &prev).map_err(broken)?;
+        first_seq.get_or_insert(record.seq);
+        expected = Some((record.seq + 1, record.hash.clone()));
+        head = Some(record.hash);
     }
+    let start_prev = || match &expected {
+        Some((_, prev)) => prev.clone(),
+        None => ZERO_HASH.to_owned(),
+    };
     Ok(Verified {
         records: line_no,
-        head: prev,
+        head: head.unwrap_or_else(start_prev),
+        first_seq: first_seq.unwrap_or(expected.as_ref().map_or(1, |(seq, _)| *seq)),
+    })
+}
+
+/// The directory the archived segments of the log at `path` go to
+/// (`audit/` beside `audit.log`).
+pub fn segments_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .map_or_else(|| PathBuf::from("audit"), |dir| dir.join("audit"))
+}
+
+/// The archived segments of the log at `path`, oldest first. A segment is
+/// named by its first and last records' seq, zero-padded, so names sort
+/// as the chain runs.
+pub fn segments(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = segments_dir(path);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.len() == 45 && name.ends_with(".log") && name.as_bytes()[20] == b'-' {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The seq and hash the chain reached in the archived segments (0 and
+/// zeros without any): where the current segment continues.
+fn archived_end(path: &Path) -> Result<(u64, String), AuditError> {
+    match segments(path)?.last() {
+        Some(last) => recover(last),
+        None => Ok((0, ZERO_HASH.into())),
+    }
+}
+
+/// What [`verify_chain`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainVerified {
+    /// Records, in every segment.
+    pub records: u64,
+    /// The first record's seq (1 unless earlier segments were archived
+    /// away).
+    pub first_seq: u64,
+    /// The last record's hash.
+    pub head: String,
+    /// Files checked, the current one last.
+    pub files: usize,
+}
+
+/// Checks the whole chain of the log at `path`: its archived segments in
+/// order, then the current file, each continuing where the one before
+/// ended. A chain whose first segments were removed verifies from its
+/// first remaining record (`first_seq` says where).
+pub fn verify_chain(path: &Path) -> Result<ChainVerified, AuditError> {
+    let mut files: Vec<PathBuf> = segments(path)?;
+    if path.exists() || files.is_empty() {
+        files.push(path.to_owned());
+    }
+    let mut next: Option<(u64, String)> = None;
+    let (mut records, mut first_seq) = (0u64, None);
+    for file in &files {
+        let verified = verify_file(file, next.clone()).map_err(|source| AuditError::Segment {
+            file: file.clone(),
+            source: Box::new(source),
+        })?;
+        first_seq.get_or_insert(verified.first_seq);
+        records += verified.records;
+        next = Some((verified.first_seq + verified.records, verified.head.clone()));
+    }
+    let (_, head) = next.unwrap_or((1, ZERO_HASH.into()));
+    Ok(ChainVerified {
+        records,
+        first_seq: first_seq.unwrap_or(1),
+        head,
+        files: files.len(),
     })
 }
 
@@ -311,6 +456,9 @@ struct Health {
     lost: AtomicU64,
     /// Writes that failed.
     write_failures: AtomicU64,
+    /// Requests refused because writes failed, counted instead of
+    /// recorded.
+    refused_unrecorded: AtomicU64,
 }
 
 /// How long the writer waits before it tries a failed write again.
@@ -325,7 +473,23 @@ impl Auditor {
     /// counted in `/metrics` and reported by `/readyz` until the log is
     /// archived and the node restarted, and the node goes on appending.
     pub fn start(path: PathBuf) -> Result<(Self, tokio::task::JoinHandle<()>), AuditError> {
-        let (seq, prev) = recover(&path)?;
+        Self::start_with_segments(path, 0)
+    }
+
+    /// [`Auditor::start`], moving the current file into [`segments_dir`]
+    /// once it holds `segment_bytes` (0: never), the chain going on in a
+    /// new file.
+    pub fn start_with_segments(
+        path: PathBuf,
+        segment_bytes: u64,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), AuditError> {
+        // An empty or missing current file (a crash just after a
+        // rotation) continues from the last archived segment.
+        let (seq, prev) = match recover(&path)? {
+            (0, _) => archived_end(&path)?,
+            end => end,
+        };
+        let first = first_seq(&path)?.unwrap_or(seq + 1);
         let health = Arc::new(Health::default());
         match verify_tail(&path) {
             Ok(checked) => {
@@ -343,8 +507,14 @@ impl Auditor {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let (queue, records) = mpsc::channel(AUDIT_QUEUE_MAX);
         let writer = health.clone();
-        let task =
-            tokio::task::spawn_blocking(move || write_loop(file, records, seq, prev, &writer));
+        let rotation = (segment_bytes > 0).then(|| Rotation {
+            path: path.clone(),
+            segment_bytes,
+            first,
+        });
+        let task = tokio::task::spawn_blocking(move || {
+            write_loop(file, records, seq, prev, &writer, rotation)
+        });
         Ok((
             Self {
                 queue,
@@ -369,11 +539,13 @@ impl Auditor {
         lock(&self.health.broken).clone()
     }
 
-    /// Writes that failed, and decisions lost while they did, since start.
-    pub fn failure_counts(&self) -> (u64, u64) {
+    /// Writes that failed, decisions lost while they did, and requests
+    /// refused meanwhile (counted, not recorded), since start.
+    pub fn failure_counts(&self) -> (u64, u64, u64) {
         (
             self.health.write_failures.load(Ordering::Relaxed),
             self.health.lost.load(Ordering::Relaxed),
+            self.health.refused_unrecorded.load(Ordering::Relaxed),
         )
     }
 
@@ -397,6 +569,16 @@ impl Auditor {
         // and past its bound are counted rather than left to block
         // requests.
         if self.health.failing.load(Ordering::Acquire) {
+            // The refusals the failure itself causes are counted, not
+            // queued: they would crowd out the decisions that matter.
+            if decision.reason.as_deref()
+                == Some(quorate_api::refusal::Code::AuditUnavailable.as_str())
+            {
+                self.health
+                    .refused_unrecorded
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             if self.queue.try_send((now, decision)).is_err() {
                 self.health.lost.fetch_add(1, Ordering::Relaxed);
             }
@@ -490,18 +672,88 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Writes `batch` at the end of `file` and syncs it; on failure cuts what
-/// a partial write left, so the file ends at its last whole record.
-fn append(file: &mut File, batch: &[u8]) -> std::io::Result<()> {
+/// Writes `batch` at the end of `file` and syncs it. `good` is the file's
+/// length before the batch, taken at the first try: each retry first cuts
+/// the file back to it, so what a failed try left never stays in the
+/// middle of the chain; if the cut fails, nothing is written.
+fn append(file: &mut File, batch: &[u8], good: &mut Option<u64>) -> std::io::Result<()> {
     injected_failure()?;
-    let end = file.metadata()?.len();
-    let written = file.write_all(batch).and_then(|()| file.sync_data());
-    if written.is_err() {
-        // Best effort: if this fails too, the torn line is cut at the
-        // next start (`recover`).
-        let _ = file.set_len(end).and_then(|()| file.sync_data());
+    match *good {
+        Some(end) => {
+            if file.metadata()?.len() != end {
+                file.set_len(end)?;
+                file.sync_data()?;
+            }
+        }
+        None => *good = Some(file.metadata()?.len()),
     }
-    written
+    file.write_all(batch).and_then(|()| file.sync_data())
+}
+
+/// When and where the writer moves the current file into a segment.
+struct Rotation {
+    /// The current file.
+    path: PathBuf,
+    /// Its size that makes it a segment.
+    segment_bytes: u64,
+    /// The seq of its first record (the next one's, while empty).
+    first: u64,
+}
+
+impl Rotation {
+    /// Moves the full current file into the segments (named by its first
+    /// and last seq) and opens a new one; `last` is its last record. A
+    /// crash between the rename and the new file leaves no current file,
+    /// and the next start continues from the segment.
+    fn rotate(&mut self, last: u64) -> std::io::Result<File> {
+        let dir = segments_dir(&self.path);
+        std::fs::create_dir_all(&dir)?;
+        let segment = dir.join(format!("{:020}-{last:020}.log", self.first));
+        std::fs::rename(&self.path, &segment)?;
+        let file = match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            Ok(file) => file,
+            Err(e) => {
+                // Put it back, so the chain goes on where it is.
+                std::fs::rename(&segment, &self.path)?;
+                return Err(e);
+            }
+        };
+        for synced in [Some(dir.as_path()), self.path.parent()]
+            .into_iter()
+            .flatten()
+        {
+            File::open(synced)?.sync_all()?;
+        }
+        self.first = last + 1;
+        tracing::info!(target: "audit", segment = %segment.display(), "the audit log moved into a segment");
+        Ok(file)
+    }
+}
+
+/// The seq of the first record of the log at `path`, if it has one.
+fn first_seq(path: &Path) -> Result<Option<u64>, AuditError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut line = Vec::new();
+    BufReader::new(file)
+        .take(LINE_BYTES_MAX as u64)
+        .read_until(b'\n', &mut line)?;
+    if !line.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let record: Record =
+        serde_json::from_slice(&line[..line.len() - 1]).map_err(|e| AuditError::Broken {
+            line: 1,
+            reason: format!("not a record: {e}"),
+        })?;
+    Ok(Some(record.seq))
 }
 
 fn write_loop(
@@ -510,6 +762,7 @@ fn write_loop(
     mut seq: u64,
     mut prev: String,
     health: &Health,
+    mut rotation: Option<Rotation>,
 ) {
     let mut batch = Vec::new();
     while let Some(first) = records.blocking_recv() {
@@ -543,14 +796,23 @@ fn write_loop(
         }
         // Until the batch is on disk nothing else is written, and the
         // gateway serves nobody (`Auditor::failure`).
-        while let Err(e) = append(&mut file, &batch) {
+        let mut good = None;
+        while let Err(e) = append(&mut file, &batch, &mut good) {
             health.write_failures.fetch_add(1, Ordering::Relaxed);
             if !health.failing.swap(true, Ordering::AcqRel) {
                 tracing::error!(target: "audit", error = %e, "cannot write the audit log: the gateway serves nobody until it can");
             }
             *lock(&health.failure) = Some(e.to_string());
-            if records.is_closed() && records.is_empty() {
-                // The node is stopping: nothing will serve meanwhile.
+            if records.is_closed() {
+                // The node is stopping: nothing serves any more, and what
+                // waits cannot be written. Counted, and the writer ends,
+                // so the node stops (and frees its home).
+                let mut lost = batch.iter().filter(|b| **b == b'\n').count() as u64;
+                while records.try_recv().is_ok() {
+                    lost += 1;
+                }
+                health.lost.fetch_add(lost, Ordering::Relaxed);
+                tracing::error!(target: "audit", lost, "stopping with audit records that could not be written");
                 return;
             }
             std::thread::sleep(RETRY_PAUSE);
@@ -559,6 +821,20 @@ fn write_loop(
             tracing::warn!(target: "audit", "the audit log is written again: the gateway serves");
         }
         (seq, prev) = (next_seq, next_prev);
+        if let Some(rotation) = &mut rotation
+            && file
+                .metadata()
+                .is_ok_and(|m| m.len() >= rotation.segment_bytes)
+        {
+            // A failed rotation loses nothing: the writer goes on in the
+            // current file and tries again after the next batch.
+            match rotation.rotate(seq) {
+                Ok(new) => file = new,
+                Err(e) => {
+                    tracing::warn!(target: "audit", error = %e, "cannot move the audit log into a segment; it keeps growing");
+                }
+            }
+        }
     }
 }
 
@@ -781,7 +1057,7 @@ mod tests {
         let health = Arc::new(Health::default());
         let writer = health.clone();
         let task = std::thread::spawn(move || {
-            write_loop(full, records, 41, "ab".repeat(32), &writer);
+            write_loop(full, records, 41, "ab".repeat(32), &writer, None);
         });
         queue.blocking_send((1, decision(1))).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -800,5 +1076,111 @@ mod tests {
         // Nothing more is written meanwhile; the writer stops with the node.
         drop((queue, auditor));
         task.join().unwrap();
+    }
+
+    async fn write_segmented(path: &Path, from: u64, n: u64, segment_bytes: u64) {
+        let (auditor, task) = Auditor::start_with_segments(path.to_owned(), segment_bytes).unwrap();
+        for i in from..from + n {
+            auditor.record(decision(i)).await;
+            // Let the writer drain now and then, as real traffic does: it
+            // rotates between batches.
+            if i % 20 == 19 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        drop(auditor);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_log_moves_into_segments_and_the_chain_runs_across_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        // ~250-byte records, 16 KiB segments: several of them.
+        write_segmented(&path, 0, 300, 16 * 1024).await;
+        let archived = segments(&path).unwrap();
+        assert!(archived.len() >= 3, "{archived:?}");
+        let chain = verify_chain(&path).unwrap();
+        assert_eq!((chain.records, chain.first_seq), (300, 1));
+        assert_eq!(chain.files, archived.len() + 1);
+        // The current file's end checks against the segments at start.
+        assert!(verify_tail(&path).is_ok());
+        // Restarted, the chain goes on.
+        write_segmented(&path, 300, 50, 16 * 1024).await;
+        assert_eq!(verify_chain(&path).unwrap().records, 350);
+        // Each segment's name says its first and last records.
+        let name = archived[1]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (first, last) = name.trim_end_matches(".log").split_once('-').unwrap();
+        let text = std::fs::read_to_string(&archived[1]).unwrap();
+        let seqs: Vec<u64> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Record>(l).unwrap().seq)
+            .collect();
+        assert_eq!(seqs.first(), Some(&first.parse().unwrap()));
+        assert_eq!(seqs.last(), Some(&last.parse().unwrap()));
+
+        // A record changed in a middle segment: the chain check names it.
+        std::fs::write(&archived[1], text.replacen("\"bytes\":", "\"bytes\":1", 1)).unwrap();
+        let err = verify_chain(&path).unwrap_err().to_string();
+        assert!(err.contains(&name), "{err}");
+        std::fs::write(&archived[1], &text).unwrap();
+        // A segment removed from the middle breaks the links.
+        std::fs::rename(&archived[1], dir.path().join("elsewhere.log")).unwrap();
+        assert!(verify_chain(&path).is_err());
+        std::fs::rename(dir.path().join("elsewhere.log"), &archived[1]).unwrap();
+        // The oldest archived away: the rest verifies, from where it starts.
+        std::fs::remove_file(&archived[0]).unwrap();
+        let chain = verify_chain(&path).unwrap();
+        assert!(chain.first_seq > 1 && chain.records < 350, "{chain:?}");
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_the_rename_and_the_new_file_continues_from_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_segmented(&path, 0, 100, 16 * 1024).await;
+        let last = segments(&path).unwrap().pop().unwrap();
+        // As if the node stopped right after moving the file.
+        std::fs::remove_file(&path).unwrap();
+        let chain_end = verify_chain(&path).unwrap();
+        write_segmented(&path, 100, 5, 16 * 1024).await;
+        let chain = verify_chain(&path).unwrap();
+        assert_eq!(chain.records, chain_end.records + 5);
+        let (auditor, task) = Auditor::start_with_segments(path.clone(), 16 * 1024).unwrap();
+        assert!(
+            auditor.broken().is_none(),
+            "{:?} after {}",
+            auditor.broken(),
+            last.display()
+        );
+        drop(auditor);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_tampered_segment_end_is_found_at_start_while_the_current_file_is_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_segmented(&path, 0, 100, 16 * 1024).await;
+        let last = segments(&path).unwrap().pop().unwrap();
+        let text = std::fs::read_to_string(&last).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let end = lines.len() - 1;
+        lines[end] = lines[end].replacen("\"read\"", "\"list\"", 1);
+        std::fs::write(&last, lines.join("\n") + "\n").unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let (auditor, task) = Auditor::start_with_segments(path.clone(), 16 * 1024).unwrap();
+        let report = auditor.broken().expect("reported");
+        assert!(
+            report.contains(last.file_name().unwrap().to_str().unwrap()),
+            "{report}"
+        );
+        drop(auditor);
+        task.await.unwrap();
     }
 }

@@ -92,7 +92,13 @@ pub struct GatewaySection {
     pub header_read_timeout: HumanDuration,
     /// Requests one connection carries before the node closes it.
     pub requests_per_connection_max: u64,
+    /// The audit log's size at which it moves into a segment (`audit/`
+    /// beside it) and the chain goes on in a new file; at least 64 KiB.
+    pub audit_segment_bytes: u64,
 }
+
+/// Smallest audit segment: a few records of the largest size.
+pub const AUDIT_SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 
 /// `[gateway.tls]`: paths relative to the node home unless absolute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +170,7 @@ impl Default for GatewaySection {
             connections_per_address_max: defaults::connections_per_address_max(),
             header_read_timeout: defaults::header_read_timeout(),
             requests_per_connection_max: defaults::requests_per_connection_max(),
+            audit_segment_bytes: 256 << 20,
         }
     }
 }

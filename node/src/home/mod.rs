@@ -76,6 +76,9 @@ pub struct InitReport {
     pub did: Did,
     /// Whether an existing key was kept (only with `force`).
     pub kept_existing_key: bool,
+    /// Whether an existing gateway certificate was kept (only with
+    /// `force`): `gateway_hosts` did not reach it.
+    pub kept_certificate: bool,
 }
 
 /// Why a home could not be initialized.
@@ -262,7 +265,8 @@ impl NodeHome {
 
         // Like the policy, a certificate already here (perhaps from the
         // organization's PKI) is kept; only a home without one gets its own.
-        if !self.root.join(tls::GATEWAY_CERT_FILE).exists() {
+        let kept_certificate = self.root.join(tls::GATEWAY_CERT_FILE).exists();
+        if !kept_certificate {
             tls::install_self_issued(&self.root, options.name, options.gateway_hosts)?;
         }
 
@@ -271,6 +275,7 @@ impl NodeHome {
         Ok(InitReport {
             did: key.did(),
             kept_existing_key,
+            kept_certificate,
         })
     }
 

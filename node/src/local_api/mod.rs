@@ -790,7 +790,7 @@ impl Node for LocalNode {
             self.net.dropped_events().to_string(),
         );
         let auditor = self.gateway.auditor();
-        let (write_failures, lost) = auditor.failure_counts();
+        let (write_failures, lost, refused_unrecorded) = auditor.failure_counts();
         metric(
             "quorate_audit_writable",
             "1 while the audit log is written; 0 while writes fail (the gateway serves nobody).",
@@ -808,6 +808,12 @@ impl Node for LocalNode {
             "Decisions not recorded because the audit log failed for long enough to fill its queue.",
             "counter",
             lost.to_string(),
+        );
+        metric(
+            "quorate_audit_refusals_unrecorded_total",
+            "Requests refused as audit-unavailable, counted rather than recorded.",
+            "counter",
+            refused_unrecorded.to_string(),
         );
         metric(
             "quorate_audit_chain_broken",

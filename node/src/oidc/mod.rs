@@ -195,14 +195,17 @@ impl std::fmt::Debug for JwksSource {
     }
 }
 
-/// The client for `jwks_url`: its certificate checked against the
-/// authorities in `ca` (a PEM file), or the system's when there is none.
-fn jwks_client(ca: Option<&Path>) -> Result<JwksClient, OidcConfigError> {
+/// The client for `jwks_url`: over TLS only, its certificate checked
+/// against the authorities in `ca` (a PEM file), or the system's when
+/// there is none; for a loopback `http://` URL, plain (no authority
+/// needed).
+fn jwks_client(ca: Option<&Path>, https: bool) -> Result<JwksClient, OidcConfigError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let fail = |reason: String| OidcConfigError::JwksAuthorities(reason);
     let mut roots = rustls::RootCertStore::empty();
     match ca {
+        _ if !https => {}
         Some(path) => {
             let pem = read_bounded(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
             for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -219,7 +222,7 @@ fn jwks_client(ca: Option<&Path>) -> Result<JwksClient, OidcConfigError> {
             let _ = roots.add_parsable_certificates(found.certs);
         }
     }
-    if roots.is_empty() {
+    if https && roots.is_empty() {
         return Err(fail(match ca {
             Some(path) => format!("{} holds no certificate", path.display()),
             None => "the system trusts none (install ca-certificates, or set jwks_ca)".into(),
@@ -231,11 +234,13 @@ fn jwks_client(ca: Option<&Path>) -> Result<JwksClient, OidcConfigError> {
         .map_err(|e| fail(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+    let builder = if https {
+        builder.https_only()
+    } else {
+        builder.https_or_http()
+    };
+    let connector = builder.enable_http1().build();
     Ok(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector),
@@ -343,7 +348,7 @@ impl OidcVerifier {
                     return Err(OidcConfigError::Url(url.clone()));
                 }
                 let ca = section.jwks_ca.as_ref().map(|file| home.join(file));
-                JwksSource::Url(uri, Box::new(jwks_client(ca.as_deref())?))
+                JwksSource::Url(uri, Box::new(jwks_client(ca.as_deref(), https)?))
             }
             _ => return Err(OidcConfigError::JwksSource),
         };
