@@ -473,37 +473,12 @@ fn push_headers(
 }
 
 fn read_streamed(mut reader: BufReader<Box<dyn Connection>>) -> std::io::Result<Streamed> {
-    let mut budget = HEAD_BYTES_MAX;
-    let status_line = read_line(&mut reader, &mut budget)?;
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid("bad status line"))?;
-    let (mut length, mut chunked) = (None, false);
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(&mut reader, &mut budget)?;
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(invalid("bad header line"));
-        };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
-        match name.as_str() {
-            "content-length" => {
-                length = Some(
-                    value
-                        .parse::<u64>()
-                        .map_err(|_| invalid("bad content-length"))?,
-                )
-            }
-            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-            _ => {}
-        }
-        headers.push((name, value));
-    }
+    let Head {
+        status,
+        headers,
+        mut length,
+        chunked,
+    } = read_head(&mut reader)?;
     let body = if chunked {
         length = None;
         Body::Chunked(reader, None)
@@ -541,40 +516,76 @@ fn read_line(reader: &mut impl BufRead, budget: &mut usize) -> std::io::Result<S
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn read_response(mut reader: impl BufRead) -> std::io::Result<Response> {
+/// A response's status line and header fields.
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+    length: Option<u64>,
+    chunked: bool,
+}
+
+impl Head {
+    fn content_type(&self) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// Reads a response head, at most [`HEAD_BYTES_MAX`] of it.
+fn read_head(reader: &mut impl BufRead) -> std::io::Result<Head> {
     let mut budget = HEAD_BYTES_MAX;
-    let status_line = read_line(&mut reader, &mut budget)?;
+    let status_line = read_line(reader, &mut budget)?;
     let status = status_line
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| invalid("bad status line"))?;
-    let (mut length, mut chunked, mut content_type) = (None, false, None);
+    let (mut length, mut chunked) = (None, false);
     let mut headers = Vec::new();
     loop {
-        let line = read_line(&mut reader, &mut budget)?;
+        let line = read_line(reader, &mut budget)?;
         if line.is_empty() {
             break;
         }
         let Some((name, value)) = line.split_once(':') else {
             return Err(invalid("bad header line"));
         };
-        let value = value.trim();
-        let name = name.trim().to_ascii_lowercase();
-        headers.push((name.clone(), value.to_owned()));
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
         match name.as_str() {
             "content-length" => {
                 length = Some(
                     value
-                        .parse::<usize>()
+                        .parse::<u64>()
                         .map_err(|_| invalid("bad content-length"))?,
                 )
             }
             "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-            "content-type" => content_type = Some(value.to_owned()),
             _ => {}
         }
+        headers.push((name, value));
     }
+    Ok(Head {
+        status,
+        headers,
+        length,
+        chunked,
+    })
+}
+
+fn read_response(mut reader: impl BufRead) -> std::io::Result<Response> {
+    let head = read_head(&mut reader)?;
+    let content_type = head.content_type();
+    let Head {
+        status,
+        headers,
+        length,
+        chunked,
+    } = head;
+    let length = length
+        .map(|l| usize::try_from(l).map_err(|_| invalid("response body too large")))
+        .transpose()?;
     let body = if chunked {
         read_chunked(&mut reader)?
     } else {
