@@ -396,6 +396,24 @@ pub struct Query {
 /// The newest records matching `query` (from the last 16 MiB of the log).
 pub fn query(path: &Path, query: &Query) -> Result<Vec<Record>, AuditError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let mut out = matching_tail(path, query)?;
+    // Just after a rotation the current file holds little: the newest
+    // segment's end fills the rest.
+    if out.len() < limit
+        && let Some(last) = segments(path)?.last()
+    {
+        let mut older = matching_tail(last, query)?;
+        older.append(&mut out);
+        out = older;
+    }
+    let skip = out.len().saturating_sub(limit);
+    out.drain(..skip);
+    Ok(out)
+}
+
+/// The records in the last [`QUERY_TAIL_BYTES_MAX`] of `path` that
+/// `query` selects, oldest first.
+fn matching_tail(path: &Path, query: &Query) -> Result<Vec<Record>, AuditError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -415,7 +433,7 @@ pub fn query(path: &Path, query: &Query) -> Result<Vec<Record>, AuditError> {
             .map_or(lines.len(), |p| p + 1);
         lines = &lines[cut..];
     }
-    let mut out: Vec<Record> = lines
+    Ok(lines
         .split(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<Record>(line).ok())
         .filter(|r| {
@@ -428,10 +446,7 @@ pub fn query(path: &Path, query: &Query) -> Result<Vec<Record>, AuditError> {
                     .as_ref()
                     .is_none_or(|d| &r.decision.decision == d)
         })
-        .collect();
-    let skip = out.len().saturating_sub(limit);
-    out.drain(..skip);
-    Ok(out)
+        .collect())
 }
 
 /// Sends decisions to the writer; cheap to clone.
@@ -1105,6 +1120,18 @@ mod tests {
         assert_eq!(chain.files, archived.len() + 1);
         // The current file's end checks against the segments at start.
         assert!(verify_tail(&path).is_ok());
+        // A query sees past a rotation: the newest records, in order.
+        let newest = query(
+            &path,
+            &Query {
+                limit: Some(100),
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert!(newest.len() >= 50, "{}", newest.len());
+        assert_eq!(newest.last().unwrap().seq, 300);
+        assert!(newest.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
         // Restarted, the chain goes on.
         write_segmented(&path, 300, 50, 16 * 1024).await;
         assert_eq!(verify_chain(&path).unwrap().records, 350);
