@@ -212,6 +212,38 @@ fn a_gigabyte_moves_through_the_cli_both_ways_and_an_interrupted_download_resume
     assert!(stderr.contains("changed since"), "{stderr}");
     assert_eq!(std::fs::read(&small).unwrap(), b"id,port\n1,Rotterdam\n");
 
+    // A part that is already whole (stopped just before the rename) is
+    // finished, not fetched again.
+    let etag = a
+        .get("/v1/objects/big/small.csv")
+        .unwrap()
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let whole = files.path().join("whole.csv");
+    std::fs::write(
+        files.path().join("whole.csv.part"),
+        b"id,port\n1,Rotterdam\n",
+    )
+    .unwrap();
+    std::fs::write(files.path().join("whole.csv.part.etag"), &etag).unwrap();
+    let finished = run(&[
+        "data",
+        "get",
+        "--home",
+        &home_a,
+        "big/small.csv",
+        "--out",
+        &home_arg(&whole),
+    ]);
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert!(
+        finished.status.success() && !stderr.contains("changed"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&whole).unwrap(), b"id,port\n1,Rotterdam\n");
+    assert!(!files.path().join("whole.csv.part").exists());
+
     // Errors say what happened.
     let missing = run(&["data", "get", "--home", &home_a, "big/nope.csv"]);
     let stderr = String::from_utf8_lossy(&missing.stderr);

@@ -260,6 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // home is free for another process.
             runtime.shutdown_timeout(std::time::Duration::from_secs(10));
             drop(lock);
+            let stopped = stopped?;
             if let quorate_node::agreement::driver::Stopped::KeyRotated { did } = stopped {
                 // The same command starts afresh in this process, under
                 // the new key.
@@ -410,12 +411,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Longest pause a client may take while sending a request body.
 const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Runs the node until it stops; returns why, and the home's lock, to be
-/// released once every task has ended.
+/// Runs the node until it stops; returns why (or how it failed), and the
+/// home's lock, to be released once every task has ended.
 async fn run_node(
     home: NodeHome,
 ) -> anyhow::Result<(
-    quorate_node::agreement::driver::Stopped,
+    anyhow::Result<quorate_node::agreement::driver::Stopped>,
     quorate_node::home::lock::HomeLock,
 )> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -513,7 +514,7 @@ async fn run_node(
     if let Some(gateway) = gateway {
         let _ = gateway.await;
     }
-    Ok((result?, node.lock))
+    Ok((result.map_err(anyhow::Error::from), node.lock))
 }
 
 /// The ledger file of `home`, which must exist.

@@ -185,12 +185,11 @@ pub(crate) fn download(
             {
                 *at
             }
-            // Nothing left: the part is the whole object (the run before
-            // stopped just before the rename), if it is the same one.
-            (416, Some((at, kept)))
-                if etag.as_ref() == Some(kept)
-                    && range.is_some_and(|(_, total)| total == Some(*at)) =>
-            {
+            // Nothing left: the part may be the whole object (the run
+            // before stopped just before the rename). A refusal carries no
+            // ETag, so the last byte is asked for to learn whether it is
+            // the same object.
+            (416, Some((at, kept))) if is_whole(api, target, headers, *at, kept) => {
                 std::fs::rename(&part, out).with_context(|| {
                     format!("cannot move {} to {}", part.display(), out.display())
                 })?;
@@ -258,6 +257,35 @@ pub(crate) fn download(
         return Ok(());
     }
     bail!("{target} keeps changing; try again later")
+}
+
+/// Whether the object at `target` is `size` bytes long under the ETag
+/// `kept`: its last byte answered 206 with that ETag and total.
+fn is_whole(
+    api: &ApiClient,
+    target: &str,
+    headers: &[(&str, &str)],
+    size: u64,
+    kept: &str,
+) -> bool {
+    let Some(last) = size.checked_sub(1) else {
+        return false;
+    };
+    let range = format!("bytes={last}-");
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.push(("Range", &range));
+    let Ok(mut probe) = api.get_streamed(target, &all) else {
+        return false;
+    };
+    let whole = probe.status == 206
+        && probe.header("etag") == Some(kept)
+        && probe
+            .header("content-range")
+            .and_then(content_range)
+            .is_some_and(|(start, total)| start == Some(last) && total == Some(size));
+    // The one byte is read and dropped.
+    let _ = std::io::copy(&mut (&mut probe).take(16), &mut std::io::sink());
+    whole
 }
 
 /// A `Content-Range`'s start (`None` for `*`) and total (`None` for `*`):

@@ -165,18 +165,27 @@ pub const TAIL_CHECK_BYTES: u64 = 256 * 1024;
 /// log's length; `quorate audit verify` checks the whole log. Returns how
 /// many records it checked.
 pub fn verify_tail(path: &Path) -> Result<u64, AuditError> {
-    let (seq, prev) = archived_end(path)?;
+    let archived = segments(path)?;
     let mut checked = 0;
     // A current file just begun: the last segment's end is checked too.
     if std::fs::metadata(path).map_or(0, |m| m.len()) < TAIL_CHECK_BYTES
-        && let Some(last) = segments(path)?.last()
+        && let Some(last) = archived.last()
     {
         checked += verify_tail_from(last, None).map_err(|source| AuditError::Segment {
             file: last.clone(),
             source: Box::new(source),
         })?;
     }
-    Ok(checked + verify_tail_from(path, Some((seq + 1, &prev)))?)
+    // With segments, the current file continues where they end; without
+    // any (none yet, or all archived away), from its own first record.
+    let end = match archived.is_empty() {
+        true => None,
+        false => Some(archived_end(path)?),
+    };
+    let start = end
+        .as_ref()
+        .map(|(seq, prev)| (seq.saturating_add(1), prev.as_str()));
+    Ok(checked + verify_tail_from(path, start)?)
 }
 
 /// [`verify_tail`] of one file whose first record must be `start`'s seq,
@@ -211,13 +220,13 @@ fn verify_tail_from(path: &Path, start_at: Option<(u64, &str)>) -> Result<u64, A
                     Some((seq, _)) if start == 0 => seq,
                     _ => 0,
                 },
-                |r| r.seq + 1,
+                |r| r.seq.saturating_add(1),
             ),
             reason,
         };
         let record = match (&previous, start_at) {
             (Some(before), _) => {
-                check_record(line, before.seq + 1, &before.hash).map_err(broken)?
+                check_record(line, before.seq.saturating_add(1), &before.hash).map_err(broken)?
             }
             (None, Some((seq, prev))) if start == 0 => {
                 check_record(line, seq, prev).map_err(broken)?
@@ -284,7 +293,7 @@ fn verify_file(path: &Path, start: Option<(u64, String)>) -> Result<Verified, Au
         };
         let record = check_record(body, seq, &prev).map_err(broken)?;
         first_seq.get_or_insert(record.seq);
-        expected = Some((record.seq + 1, record.hash.clone()));
+        expected = Some((record.seq.saturating_add(1), record.hash.clone()));
         head = Some(record.hash);
     }
     let start_prev = || match &expected {
@@ -333,10 +342,15 @@ pub fn segments(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// The seq and hash the chain reached in the archived segments (0 and
 /// zeros without any): where the current segment continues.
 fn archived_end(path: &Path) -> Result<(u64, String), AuditError> {
-    match segments(path)?.last() {
-        Some(last) => recover(last),
-        None => Ok((0, ZERO_HASH.into())),
+    for segment in segments(path)?.iter().rev() {
+        match last_record(segment, false)? {
+            // An empty segment (a rotation that went wrong) holds nothing
+            // to continue from.
+            (0, _) => continue,
+            end => return Ok(end),
+        }
     }
+    Ok((0, ZERO_HASH.into()))
 }
 
 /// What [`verify_chain`] found.
@@ -371,7 +385,10 @@ pub fn verify_chain(path: &Path) -> Result<ChainVerified, AuditError> {
         })?;
         first_seq.get_or_insert(verified.first_seq);
         records += verified.records;
-        next = Some((verified.first_seq + verified.records, verified.head.clone()));
+        next = Some((
+            verified.first_seq.saturating_add(verified.records),
+            verified.head.clone(),
+        ));
     }
     let (_, head) = next.unwrap_or((1, ZERO_HASH.into()));
     Ok(ChainVerified {
@@ -396,13 +413,18 @@ pub struct Query {
 /// The newest records matching `query` (from the last 16 MiB of the log).
 pub fn query(path: &Path, query: &Query) -> Result<Vec<Record>, AuditError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    // The segments are listed first: a rotation between the two reads
+    // then shows records in both, and the older copy is dropped.
+    let newest_segment = segments(path)?.pop();
     let mut out = matching_tail(path, query)?;
     // Just after a rotation the current file holds little: the newest
     // segment's end fills the rest.
     if out.len() < limit
-        && let Some(last) = segments(path)?.last()
+        && let Some(last) = newest_segment
     {
-        let mut older = matching_tail(last, query)?;
+        let first = out.first().map_or(u64::MAX, |r| r.seq);
+        let mut older = matching_tail(&last, query)?;
+        older.retain(|r| r.seq < first);
         older.append(&mut out);
         out = older;
     }
@@ -504,7 +526,14 @@ impl Auditor {
             (0, _) => archived_end(&path)?,
             end => end,
         };
-        let first = first_seq(&path)?.unwrap_or(seq + 1);
+        // The current file's first seq names its segment; unreadable (the
+        // tail check reports it), it is where the segments end, plus one.
+        let first = match first_seq(&path) {
+            Ok(Some(first)) => first,
+            Ok(None) | Err(_) => archived_end(&path)
+                .map_or(seq, |(end, _)| end)
+                .saturating_add(1),
+        };
         let health = Arc::new(Health::default());
         match verify_tail(&path) {
             Ok(checked) => {
@@ -635,7 +664,14 @@ fn bounded(text: String) -> String {
 /// Reads back two records' worth, or further for a log written before
 /// records were bounded.
 fn recover(path: &Path) -> Result<(u64, String), AuditError> {
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+    last_record(path, true)
+}
+
+/// The last whole record's seq and hash; with `repair`, a torn last line
+/// is cut (the current file), else left as it is (an archived segment,
+/// perhaps read-only, is never written).
+fn last_record(path: &Path, repair: bool) -> Result<(u64, String), AuditError> {
+    let mut file = match OpenOptions::new().read(true).write(repair).open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, ZERO_HASH.into())),
         Err(e) => return Err(e.into()),
@@ -661,7 +697,7 @@ fn recover(path: &Path) -> Result<(u64, String), AuditError> {
         }
         back *= 4;
     };
-    if whole < tail.len() {
+    if whole < tail.len() && repair {
         file.set_len(start + whole as u64)?;
         file.sync_all()?;
         tracing::warn!(target: "audit", "removed a torn last line from {}", path.display());
@@ -737,13 +773,17 @@ impl Rotation {
                 return Err(e);
             }
         };
+        // From here the rotation has happened: a failed directory sync is
+        // logged, not undone (the names are right either way).
         for synced in [Some(dir.as_path()), self.path.parent()]
             .into_iter()
             .flatten()
         {
-            File::open(synced)?.sync_all()?;
+            if let Err(e) = File::open(synced).and_then(|d| d.sync_all()) {
+                tracing::warn!(target: "audit", dir = %synced.display(), error = %e, "cannot sync the directory after a rotation");
+            }
         }
-        self.first = last + 1;
+        self.first = last.saturating_add(1);
         tracing::info!(target: "audit", segment = %segment.display(), "the audit log moved into a segment");
         Ok(file)
     }
@@ -787,7 +827,7 @@ fn write_loop(
         let (mut next_seq, mut next_prev) = (seq, prev.clone());
         let mut next = Some(first);
         while let Some((time_ms, decision)) = next {
-            next_seq += 1;
+            next_seq = next_seq.saturating_add(1);
             let hash = record_hash(next_seq, time_ms, &decision, &next_prev);
             let record = Record {
                 seq: next_seq,
@@ -1209,5 +1249,29 @@ mod tests {
         );
         drop(auditor);
         task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn archived_segments_may_be_read_only_or_moved_away_without_a_false_break() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_segmented(&path, 0, 200, 16 * 1024).await;
+        for segment in segments(&path).unwrap() {
+            std::fs::set_permissions(&segment, std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        let (auditor, task) = Auditor::start_with_segments(path.clone(), 16 * 1024).unwrap();
+        assert!(auditor.broken().is_none(), "{:?}", auditor.broken());
+        auditor.record(decision(200)).await;
+        drop(auditor);
+        task.await.unwrap();
+        // Every segment archived elsewhere: the current file verifies from
+        // its own first record.
+        std::fs::rename(segments_dir(&path), dir.path().join("archive")).unwrap();
+        let (auditor, task) = Auditor::start_with_segments(path.clone(), 16 * 1024).unwrap();
+        assert!(auditor.broken().is_none(), "{:?}", auditor.broken());
+        drop(auditor);
+        task.await.unwrap();
+        assert!(verify_chain(&path).unwrap().first_seq > 1);
     }
 }
