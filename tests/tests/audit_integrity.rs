@@ -5,7 +5,8 @@
 //! log whose last records were tampered with is reported at start (log,
 //! metric, `/readyz`), and the node goes on appending. The log moves into
 //! segments at its configured size, and `quorate audit verify --home`
-//! checks the chain across them.
+//! checks the chain across them, as does a verifier written in Python
+//! from `docs/audit-log.md` alone.
 //! Method: a 2-node testnet; org-a restarted with the test-only fault
 //! `audit-write-fails:FLAG` (writes fail while FLAG exists; the quorate
 //! binary needs the fault-injection feature), then stopped, its log
@@ -17,6 +18,36 @@ use quorate_tests::{
     Testnet, admin, eventually, gateway, home_arg, key, problem_type, put_object, quorate_bin, run,
     signed_get,
 };
+
+/// `tests/audit/verify_audit.py` (Python's `blake3`, installed by
+/// `.ci/run`) on `data`: its output. `None` when the package is absent,
+/// unless QUORATE_REQUIRE_BLAKE3 is set.
+fn independent_verify(data: &std::path::Path) -> Option<String> {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import blake3"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var_os("QUORATE_REQUIRE_BLAKE3").is_none(),
+            "python3 with blake3 is required (QUORATE_REQUIRE_BLAKE3 is set)"
+        );
+        eprintln!("skipped the independent verifier: python3 blake3 is not installed");
+        return None;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/audit/verify_audit.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
 
 #[test]
 fn a_gateway_that_cannot_audit_serves_nobody_and_a_tampered_log_is_reported() {
@@ -124,6 +155,21 @@ fn a_gateway_that_cannot_audit_serves_nobody_and_a_tampered_log_is_reported() {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap();
     assert!(files >= 3, "{stdout}");
+    // A verifier written from docs/audit-log.md alone agrees.
+    if let Some(independent) = independent_verify(&net.home("org-a").join("data")) {
+        let head = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("head:"))
+                .map(|h| h.trim().to_owned())
+        };
+        assert_eq!(head(&independent), head(&stdout), "{independent}\n{stdout}");
+        let records = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("records:"))
+                .map(|h| h.trim().to_owned())
+        };
+        assert_eq!(records(&independent), records(&stdout));
+    }
     // Every file of the chain, oldest first.
     let mut chain: Vec<std::path::PathBuf> =
         std::fs::read_dir(net.home("org-a").join("data/audit"))
