@@ -56,8 +56,10 @@ const PORT_FLOOR: u16 = 10_000;
 /// in that gap any outgoing connection on the machine, such as another
 /// node's libp2p dial, may be given it as its source port. Outside the range
 /// only programs that bind a port by number compete; the port is checked
-/// free here, and one process never hands out the same port twice. Falls
-/// back to port 0 when the range leaves no room.
+/// free here, one process never hands out the same port twice, and
+/// processes side by side do not either for [`RESERVATION`]
+/// ([`reserve_across_processes`]). Falls back to port 0 when the range
+/// leaves no room.
 pub fn free_port() -> anyhow::Result<u16> {
     use std::collections::HashSet;
     use std::sync::{Mutex, PoisonError};
@@ -82,12 +84,53 @@ pub fn free_port() -> anyhow::Result<u16> {
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for step in 0..span {
         let port = range.start + ((start + step) % span) as u16;
-        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port)
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && reserve_across_processes(port)
+        {
             handed_out.insert(port);
             return Ok(port);
         }
     }
     bail!("no free TCP port on 127.0.0.1 in {range:?}")
+}
+
+/// How long a port handed out stays reserved for the process that took
+/// it: long enough for its nodes to start and bind it.
+const RESERVATION: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Reserves `port` for this process against other processes handing out
+/// ports at the same time (two `testnet up` side by side, as parallel
+/// tests run them): a file per port in the temporary directory, created
+/// exclusively, and taken over once older than [`RESERVATION`]. Without
+/// the directory, the bind check alone decides.
+fn reserve_across_processes(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("quorate-testnet-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let path = dir.join(port.to_string());
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let stale = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|at| at.elapsed().ok())
+                    .is_some_and(|age| age > RESERVATION);
+                if !stale || std::fs::remove_file(&path).is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 /// The kernel's ephemeral port range, where Linux says it.
