@@ -15,14 +15,19 @@
 //! Every refusal, this door's or the pipeline's, is a [`Refusal`]; this is
 //! the one place one becomes an HTTP status and problem ([`status`]).
 //!
-//! Routes: `GET /gateway/objects/{path}` (with `Range`) and
-//! `GET /gateway/objects?prefix=…` (a listing of what the caller may list).
+//! Routes: `GET /gateway/objects/{path}` (with `Range`),
+//! `GET /gateway/objects?prefix=…` (a listing of what the caller may list),
+//! `PUT /gateway/objects/{path}` (a write under a `write` grant: the body's
+//! RFC 9530 `Content-Digest` must be covered by the signature, and is
+//! checked against the body as it streams), `DELETE /gateway/objects/{path}`
+//! (under a `delete` grant) and `GET /gateway/catalog`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -32,11 +37,15 @@ use axum::{Extension, Json, Router};
 use quorate_contracts::{Action, ResourcePath};
 use quorate_did::Did;
 
-use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, range_of};
+use crate::objects::{
+    ByteRange, ListQuery, Listing, ObjectBody, Precondition, Written, is_media_type, range_of,
+};
 use crate::problem::Problem;
 use crate::refusal::{BadRange, Code, Refusal};
 use crate::serve::PeerAddr;
-use crate::signature::{Policy, Remembered, ReplayGuard, RequestParts, verify_request};
+use crate::signature::{
+    ExpectedDigest, Policy, Remembered, ReplayGuard, RequestParts, verify_request,
+};
 
 /// The transport name in audit records.
 pub const TRANSPORT: &str = "http";
@@ -60,6 +69,24 @@ pub trait NonceJournal: Send + Sync + 'static {
     fn keep(&self, nonce: &Remembered) -> std::io::Result<()>;
 }
 
+/// A member's write, as the door hands it to the pipeline: authenticated,
+/// its headers checked, its body not yet read.
+#[derive(Debug)]
+pub struct Upload {
+    /// The body, streamed.
+    pub body: Body,
+    /// Its `Content-Length`, when it declared one.
+    pub length: Option<u64>,
+    /// What its covered `Content-Digest` promises.
+    pub digest: ExpectedDigest,
+    /// The media type to store (`application/octet-stream` if none).
+    pub content_type: String,
+    /// The purpose the caller declared.
+    pub purpose: Option<String>,
+    /// Its condition on what it replaces.
+    pub precondition: Precondition,
+}
+
 /// The node's gateway pipeline, as the signed HTTP door calls it: the
 /// caller is authenticated (a member's valid signature, a fresh nonce).
 pub trait Pipeline: Clone + Send + Sync + 'static {
@@ -79,6 +106,22 @@ pub trait Pipeline: Clone + Send + Sync + 'static {
         query: ListQuery,
         purpose: Option<String>,
     ) -> impl Future<Output = Result<Listing, Refusal>> + Send;
+    /// A write: authorize (`write`) before a byte of the body is read,
+    /// stream it to storage checked against its digest, commit, audit.
+    fn write(
+        &self,
+        caller: Did,
+        path: ResourcePath,
+        upload: Upload,
+    ) -> impl Future<Output = Result<Written, Refusal>> + Send;
+    /// A delete under a `delete` grant, audited.
+    fn delete(
+        &self,
+        caller: Did,
+        path: ResourcePath,
+        purpose: Option<String>,
+        precondition: Precondition,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send;
     /// This organization's catalog of offers as the caller may see it:
     /// DCAT in JSON-LD.
     fn catalog(
@@ -109,6 +152,7 @@ pub fn status(code: Code) -> StatusCode {
         Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Code::NotFound
         | Code::UnknownDownload
+        | Code::UnknownUpload
         | Code::UnknownAccessRequest
         | Code::UnknownOffer => StatusCode::NOT_FOUND,
         Code::InvalidAccessRequest | Code::OutsideOffer => StatusCode::UNPROCESSABLE_ENTITY,
@@ -116,10 +160,17 @@ pub fn status(code: Code) -> StatusCode {
         Code::TooManyAccessRequests => StatusCode::TOO_MANY_REQUESTS,
         Code::RangeNotSatisfiable | Code::BadRange => StatusCode::RANGE_NOT_SATISFIABLE,
         Code::Changed => StatusCode::PRECONDITION_FAILED,
-        Code::BadPath | Code::BadRequest | Code::BadChunk => StatusCode::BAD_REQUEST,
+        Code::BadPath
+        | Code::BadRequest
+        | Code::BadChunk
+        | Code::BadDigest
+        | Code::DigestMismatch => StatusCode::BAD_REQUEST,
+        Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::NotWritable => StatusCode::CONFLICT,
         Code::StaleLedger
         | Code::NotServing
         | Code::TooManyDownloads
+        | Code::TooManyUploads
         | Code::UpstreamUnavailable
         | Code::ReplayJournalUnavailable
         | Code::AuditUnavailable
@@ -239,7 +290,10 @@ pub fn router<P: Pipeline>(pipeline: P, settings: Settings) -> Router {
     }
     Router::new()
         .route("/gateway/objects", get(list::<P>))
-        .route("/gateway/objects/{*path}", get(read::<P>))
+        .route(
+            "/gateway/objects/{*path}",
+            get(read::<P>).put(write::<P>).delete(delete::<P>),
+        )
         .route("/gateway/catalog", get(catalog::<P>))
         .with_state(gateway)
 }
@@ -267,13 +321,24 @@ impl Refused {
     }
 }
 
-/// Checks where the request is addressed, the signature, membership and
-/// the nonce; returns the caller, a member.
+/// Checks where the request is addressed, the signature (covering
+/// `content-digest` when it has a body), membership and the nonce; returns
+/// the caller, a member.
 fn authenticate<P: Pipeline>(
     gateway: &Gateway<P>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+) -> Result<(Did, Option<String>), Box<Refused>> {
+    authenticate_request(gateway, method, uri, headers, false)
+}
+
+fn authenticate_request<P: Pipeline>(
+    gateway: &Gateway<P>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    has_body: bool,
 ) -> Result<(Did, Option<String>), Box<Refused>> {
     let host = headers
         .get(axum::http::header::HOST)
@@ -300,7 +365,7 @@ fn authenticate<P: Pipeline>(
     };
     let policy = Policy {
         skew_secs: gateway.skew_secs,
-        has_body: false,
+        has_body,
         audience: &gateway.audience,
     };
     let now = now_secs();
@@ -407,6 +472,137 @@ async fn read<P: Pipeline>(
         .await
     {
         Ok(object) => object.into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The media type a write stores: its `Content-Type`, or
+/// `application/octet-stream`.
+fn written_content_type(headers: &HeaderMap) -> Result<String, Refusal> {
+    match headers.get(axum::http::header::CONTENT_TYPE) {
+        None => Ok("application/octet-stream".to_owned()),
+        Some(value) => match value.to_str() {
+            Ok(text) if is_media_type(text) => Ok(text.to_owned()),
+            _ => Err(Refusal::BadRequest(
+                "Content-Type must be a media type (type/subtype; parameters), at most 256 bytes",
+            )),
+        },
+    }
+}
+
+/// What a write's headers say, checked: the path, the covered
+/// `Content-Digest`, the media type, the precondition and the length.
+fn write_headers(path: &str, headers: &HeaderMap) -> Result<(ResourcePath, Upload), Refusal> {
+    let resource = ResourcePath::parse(path).map_err(|error| Refusal::BadPath {
+        path: path.to_owned(),
+        error,
+    })?;
+    let digest = headers
+        .get("content-digest")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(Refusal::Digest(crate::signature::DigestError::Malformed(
+            "a write needs a Content-Digest".to_owned(),
+        )))
+        .and_then(|text| ExpectedDigest::parse(text).map_err(Refusal::Digest))?;
+    let length = match headers.get(axum::http::header::CONTENT_LENGTH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or(Refusal::BadRequest("Content-Length is not a number"))?,
+        ),
+    };
+    let upload = Upload {
+        body: Body::empty(),
+        length,
+        digest,
+        content_type: written_content_type(headers)?,
+        purpose: None,
+        precondition: Precondition::of(headers).map_err(Refusal::BadRequest)?,
+    };
+    Ok((resource, upload))
+}
+
+async fn write<P: Pipeline>(
+    State(gateway): State<Gateway<P>>,
+    peer: Option<Extension<PeerAddr>>,
+    Path(path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let peer = peer.map(|Extension(p)| p);
+    let authenticated = authenticate_request(&gateway, &method, &uri, &headers, true);
+    let checked = authenticated.and_then(|(caller, purpose)| {
+        write_headers(&path, &headers)
+            .map(|(resource, upload)| (caller, resource, Upload { purpose, ..upload }))
+            .map_err(|refusal| {
+                Box::new(Refused {
+                    member: Some(caller),
+                    refusal,
+                })
+            })
+    });
+    let (caller, resource, upload) = match checked {
+        Ok(checked) => checked,
+        Err(refused) => {
+            crate::local::drain(body);
+            return refuse(&gateway, peer, *refused, Action::Write, path).await;
+        }
+    };
+    let upload = Upload { body, ..upload };
+    match gateway.pipeline.write(caller, resource, upload).await {
+        Ok(written) => {
+            let status = if written.replaced {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (status, Json(written)).into_response()
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn delete<P: Pipeline>(
+    State(gateway): State<Gateway<P>>,
+    peer: Option<Extension<PeerAddr>>,
+    Path(path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let peer = peer.map(|Extension(p)| p);
+    let checked = authenticate(&gateway, &method, &uri, &headers).and_then(|(caller, purpose)| {
+        let refused = |refusal| {
+            Box::new(Refused {
+                member: Some(caller),
+                refusal,
+            })
+        };
+        let resource = ResourcePath::parse(&path).map_err(|error| {
+            refused(Refusal::BadPath {
+                path: path.clone(),
+                error,
+            })
+        })?;
+        let precondition =
+            Precondition::of(&headers).map_err(|e| refused(Refusal::BadRequest(e)))?;
+        Ok((caller, resource, purpose, precondition))
+    });
+    let (caller, resource, purpose, precondition) = match checked {
+        Ok(checked) => checked,
+        Err(refused) => return refuse(&gateway, peer, *refused, Action::Delete, path).await,
+    };
+    match gateway
+        .pipeline
+        .delete(caller, resource, purpose, precondition)
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(refusal) => refusal.into_response(),
     }
 }

@@ -30,6 +30,85 @@ pub struct ObjectInfo {
     pub modified_ms: u64,
 }
 
+/// What a member's write stored, as the owner's gateway answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Written {
+    /// The object as stored.
+    pub object: ObjectInfo,
+    /// The sha-256 of what was stored, as `Content-Digest` writes it
+    /// (`sha-256=:<base64>:`): the owner's audit record names the same.
+    pub digest: String,
+    /// Whether it replaced an object at that path.
+    pub replaced: bool,
+}
+
+/// What a write through this node to a member says besides its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerWrite {
+    /// The media type to store.
+    pub content_type: String,
+    /// The body's length, when the client declared one.
+    pub length: Option<u64>,
+    /// The write's condition on what it replaces.
+    pub precondition: Precondition,
+    /// The purpose the caller declares.
+    pub purpose: Option<String>,
+}
+
+/// A write's condition on the object it would replace (RFC 9110 section
+/// 13.1), checked when the write commits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Precondition {
+    /// None: create or replace.
+    #[default]
+    Any,
+    /// `If-None-Match: *`: only if there is no object at the path.
+    Absent,
+    /// `If-Match: *`: only if there is one.
+    Present,
+    /// `If-Match: "<etag>"`: only if the object has this ETag.
+    Etag(String),
+}
+
+impl Precondition {
+    /// The precondition `If-Match` and `If-None-Match` state (only the
+    /// forms a write uses: `*`, or one strong ETag).
+    pub fn of(headers: &HeaderMap) -> Result<Self, &'static str> {
+        const BAD: &str = "If-Match takes * or one quoted ETag; If-None-Match takes *";
+        let text = |name| -> Result<Option<&str>, &'static str> {
+            headers
+                .get(name)
+                .map(|v| v.to_str().map(str::trim).map_err(|_| BAD))
+                .transpose()
+        };
+        match (text(header::IF_MATCH)?, text(header::IF_NONE_MATCH)?) {
+            (None, None) => Ok(Self::Any),
+            (None, Some("*")) => Ok(Self::Absent),
+            (Some("*"), None) => Ok(Self::Present),
+            (Some(tag), None) => tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .filter(|t| {
+                    !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric())
+                })
+                .map(|t| Self::Etag(t.to_owned()))
+                .ok_or(BAD),
+            _ => Err(BAD),
+        }
+    }
+
+    /// Whether an object with ETag `current` (none: no object) satisfies
+    /// it.
+    pub fn holds(&self, current: Option<&str>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Absent => current.is_none(),
+            Self::Present => current.is_some(),
+            Self::Etag(tag) => current == Some(tag.as_str()),
+        }
+    }
+}
+
 /// A single byte range as `Range: bytes=…` asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ByteRange {

@@ -52,7 +52,17 @@ pub const TYPES: &[ProblemType] = &[
         400,
         "a Content-Type that is not a media type",
     ),
-    t("bad-chunk", 400, "a download chunk asked for out of order"),
+    t("bad-chunk", 400, "a download or upload chunk out of order"),
+    t(
+        "bad-digest",
+        400,
+        "a Content-Digest that is malformed or names neither sha-256 nor sha-512",
+    ),
+    t(
+        "digest-mismatch",
+        400,
+        "a written body that does not match its Content-Digest; nothing was stored",
+    ),
     t(
         "unauthenticated",
         401,
@@ -115,6 +125,7 @@ pub const TYPES: &[ProblemType] = &[
         "this node no longer holds the state at that height",
     ),
     t("unknown-download", 404, "no download with that ticket"),
+    t("unknown-upload", 404, "no upload with that ticket"),
     t(
         "unknown-access-request",
         404,
@@ -134,7 +145,7 @@ pub const TYPES: &[ProblemType] = &[
     t(
         "changed",
         412,
-        "the object changed while it was being fetched",
+        "the object changed while it was being fetched, or is not the one a write's If-Match names",
     ),
     t(
         "token-exists",
@@ -155,6 +166,11 @@ pub const TYPES: &[ProblemType] = &[
         "access-request-closed",
         409,
         "a decision or withdrawal on an access request decided, withdrawn or expired already",
+    ),
+    t(
+        "not-writable",
+        409,
+        "a write to a path an upstream route serves",
     ),
     t(
         "policy-fixed-by-config",
@@ -276,6 +292,7 @@ pub const TYPES: &[ProblemType] = &[
         "the member's node does not serve data now",
     ),
     t("too-many-downloads", 503, "too many downloads open at once"),
+    t("too-many-uploads", 503, "too many uploads open at once"),
     t(
         "replay-journal-unavailable",
         503,

@@ -108,6 +108,19 @@ codes! {
     UnknownOffer = "unknown-offer",
     /// An access request asking for more than the offer it cites.
     OutsideOffer = "outside-offer",
+    /// A body over its limit.
+    TooLarge = "too-large",
+    /// A body that does not match its `Content-Digest`.
+    DigestMismatch = "digest-mismatch",
+    /// A `Content-Digest` that is malformed or names no supported
+    /// algorithm.
+    BadDigest = "bad-digest",
+    /// An upload ticket names no open upload of the caller's.
+    UnknownUpload = "unknown-upload",
+    /// Too many uploads open.
+    TooManyUploads = "too-many-uploads",
+    /// The path is served by an upstream route, which takes no writes.
+    NotWritable = "not-writable",
 }
 
 impl Code {
@@ -250,6 +263,24 @@ pub enum Refusal {
     /// The request asks for more than its offer gives.
     #[error("outside the offer: {0}")]
     OutsideOffer(String),
+    /// A write's body is over the limit for members' writes.
+    #[error("objects written by members are limited to {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// A write's `Content-Digest`: malformed, or not the body's.
+    #[error(transparent)]
+    Digest(#[from] crate::signature::DigestError),
+    /// An upload ticket that names no open upload of the caller's.
+    #[error("no such upload: it ended, expired, or is another member's")]
+    UnknownUpload,
+    /// Too many uploads open, in all or for this member.
+    #[error("too many uploads are open; retry when one ends")]
+    TooManyUploads,
+    /// A write to a path an upstream route serves.
+    #[error("{0} is served by an upstream service and takes no writes")]
+    NotWritable(ResourcePath),
     /// A member's gateway refused this node's request (over libp2p).
     #[error("the peer refused: {detail}")]
     ByPeer {
@@ -306,6 +337,12 @@ impl Refusal {
             Refusal::TooManyAccessRequests(_) => Code::TooManyAccessRequests,
             Refusal::UnknownOffer(_) => Code::UnknownOffer,
             Refusal::OutsideOffer(_) => Code::OutsideOffer,
+            Refusal::TooLarge { .. } => Code::TooLarge,
+            Refusal::Digest(crate::signature::DigestError::Mismatch(_)) => Code::DigestMismatch,
+            Refusal::Digest(_) => Code::BadDigest,
+            Refusal::UnknownUpload => Code::UnknownUpload,
+            Refusal::TooManyUploads => Code::TooManyUploads,
+            Refusal::NotWritable(_) => Code::NotWritable,
             Refusal::ByPeer { code, .. } => *code,
         }
     }
@@ -324,6 +361,7 @@ impl Refusal {
             Refusal::AuditUnavailable => Some(5),
             Refusal::StaleLedger
             | Refusal::TooManyDownloads
+            | Refusal::TooManyUploads
             | Refusal::JournalUnavailable
             | Refusal::Replay(Replayed::CallerFull | Replayed::Full) => Some(1),
             _ => None,

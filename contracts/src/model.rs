@@ -34,6 +34,8 @@ pub enum Action {
     List,
     /// Store or replace an object.
     Write,
+    /// Remove an object.
+    Delete,
 }
 
 impl Action {
@@ -43,6 +45,7 @@ impl Action {
             Action::Read => "read",
             Action::List => "list",
             Action::Write => "write",
+            Action::Delete => "delete",
         }
     }
 }
@@ -54,7 +57,10 @@ impl FromStr for Action {
             "read" => Ok(Action::Read),
             "list" => Ok(Action::List),
             "write" => Ok(Action::Write),
-            other => Err(format!("unknown action {other:?} (read, list, write)")),
+            "delete" => Ok(Action::Delete),
+            other => Err(format!(
+                "unknown action {other:?} (read, list, write, delete)"
+            )),
         }
     }
 }

@@ -157,10 +157,21 @@ impl ApiClient {
 
     /// `GET path` with the token and these extra header fields.
     pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
-        let authorization = format!("Bearer {}", self.token);
+        self.send_with("GET", path, headers)
+    }
+
+    /// `method path` with the token and these extra header fields, no
+    /// body.
+    pub fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
+        let authorization = self.authorization();
         let mut all = vec![("Authorization", authorization.as_str())];
         all.extend_from_slice(headers);
-        self.request_with("GET", path, &all, None)
+        self.request_with(method, path, &all, None)
     }
 
     /// `POST path` with a JSON body.
@@ -371,25 +382,21 @@ impl ApiClient {
         read_streamed(BufReader::new(stream))
     }
 
-    /// `method path` with the token, `content_type` and the body read from
-    /// `body` as it is sent: `length` bytes (`Content-Length`), or to its
+    /// `method path` with the token, `headers` (the body's `Content-Type`
+    /// among them) and the body read from `body` as it is sent: `length` bytes (`Content-Length`), or to its
     /// end (chunked) when `None`. `sent` is told the bytes sent so far.
     pub fn send_streamed(
         &self,
         method: &str,
         path: &str,
-        content_type: &str,
+        headers: &[(&str, &str)],
         body: &mut dyn Read,
         length: Option<u64>,
         sent: &mut dyn FnMut(u64),
     ) -> std::io::Result<Response> {
         let mut stream = self.connect()?;
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.address);
-        push_headers(
-            &mut head,
-            &self.authorization(),
-            &[("Content-Type", content_type)],
-        )?;
+        push_headers(&mut head, &self.authorization(), headers)?;
         match length {
             Some(length) => head.push_str(&format!("Content-Length: {length}\r\n")),
             None => head.push_str("Transfer-Encoding: chunked\r\n"),

@@ -371,6 +371,45 @@ pub fn signature_headers(
     ]
 }
 
+/// A PUT of `body` to `gateway` at `path`, signed by `signer` for the
+/// member that runs it, covering `content-digest` (given as
+/// `content_digest`, which need not be the body's).
+pub fn signed_put(
+    gateway: &Gateway,
+    path: &str,
+    signer: &Keypair,
+    nonce: &str,
+    body: &[u8],
+    content_digest: &str,
+) -> Response {
+    let target = format!("{}{path}", gateway.origin());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let fields = [
+        (AUDIENCE_HEADER, gateway.did.as_str()),
+        ("content-digest", content_digest),
+    ];
+    let parts = RequestParts {
+        method: "PUT",
+        target_uri: &target,
+        headers: &fields,
+    };
+    let covered = ["@method", "@target-uri", AUDIENCE_HEADER, "content-digest"];
+    let sig = sign_request(&parts, &covered, signer, created, nonce).unwrap();
+    let headers = [
+        ("Quorate-Audience", gateway.did.as_str()),
+        ("Content-Digest", content_digest),
+        ("Signature-Input", sig.signature_input.as_str()),
+        ("Signature", sig.signature.as_str()),
+    ];
+    gateway
+        .client
+        .request_with("PUT", path, &headers, Some(("text/csv", body)))
+        .unwrap()
+}
+
 /// Stores `body` at `path` through `api` (an organization's local API)
 /// and requires 201 Created.
 pub fn put_object(api: &ApiClient, path: &str, content_type: &str, body: &[u8]) {

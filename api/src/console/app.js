@@ -345,7 +345,7 @@ const views = {
     el("select", { name: "to" }, peers.map((m) => el("option", { value: m.name }, m.name))),
     el("input", { name: "offer", placeholder: "offer id (optional)" }),
     el("input", { name: "resource", placeholder: "resource, e.g. datasets/*" }),
-    el("select", { name: "action" }, ["read", "list", "write"].map((a) => el("option", { value: a }, a))),
+    el("select", { name: "action" }, ["read", "list", "write", "delete"].map((a) => el("option", { value: a }, a))),
     el("input", { name: "days", type: "number", min: "1", max: "3650", value: "30" }), "days",
     el("input", { name: "purpose", placeholder: "purpose" }),
     el("input", { name: "message", placeholder: "note for their approvers", maxlength: "1024" }),

@@ -129,6 +129,18 @@ pub const ROUTES: &[RouteAccess] = &[
     ),
     read("/v1/peers/{peer}/objects", OBJECT_READERS),
     read("/v1/peers/{peer}/objects/{*path}", OBJECT_READERS),
+    change(
+        Method::PUT,
+        "/v1/peers/{peer}/objects/{*path}",
+        &[Publisher],
+        "peer-put-object",
+    ),
+    change(
+        Method::DELETE,
+        "/v1/peers/{peer}/objects/{*path}",
+        &[Publisher],
+        "peer-delete-object",
+    ),
     read("/v1/catalog", PEOPLE),
     read("/v1/catalog/offers", PEOPLE),
     read("/v1/catalog/offers/{id}", PEOPLE),

@@ -19,7 +19,7 @@ use super::{
     TokenRequest,
 };
 use crate::auth::Principal;
-use crate::objects::{ListQuery, is_media_type, object_headers, range_of};
+use crate::objects::{ListQuery, PeerWrite, Precondition, is_media_type, object_headers, range_of};
 use crate::problem::Problem;
 
 /// `path` as a resource path, or a 400 `bad-path`.
@@ -269,6 +269,92 @@ pub(super) async fn delete_object<N: Node>(
     };
     match result.await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// The precondition of a write or delete (`If-Match`, `If-None-Match`).
+fn precondition_of(headers: &HeaderMap) -> Result<Precondition, Problem> {
+    Precondition::of(headers).map_err(Problem::bad_request)
+}
+
+/// The declared `Content-Length`, when there is one.
+fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    headers
+        .get(CONTENT_LENGTH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| Problem::bad_request("Content-Length is not a number"))
+        })
+        .transpose()
+}
+
+/// A write into a member's namespace through this node: 201 with what
+/// the member stored (200 if it replaced an object), or the member's
+/// refusal.
+pub(super) async fn peer_put<N: Node>(
+    State(node): State<N>,
+    params: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let Path((peer, path)) = params.map_err(path_problem)?;
+        let path = resource(&path)?;
+        let write = PeerWrite {
+            content_type: stored_content_type(&headers)?,
+            length: declared_length(&headers)?,
+            precondition: precondition_of(&headers)?,
+            purpose: purpose_of(&headers)?,
+        };
+        node.peer_put(peer, path, write, body).await
+    };
+    match result.await {
+        Ok(written) => {
+            let note = ActionNote {
+                subject: Some(written.object.path.clone()),
+                bytes: written.object.size,
+            };
+            let status = if written.replaced {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (status, axum::Extension(note), Json(written)).into_response()
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// A delete in a member's namespace through this node.
+pub(super) async fn peer_delete<N: Node>(
+    State(node): State<N>,
+    params: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let Path((peer, path)) = params.map_err(path_problem)?;
+        let path = resource(&path)?;
+        let subject = path.to_string();
+        node.peer_delete(
+            peer,
+            path,
+            precondition_of(&headers)?,
+            purpose_of(&headers)?,
+        )
+        .await
+        .map(|()| subject)
+    };
+    match result.await {
+        Ok(subject) => {
+            let note = ActionNote {
+                subject: Some(subject),
+                bytes: 0,
+            };
+            (StatusCode::NO_CONTENT, axum::Extension(note)).into_response()
+        }
         Err(problem) => problem.into_response(),
     }
 }

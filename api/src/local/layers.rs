@@ -148,7 +148,7 @@ pub(super) async fn refuse_declared_too_large(
 /// closes a connection whose body was left unread, and a close with unread
 /// bytes resets it, which can destroy the 413 before a client that writes
 /// first reads it. The task ends with the connection or the bounds.
-fn drain(mut body: Body) {
+pub(crate) fn drain(mut body: Body) {
     use axum::body::HttpBody as _;
     tokio::spawn(async move {
         let read = async {

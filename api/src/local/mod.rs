@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod endorsement;
 mod handlers;
 mod layers;
+pub(crate) use layers::drain;
 pub mod node;
 pub mod openapi;
 pub mod requests;

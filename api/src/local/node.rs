@@ -21,7 +21,9 @@ use crate::auth::{Principal, Unauthenticated};
 /// A client's stream of live events.
 pub type EventStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = super::responses::LiveEvent> + Send>>;
-use crate::objects::{ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo};
+use crate::objects::{
+    ByteRange, ListQuery, Listing, ObjectBody, ObjectInfo, PeerWrite, Precondition, Written,
+};
 use crate::problem::Problem;
 
 /// The node as the API sees it.
@@ -148,6 +150,25 @@ pub trait Node: Clone + Send + Sync + 'static {
         range: Option<ByteRange>,
         purpose: Option<String>,
     ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
+    /// Writes an object into a member's namespace over libp2p, streaming
+    /// `body` in chunks; the member's gateway decides (a `write` grant)
+    /// and checks the body's sha-256 before it stores anything.
+    fn peer_put(
+        &self,
+        peer: String,
+        path: ResourcePath,
+        write: PeerWrite,
+        body: Body,
+    ) -> impl Future<Output = Result<Written, Problem>> + Send;
+    /// Deletes an object in a member's namespace over libp2p (a `delete`
+    /// grant).
+    fn peer_delete(
+        &self,
+        peer: String,
+        path: ResourcePath,
+        precondition: Precondition,
+        purpose: Option<String>,
+    ) -> impl Future<Output = Result<(), Problem>> + Send;
     /// Lists what a member's gateway lets this organization list, for
     /// `purpose` if the caller declared one.
     fn peer_list(

@@ -147,6 +147,7 @@ fn body_schemas() -> serde_json::Map<String, Value> {
     add::<ProposalView>(&mut generator);
     add::<GrantView>(&mut generator);
     add::<ObjectInfo>(&mut generator);
+    add::<crate::objects::Written>(&mut generator);
     add::<Listing>(&mut generator);
     add::<AuditRecord>(&mut generator);
     add::<EntryLocation>(&mut generator);

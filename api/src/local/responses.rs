@@ -358,7 +358,7 @@ pub struct AuditRecord {
     pub transport: String,
     /// The caller's DID, when it was authenticated.
     pub caller: Option<String>,
-    /// `read`, `list` or `write`.
+    /// `read`, `list`, `write` or `delete`.
     pub action: String,
     /// The resource asked for.
     pub resource: String,
@@ -368,11 +368,15 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// The grant that allowed it.
     pub grant: Option<String>,
-    /// Bytes of data sent.
+    /// Bytes of data sent (for a write: received).
     pub bytes: u64,
     /// The purpose the caller declared, if it declared one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// For a write that was stored: the sha-256 of what was written
+    /// (`sha-256=:<base64>:`, as `Content-Digest` writes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// The previous record's hash.
     pub prev: String,
     /// This record's hash.

@@ -63,7 +63,12 @@ pub fn router<N: Node>(node: N, limits: Limits) -> Router {
                 .head(head_object::<N>),
         )
         .route("/v1/peers/{peer}/objects", get(peer_list::<N>))
-        .route("/v1/peers/{peer}/objects/{*path}", get(peer_get::<N>))
+        .route(
+            "/v1/peers/{peer}/objects/{*path}",
+            get(peer_get::<N>)
+                .put(peer_put::<N>)
+                .delete(peer_delete::<N>),
+        )
         .route("/v1/catalog", get(super::sharing::catalog::<N>))
         .route("/v1/catalog/offers", get(super::sharing::offers::<N>))
         .route(

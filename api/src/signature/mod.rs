@@ -23,7 +23,10 @@ mod sfv;
 use base64::Engine as _;
 use quorate_did::{Did, Signature};
 
-pub use digest::{DigestError, content_digest_sha256, verify_content_digest};
+pub use digest::{
+    DigestError, ExpectedDigest, StreamingDigest, content_digest_sha256, sha256_field,
+    verify_content_digest,
+};
 pub use replay::{
     NONCE_BYTES_MAX, REPLAY_ENTRIES_MAX, REPLAY_ENTRIES_PER_CALLER_MAX, Remembered, ReplayGuard,
     Replayed,

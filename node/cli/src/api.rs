@@ -148,6 +148,48 @@ pub(crate) enum PeerCommand {
         #[arg(long)]
         purpose: Option<String>,
     },
+    /// Write an object into another member's namespace from FILE (or
+    /// standard input), streamed through this node (over libp2p; the
+    /// member's gateway checks for a grant with `write` on the path, and
+    /// the body's sha-256 before it stores anything).
+    Put {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The member: its name (org-a) or did:key.
+        member: String,
+        /// The object's path in the member's namespace.
+        path: String,
+        /// The file to upload; standard input if absent or `-`.
+        file: Option<PathBuf>,
+        /// Its media type.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+        /// Declare the purpose of the write.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Only if the member has no object at the path yet.
+        #[arg(long, conflicts_with = "if_match")]
+        if_absent: bool,
+        /// Only if the member's object at the path has this ETag.
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
+    /// Delete an object in another member's namespace (a grant with
+    /// `delete` on the path).
+    Rm {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The member.
+        member: String,
+        /// The object's path.
+        path: String,
+        /// Declare the purpose of the delete.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Only if the object has this ETag.
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
     /// List what another member's gateway lets this organization list.
     Ls {
         #[command(flatten)]
@@ -193,6 +235,17 @@ fn with_purpose(value: &Option<String>) -> Vec<(&'static str, &str)> {
         .as_deref()
         .map(|v| vec![("Quorate-Purpose", v)])
         .unwrap_or_default()
+}
+
+/// An ETag as `If-Match` writes it (quoted): the hex digits the node
+/// prints.
+fn etag_header(etag: &str) -> anyhow::Result<String> {
+    let etag = etag.trim_matches('"');
+    anyhow::ensure!(
+        !etag.is_empty() && etag.len() <= 128 && etag.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "--if-match takes an ETag as the node prints it (hex digits)"
+    );
+    Ok(format!("\"{etag}\""))
 }
 
 /// Object paths go into URLs: the node checks them strictly; here only
@@ -247,7 +300,8 @@ pub(crate) fn data(command: DataCommand) -> anyhow::Result<()> {
         } => {
             let api = client(home)?;
             let target = format!("/v1/objects/{}", url_path(&path)?);
-            let response = crate::transfer::upload(&api, &target, &content_type, file.as_deref())?;
+            let (response, _) =
+                crate::transfer::upload(&api, &target, &content_type, &[], file.as_deref())?;
             let info = response.json()?;
             println!(
                 "stored {} ({} bytes, etag {})",
@@ -293,6 +347,76 @@ pub(crate) fn peer(command: PeerCommand) -> anyhow::Result<()> {
             );
             let purpose = purpose_header(purpose.as_deref())?;
             crate::transfer::download(&api, &target, &with_purpose(&purpose), out.as_deref())?;
+        }
+        PeerCommand::Put {
+            home,
+            member,
+            path,
+            file,
+            content_type,
+            purpose,
+            if_absent,
+            if_match,
+        } => {
+            let api = client(home)?;
+            let target = format!(
+                "/v1/peers/{}/objects/{}",
+                url_path(&member)?,
+                url_path(&path)?
+            );
+            let purpose = purpose_header(purpose.as_deref())?;
+            let if_match = if_match.as_deref().map(etag_header).transpose()?;
+            let mut headers = with_purpose(&purpose);
+            if if_absent {
+                headers.push(("If-None-Match", "*"));
+            }
+            if let Some(etag) = &if_match {
+                headers.push(("If-Match", etag));
+            }
+            let (response, sent) =
+                crate::transfer::upload(&api, &target, &content_type, &headers, file.as_deref())?;
+            let written = response.json()?;
+            let stored = written["digest"].as_str().unwrap_or("-");
+            // The member checked our digest; this checks that the body
+            // this command read is the one that travelled.
+            anyhow::ensure!(
+                stored == sent,
+                "{member} stored a body whose sha-256 ({stored}) is not that of what was sent ({sent})"
+            );
+            let object = &written["object"];
+            println!(
+                "{} {} at {member} ({} bytes, etag {}, {stored})",
+                if written["replaced"] == true {
+                    "replaced"
+                } else {
+                    "stored"
+                },
+                path,
+                object["size"],
+                object["etag"].as_str().unwrap_or("-"),
+            );
+        }
+        PeerCommand::Rm {
+            home,
+            member,
+            path,
+            purpose,
+            if_match,
+        } => {
+            let api = client(home)?;
+            let target = format!(
+                "/v1/peers/{}/objects/{}",
+                url_path(&member)?,
+                url_path(&path)?
+            );
+            let purpose = purpose_header(purpose.as_deref())?;
+            let if_match = if_match.as_deref().map(etag_header).transpose()?;
+            let mut headers = with_purpose(&purpose);
+            if let Some(etag) = &if_match {
+                headers.push(("If-Match", etag));
+            }
+            checked(api.send_with("DELETE", &target, &headers), &api)?;
+            println!("deleted {path} at {member}");
         }
         PeerCommand::Ls {
             home,

@@ -26,7 +26,7 @@ pub(crate) struct GrantProposal {
     /// A resource pattern: `*`, `prefix/*` or an exact path (repeatable).
     #[arg(long = "resource", required = true)]
     resources: Vec<String>,
-    /// `read`, `list` or `write` (repeatable).
+    /// `read`, `list`, `write` or `delete` (repeatable).
     #[arg(long = "action", default_values_t = ["read".to_owned()])]
     actions: Vec<String>,
     /// How long the grant lasts: 90m, 12h, 30d, 2w (or s for seconds),

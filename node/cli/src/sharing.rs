@@ -376,7 +376,7 @@ pub(crate) struct NewOffer {
     /// Where its schema is published.
     #[arg(long, value_name = "URL")]
     schema_url: Option<String>,
-    /// An action it grants: read, list, write (repeatable; read if none).
+    /// An action it grants: read, list, write, delete (repeatable; read if none).
     #[arg(long = "action")]
     actions: Vec<String>,
     /// The longest grant it leads to (90m, 12h, 30d).

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use quorate_api::signature::{ExpectedDigest, StreamingDigest, sha256_field};
 use quorate_testnet::client::{ApiClient, Streamed};
 
 /// How often the progress line is redrawn.
@@ -358,14 +359,17 @@ fn copy_from(
 }
 
 /// PUTs `file` (or standard input, without one or with `-`) to `target`
-/// as it is read: a file with its length, standard input chunked.
+/// as it is read: a file with its length, standard input chunked; with
+/// `headers` besides the body's `Content-Type`. The answer, and the
+/// sha-256 of what was sent (`Content-Digest` form).
 pub(crate) fn upload(
     api: &ApiClient,
     target: &str,
     content_type: &str,
+    headers: &[(&str, &str)],
     file: Option<&Path>,
-) -> anyhow::Result<quorate_testnet::client::Response> {
-    let (mut body, length): (Box<dyn Read>, Option<u64>) = match file {
+) -> anyhow::Result<(quorate_testnet::client::Response, String)> {
+    let (body, length): (Box<dyn Read>, Option<u64>) = match file {
         Some(path) if path != Path::new("-") => {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
@@ -378,10 +382,16 @@ pub(crate) fn upload(
         }
         _ => (Box::new(std::io::stdin().lock()), None),
     };
+    let mut body = Hashing {
+        inner: body,
+        digest: StreamingDigest::new(None),
+    };
     let mut progress = Progress::new("↑".into(), length, 0);
     let mut sent = 0u64;
+    let mut all_headers = vec![("Content-Type", content_type)];
+    all_headers.extend_from_slice(headers);
     let response = api
-        .send_streamed("PUT", target, content_type, &mut body, length, &mut |n| {
+        .send_streamed("PUT", target, &all_headers, &mut body, length, &mut |n| {
             sent = n;
             progress.update(n);
         })
@@ -391,7 +401,25 @@ pub(crate) fn upload(
     if !response.is_success() {
         bail!("{} ({})", response.problem_detail(), response.status);
     }
-    Ok(response)
+    let sha256 = body
+        .digest
+        .finish(&ExpectedDigest::none())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((response, sha256_field(&sha256)))
+}
+
+/// A reader that hashes what it reads.
+struct Hashing {
+    inner: Box<dyn Read>,
+    digest: StreamingDigest,
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.digest.update(&buffer[..n]);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

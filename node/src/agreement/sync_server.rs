@@ -140,6 +140,9 @@ fn answer(reader: &LedgerReader, access: &SyncAccess, from: &Did, data: &[u8]) -
         }
         Request::Object { .. }
         | Request::Chunk { .. }
+        | Request::Put { .. }
+        | Request::PutChunk { .. }
+        | Request::Delete { .. }
         | Request::List { .. }
         | Request::Catalog
         | Request::AccessRequest(_)

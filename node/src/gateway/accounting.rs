@@ -28,6 +28,23 @@ pub(super) struct Audited<'a> {
 }
 
 impl<'a> Audited<'a> {
+    /// A write or delete (`action`) of `path` by `caller`, for `purpose`.
+    pub(super) fn change(
+        transport: &'a str,
+        caller: &'a Did,
+        action: Action,
+        path: &'a ResourcePath,
+        purpose: Option<&'a str>,
+    ) -> Self {
+        Self {
+            transport,
+            caller: Some(caller),
+            action,
+            resource: path.as_str(),
+            purpose,
+        }
+    }
+
     /// A read of `path` by `caller`, for `purpose`.
     pub(super) fn read(
         transport: &'a str,
@@ -56,15 +73,64 @@ impl Gateway {
         cut_short: Option<&str>,
     ) {
         self.inner.allowed.fetch_add(1, Ordering::Relaxed);
-        self.write_record(request, "allow", cut_short, grant, bytes)
+        self.write_record(request, "allow", cut_short, grant, bytes, None)
+            .await;
+    }
+
+    /// A write that was stored: its grant, the bytes received and their
+    /// sha-256 (`Content-Digest` form).
+    pub(super) async fn record_written(
+        &self,
+        request: Audited<'_>,
+        grant: GrantId,
+        bytes: u64,
+        digest: String,
+    ) {
+        self.inner.allowed.fetch_add(1, Ordering::Relaxed);
+        self.write_record(request, "allow", None, Some(grant), bytes, Some(digest))
+            .await;
+    }
+
+    /// A write refused after its body started to arrive (its digest did
+    /// not match, the grant ended meanwhile, it broke off): nothing was
+    /// stored; the bytes received are recorded.
+    pub(super) async fn record_write_refused(
+        &self,
+        request: Audited<'_>,
+        grant: Option<GrantId>,
+        bytes: u64,
+        refusal: &Refusal,
+    ) {
+        self.record_write_ended(request, grant, bytes, refusal.code().as_str())
+            .await;
+    }
+
+    /// A write that ended without being stored, for `reason` (a refusal's
+    /// code, or `incomplete` for an upload that went idle).
+    pub(super) async fn record_write_ended(
+        &self,
+        request: Audited<'_>,
+        grant: Option<GrantId>,
+        bytes: u64,
+        reason: &str,
+    ) {
+        self.inner.denied.fetch_add(1, Ordering::Relaxed);
+        self.write_record(request, "deny", Some(reason), grant, bytes, None)
             .await;
     }
 
     /// A refused request, with its refusal's code.
     pub(super) async fn record_refused(&self, request: Audited<'_>, refusal: &Refusal) {
         self.inner.denied.fetch_add(1, Ordering::Relaxed);
-        self.write_record(request, "deny", Some(refusal.code().as_str()), None, 0)
-            .await;
+        self.write_record(
+            request,
+            "deny",
+            Some(refusal.code().as_str()),
+            None,
+            0,
+            None,
+        )
+        .await;
     }
 
     /// The one record of a download over libp2p, when it ends: complete,
@@ -107,6 +173,7 @@ impl Gateway {
         reason: Option<&str>,
         grant: Option<GrantId>,
         bytes: u64,
+        digest: Option<String>,
     ) {
         self.inner
             .parts
@@ -121,6 +188,7 @@ impl Gateway {
                 grant: grant.map(|g| g.to_string()),
                 bytes,
                 purpose: request.purpose.map(str::to_owned),
+                digest,
             })
             .await;
     }

@@ -2,8 +2,8 @@
 //! door authenticates, this runs the same pipeline libp2p requests go
 //! through, and the door maps what it returns to HTTP.
 
-use quorate_api::gateway::{Pipeline, TRANSPORT};
-use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody};
+use quorate_api::gateway::{Pipeline, TRANSPORT, Upload};
+use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody, Precondition, Written};
 use quorate_api::refusal::Refusal;
 use quorate_contracts::{Action, ResourcePath};
 use quorate_did::Did;
@@ -28,6 +28,33 @@ impl Pipeline for Gateway {
         purpose: Option<String>,
     ) -> Result<Listing, Refusal> {
         Gateway::list(self, &caller, TRANSPORT, &query, purpose.as_deref()).await
+    }
+
+    async fn write(
+        &self,
+        caller: Did,
+        path: ResourcePath,
+        upload: Upload,
+    ) -> Result<Written, Refusal> {
+        Gateway::write(self, &caller, TRANSPORT, &path, upload).await
+    }
+
+    async fn delete(
+        &self,
+        caller: Did,
+        path: ResourcePath,
+        purpose: Option<String>,
+        precondition: Precondition,
+    ) -> Result<(), Refusal> {
+        Gateway::delete(
+            self,
+            &caller,
+            TRANSPORT,
+            &path,
+            purpose.as_deref(),
+            precondition,
+        )
+        .await
     }
 
     async fn catalog(&self, caller: Did) -> Result<serde_json::Value, Refusal> {

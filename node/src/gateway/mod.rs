@@ -8,6 +8,8 @@
 //!   grant);
 //! - [`read`] and [`listing`]: what an allowed request is served, from the
 //!   [`objects`] store or an [`upstream`] service;
+//! - [`write`]: what a member writes or deletes, checked against its
+//!   digest as it arrives (over libp2p in chunks: [`uploads`]);
 //! - [`accounting`]: one [`audit`] record per request, allow or deny.
 //!
 //! Transports sit around it: [`http`] is what the signed HTTP door of
@@ -33,7 +35,9 @@ pub mod objects;
 mod p2p;
 mod read;
 mod sharing;
+mod uploads;
 pub mod upstream;
+mod write;
 
 #[cfg(test)]
 mod tests;
@@ -53,10 +57,13 @@ use crate::home::config::GatewaySection;
 use audit::Auditor;
 use downloads::Downloads;
 use limits::Limits;
+use uploads::Uploads;
 
 pub use downloads::{DOWNLOAD_IDLE_MAX, DOWNLOADS_MAX, DOWNLOADS_PER_MEMBER_MAX};
 pub use read::open_range;
 pub(crate) use sharing::desk_refusal;
+pub use uploads::{UPLOAD_IDLE_MAX, UPLOADS_MAX, UPLOADS_PER_MEMBER_MAX};
+pub use write::WRITE_IDLE_MAX;
 
 /// The gateway of one node; cheap to clone.
 #[derive(Clone)]
@@ -94,6 +101,7 @@ struct Inner {
     clock: Clock,
     limits: Mutex<Limits>,
     downloads: Mutex<Downloads>,
+    uploads: Mutex<Uploads>,
     permits: Arc<Semaphore>,
     allowed: AtomicU64,
     denied: AtomicU64,
@@ -122,6 +130,7 @@ impl Gateway {
                 clock,
                 limits: Mutex::new(Limits::default()),
                 downloads: Mutex::new(Downloads::default()),
+                uploads: Mutex::new(Uploads::default()),
                 permits,
                 allowed: AtomicU64::new(0),
                 denied: AtomicU64::new(0),
@@ -170,11 +179,7 @@ fn storage_failed(e: ObjectError) -> Refusal {
     Refusal::Internal
 }
 
-/// `read`, `list`, `write`.
+/// `read`, `list`, `write`, `delete`.
 pub fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Read => "read",
-        Action::List => "list",
-        Action::Write => "write",
-    }
+    action.as_str()
 }

@@ -49,6 +49,46 @@ fn index_err(e: impl std::fmt::Display) -> ObjectError {
     ObjectError::Index(e.to_string())
 }
 
+/// A finished upload, to become an object's content.
+#[derive(Debug)]
+pub struct Content<'a> {
+    /// Where it was written ([`ObjectStore::upload_path`]).
+    pub upload: &'a Path,
+    /// Its blake3 (hex).
+    pub etag: String,
+    /// Its length.
+    pub size: u64,
+    /// Its media type.
+    pub content_type: &'a str,
+    /// When it was written (ms since the Unix epoch).
+    pub now_ms: u64,
+}
+
+/// What [`ObjectStore::commit_if`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Stored; `replaced` if an object was there before.
+    Stored {
+        /// The object as stored.
+        info: ObjectInfo,
+        /// Whether it replaced one.
+        replaced: bool,
+    },
+    /// The condition did not hold: nothing changed.
+    Refused,
+}
+
+/// What [`ObjectStore::delete_if`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The object is gone.
+    Deleted,
+    /// There was none.
+    Missing,
+    /// The condition did not hold: nothing changed.
+    Refused,
+}
+
 /// The object store of one node.
 #[derive(Debug)]
 pub struct ObjectStore {
@@ -103,10 +143,38 @@ impl ObjectStore {
         content_type: &str,
         now_ms: u64,
     ) -> Result<ObjectInfo, ObjectError> {
+        let content = Content {
+            upload,
+            etag,
+            size,
+            content_type,
+            now_ms,
+        };
+        match self.commit_if(path, content, |_| true)? {
+            Committed::Stored { info, .. } => Ok(info),
+            Committed::Refused => Err(index_err("an unconditional commit was refused")),
+        }
+    }
+
+    /// Like [`ObjectStore::commit`], if `condition` holds for the ETag of
+    /// the object it would replace (none: no object), read in the same
+    /// index transaction as the write, so no other commit comes between.
+    /// A refused commit removes the upload and leaves the object as it was.
+    pub fn commit_if(
+        &self,
+        path: &ResourcePath,
+        content: Content<'_>,
+        condition: impl FnOnce(Option<&str>) -> bool,
+    ) -> Result<Committed, ObjectError> {
+        let Content {
+            upload,
+            etag,
+            size,
+            content_type,
+            now_ms,
+        } = content;
         File::open(upload)?.sync_all()?;
         let target = self.file_of(path.as_str(), &etag);
-        std::fs::rename(upload, &target)?;
-        File::open(&self.files)?.sync_all()?;
         let meta = ObjectInfo {
             path: path.to_string(),
             size,
@@ -114,22 +182,41 @@ impl ObjectStore {
             content_type: content_type.chars().take(CONTENT_TYPE_BYTES_MAX).collect(),
             modified_ms: now_ms,
         };
-        let old = self.meta(path)?;
         let record = serde_json::to_vec(&meta).map_err(index_err)?;
         let write = self.db.begin_write().map_err(index_err)?;
-        {
+        let old = {
             let mut table = write.open_table(INDEX).map_err(index_err)?;
+            let old = match table.get(path.as_str()).map_err(index_err)? {
+                None => None,
+                Some(record) => Some(
+                    serde_json::from_slice::<ObjectInfo>(record.value())
+                        .map_err(|_| ObjectError::Damaged(path.to_string()))?,
+                ),
+            };
+            if !condition(old.as_ref().map(|o| o.etag.as_str())) {
+                drop(table);
+                write.abort().map_err(index_err)?;
+                let _ = std::fs::remove_file(upload);
+                return Ok(Committed::Refused);
+            }
+            // The content is in place before the index names it.
+            std::fs::rename(upload, &target)?;
+            File::open(&self.files)?.sync_all()?;
             table
                 .insert(path.as_str(), record.as_slice())
                 .map_err(index_err)?;
-        }
+            old
+        };
         write.commit().map_err(index_err)?;
-        if let Some(old) = old
+        if let Some(old) = &old
             && old.etag != meta.etag
         {
             let _ = std::fs::remove_file(self.file_of(&old.path, &old.etag));
         }
-        Ok(meta)
+        Ok(Committed::Stored {
+            info: meta,
+            replaced: old.is_some(),
+        })
     }
 
     /// The metadata of `path`, if it exists.
@@ -160,17 +247,42 @@ impl ObjectStore {
 
     /// Deletes `path`; whether it existed.
     pub fn delete(&self, path: &ResourcePath) -> Result<bool, ObjectError> {
-        let Some(old) = self.meta(path)? else {
-            return Ok(false);
-        };
+        Ok(self.delete_if(path, |_| true)? == Deleted::Deleted)
+    }
+
+    /// Deletes `path` if `condition` holds for its ETag (none: no object),
+    /// read in the same index transaction as the delete.
+    pub fn delete_if(
+        &self,
+        path: &ResourcePath,
+        condition: impl FnOnce(Option<&str>) -> bool,
+    ) -> Result<Deleted, ObjectError> {
         let write = self.db.begin_write().map_err(index_err)?;
-        {
+        let old = {
             let mut table = write.open_table(INDEX).map_err(index_err)?;
+            let old = match table.get(path.as_str()).map_err(index_err)? {
+                None => None,
+                Some(record) => Some(
+                    serde_json::from_slice::<ObjectInfo>(record.value())
+                        .map_err(|_| ObjectError::Damaged(path.to_string()))?,
+                ),
+            };
+            if !condition(old.as_ref().map(|o| o.etag.as_str())) {
+                drop(table);
+                write.abort().map_err(index_err)?;
+                return Ok(Deleted::Refused);
+            }
+            let Some(old) = old else {
+                drop(table);
+                write.abort().map_err(index_err)?;
+                return Ok(Deleted::Missing);
+            };
             table.remove(path.as_str()).map_err(index_err)?;
-        }
+            old
+        };
         write.commit().map_err(index_err)?;
         let _ = std::fs::remove_file(self.file_of(&old.path, &old.etag));
-        Ok(true)
+        Ok(Deleted::Deleted)
     }
 
     /// Objects whose path starts with `prefix`, after `after`, at most

@@ -10,8 +10,9 @@
 
 use std::time::Instant;
 
-use quorate_api::objects::{ByteRange, ListQuery};
+use quorate_api::objects::{ByteRange, ListQuery, Precondition, is_media_type};
 use quorate_api::refusal::Refusal;
+use quorate_api::signature::ExpectedDigest;
 use quorate_contracts::{Action, ResourcePath};
 use quorate_did::Did;
 use tokio::sync::mpsc;
@@ -20,6 +21,8 @@ use super::Gateway;
 use super::accounting::Audited;
 use super::downloads::{DOWNLOAD_IDLE_MAX, Download, Ticket};
 use super::read::Chunk;
+use super::uploads::Upload;
+use super::write::{Incoming, WriteTerms};
 use crate::net;
 use crate::net::protocol::{self, Denial, Request, Response};
 
@@ -40,6 +43,7 @@ impl Gateway {
                 },
                 _ = sweep.tick() => {
                     self.end_idle_downloads().await;
+                    self.end_idle_uploads().await;
                     continue;
                 }
             };
@@ -80,6 +84,45 @@ impl Gateway {
                 purpose,
             } => self.first_chunk(from, path, range, if_match, purpose).await,
             Request::Chunk { ticket, at } => self.next_chunk(from, &ticket, at).await,
+            Request::Put {
+                path,
+                content_type,
+                size,
+                precondition,
+                purpose,
+                data,
+                digest,
+            } => {
+                let first = FirstChunk {
+                    content_type,
+                    size,
+                    precondition,
+                    purpose,
+                    data: data.into_vec(),
+                    digest: digest.map(|d| d.into_vec()),
+                };
+                self.put_first(from, path, first).await
+            }
+            Request::PutChunk {
+                ticket,
+                at,
+                data,
+                digest,
+            } => {
+                let digest = digest.map(|d| d.into_vec());
+                self.put_next(from, &ticket, at, &data, digest).await
+            }
+            Request::Delete {
+                path,
+                precondition,
+                purpose,
+            } => match self.parse_path(from, &path, Action::Delete).await {
+                Ok(path) => self
+                    .delete(from, P2P, &path, purpose.as_deref(), precondition)
+                    .await
+                    .map(|()| Response::Deleted),
+                Err(refusal) => Err(refusal),
+            },
             Request::List {
                 prefix,
                 after,
@@ -131,18 +174,7 @@ impl Gateway {
         if_match: Option<String>,
         purpose: Option<String>,
     ) -> Result<Response, Refusal> {
-        let path = match ResourcePath::parse(&path) {
-            Ok(path) => path,
-            Err(error) => {
-                let refusal = Refusal::BadPath {
-                    path: path.clone(),
-                    error,
-                };
-                self.refused(P2P, Some(from), Action::Read, &path, &refusal)
-                    .await;
-                return Err(refusal);
-            }
-        };
+        let path = self.parse_path(from, &path, Action::Read).await?;
         let fetch = self.read_chunk(&path, range, if_match);
         let (allowed, chunk) = self
             .admit_read(from, P2P, &path, purpose.as_deref(), fetch)
@@ -252,6 +284,232 @@ impl Gateway {
         })
     }
 
+    /// `path` as a resource path; a bad one is refused and audited.
+    async fn parse_path(
+        &self,
+        from: &Did,
+        path: &str,
+        action: Action,
+    ) -> Result<ResourcePath, Refusal> {
+        match ResourcePath::parse(path) {
+            Ok(path) => Ok(path),
+            Err(error) => {
+                let refusal = Refusal::BadPath {
+                    path: path.to_owned(),
+                    error,
+                };
+                self.refused(P2P, Some(from), action, path, &refusal).await;
+                Err(refusal)
+            }
+        }
+    }
+
+    /// A write's first chunk: the whole pipeline (one authorization, one
+    /// rate-limit token); the write commits here if it is also the last,
+    /// else an upload opens for the rest.
+    async fn put_first(
+        &self,
+        from: &Did,
+        path: String,
+        first: FirstChunk,
+    ) -> Result<Response, Refusal> {
+        let path = self.parse_path(from, &path, Action::Write).await?;
+        let FirstChunk {
+            content_type,
+            size,
+            precondition,
+            purpose,
+            data,
+            digest,
+        } = first;
+        let checked = sha256_of(digest).and_then(|digest| {
+            if is_media_type(&content_type) {
+                Ok(digest)
+            } else {
+                Err(Refusal::BadRequest(
+                    "the content type must be a media type (type/subtype; parameters)",
+                ))
+            }
+        });
+        let digest = match checked {
+            Ok(digest) => digest,
+            Err(refusal) => {
+                let request = Audited::change(P2P, from, Action::Write, &path, purpose.as_deref());
+                self.record_refused(request, &refusal).await;
+                return Err(refusal);
+            }
+        };
+        let allowed = self
+            .admit_write(from, P2P, &path, purpose.as_deref(), size)
+            .await?;
+        let terms = WriteTerms {
+            content_type,
+            precondition,
+            purpose,
+        };
+        let request = Audited::change(P2P, from, Action::Write, &path, terms.purpose.as_deref());
+        let store = self.inner.parts.objects.clone();
+        let mut incoming = match Incoming::create(&store, self.write_limit(), None).await {
+            Ok(incoming) => incoming,
+            Err(refusal) => {
+                self.record_write_refused(request, Some(allowed.grant), 0, &refusal)
+                    .await;
+                return Err(refusal);
+            }
+        };
+        if let Err(refusal) = incoming.append(&data).await {
+            return Err(self
+                .abandon(request, allowed.grant, incoming, refusal)
+                .await);
+        }
+        if let Some(digest) = digest {
+            let expected = ExpectedDigest::sha256(digest);
+            return self
+                .finish_write(&path, request, allowed.grant, incoming, &expected, &terms)
+                .await
+                .map(Response::Written);
+        }
+        let next = incoming.size();
+        let upload = Upload {
+            caller: *from,
+            path: path.clone(),
+            grant: allowed.grant,
+            terms: terms.clone(),
+            incoming: Some(incoming),
+            touched: Instant::now(),
+        };
+        let opened = match self.inner.uploads.lock() {
+            Ok(mut uploads) => uploads.open(upload),
+            Err(_) => return Err(Refusal::Internal),
+        };
+        match opened {
+            Ok(ticket) => Ok(Response::Uploading {
+                ticket: serde_bytes::ByteBuf::from(ticket.to_vec()),
+                next,
+            }),
+            Err((refusal, upload)) => {
+                let Upload { incoming, .. } = *upload;
+                match incoming {
+                    Some(incoming) => Err(self
+                        .abandon(request, allowed.grant, incoming, refusal)
+                        .await),
+                    None => Err(refusal),
+                }
+            }
+        }
+    }
+
+    /// The next chunk of an upload authorized at its first: the ledger
+    /// fresh and the grant still holding, the bytes where the last chunk
+    /// ended; the write commits at the chunk that carries the digest.
+    async fn put_next(
+        &self,
+        from: &Did,
+        ticket: &[u8],
+        at: u64,
+        data: &[u8],
+        digest: Option<Vec<u8>>,
+    ) -> Result<Response, Refusal> {
+        let Ok(ticket) = Ticket::try_from(ticket) else {
+            return Err(Refusal::UnknownUpload);
+        };
+        let taken = match self.inner.uploads.lock() {
+            Ok(mut uploads) => uploads.take_incoming(&ticket, from),
+            Err(_) => return Err(Refusal::Internal),
+        };
+        let (mut incoming, grant, path, terms) = taken?;
+        if at != incoming.size() {
+            let expected = incoming.size();
+            self.put_back(&ticket, incoming).await;
+            return Err(Refusal::BadChunk {
+                expected,
+                asked: at,
+            });
+        }
+        let request = Audited::change(P2P, from, Action::Write, &path, terms.purpose.as_deref());
+        let checked = match sha256_of(digest) {
+            Ok(digest) => self
+                .ready()
+                .and_then(|()| self.grant_still_holds(grant))
+                .map(|()| digest),
+            Err(refusal) => Err(refusal),
+        };
+        let appended = match checked {
+            Ok(digest) => incoming.append(data).await.map(|()| digest),
+            Err(refusal) => Err(refusal),
+        };
+        let digest = match appended {
+            Ok(digest) => digest,
+            Err(refusal) => {
+                self.close_upload(&ticket);
+                return Err(self.abandon(request, grant, incoming, refusal).await);
+            }
+        };
+        match digest {
+            Some(digest) => {
+                self.close_upload(&ticket);
+                let expected = ExpectedDigest::sha256(digest);
+                self.finish_write(&path, request, grant, incoming, &expected, &terms)
+                    .await
+                    .map(Response::Written)
+            }
+            None => {
+                let next = incoming.size();
+                self.put_back(&ticket, incoming).await;
+                Ok(Response::Uploading {
+                    ticket: serde_bytes::ByteBuf::from(ticket.to_vec()),
+                    next,
+                })
+            }
+        }
+    }
+
+    /// Returns an upload's file to its table (or removes it if the upload
+    /// is gone).
+    async fn put_back(&self, ticket: &Ticket, incoming: Incoming) {
+        let back = match self.inner.uploads.lock() {
+            Ok(mut uploads) => uploads.put_back(ticket, incoming),
+            Err(_) => return,
+        };
+        if let Some(incoming) = back {
+            incoming.discard().await;
+        }
+    }
+
+    fn close_upload(&self, ticket: &Ticket) {
+        if let Ok(mut uploads) = self.inner.uploads.lock() {
+            uploads.close(ticket);
+        }
+    }
+
+    /// Ends the uploads idle for [`UPLOAD_IDLE_MAX`](super::UPLOAD_IDLE_MAX):
+    /// their files removed, each with its record (the bytes received,
+    /// `incomplete`).
+    pub(super) async fn end_idle_uploads(&self) {
+        let idle = match self.inner.uploads.lock() {
+            Ok(mut uploads) => uploads.take_idle(Instant::now()),
+            Err(_) => return,
+        };
+        for upload in idle {
+            let Upload {
+                caller,
+                path,
+                grant,
+                terms,
+                incoming,
+                ..
+            } = upload;
+            let received = incoming.as_ref().map_or(0, Incoming::size);
+            if let Some(incoming) = incoming {
+                incoming.discard().await;
+            }
+            let request =
+                Audited::change(P2P, &caller, Action::Write, &path, terms.purpose.as_deref());
+            self.record_write_ended(request, Some(grant), received, "incomplete")
+                .await;
+        }
+    }
+
     /// Ends the downloads idle for [`DOWNLOAD_IDLE_MAX`], each with its
     /// record (the bytes sent, `incomplete`).
     pub(super) async fn end_idle_downloads(&self) {
@@ -263,4 +521,24 @@ impl Gateway {
             self.record_download(&download, Some("incomplete")).await;
         }
     }
+}
+
+/// A write's first chunk, as [`Request::Put`] carries it.
+struct FirstChunk {
+    content_type: String,
+    size: Option<u64>,
+    precondition: Precondition,
+    purpose: Option<String>,
+    data: Vec<u8>,
+    digest: Option<Vec<u8>>,
+}
+
+/// A chunk's digest, when it carries one: 32 bytes of sha-256.
+fn sha256_of(digest: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, Refusal> {
+    digest
+        .map(|d| {
+            <[u8; 32]>::try_from(d.as_slice())
+                .map_err(|_| Refusal::BadRequest("an upload's digest is 32 bytes of sha-256"))
+        })
+        .transpose()
 }

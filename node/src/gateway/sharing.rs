@@ -165,6 +165,7 @@ impl Gateway {
                 grant: None,
                 bytes: 0,
                 purpose: None,
+                digest: None,
             })
             .await;
     }

@@ -71,6 +71,9 @@ pub struct GatewaySection {
     pub member_burst: u32,
     /// Largest object accepted by a put (bytes).
     pub object_bytes_max: u64,
+    /// Largest object a member may write through the gateway under a
+    /// `write` grant (bytes; never more than `object_bytes_max`).
+    pub write_bytes_max: u64,
     /// Peer requests served at once; more wait their turn.
     pub concurrency: usize,
     /// The `host:port` members address this gateway by (the authority of
@@ -162,6 +165,7 @@ impl Default for GatewaySection {
             member_rate: 1000,
             member_burst: 2000,
             object_bytes_max: 1 << 30,
+            write_bytes_max: 1 << 30,
             concurrency: 256,
             authority: None,
             listen: None,

@@ -33,6 +33,7 @@ use crate::net;
 use crate::net::protocol::{self, Request, Response};
 use crate::proofs::{GrantProofError, StatusProofError};
 
+mod peer_write;
 mod problems;
 mod proposals;
 mod sharing;
@@ -224,6 +225,7 @@ impl Node for LocalNode {
             .auditor()
             .record(crate::gateway::audit::Decision {
                 purpose: None,
+                digest: None,
                 transport: "local".to_owned(),
                 caller: Some(action.principal),
                 action: action.action.to_owned(),
@@ -678,6 +680,26 @@ impl Node for LocalNode {
         })
     }
 
+    async fn peer_put(
+        &self,
+        peer: String,
+        path: ResourcePath,
+        write: quorate_api::objects::PeerWrite,
+        body: Body,
+    ) -> Result<quorate_api::objects::Written, Problem> {
+        self.write_to_peer(peer, path, write, body).await
+    }
+
+    async fn peer_delete(
+        &self,
+        peer: String,
+        path: ResourcePath,
+        precondition: quorate_api::objects::Precondition,
+        purpose: Option<String>,
+    ) -> Result<(), Problem> {
+        self.delete_at_peer(peer, path, precondition, purpose).await
+    }
+
     async fn peer_list(
         &self,
         peer: String,
@@ -741,6 +763,7 @@ impl Node for LocalNode {
                 grant: r.decision.grant,
                 bytes: r.decision.bytes,
                 purpose: r.decision.purpose,
+                digest: r.decision.digest,
                 prev: r.prev,
                 hash: r.hash,
             })

@@ -130,6 +130,16 @@ pub(super) fn rows_failed(e: quorate_contracts::RowsError) -> Problem {
     Problem::internal()
 }
 
+/// A peer answered what its request does not call for (502
+/// `peer-unreachable`).
+pub(super) fn unexpected(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::BAD_GATEWAY,
+        "peer-unreachable",
+        detail.to_owned(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use quorate_api::problem::Problem;

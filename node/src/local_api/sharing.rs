@@ -41,14 +41,6 @@ fn request_id(id: &str) -> Result<Hash, Problem> {
     })
 }
 
-fn unexpected(detail: &str) -> Problem {
-    Problem::new(
-        StatusCode::BAD_GATEWAY,
-        "peer-unreachable",
-        detail.to_owned(),
-    )
-}
-
 impl LocalNode {
     pub(super) fn offers_now(&self) -> Offers {
         Offers {

@@ -9,10 +9,35 @@ use libp2p::request_response;
 use super::{REQUEST_BYTES_MAX, RESPONSE_BYTES_MAX};
 
 /// Frames requests and responses as `u32-BE length ‖ bytes`, refusing
-/// frames over [`REQUEST_BYTES_MAX`] / [`RESPONSE_BYTES_MAX`] before reading
-/// them. What the bytes mean is the driver's business.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FramedBytes;
+/// frames over its limits before reading them. What the bytes mean is the
+/// driver's business.
+#[derive(Debug, Clone, Copy)]
+pub struct FramedBytes {
+    request_max: u32,
+    response_max: u32,
+}
+
+impl Default for FramedBytes {
+    /// [`REQUEST_BYTES_MAX`] and [`RESPONSE_BYTES_MAX`].
+    fn default() -> Self {
+        Self::with_request_max(REQUEST_BYTES_MAX)
+    }
+}
+
+impl FramedBytes {
+    /// Requests of at most `request_max` bytes, responses of at most
+    /// [`RESPONSE_BYTES_MAX`].
+    pub fn with_request_max(request_max: u32) -> Self {
+        Self {
+            request_max,
+            response_max: RESPONSE_BYTES_MAX,
+        }
+    }
+}
+
+/// Memory is taken as bytes arrive, this much at a time: a length prefix
+/// alone, sent by anyone, reserves nothing.
+const READ_STEP_BYTES: usize = 64 * 1024;
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: u32) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -24,8 +49,14 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: u32) -> io::Re
             format!("frame of {len} bytes exceeds the {max}-byte limit"),
         ));
     }
-    let mut bytes = vec![0u8; len as usize];
-    io.read_exact(&mut bytes).await?;
+    let len = len as usize;
+    let mut bytes = Vec::with_capacity(len.min(READ_STEP_BYTES));
+    while bytes.len() < len {
+        let start = bytes.len();
+        let step = (len - start).min(READ_STEP_BYTES);
+        bytes.resize(start + step, 0);
+        io.read_exact(&mut bytes[start..]).await?;
+    }
     Ok(bytes)
 }
 
@@ -53,7 +84,7 @@ impl request_response::Codec for FramedBytes {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        read_frame(io, REQUEST_BYTES_MAX).await
+        read_frame(io, self.request_max).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -61,7 +92,7 @@ impl request_response::Codec for FramedBytes {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        read_frame(io, RESPONSE_BYTES_MAX).await
+        read_frame(io, self.response_max).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -70,7 +101,7 @@ impl request_response::Codec for FramedBytes {
         io: &mut T,
         req: Vec<u8>,
     ) -> io::Result<()> {
-        write_frame(io, &req, REQUEST_BYTES_MAX).await
+        write_frame(io, &req, self.request_max).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -79,6 +110,6 @@ impl request_response::Codec for FramedBytes {
         io: &mut T,
         res: Vec<u8>,
     ) -> io::Result<()> {
-        write_frame(io, &res, RESPONSE_BYTES_MAX).await
+        write_frame(io, &res, self.response_max).await
     }
 }

@@ -17,9 +17,9 @@ use super::codec::FramedBytes;
 use super::identity::{did_of, libp2p_keypair, peer_id};
 use super::limits::{InFlight, PeerBudgets};
 use super::{
-    COMMANDS_MAX, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, DATA_EVENTS_MAX, EVENTS_MAX,
-    GOSSIP_BYTES_MAX, PING_INTERVAL, PING_TIMEOUT, REDIAL_INTERVAL, REQUEST_TIMEOUT,
-    SYNC_EVENTS_MAX,
+    COMMANDS_MAX, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, DATA_EVENTS_MAX,
+    DATA_REQUEST_BYTES_MAX, DATA_STREAMS_PER_CONNECTION_MAX, EVENTS_MAX, GOSSIP_BYTES_MAX,
+    PING_INTERVAL, PING_TIMEOUT, REDIAL_INTERVAL, REQUEST_TIMEOUT, SYNC_EVENTS_MAX,
 };
 
 /// The gossip topics of a chain.
@@ -484,20 +484,25 @@ pub fn spawn(
                 ),
                 gossipsub,
                 requests: request_response::Behaviour::with_codec(
-                    FramedBytes,
+                    FramedBytes::default(),
                     [(
                         StreamProtocol::new("/quorate/request/1"),
                         ProtocolSupport::Full,
                     )],
                     request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
                 ),
+                // Requests here carry upload chunks; the streams a
+                // connection may open at once bound what its peer can make
+                // us hold.
                 data: request_response::Behaviour::with_codec(
-                    FramedBytes,
+                    FramedBytes::with_request_max(DATA_REQUEST_BYTES_MAX),
                     [(
                         StreamProtocol::new("/quorate/data/2"),
                         ProtocolSupport::Full,
                     )],
-                    request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+                    request_response::Config::default()
+                        .with_request_timeout(REQUEST_TIMEOUT)
+                        .with_max_concurrent_streams(DATA_STREAMS_PER_CONNECTION_MAX),
                 ),
             })
         })

@@ -44,8 +44,15 @@ pub const SYNC_EVENTS_MAX: usize = 64;
 pub const DATA_EVENTS_MAX: usize = 1024;
 /// Largest gossip message: a proposal carries a whole block.
 pub const GOSSIP_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// Largest request a peer may send.
+/// Largest request a peer may send (on the data protocol: see
+/// [`DATA_REQUEST_BYTES_MAX`]).
 pub const REQUEST_BYTES_MAX: u32 = 64 * 1024;
+/// Largest request on the data protocol: one upload chunk and its fields.
+pub const DATA_REQUEST_BYTES_MAX: u32 =
+    (protocol::UPLOAD_CHUNK_BYTES + protocol::REQUEST_OVERHEAD_BYTES) as u32;
+/// Data-protocol streams one connection may have open at once (so a
+/// connection holds at most this many requests being read).
+pub const DATA_STREAMS_PER_CONNECTION_MAX: usize = 16;
 /// Largest response we accept (a batch of blocks during sync).
 pub const RESPONSE_BYTES_MAX: u32 = 32 * 1024 * 1024;
 /// Connections per peer and in total.

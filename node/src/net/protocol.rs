@@ -4,7 +4,7 @@
 //! peer's bytes are decoded strictly, with size and depth limits, before
 //! anything looks at them.
 
-use quorate_api::objects::{ByteRange, Listing, ObjectInfo};
+use quorate_api::objects::{ByteRange, Listing, ObjectInfo, Precondition, Written};
 use quorate_api::refusal::{Code, Refusal};
 use quorate_ledger::block::{Block, CommittedBlock};
 use quorate_ledger::codec::{self, DecodeError, EncodeError};
@@ -107,6 +107,50 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<String>,
     },
+    /// A write into the peer's namespace, through its gateway: the first
+    /// chunk of the body (at most [`UPLOAD_CHUNK_BYTES`]). Authorized once,
+    /// here; the rest follows in [`Request::PutChunk`] with the ticket of
+    /// the [`Response::Uploading`] answer.
+    Put {
+        /// The path.
+        path: String,
+        /// The media type to store.
+        content_type: String,
+        /// The body's length, when the writer knows it (refused at once
+        /// if over the peer's limit).
+        size: Option<u64>,
+        /// The write's condition on what it replaces.
+        precondition: Precondition,
+        /// The purpose the writer declares.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<String>,
+        /// The first bytes.
+        data: serde_bytes::ByteBuf,
+        /// On the last chunk only: the sha-256 of the whole body, which
+        /// the peer checks before it stores anything.
+        digest: Option<serde_bytes::ByteBuf>,
+    },
+    /// The next chunk of an upload the peer's gateway authorized.
+    PutChunk {
+        /// The upload's ticket.
+        ticket: serde_bytes::ByteBuf,
+        /// Where these bytes start in the body: what was sent before.
+        at: u64,
+        /// The bytes (at most [`UPLOAD_CHUNK_BYTES`]).
+        data: serde_bytes::ByteBuf,
+        /// On the last chunk only: the sha-256 of the whole body.
+        digest: Option<serde_bytes::ByteBuf>,
+    },
+    /// A delete in the peer's namespace, through its gateway.
+    Delete {
+        /// The path.
+        path: String,
+        /// The delete's condition on the object.
+        precondition: Precondition,
+        /// The purpose the writer declares.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<String>,
+    },
     /// The peer's catalog of offers, as the requester may see it.
     Catalog,
     /// An access request of the sender's, to the peer (its owner).
@@ -129,8 +173,15 @@ pub const CATALOG_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Most content bytes one object response carries; longer ranges take
 /// several requests.
 pub const OBJECT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
-/// Length of a download's ticket (random, unguessable).
+/// Length of a download's or upload's ticket (random, unguessable).
 pub const TICKET_BYTES: usize = 16;
+/// Most body bytes one upload request carries: requests on the data
+/// protocol are bounded by it (plus [`REQUEST_OVERHEAD_BYTES`]), far
+/// below responses, because a peer's request is read before anything
+/// knows whether it is a member's.
+pub const UPLOAD_CHUNK_BYTES: u64 = 1024 * 1024;
+/// Room for everything but the data in one request.
+pub const REQUEST_OVERHEAD_BYTES: u64 = 64 * 1024;
 
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +234,17 @@ pub enum Response {
         /// The bytes (at most [`OBJECT_CHUNK_BYTES`]).
         data: serde_bytes::ByteBuf,
     },
+    /// An upload goes on: send the bytes from `next` with `ticket`.
+    Uploading {
+        /// Names the upload in [`Request::PutChunk`] ([`TICKET_BYTES`]).
+        ticket: serde_bytes::ByteBuf,
+        /// Bytes received so far.
+        next: u64,
+    },
+    /// A write was stored.
+    Written(Written),
+    /// A delete was done.
+    Deleted,
     /// A listing page.
     Listing(Listing),
     /// A catalog: DCAT in JSON-LD, as JSON text (at most

@@ -134,6 +134,7 @@ fn odrl_action(action: Action) -> &'static str {
     match action {
         Action::Read => "odrl:read",
         Action::Write => "odrl:modify",
+        Action::Delete => "odrl:delete",
         Action::List => "quorate:list",
     }
 }

@@ -340,6 +340,8 @@ fn the_route_table_is_the_documented_policy() {
         ("DELETE", "/v1/objects/{*path}", &["publisher"]),
         ("GET", "/v1/peers/{peer}/objects", OBJECTS),
         ("GET", "/v1/peers/{peer}/objects/{*path}", OBJECTS),
+        ("PUT", "/v1/peers/{peer}/objects/{*path}", &["publisher"]),
+        ("DELETE", "/v1/peers/{peer}/objects/{*path}", &["publisher"]),
         ("GET", "/v1/catalog", ALL),
         ("GET", "/v1/catalog/offers", ALL),
         ("GET", "/v1/catalog/offers/{id}", ALL),

@@ -333,6 +333,28 @@ impl Node for Fake {
         let _ = peer;
         self.get_object(path, range).await
     }
+    async fn peer_put(
+        &self,
+        _: String,
+        _: ResourcePath,
+        _: crate::objects::PeerWrite,
+        _: Body,
+    ) -> Result<crate::objects::Written, Problem> {
+        self.answer(crate::objects::Written {
+            object: object(),
+            digest: "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:".into(),
+            replaced: false,
+        })
+    }
+    async fn peer_delete(
+        &self,
+        _: String,
+        _: ResourcePath,
+        _: crate::objects::Precondition,
+        _: Option<String>,
+    ) -> Result<(), Problem> {
+        self.answer(())
+    }
     async fn peer_list(
         &self,
         _: String,
@@ -354,6 +376,7 @@ impl Node for Fake {
             grant: None,
             bytes: 0,
             purpose: Some("customs clearance".into()),
+            digest: None,
             prev: "0".repeat(64),
             hash: HEX.into(),
         }])
@@ -579,6 +602,23 @@ impl crate::gateway::Pipeline for Fake {
         _: ListQuery,
         _: Option<String>,
     ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    async fn write(
+        &self,
+        _: Did,
+        _: ResourcePath,
+        _: crate::gateway::Upload,
+    ) -> Result<crate::objects::Written, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    async fn delete(
+        &self,
+        _: Did,
+        _: ResourcePath,
+        _: Option<String>,
+        _: crate::objects::Precondition,
+    ) -> Result<(), crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
     async fn catalog(&self, _: Did) -> Result<serde_json::Value, crate::refusal::Refusal> {

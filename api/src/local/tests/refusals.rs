@@ -163,6 +163,24 @@ impl Node for Empty {
     ) -> Result<ObjectBody, Problem> {
         none()
     }
+    async fn peer_put(
+        &self,
+        _: String,
+        _: ResourcePath,
+        _: crate::objects::PeerWrite,
+        _: Body,
+    ) -> Result<crate::objects::Written, Problem> {
+        none()
+    }
+    async fn peer_delete(
+        &self,
+        _: String,
+        _: ResourcePath,
+        _: crate::objects::Precondition,
+        _: Option<String>,
+    ) -> Result<(), Problem> {
+        none()
+    }
     async fn peer_list(
         &self,
         _: String,
@@ -396,7 +414,7 @@ async fn unknown_routes_and_methods_are_problems() {
         assert!(allow.to_str().unwrap().contains(method), "{allow:?}");
     }
     let response = send(
-        request("DELETE", "/gateway/objects/a")
+        request("PATCH", "/gateway/objects/a")
             .body(Body::empty())
             .unwrap(),
     )
@@ -638,6 +656,23 @@ impl crate::gateway::Pipeline for Empty {
         _: ListQuery,
         _: Option<String>,
     ) -> Result<crate::objects::Listing, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    async fn write(
+        &self,
+        _: Did,
+        _: ResourcePath,
+        _: crate::gateway::Upload,
+    ) -> Result<crate::objects::Written, crate::refusal::Refusal> {
+        Err(crate::refusal::Refusal::Internal)
+    }
+    async fn delete(
+        &self,
+        _: Did,
+        _: ResourcePath,
+        _: Option<String>,
+        _: crate::objects::Precondition,
+    ) -> Result<(), crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
     async fn catalog(&self, _: Did) -> Result<serde_json::Value, crate::refusal::Refusal> {

@@ -27,6 +27,8 @@ const BATCH_BYTES_MAX: usize = 512 * 1024;
 /// client can influence is cut to [`FIELD_BYTES_MAX`] (with its length
 /// and hash), so a record never comes near it; the writer checks.
 pub const RECORD_BYTES_MAX: usize = 4 * 1024;
+/// Longest digest kept in a record (a sha-256's is 52 bytes).
+const DIGEST_CHARS_MAX: usize = 96;
 /// Longest client-supplied text kept in a record field, before JSON
 /// escaping (at most 6 bytes per byte).
 pub const FIELD_BYTES_MAX: usize = 256;
@@ -44,7 +46,7 @@ pub struct Decision {
     pub transport: String,
     /// The caller's DID, when it was authenticated.
     pub caller: Option<String>,
-    /// `read`, `list`, `write`.
+    /// `read`, `list`, `write`, `delete`.
     pub action: String,
     /// The resource asked for.
     pub resource: String,
@@ -54,12 +56,16 @@ pub struct Decision {
     pub reason: Option<String>,
     /// The grant that allowed it.
     pub grant: Option<String>,
-    /// Bytes of data sent.
+    /// Bytes of data sent (for a write: received).
     pub bytes: u64,
     /// The purpose the caller declared (absent if none: records without
     /// one hash as before the field existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// For a write, the sha-256 of what was written, as `Content-Digest`
+    /// writes it (absent otherwise, and so hashed as before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// A line of the log.
@@ -274,6 +280,11 @@ impl Auditor {
             grant: decision.grant.map(bounded),
             bytes: decision.bytes,
             purpose: decision.purpose.map(bounded),
+            // Written by the gateway (`sha-256=:…:`, 52 bytes), never by a
+            // client; cut all the same so a record keeps its bound.
+            digest: decision
+                .digest
+                .map(|d| d.chars().take(DIGEST_CHARS_MAX).collect()),
         };
         // While writes fail the gateway serves nobody, but decisions made
         // just before still arrive: they wait in the queue for the retry,

@@ -6,6 +6,7 @@ mod downloads;
 mod http_door;
 mod refusals;
 mod sharing;
+mod writes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -82,6 +83,15 @@ impl Fixture {
 
     /// The gateway of `me` (org-a's key if `None`).
     fn serving_as(me: Option<Did>) -> Self {
+        Self::build(me, GatewaySection::default())
+    }
+
+    /// Org-a's gateway under `config`.
+    fn configured(config: GatewaySection) -> Self {
+        Self::build(None, config)
+    }
+
+    fn build(me: Option<Did>, config: GatewaySection) -> Self {
         let consortium = Consortium::new(3);
         let dir = tempfile::tempdir().unwrap();
         let objects = ObjectStore::open(&dir.path().join("objects")).unwrap();
@@ -110,7 +120,7 @@ impl Fixture {
             objects: Arc::new(objects),
             upstreams: Arc::new(Upstreams::new(&[]).unwrap()),
             auditor,
-            config: GatewaySection::default(),
+            config,
         };
         let gateway = Gateway::with_clock(
             parts,
