@@ -97,6 +97,18 @@ impl Precondition {
         }
     }
 
+    /// What is not so when it does not hold.
+    pub fn unmet(&self) -> &'static str {
+        match self {
+            Self::Any => "the write's condition did not hold",
+            Self::Absent => {
+                "an object exists at this path (the write asked for none: If-None-Match: *)"
+            }
+            Self::Present => "there is no object at this path (If-Match: *)",
+            Self::Etag(_) => "the object's ETag is not the one If-Match names",
+        }
+    }
+
     /// Whether an object with ETag `current` (none: no object) satisfies
     /// it.
     pub fn holds(&self, current: Option<&str>) -> bool {

@@ -278,6 +278,10 @@ pub enum Refusal {
     /// Too many uploads open, in all or for this member.
     #[error("too many uploads are open; retry when one ends")]
     TooManyUploads,
+    /// A write's or delete's precondition (`If-Match`, `If-None-Match`)
+    /// did not hold: what is not so.
+    #[error("{0}")]
+    PreconditionFailed(&'static str),
     /// A write to a path an upstream route serves.
     #[error("{0} is served by an upstream service and takes no writes")]
     NotWritable(ResourcePath),
@@ -343,6 +347,7 @@ impl Refusal {
             Refusal::UnknownUpload => Code::UnknownUpload,
             Refusal::TooManyUploads => Code::TooManyUploads,
             Refusal::NotWritable(_) => Code::NotWritable,
+            Refusal::PreconditionFailed(_) => Code::Changed,
             Refusal::ByPeer { code, .. } => *code,
         }
     }

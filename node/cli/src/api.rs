@@ -486,10 +486,15 @@ pub(crate) fn audit(command: AuditCommand) -> anyhow::Result<()> {
             let records = response.json()?;
             for r in records.as_array().into_iter().flatten() {
                 let text = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
+                // A stored write also names the digest of what it stored.
+                let digest = r["digest"]
+                    .as_str()
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default();
                 println!(
-                    "{:>6} {} {:<5} {:<4} {:<5} {:<40} {:<20} {}",
-                    r["seq"],
-                    r["time_ms"],
+                    "{:>6} {} {:<5} {:<6} {:<5} {:<40} {:<20} {}{digest}",
+                    r["seq"].as_u64().unwrap_or(0),
+                    r["time_ms"].as_u64().unwrap_or(0),
                     text("transport"),
                     text("action"),
                     text("decision"),

@@ -302,7 +302,7 @@ impl Gateway {
                 })
             }
             Ok(Committed::Refused) => {
-                let refusal = Refusal::Changed;
+                let refusal = Refusal::PreconditionFailed(terms.precondition.unmet());
                 self.record_write_refused(request, Some(grant), size, &refusal)
                     .await;
                 Err(refusal)
@@ -333,6 +333,7 @@ impl Gateway {
             }
             let store = self.inner.parts.objects.clone();
             let owned = path.clone();
+            let unmet = precondition.unmet();
             let deleted = tokio::task::spawn_blocking(move || {
                 store.delete_if(&owned, |current| {
                     current.is_none() || precondition.holds(current)
@@ -344,7 +345,7 @@ impl Gateway {
             match deleted {
                 Deleted::Deleted => Ok(allowed),
                 Deleted::Missing => Err(Refusal::NotFound(path.clone())),
-                Deleted::Refused => Err(Refusal::Changed),
+                Deleted::Refused => Err(Refusal::PreconditionFailed(unmet)),
             }
         }
         .await;
