@@ -232,6 +232,16 @@ pub const TYPES: &[ProblemType] = &[
         "the node holds as many named API tokens as it may",
     ),
     t(
+        "too-many-revocations",
+        422,
+        "the node keeps as many JWT revocations as it may until some expire",
+    ),
+    t(
+        "invalid-revocation",
+        422,
+        "a JWT revocation that names neither a subject nor a jti, or is out of bounds",
+    ),
+    t(
         "rate-limited",
         429,
         "over the grant's rate (Retry-After says when)",

@@ -175,6 +175,9 @@ pub enum StartError {
     /// The API tokens do not load.
     #[error(transparent)]
     Tokens(#[from] crate::home::tokens::LoadError),
+    /// The revoked single-sign-on tokens cannot be read.
+    #[error(transparent)]
+    JwtRevocations(#[from] crate::home::jwt_revocations::LoadJwtRevocationsError),
     /// The endorsement policy file cannot be used.
     #[error("endorsement policy: {0}")]
     EndorsementPolicy(#[from] crate::home::endorsement::PolicyFileError),
@@ -271,10 +274,14 @@ pub async fn start(
     let lock = HomeLock::acquire(home.root())?;
     let config = home.load_config()?;
     let tokens = std::sync::Arc::new(crate::home::tokens::TokenRegistry::open(home)?);
+    let jwt_revocations =
+        std::sync::Arc::new(crate::home::jwt_revocations::JwtRevocations::open(home)?);
     let oidc = match &config.auth.oidc {
         Some(section) => {
-            let verifier =
-                std::sync::Arc::new(crate::oidc::OidcVerifier::new(section, home.root())?);
+            let verifier = std::sync::Arc::new(
+                crate::oidc::OidcVerifier::new(section, home.root())?
+                    .with_revocations(jwt_revocations.clone()),
+            );
             tokio::spawn(verifier.clone().refresh_loop());
             Some(verifier)
         }
@@ -363,7 +370,11 @@ pub async fn start(
         object_bytes_max: config.gateway.object_bytes_max,
         genesis_hash,
         ledger: reader,
-        access: crate::local_api::Access { tokens, oidc },
+        access: crate::local_api::Access {
+            tokens,
+            oidc,
+            jwt_revocations,
+        },
         policy: crate::local_api::PolicyHome {
             approval: config.consensus.approval,
             path: home.endorsement_policy_path(),

@@ -79,6 +79,19 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "422"]
 include-name = "POST /v1/access-requests"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "422", "429", "502"]
 
+# Neither a subject nor a jti is the node's to refuse (422
+# invalid-revocation); a schema cannot say "at least one of".
+[[operations]]
+include-name = "POST /v1/jwt-revocations"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "422"]
+
+# Writes to a member: none is known by most names (404), this node's
+# own is no peer (422), and the member decides the rest.
+[[operations]]
+include-path-regex = "^/v1/peers/\\{peer\\}/objects/\\{path\\}$"
+include-method-regex = "^(PUT|DELETE)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "412", "413", "422", "502"]
+
 [[operations]]
 include-name = "GET /v1/peers/{peer}/catalog"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "502"]

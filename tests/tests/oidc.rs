@@ -306,6 +306,103 @@ fn people_sign_in_with_the_providers_jwts_and_nothing_else_passes() {
     } else {
         eprintln!("the console's sign-in through the provider is not tried: no browser here");
     }
+
+    // Revoked on this node before they expire: alice's tokens issued until
+    // now (she signs in again), and one of bob's by its jti; after a
+    // restart too.
+    let home = home_arg(&net.home("org-a"));
+    let said = run_ok(&[
+        "token",
+        "revoke-jwt",
+        "--home",
+        &home,
+        "--subject",
+        "alice",
+        "--reason",
+        "laptop stolen",
+    ]);
+    assert!(
+        said.contains("refusing alice's single-sign-on tokens"),
+        "{said}"
+    );
+    let bobs = mint(
+        idp.path(),
+        &[(
+            "EdDSA",
+            "ed",
+            claims(
+                "bob",
+                &["readers"],
+                serde_json::json!({"jti": "bob-session-7"}),
+            ),
+        )],
+    );
+    run_ok(&[
+        "token",
+        "revoke-jwt",
+        "--home",
+        &home,
+        "--jti",
+        "bob-session-7",
+    ]);
+    // Tokens issued in a later second than the revocation are new ones.
+    std::thread::sleep(Duration::from_millis(1100));
+    let again = mint(
+        idp.path(),
+        &[(
+            "EdDSA",
+            "ed",
+            claims("alice", &["approvers"], serde_json::json!({})),
+        )],
+    );
+    let check = || {
+        for token in &tokens[..3] {
+            let answer = as_bearer(token).get("/v1/principal").unwrap();
+            assert_eq!(answer.status, 401, "{}", answer.text());
+            assert!(
+                answer.problem_detail().contains("laptop stolen"),
+                "{}",
+                answer.text()
+            );
+        }
+        let answer = as_bearer(&bobs[0]).get("/v1/principal").unwrap();
+        assert_eq!(answer.status, 401, "{}", answer.text());
+        assert!(answer.problem_detail().contains("revoked on this node"));
+        // Bob's other token, and alice's new one, hold.
+        assert_eq!(
+            as_bearer(&tokens[3]).get("/v1/principal").unwrap().status,
+            200
+        );
+        assert_eq!(
+            as_bearer(&again[0]).get("/v1/principal").unwrap().status,
+            200
+        );
+    };
+    check();
+    let listed = run_ok(&["token", "jwt-revocations", "--home", &home]);
+    assert!(
+        listed.contains("alice") && listed.contains("bob-session-7"),
+        "{listed}"
+    );
+    net.cli(&["testnet", "restart", "org-a"]);
+    eventually(Duration::from_secs(30), "org-a back", || {
+        as_bearer(&again[0])
+            .get("/v1/principal")
+            .is_ok_and(|r| r.status == 200)
+    });
+    check();
+    // The revocation itself is in the audit log, with who made it.
+    let records = root.get("/v1/audit?limit=1000").unwrap().json().unwrap();
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "revoke-jwt"
+                && r["caller"] == "admin"
+                && r["resource"] == "alice"),
+        "{records:#?}"
+    );
 }
 
 #[test]

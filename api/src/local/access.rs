@@ -185,6 +185,8 @@ pub const ROUTES: &[RouteAccess] = &[
     ),
     read("/v1/tokens", &[]),
     change(Method::POST, "/v1/tokens", &[], "create-token"),
+    read("/v1/jwt-revocations", &[]),
+    change(Method::POST, "/v1/jwt-revocations", &[], "revoke-jwt"),
     change(Method::DELETE, "/v1/tokens/{name}", &[], "revoke-token"),
     read("/metrics", &[Metrics]),
 ];

@@ -713,6 +713,30 @@ pub(super) async fn create_token<N: Node>(
     }
 }
 
+pub(super) async fn jwt_revocations<N: Node>(State(node): State<N>) -> Response {
+    json_or_problem(node.jwt_revocations().await)
+}
+
+pub(super) async fn revoke_jwt<N: Node>(
+    State(node): State<N>,
+    body: Result<Json<super::requests::JwtRevocationRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(e) => return json_problem(e).into_response(),
+    };
+    match node.revoke_jwt(request).await {
+        Ok(revoked) => {
+            let note = ActionNote {
+                subject: revoked.subject.clone().or_else(|| revoked.jti.clone()),
+                bytes: 0,
+            };
+            (StatusCode::CREATED, axum::Extension(note), Json(revoked)).into_response()
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
 pub(super) async fn revoke_token<N: Node>(
     State(node): State<N>,
     name: Result<Path<String>, PathRejection>,

@@ -11,10 +11,12 @@ use super::access_requests::{
 };
 use super::catalog::{Offer, OfferView, Offers};
 use super::endorsement::{EndorsementPolicy, EndorsementPolicyView};
+use super::requests::JwtRevocationRequest;
 use super::responses::{
     AuditRecord, BlockView, EntryLocation, GrantPage, GrantView, Identity, LedgerSummary, Members,
     NewToken, NodeStatus, ProposalView, Tokens,
 };
+use super::responses::{JwtRevocationView, JwtRevocations};
 use super::{AuditQuery, GrantQuery, ProposalRequest, TokenRequest};
 use crate::auth::{Principal, Unauthenticated};
 
@@ -56,6 +58,14 @@ pub trait Node: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<NewToken, Problem>> + Send;
     /// Revokes a named API token: refused from the moment this returns.
     fn revoke_token(&self, name: String) -> impl Future<Output = Result<(), Problem>> + Send;
+    /// The single-sign-on tokens refused before their expiry.
+    fn jwt_revocations(&self) -> impl Future<Output = Result<JwtRevocations, Problem>> + Send;
+    /// Refuses, from now on, the single-sign-on tokens `request` names
+    /// (durable on return).
+    fn revoke_jwt(
+        &self,
+        request: JwtRevocationRequest,
+    ) -> impl Future<Output = Result<JwtRevocationView, Problem>> + Send;
     /// Height, peers, freshness.
     fn status(&self) -> impl Future<Output = NodeStatus> + Send;
     /// Proposes as this member; returns the proposal id.

@@ -156,6 +156,8 @@ fn body_schemas() -> serde_json::Map<String, Value> {
     add::<PrincipalView>(&mut generator);
     add::<Tokens>(&mut generator);
     add::<NewToken>(&mut generator);
+    add::<super::responses::JwtRevocations>(&mut generator);
+    add::<super::responses::JwtRevocationView>(&mut generator);
     add::<super::responses::LiveEvent>(&mut generator);
     add::<super::endorsement::EndorsementPolicy>(&mut generator);
     add::<super::endorsement::EndorsementPolicyView>(&mut generator);

@@ -275,6 +275,26 @@ pub struct TokenRequest {
     pub expires_in_s: Option<u64>,
 }
 
+/// `POST /v1/jwt-revocations`: single-sign-on tokens to refuse
+/// before they expire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtRevocationRequest {
+    /// Every token of this `sub` issued until now (and any without `iat`).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The one token with this `jti`.
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// Seconds to keep the revocation (30 days if absent; at most 366
+    /// days): longer than the provider's tokens live.
+    #[serde(default, deserialize_with = "whole_or_null")]
+    pub keep_s: Option<u64>,
+    /// Why (kept with it).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// Query of `GET /v1/events`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -505,6 +505,28 @@ pub struct Tokens {
     pub tokens: Vec<TokenView>,
 }
 
+/// A single-sign-on token revocation in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct JwtRevocationView {
+    /// Tokens of this `sub` issued until `revoked_ms` are refused.
+    pub subject: Option<String>,
+    /// The token with this `jti` is refused.
+    pub jti: Option<String>,
+    /// When it was revoked (ms since the Unix epoch).
+    pub revoked_ms: u64,
+    /// When it is forgotten.
+    pub until_ms: u64,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// `GET /v1/jwt-revocations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct JwtRevocations {
+    /// Those in force, oldest first.
+    pub revocations: Vec<JwtRevocationView>,
+}
+
 /// `POST /v1/tokens`: the token made, with its secret, shown this once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct NewToken {

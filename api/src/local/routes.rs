@@ -35,6 +35,10 @@ pub fn router<N: Node>(node: N, limits: Limits) -> Router {
         .route("/v1/principal", get(principal))
         .route("/v1/tokens", get(tokens::<N>).post(create_token::<N>))
         .route("/v1/tokens/{name}", delete(revoke_token::<N>))
+        .route(
+            "/v1/jwt-revocations",
+            get(jwt_revocations::<N>).post(revoke_jwt::<N>),
+        )
         .route("/v1/status", get(status::<N>))
         .route("/v1/events", get(events::<N>))
         .route("/v1/proposals", get(proposals::<N>).post(propose::<N>))

@@ -216,10 +216,16 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line: clap's first line names the bad argument.
+            // One line: clap's first line names the bad argument, or is
+            // followed by the indented list of the missing ones.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first} (see `quorate --help`)");
+            let mut lines = rendered.lines();
+            let mut line = lines.next().unwrap_or("invalid arguments").to_owned();
+            for more in lines.take_while(|l| l.starts_with("  ")) {
+                line.push(' ');
+                line.push_str(more.trim());
+            }
+            eprintln!("{line} (see `quorate --help`)");
             return ExitCode::from(2);
         }
     };

@@ -38,6 +38,32 @@ pub(crate) enum TokenCommand {
         /// Its name.
         name: String,
     },
+    /// Refuse single-sign-on tokens (JWTs of [auth.oidc]) before they
+    /// expire: a person's, issued until now (--subject), or one token
+    /// (--jti).
+    RevokeJwt {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Every token of this `sub` issued until now (the person signs
+        /// in again for a new one).
+        #[arg(long, required_unless_present = "jti")]
+        subject: Option<String>,
+        /// The one token with this `jti`.
+        #[arg(long)]
+        jti: Option<String>,
+        /// How long the node keeps the revocation: longer than the
+        /// provider's tokens live (at most 366d).
+        #[arg(long, value_name = "DURATION", default_value = "30d")]
+        keep: HumanDuration,
+        /// Why (kept with it).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List the single-sign-on revocations in force.
+    JwtRevocations {
+        #[command(flatten)]
+        home: HomeArg,
+    },
 }
 
 fn parse_role(text: &str) -> Result<quorate_api::auth::Role, String> {
@@ -125,6 +151,51 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<()> {
                 &api,
             )?;
             println!("revoked {name}");
+        }
+        TokenCommand::RevokeJwt {
+            home,
+            subject,
+            jti,
+            keep: HumanDuration(keep),
+            reason,
+        } => {
+            let api = client(home)?;
+            let body = serde_json::json!({
+                "subject": subject,
+                "jti": jti,
+                "keep_s": keep.as_secs(),
+                "reason": reason,
+            });
+            let made = checked(api.post_json("/v1/jwt-revocations", &body), &api)?.json()?;
+            let until = utc(made["until_ms"].as_u64().unwrap_or(0));
+            match (made["subject"].as_str(), made["jti"].as_str()) {
+                (Some(sub), None) => println!(
+                    "refusing {sub}'s single-sign-on tokens issued until now; kept until {until}"
+                ),
+                (None, Some(jti)) => println!("refusing the token {jti}; kept until {until}"),
+                (Some(sub), Some(jti)) => {
+                    println!("refusing {sub}'s token {jti}; kept until {until}")
+                }
+                (None, None) => anyhow::bail!("the node's answer names nothing revoked"),
+            }
+        }
+        TokenCommand::JwtRevocations { home } => {
+            let api = client(home)?;
+            let listed = checked(api.get("/v1/jwt-revocations"), &api)?.json()?;
+            println!(
+                "{:<24} {:<24} {:<22} {:<22} REASON",
+                "SUBJECT", "JTI", "REVOKED", "KEPT UNTIL"
+            );
+            for r in listed["revocations"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<24} {:<22} {:<22} {}",
+                    r["subject"].as_str().unwrap_or("-"),
+                    r["jti"].as_str().unwrap_or("-"),
+                    utc(r["revoked_ms"].as_u64().unwrap_or(0)),
+                    utc(r["until_ms"].as_u64().unwrap_or(0)),
+                    r["reason"].as_str().unwrap_or("-"),
+                );
+            }
         }
     }
     Ok(())

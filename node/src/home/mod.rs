@@ -17,6 +17,7 @@ pub mod config;
 pub mod durable;
 pub mod duration;
 pub mod endorsement;
+pub mod jwt_revocations;
 pub mod lock;
 pub mod tls;
 pub mod tokens;

@@ -100,6 +100,8 @@ pub struct Access {
     pub tokens: std::sync::Arc<TokenRegistry>,
     /// Single sign-on.
     pub oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
+    /// The single-sign-on tokens revoked before their expiry.
+    pub jwt_revocations: std::sync::Arc<crate::home::jwt_revocations::JwtRevocations>,
 }
 
 impl LocalNode {
@@ -305,6 +307,51 @@ impl Node for LocalNode {
             Ok(()) => Ok(()),
             Err(e @ RevokeError::Unknown(_)) => Err(Problem::not_found(e.to_string())),
             Err(e @ RevokeError::Io { .. }) => Err(internal("revoking a token", &e)),
+        }
+    }
+
+    async fn jwt_revocations(
+        &self,
+    ) -> Result<quorate_api::local::responses::JwtRevocations, Problem> {
+        let revocations = self
+            .access
+            .jwt_revocations
+            .list(now_ms())
+            .into_iter()
+            .map(jwt_revocation_view)
+            .collect();
+        Ok(quorate_api::local::responses::JwtRevocations { revocations })
+    }
+
+    async fn revoke_jwt(
+        &self,
+        request: quorate_api::local::requests::JwtRevocationRequest,
+    ) -> Result<quorate_api::local::responses::JwtRevocationView, Problem> {
+        use crate::home::jwt_revocations::{RevokeJwt, RevokeJwtError};
+        let revocations = self.access.jwt_revocations.clone();
+        let revoke = RevokeJwt {
+            subject: request.subject,
+            jti: request.jti,
+            keep_ms: request.keep_s.map(|s| s.saturating_mul(1000)),
+            reason: request.reason,
+        };
+        let now = now_ms();
+        let made = tokio::task::spawn_blocking(move || revocations.revoke(revoke, now))
+            .await
+            .map_err(|e| internal("revoking a JWT", &e))?;
+        match made {
+            Ok(made) => Ok(jwt_revocation_view(made)),
+            Err(e @ RevokeJwtError::Full) => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too-many-revocations",
+                e.to_string(),
+            )),
+            Err(e @ RevokeJwtError::Io { .. }) => Err(internal("revoking a JWT", &e)),
+            Err(e) => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-revocation",
+                e.to_string(),
+            )),
         }
     }
 

@@ -140,6 +140,18 @@ pub(super) fn now_ms() -> u64 {
     crate::agreement::driver::now().0
 }
 
+pub(super) fn jwt_revocation_view(
+    r: crate::home::jwt_revocations::JwtRevocation,
+) -> quorate_api::local::responses::JwtRevocationView {
+    quorate_api::local::responses::JwtRevocationView {
+        subject: r.subject,
+        jti: r.jti,
+        revoked_ms: r.revoked_ms,
+        until_ms: r.until_ms,
+        reason: r.reason,
+    }
+}
+
 pub(super) fn token_view(token: &StoredToken, now_ms: u64) -> TokenView {
     TokenView {
         name: token.name.clone(),

@@ -27,6 +27,7 @@ use quorate_api::auth::{Principal, Role, Roles, Unauthenticated};
 use serde::{Deserialize, Serialize};
 
 use crate::home::duration::HumanDuration;
+use crate::home::jwt_revocations::JwtRevocations;
 
 /// Largest JWT read.
 pub const JWT_BYTES_MAX: usize = 8 * 1024;
@@ -284,6 +285,8 @@ pub struct OidcVerifier {
     keys: RwLock<(Arc<Vec<Key>>, std::time::Instant)>,
     /// Woken when a token names a key we do not hold.
     unknown_key: tokio::sync::Notify,
+    /// Tokens revoked before their expiry.
+    revocations: Option<Arc<JwtRevocations>>,
 }
 
 impl std::fmt::Debug for OidcVerifier {
@@ -369,6 +372,7 @@ impl OidcVerifier {
             source,
             keys: RwLock::new((Arc::new(Vec::new()), std::time::Instant::now())),
             unknown_key: tokio::sync::Notify::new(),
+            revocations: None,
         };
         if let JwksSource::File(path) = &verifier.source {
             let read = read_bounded(path).and_then(|bytes| verifier.keys_of(&bytes));
@@ -388,7 +392,14 @@ impl OidcVerifier {
         Ok(verifier)
     }
 
-    /// Who `token` names, if the provider signed it for us and it holds now.
+    /// Refuses, from now on, the tokens `revocations` names.
+    pub fn with_revocations(mut self, revocations: Arc<JwtRevocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// Who `token` names, if the provider signed it for us, it holds now
+    /// and it is not revoked.
     pub fn verify(&self, token: &str) -> Result<Principal, Unauthenticated> {
         let refuse = |why: String| Unauthenticated::Jwt(why);
         if token.len() > JWT_BYTES_MAX {
@@ -459,6 +470,26 @@ impl OidcVerifier {
             return Err(refuse(format!(
                 "its sub is empty or over {SUBJECT_BYTES_MAX} bytes"
             )));
+        }
+        if let Some(revocations) = &self.revocations {
+            let jti = claims.other.get("jti").and_then(serde_json::Value::as_str);
+            let iat = claims
+                .other
+                .get("iat")
+                .and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)));
+            let now_ms = jsonwebtoken::get_current_timestamp().saturating_mul(1000);
+            if let Some(revoked) = revocations.refusing(&sub, jti, iat, now_ms) {
+                return Err(refuse(match (&revoked.jti, &revoked.reason) {
+                    (Some(_), Some(reason)) => format!("it was revoked on this node ({reason})"),
+                    (Some(_), None) => "it was revoked on this node".to_owned(),
+                    (None, Some(reason)) => format!(
+                        "{sub} was signed out on this node ({reason}): tokens issued until then are refused; sign in again"
+                    ),
+                    (None, None) => format!(
+                        "{sub} was signed out on this node: tokens issued until then are refused; sign in again"
+                    ),
+                }));
+            }
         }
         let values: Vec<&str> = match claims.other.get(&self.roles_claim) {
             Some(serde_json::Value::String(one)) => vec![one.as_str()],

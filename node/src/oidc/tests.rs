@@ -127,6 +127,68 @@ fn a_token_of_the_provider_names_its_subject_with_the_mapped_roles() {
 }
 
 #[test]
+fn a_revoked_token_is_refused_and_a_new_sign_in_is_not() {
+    use crate::home::NodeHome;
+    use crate::home::jwt_revocations::{JwtRevocations, RevokeJwt};
+    let dir = tempfile::tempdir().unwrap();
+    let (key, jwk) = ed_key(1, "k1");
+    let revocations =
+        Arc::new(JwtRevocations::open(&NodeHome::new(dir.path().to_owned())).unwrap());
+    let verifier = OidcVerifier::new(&section(dir.path(), &[jwk]), dir.path())
+        .unwrap()
+        .with_revocations(revocations.clone());
+    let issued = now() - 5;
+    let old = sign(
+        &key,
+        Some("k1"),
+        &claims(serde_json::json!({"iat": issued, "jti": "s-1"})),
+    );
+    let other = sign(
+        &key,
+        Some("k1"),
+        &claims(serde_json::json!({"iat": issued, "sub": "bob"})),
+    );
+    assert!(verifier.verify(&old).is_ok());
+    let revoke = |revoke: RevokeJwt| {
+        revocations.revoke(revoke, now() * 1000).unwrap();
+    };
+    revoke(RevokeJwt {
+        subject: Some("alice".into()),
+        reason: Some("laptop stolen".into()),
+        ..RevokeJwt::default()
+    });
+    let why = refusal(&verifier, &old);
+    assert!(
+        why.contains("alice was signed out on this node") && why.contains("laptop stolen"),
+        "{why}"
+    );
+    // Without iat, a revoked subject's token is refused too.
+    let undated = sign(&key, Some("k1"), &claims(serde_json::json!({"iat": null})));
+    assert!(refusal(&verifier, &undated).contains("signed out"));
+    // Others are not touched; a token issued after the revocation holds.
+    assert!(verifier.verify(&other).is_ok());
+    let fresh = sign(
+        &key,
+        Some("k1"),
+        &claims(serde_json::json!({"iat": now() + 2})),
+    );
+    assert!(verifier.verify(&fresh).is_ok());
+    // One token by its jti.
+    let bobs = sign(
+        &key,
+        Some("k1"),
+        &claims(serde_json::json!({"sub": "bob", "jti": "b-7"})),
+    );
+    assert!(verifier.verify(&bobs).is_ok());
+    revoke(RevokeJwt {
+        jti: Some("b-7".into()),
+        ..RevokeJwt::default()
+    });
+    assert!(refusal(&verifier, &bobs).contains("revoked on this node"));
+    assert!(verifier.verify(&other).is_ok());
+}
+
+#[test]
 fn tokens_that_do_not_hold_are_refused_saying_why() {
     let dir = tempfile::tempdir().unwrap();
     let (key, jwk) = ed_key(1, "k1");

@@ -31,6 +31,9 @@ fn body(route: &RouteAccess) -> Option<String> {
             serde_json::json!({"grant": {"grantee": "org-b", "resources": ["*"], "actions": ["read"], "not_after_ms": 5}})
                 .to_string(),
         ),
+        ("POST", "/v1/jwt-revocations") => {
+            Some(serde_json::json!({"subject": "alice", "reason": "laptop stolen"}).to_string())
+        }
         ("POST", "/v1/tokens") => {
             Some(serde_json::json!({"name": "alice", "roles": ["reader"]}).to_string())
         }
@@ -356,6 +359,8 @@ fn the_route_table_is_the_documented_policy() {
         ("POST", "/v1/access-requests/{id}/withdraw", &["approver"]),
         ("GET", "/v1/tokens", &[]),
         ("POST", "/v1/tokens", &[]),
+        ("GET", "/v1/jwt-revocations", &[]),
+        ("POST", "/v1/jwt-revocations", &[]),
         ("DELETE", "/v1/tokens/{name}", &[]),
         ("GET", "/metrics", &["metrics"]),
     ];

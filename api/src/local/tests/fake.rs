@@ -228,6 +228,17 @@ impl Node for Fake {
     async fn revoke_token(&self, _: String) -> Result<(), Problem> {
         self.answer(())
     }
+    async fn jwt_revocations(&self) -> Result<crate::local::responses::JwtRevocations, Problem> {
+        self.answer(crate::local::responses::JwtRevocations {
+            revocations: vec![revocation()],
+        })
+    }
+    async fn revoke_jwt(
+        &self,
+        _: crate::local::requests::JwtRevocationRequest,
+    ) -> Result<crate::local::responses::JwtRevocationView, Problem> {
+        self.answer(revocation())
+    }
     async fn status(&self) -> NodeStatus {
         NodeStatus {
             tip_hash: HEX.into(),
@@ -634,5 +645,15 @@ impl crate::gateway::Pipeline for Fake {
         _: String,
         _: &crate::refusal::Refusal,
     ) {
+    }
+}
+
+fn revocation() -> crate::local::responses::JwtRevocationView {
+    crate::local::responses::JwtRevocationView {
+        subject: Some("alice".into()),
+        jti: None,
+        revoked_ms: 1_800_000_000_000,
+        until_ms: 1_802_592_000_000,
+        reason: Some("laptop stolen".into()),
     }
 }

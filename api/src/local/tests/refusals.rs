@@ -59,6 +59,15 @@ impl Node for Empty {
     async fn revoke_token(&self, _: String) -> Result<(), Problem> {
         none()
     }
+    async fn jwt_revocations(&self) -> Result<crate::local::responses::JwtRevocations, Problem> {
+        none()
+    }
+    async fn revoke_jwt(
+        &self,
+        _: crate::local::requests::JwtRevocationRequest,
+    ) -> Result<crate::local::responses::JwtRevocationView, Problem> {
+        none()
+    }
     async fn status(&self) -> NodeStatus {
         if let Some(gate) = &self.gate {
             let _pass = gate.acquire().await;
