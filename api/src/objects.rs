@@ -68,6 +68,10 @@ pub enum Precondition {
     Present,
     /// `If-Match: "<etag>"`: only if the object has this ETag.
     Etag(String),
+    /// `If-Match` and `If-None-Match: *` together: the object must both
+    /// exist and not, so the condition never holds (RFC 9110 evaluates
+    /// both).
+    Contradictory,
 }
 
 impl Precondition {
@@ -80,21 +84,35 @@ impl Precondition {
                 .get(name)
                 .map(|v| v.to_str().map(str::trim).map_err(|_| BAD))
                 .transpose()
+                // An empty field states no condition.
+                .map(|v| v.filter(|v| !v.is_empty()))
         };
-        match (text(header::IF_MATCH)?, text(header::IF_NONE_MATCH)?) {
-            (None, None) => Ok(Self::Any),
-            (None, Some("*")) => Ok(Self::Absent),
-            (Some("*"), None) => Ok(Self::Present),
-            (Some(tag), None) => tag
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .filter(|t| {
-                    !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric())
-                })
-                .map(|t| Self::Etag(t.to_owned()))
-                .ok_or(BAD),
-            _ => Err(BAD),
-        }
+        let if_match = match text(header::IF_MATCH)? {
+            None => None,
+            Some("*") => Some(Self::Present),
+            Some(tag) => Some(
+                tag.strip_prefix('"')
+                    .and_then(|t| t.strip_suffix('"'))
+                    .filter(|t| {
+                        !t.is_empty()
+                            && t.len() <= 128
+                            && t.bytes().all(|b| b.is_ascii_alphanumeric())
+                    })
+                    .map(|t| Self::Etag(t.to_owned()))
+                    .ok_or(BAD)?,
+            ),
+        };
+        let if_none_match = match text(header::IF_NONE_MATCH)? {
+            None => false,
+            Some("*") => true,
+            Some(_) => return Err(BAD),
+        };
+        Ok(match (if_match, if_none_match) {
+            (None, false) => Self::Any,
+            (None, true) => Self::Absent,
+            (Some(condition), false) => condition,
+            (Some(_), true) => Self::Contradictory,
+        })
     }
 
     /// What is not so when it does not hold.
@@ -106,6 +124,7 @@ impl Precondition {
             }
             Self::Present => "there is no object at this path (If-Match: *)",
             Self::Etag(_) => "the object's ETag is not the one If-Match names",
+            Self::Contradictory => "If-Match and If-None-Match: * cannot both hold",
         }
     }
 
@@ -117,6 +136,7 @@ impl Precondition {
             Self::Absent => current.is_none(),
             Self::Present => current.is_some(),
             Self::Etag(tag) => current == Some(tag.as_str()),
+            Self::Contradictory => false,
         }
     }
 }
