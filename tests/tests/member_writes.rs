@@ -141,7 +141,7 @@ fn a_member_writes_and_deletes_only_under_its_grants_and_the_owner_keeps_exactly
     ]);
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
-        !again.status.success() && stderr.contains("changed"),
+        !again.status.success() && stderr.contains("an object exists at this path"),
         "{stderr}"
     );
     assert_eq!(owner.get("/v1/objects/inbox/series.bin").unwrap().body, big);
