@@ -38,7 +38,8 @@ use quorate_contracts::{Action, ResourcePath};
 use quorate_did::Did;
 
 use crate::objects::{
-    ByteRange, ListQuery, Listing, ObjectBody, Precondition, Written, is_media_type, range_of,
+    ByteRange, Forward, ListQuery, Listing, ObjectBody, Precondition, Written, is_media_type,
+    range_of,
 };
 use crate::problem::Problem;
 use crate::refusal::{BadRange, Code, Refusal};
@@ -85,6 +86,19 @@ pub struct Upload {
     pub purpose: Option<String>,
     /// Its condition on what it replaces.
     pub precondition: Precondition,
+    /// `POST` rather than `PUT`: only an upstream route takes it.
+    pub post: bool,
+    /// What an upstream route passes on (the query, the headers).
+    pub forward: Forward,
+}
+
+/// What an allowed write did.
+#[derive(Debug)]
+pub enum Wrote {
+    /// The object was stored in this node.
+    Stored(Written),
+    /// An upstream route's service took it, and answered this.
+    Forwarded(ObjectBody),
 }
 
 /// The node's gateway pipeline, as the signed HTTP door calls it: the
@@ -98,6 +112,7 @@ pub trait Pipeline: Clone + Send + Sync + 'static {
         path: ResourcePath,
         range: Option<ByteRange>,
         purpose: Option<String>,
+        forward: Forward,
     ) -> impl Future<Output = Result<ObjectBody, Refusal>> + Send;
     /// A listing of what the caller may list, for `purpose`.
     fn list(
@@ -113,7 +128,7 @@ pub trait Pipeline: Clone + Send + Sync + 'static {
         caller: Did,
         path: ResourcePath,
         upload: Upload,
-    ) -> impl Future<Output = Result<Written, Refusal>> + Send;
+    ) -> impl Future<Output = Result<Wrote, Refusal>> + Send;
     /// A delete under a `delete` grant, audited.
     fn delete(
         &self,
@@ -121,6 +136,7 @@ pub trait Pipeline: Clone + Send + Sync + 'static {
         path: ResourcePath,
         purpose: Option<String>,
         precondition: Precondition,
+        forward: Forward,
     ) -> impl Future<Output = Result<(), Refusal>> + Send;
     /// This organization's catalog of offers as the caller may see it:
     /// DCAT in JSON-LD.
@@ -292,7 +308,10 @@ pub fn router<P: Pipeline>(pipeline: P, settings: Settings) -> Router {
         .route("/gateway/objects", get(list::<P>))
         .route(
             "/gateway/objects/{*path}",
-            get(read::<P>).put(write::<P>).delete(delete::<P>),
+            get(read::<P>)
+                .put(write::<P>)
+                .post(write::<P>)
+                .delete(delete::<P>),
         )
         .route("/gateway/catalog", get(catalog::<P>))
         .with_state(gateway)
@@ -466,9 +485,16 @@ async fn read<P: Pipeline>(
             return refuse(&gateway, peer, refused, Action::Read, path).await;
         }
     };
+    // What an upstream route may pass on; the headers are the request's
+    // own, moved, not copied.
+    let forward = Forward {
+        head: method == Method::HEAD,
+        query: uri.query().map(str::to_owned),
+        headers,
+    };
     match gateway
         .pipeline
-        .read(caller, resource, range, purpose)
+        .read(caller, resource, range, purpose, forward)
         .await
     {
         Ok(object) => object.into_response(),
@@ -521,6 +547,8 @@ fn write_headers(path: &str, headers: &HeaderMap) -> Result<(ResourcePath, Uploa
         content_type: written_content_type(headers)?,
         purpose: None,
         precondition: Precondition::of(headers).map_err(Refusal::BadRequest)?,
+        post: false,
+        forward: Forward::default(),
     };
     Ok((resource, upload))
 }
@@ -553,9 +581,18 @@ async fn write<P: Pipeline>(
             return refuse(&gateway, peer, *refused, Action::Write, path).await;
         }
     };
-    let upload = Upload { body, ..upload };
+    let upload = Upload {
+        body,
+        post: method == Method::POST,
+        forward: Forward {
+            head: false,
+            query: uri.query().map(str::to_owned),
+            headers,
+        },
+        ..upload
+    };
     match gateway.pipeline.write(caller, resource, upload).await {
-        Ok(written) => {
+        Ok(Wrote::Stored(written)) => {
             let status = if written.replaced {
                 StatusCode::OK
             } else {
@@ -563,6 +600,7 @@ async fn write<P: Pipeline>(
             };
             (status, Json(written)).into_response()
         }
+        Ok(Wrote::Forwarded(answer)) => answer.into_response(),
         Err(refusal) => refusal.into_response(),
     }
 }
@@ -597,9 +635,14 @@ async fn delete<P: Pipeline>(
         Ok(checked) => checked,
         Err(refused) => return refuse(&gateway, peer, *refused, Action::Delete, path).await,
     };
+    let forward = Forward {
+        head: false,
+        query: uri.query().map(str::to_owned),
+        headers,
+    };
     match gateway
         .pipeline
-        .delete(caller, resource, purpose, precondition)
+        .delete(caller, resource, purpose, precondition, forward)
         .await
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

@@ -274,6 +274,20 @@ pub fn is_media_type(value: &str) -> bool {
     }
 }
 
+/// What a member's read carries on to an upstream route besides its path
+/// (stored objects take none of it): HEAD rather than GET, the query
+/// string, and the request's headers, of which the route's allow-list
+/// picks what travels.
+#[derive(Debug, Clone, Default)]
+pub struct Forward {
+    /// A HEAD request: the upstream is asked for headers only.
+    pub head: bool,
+    /// The query string, without `?`.
+    pub query: Option<String>,
+    /// The request's headers.
+    pub headers: HeaderMap,
+}
+
 /// An object's content on its way out: `span` is what `body` yields.
 pub struct ObjectBody {
     /// The object.
@@ -287,6 +301,10 @@ pub struct ObjectBody {
     pub sized: bool,
     /// The bytes, streamed.
     pub body: Body,
+    /// An upstream's status, when not 200 (stored objects: none).
+    pub status: Option<StatusCode>,
+    /// Headers an upstream route passes back (stored objects: none).
+    pub passed: HeaderMap,
 }
 
 impl std::fmt::Debug for ObjectBody {
@@ -300,27 +318,31 @@ impl std::fmt::Debug for ObjectBody {
 
 /// Headers describing `info` (no body).
 pub fn object_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
-    if info.etag.is_empty() {
-        // A proxied upstream answer has no ETag of ours.
-    } else if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
-        headers.insert(header::ETAG, etag);
-    }
     let content_type = HeaderValue::from_str(&info.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, content_type);
+    if info.etag.is_empty() {
+        // A proxied upstream answer: no ETag of ours, and served whole.
+        return;
+    }
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
+        headers.insert(header::ETAG, etag);
+    }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 }
 
 impl IntoResponse for ObjectBody {
     fn into_response(self) -> Response {
         let (start, end) = self.span;
-        let status = if self.partial {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
+        let status = match (self.partial, self.status) {
+            (true, _) => StatusCode::PARTIAL_CONTENT,
+            (false, Some(status)) => status,
+            (false, None) => StatusCode::OK,
         };
         let mut response = (status, self.body).into_response();
         let headers = response.headers_mut();
+        // The route's own headers first: ours (type, length) win.
+        headers.extend(self.passed);
         object_headers(&self.info, headers);
         if self.sized {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));

@@ -237,6 +237,11 @@ pub const TYPES: &[ProblemType] = &[
         "the node keeps as many JWT revocations as it may until some expire",
     ),
     t(
+        "config-invalid",
+        422,
+        "the config file cannot be read, or what it would change is invalid; what is in force is kept",
+    ),
+    t(
         "invalid-revocation",
         422,
         "a JWT revocation that names neither a subject nor a jti, or is out of bounds",

@@ -119,7 +119,8 @@ codes! {
     UnknownUpload = "unknown-upload",
     /// Too many uploads open.
     TooManyUploads = "too-many-uploads",
-    /// The path is served by an upstream route, which takes no writes.
+    /// The path cannot take this write: an upstream route's over libp2p,
+    /// or a POST to a stored object.
     NotWritable = "not-writable",
 }
 
@@ -282,9 +283,12 @@ pub enum Refusal {
     /// did not hold: what is not so.
     #[error("{0}")]
     PreconditionFailed(&'static str),
-    /// A write to a path an upstream route serves.
-    #[error("{0} is served by an upstream service and takes no writes")]
+    /// A write over libp2p to a path an upstream route serves.
+    #[error("{0} is served by an upstream service, which takes writes over signed HTTPS only")]
     NotWritable(ResourcePath),
+    /// A POST to a path no upstream route serves.
+    #[error("{0} is no upstream route's: POST goes to upstream services; store an object with PUT")]
+    PostToStored(ResourcePath),
     /// A member's gateway refused this node's request (over libp2p).
     #[error("the peer refused: {detail}")]
     ByPeer {
@@ -346,7 +350,7 @@ impl Refusal {
             Refusal::Digest(_) => Code::BadDigest,
             Refusal::UnknownUpload => Code::UnknownUpload,
             Refusal::TooManyUploads => Code::TooManyUploads,
-            Refusal::NotWritable(_) => Code::NotWritable,
+            Refusal::NotWritable(_) | Refusal::PostToStored(_) => Code::NotWritable,
             Refusal::PreconditionFailed(_) => Code::Changed,
             Refusal::ByPeer { code, .. } => *code,
         }
@@ -399,6 +403,10 @@ pub enum UpstreamFailure {
     /// The body broke off (or stalled past the timeout).
     #[error("the upstream body broke off: {0}")]
     BodyBroke(String),
+    /// The query string is longer than the limit, or not one a URI may
+    /// carry.
+    #[error("the query string is at most {0} bytes of a URI's query characters")]
+    BadQuery(usize),
     /// The answer is longer than one libp2p chunk.
     #[error("upstream answers over {0} bytes are served over signed HTTP only")]
     TooLarge(u64),
@@ -419,6 +427,7 @@ impl UpstreamFailure {
     pub fn code(&self) -> Code {
         match self {
             UpstreamFailure::NoRoute(_) | UpstreamFailure::NotFound => Code::NotFound,
+            UpstreamFailure::BadQuery(_) => Code::BadRequest,
             UpstreamFailure::BadUrl
             | UpstreamFailure::Unreachable
             | UpstreamFailure::Status(_)
@@ -434,7 +443,7 @@ impl UpstreamFailure {
     pub fn is_failure(&self) -> bool {
         !matches!(
             self,
-            UpstreamFailure::NoRoute(_) | UpstreamFailure::NotFound
+            UpstreamFailure::NoRoute(_) | UpstreamFailure::NotFound | UpstreamFailure::BadQuery(_)
         )
     }
 }

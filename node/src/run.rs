@@ -343,6 +343,9 @@ pub async fn start(
             }
         })?;
     let upstreams = crate::gateway::upstream::Upstreams::new(&config.upstream)?;
+    let upstream_table =
+        crate::gateway::upstream::UpstreamTable::new(upstreams, Some(&home.config_path()));
+    reload_on_hangup(upstream_table.clone());
     let (auditor, _audit_task) = crate::gateway::audit::Auditor::start_with_segments(
         data.join("audit.log"),
         config
@@ -356,7 +359,7 @@ pub async fn start(
         state: handle.state(),
         status: handle.status_receiver(),
         objects: std::sync::Arc::new(objects),
-        upstreams: std::sync::Arc::new(upstreams),
+        upstreams: upstream_table.clone(),
         auditor,
         config: config.gateway.clone(),
         sharing,
@@ -488,6 +491,38 @@ fn on_own_thread<T: Send + 'static>(
         })
         .map_err(thread_error)?;
     Ok(output)
+}
+
+/// On SIGHUP, reloads the upstream routes from the config (as `quorate
+/// node reload` does through the API); an invalid config is logged and the
+/// routes in force are kept. Without this, SIGHUP would end the process.
+fn reload_on_hangup(table: crate::gateway::upstream::UpstreamTable) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload the upstream routes through the API");
+            return;
+        };
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let table = table.clone();
+                match tokio::task::spawn_blocking(move || table.reload()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(
+                        target: "upstream",
+                        error = %e,
+                        "SIGHUP: reload refused; the routes in force are kept"
+                    ),
+                    Err(e) => {
+                        tracing::error!(target: "upstream", error = %e, "SIGHUP: reload failed")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(table);
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -354,10 +354,7 @@ pub fn signature_headers(
     signer: &Keypair,
     nonce: &str,
 ) -> Vec<(String, String)> {
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let created = unix_now();
     let parts = RequestParts {
         method: "GET",
         target_uri: target,
@@ -383,10 +380,7 @@ pub fn signed_put(
     content_digest: &str,
 ) -> Response {
     let target = format!("{}{path}", gateway.origin());
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let created = unix_now();
     let fields = [
         (AUDIENCE_HEADER, gateway.did.as_str()),
         ("content-digest", content_digest),
@@ -407,6 +401,56 @@ pub fn signed_put(
     gateway
         .client
         .request_with("PUT", path, &headers, Some(("text/csv", body)))
+        .unwrap()
+}
+
+/// Seconds since the Unix epoch, a signature's `created`.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A `method` request to `gateway` at `path`, signed by `signer` for the
+/// member that runs it, with `extra` header fields (not covered) and, with
+/// a body, its `Content-Digest` (covered).
+pub fn signed_request(
+    gateway: &Gateway,
+    method: &str,
+    path: &str,
+    signer: &Keypair,
+    nonce: &str,
+    extra: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Response {
+    let target = format!("{}{path}", gateway.origin());
+    let created = unix_now();
+    let digest = body.map(|(_, bytes)| quorate_api::signature::content_digest_sha256(bytes));
+    let mut fields = vec![(AUDIENCE_HEADER, gateway.did.as_str())];
+    let mut covered = vec!["@method", "@target-uri", AUDIENCE_HEADER];
+    if let Some(digest) = &digest {
+        fields.push(("content-digest", digest.as_str()));
+        covered.push("content-digest");
+    }
+    let parts = RequestParts {
+        method,
+        target_uri: &target,
+        headers: &fields,
+    };
+    let sig = sign_request(&parts, &covered, signer, created, nonce).unwrap();
+    let mut headers = vec![
+        ("Quorate-Audience", gateway.did.as_str()),
+        ("Signature-Input", sig.signature_input.as_str()),
+        ("Signature", sig.signature.as_str()),
+    ];
+    if let Some(digest) = &digest {
+        headers.push(("Content-Digest", digest.as_str()));
+    }
+    headers.extend_from_slice(extra);
+    gateway
+        .client
+        .request_with(method, path, &headers, body)
         .unwrap()
 }
 

@@ -186,6 +186,13 @@ pub const ROUTES: &[RouteAccess] = &[
     read("/v1/tokens", &[]),
     change(Method::POST, "/v1/tokens", &[], "create-token"),
     read("/v1/jwt-revocations", &[]),
+    read("/v1/upstreams", &[]),
+    change(
+        Method::POST,
+        "/v1/upstreams/reload",
+        &[],
+        "reload-upstreams",
+    ),
     change(Method::POST, "/v1/jwt-revocations", &[], "revoke-jwt"),
     change(Method::DELETE, "/v1/tokens/{name}", &[], "revoke-token"),
     read("/metrics", &[Metrics]),

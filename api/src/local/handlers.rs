@@ -362,13 +362,16 @@ pub(super) async fn peer_delete<N: Node>(
 pub(super) async fn peer_get<N: Node>(
     State(node): State<N>,
     params: Result<Path<(String, String)>, PathRejection>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
         let Path((peer, path)) = params.map_err(path_problem)?;
         let range = range_of(&headers)?;
         let purpose = purpose_of(&headers)?;
-        node.peer_get(peer, resource(&path)?, range, purpose).await
+        let query = uri.query().map(str::to_owned);
+        node.peer_get(peer, resource(&path)?, range, purpose, query)
+            .await
     };
     match result.await {
         Ok(object) => object.into_response(),
@@ -708,6 +711,23 @@ pub(super) async fn create_token<N: Node>(
                 bytes: 0,
             };
             (StatusCode::CREATED, axum::Extension(note), Json(token)).into_response()
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+pub(super) async fn upstreams<N: Node>(State(node): State<N>) -> Response {
+    json_or_problem(node.upstreams().await)
+}
+
+pub(super) async fn reload_upstreams<N: Node>(State(node): State<N>) -> Response {
+    match node.reload_upstreams().await {
+        Ok(routes) => {
+            let note = ActionNote {
+                subject: Some(format!("{} routes", routes.routes.len())),
+                bytes: 0,
+            };
+            (axum::Extension(note), Json(routes)).into_response()
         }
         Err(problem) => problem.into_response(),
     }

@@ -16,7 +16,7 @@ use super::responses::{
     AuditRecord, BlockView, EntryLocation, GrantPage, GrantView, Identity, LedgerSummary, Members,
     NewToken, NodeStatus, ProposalView, Tokens,
 };
-use super::responses::{JwtRevocationView, JwtRevocations};
+use super::responses::{JwtRevocationView, JwtRevocations, UpstreamsView};
 use super::{AuditQuery, GrantQuery, ProposalRequest, TokenRequest};
 use crate::auth::{Principal, Unauthenticated};
 
@@ -66,6 +66,12 @@ pub trait Node: Clone + Send + Sync + 'static {
         &self,
         request: JwtRevocationRequest,
     ) -> impl Future<Output = Result<JwtRevocationView, Problem>> + Send;
+    /// The upstream routes in force and the health of their URLs.
+    fn upstreams(&self) -> impl Future<Output = Result<UpstreamsView, Problem>> + Send;
+    /// Reads the config's `[[upstream]]` routes again and puts them in
+    /// force; an invalid config is refused (`config-invalid`) and the
+    /// routes in force are kept.
+    fn reload_upstreams(&self) -> impl Future<Output = Result<UpstreamsView, Problem>> + Send;
     /// Height, peers, freshness.
     fn status(&self) -> impl Future<Output = NodeStatus> + Send;
     /// Proposes as this member; returns the proposal id.
@@ -153,12 +159,15 @@ pub trait Node: Clone + Send + Sync + 'static {
         query: ListQuery,
     ) -> impl Future<Output = Result<Listing, Problem>> + Send;
     /// Fetches a member's object over libp2p; the member's gateway decides.
+    /// `query` travels on to the member's upstream route, if one serves
+    /// the path.
     fn peer_get(
         &self,
         peer: String,
         path: ResourcePath,
         range: Option<ByteRange>,
         purpose: Option<String>,
+        query: Option<String>,
     ) -> impl Future<Output = Result<ObjectBody, Problem>> + Send;
     /// Writes an object into a member's namespace over libp2p, streaming
     /// `body` in chunks; the member's gateway decides (a `write` grant)

@@ -157,6 +157,7 @@ fn body_schemas() -> serde_json::Map<String, Value> {
     add::<Tokens>(&mut generator);
     add::<NewToken>(&mut generator);
     add::<super::responses::JwtRevocations>(&mut generator);
+    add::<super::responses::UpstreamsView>(&mut generator);
     add::<super::responses::JwtRevocationView>(&mut generator);
     add::<super::responses::LiveEvent>(&mut generator);
     add::<super::endorsement::EndorsementPolicy>(&mut generator);

@@ -527,6 +527,45 @@ pub struct JwtRevocations {
     pub revocations: Vec<JwtRevocationView>,
 }
 
+/// `GET /v1/upstreams` (and what `POST /v1/upstreams/reload` put in
+/// force): the upstream routes and the health of each URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct UpstreamsView {
+    /// The routes, in the config's order.
+    pub routes: Vec<UpstreamRouteView>,
+}
+
+/// One upstream route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct UpstreamRouteView {
+    /// The resource prefix it serves (`erp` serves `erp/...`).
+    pub prefix: String,
+    /// `round-robin` or `least-connections`.
+    pub balance: String,
+    /// The limit on the wait for the headers, and between body chunks.
+    pub timeout_ms: u64,
+    /// Request headers passed on to the service.
+    pub request_headers: Vec<String>,
+    /// Response headers passed back to the member.
+    pub response_headers: Vec<String>,
+    /// Its URLs.
+    pub urls: Vec<UpstreamUrlView>,
+}
+
+/// One URL of an upstream route, and its passive health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct UpstreamUrlView {
+    /// The base URL.
+    pub url: String,
+    /// Calls in flight on it now.
+    pub in_flight: u64,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Whether its circuit is open: it is skipped until a cool-down ends,
+    /// then one trial call decides.
+    pub open: bool,
+}
+
 /// `POST /v1/tokens`: the token made, with its secret, shown this once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct NewToken {

@@ -39,6 +39,8 @@ pub fn router<N: Node>(node: N, limits: Limits) -> Router {
             "/v1/jwt-revocations",
             get(jwt_revocations::<N>).post(revoke_jwt::<N>),
         )
+        .route("/v1/upstreams", get(upstreams::<N>))
+        .route("/v1/upstreams/reload", post(reload_upstreams::<N>))
         .route("/v1/status", get(status::<N>))
         .route("/v1/events", get(events::<N>))
         .route("/v1/proposals", get(proposals::<N>).post(propose::<N>))

@@ -147,6 +147,11 @@ pub(crate) enum PeerCommand {
         /// purpose serves only requests that declare it).
         #[arg(long)]
         purpose: Option<String>,
+        /// A query string for the member's upstream route that serves the
+        /// path (`status=open&page=2`; without `?`, already
+        /// percent-encoded).
+        #[arg(long, value_name = "QUERY")]
+        query: Option<String>,
     },
     /// Write an object into another member's namespace from FILE (or
     /// standard input), streamed through this node (over libp2p; the
@@ -261,6 +266,19 @@ fn url_path(path: &str) -> anyhow::Result<&str> {
     Ok(path)
 }
 
+/// A query string as a URI carries it (RFC 3986 `query`), at most 2 KiB.
+fn url_query(query: &str) -> anyhow::Result<&str> {
+    anyhow::ensure!(
+        !query.is_empty()
+            && query.len() <= 2048
+            && query
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)),
+        "--query takes a URI query of at most 2048 bytes, percent-encoded, without '?' in front (e.g. status=open&page=2), not {query:?}"
+    );
+    Ok(query)
+}
+
 fn query_value(value: &str) -> anyhow::Result<&str> {
     anyhow::ensure!(
         value
@@ -338,13 +356,18 @@ pub(crate) fn peer(command: PeerCommand) -> anyhow::Result<()> {
             path,
             out,
             purpose,
+            query,
         } => {
             let api = client(home)?;
-            let target = format!(
+            let mut target = format!(
                 "/v1/peers/{}/objects/{}",
                 url_path(&member)?,
                 url_path(&path)?
             );
+            if let Some(query) = query {
+                target.push('?');
+                target.push_str(url_query(&query)?);
+            }
             let purpose = purpose_header(purpose.as_deref())?;
             crate::transfer::download(&api, &target, &with_purpose(&purpose), out.as_deref())?;
         }

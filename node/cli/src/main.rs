@@ -9,6 +9,7 @@ mod time;
 mod tls;
 mod tokens;
 mod transfer;
+mod upstreams;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -168,6 +169,20 @@ enum NodeCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Read the config's [[upstream]] routes again and put them in force
+    /// without a restart (SIGHUP to the node does the same). An invalid
+    /// config is refused and the routes in force are kept; other sections
+    /// take effect at the next start.
+    Reload {
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// The upstream routes in force, and each URL's calls in flight,
+    /// consecutive failures and circuit.
+    Upstreams {
+        #[command(flatten)]
+        home: HomeArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +294,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("cannot start again after the key rotation: {error}");
             }
         }
+        Command::Node(NodeCommand::Reload { home }) => upstreams::reload(home)?,
+        Command::Node(NodeCommand::Upstreams { home }) => upstreams::show(home)?,
         Command::Node(NodeCommand::Init {
             home,
             name,

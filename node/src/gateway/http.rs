@@ -2,8 +2,8 @@
 //! door authenticates, this runs the same pipeline libp2p requests go
 //! through, and the door maps what it returns to HTTP.
 
-use quorate_api::gateway::{Pipeline, TRANSPORT, Upload};
-use quorate_api::objects::{ByteRange, ListQuery, Listing, ObjectBody, Precondition, Written};
+use quorate_api::gateway::{Pipeline, TRANSPORT, Upload, Wrote};
+use quorate_api::objects::{ByteRange, Forward, ListQuery, Listing, ObjectBody, Precondition};
 use quorate_api::refusal::Refusal;
 use quorate_contracts::{Action, ResourcePath};
 use quorate_did::Did;
@@ -17,8 +17,18 @@ impl Pipeline for Gateway {
         path: ResourcePath,
         range: Option<ByteRange>,
         purpose: Option<String>,
+        forward: Forward,
     ) -> Result<ObjectBody, Refusal> {
-        Gateway::read(self, &caller, TRANSPORT, &path, range, purpose.as_deref()).await
+        Gateway::read(
+            self,
+            &caller,
+            TRANSPORT,
+            &path,
+            range,
+            purpose.as_deref(),
+            &forward,
+        )
+        .await
     }
 
     async fn list(
@@ -35,7 +45,7 @@ impl Pipeline for Gateway {
         caller: Did,
         path: ResourcePath,
         upload: Upload,
-    ) -> Result<Written, Refusal> {
+    ) -> Result<Wrote, Refusal> {
         Gateway::write(self, &caller, TRANSPORT, &path, upload).await
     }
 
@@ -45,6 +55,7 @@ impl Pipeline for Gateway {
         path: ResourcePath,
         purpose: Option<String>,
         precondition: Precondition,
+        forward: Forward,
     ) -> Result<(), Refusal> {
         Gateway::delete(
             self,
@@ -53,6 +64,7 @@ impl Pipeline for Gateway {
             &path,
             purpose.as_deref(),
             precondition,
+            &forward,
         )
         .await
     }

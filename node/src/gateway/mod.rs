@@ -52,7 +52,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::agreement::driver::{self, Status};
 use crate::gateway::objects::{ObjectError, ObjectStore};
-use crate::gateway::upstream::Upstreams;
+use crate::gateway::upstream::{UpstreamTable, Upstreams};
 use crate::home::config::GatewaySection;
 use audit::Auditor;
 use downloads::Downloads;
@@ -63,7 +63,7 @@ pub use downloads::{DOWNLOAD_IDLE_MAX, DOWNLOADS_MAX, DOWNLOADS_PER_MEMBER_MAX};
 pub use read::open_range;
 pub(crate) use sharing::desk_refusal;
 pub use uploads::{UPLOAD_IDLE_MAX, UPLOADS_MAX, UPLOADS_PER_MEMBER_MAX};
-pub use write::WRITE_IDLE_MAX;
+pub use write::{UPSTREAM_WRITE_BYTES_MAX, WRITE_IDLE_MAX};
 
 /// The gateway of one node; cheap to clone.
 #[derive(Clone)]
@@ -83,8 +83,8 @@ pub struct Parts {
     pub status: watch::Receiver<Status>,
     /// This organization's objects.
     pub objects: Arc<ObjectStore>,
-    /// The services shared under grants.
-    pub upstreams: Arc<Upstreams>,
+    /// The services shared under grants (reloadable).
+    pub upstreams: UpstreamTable,
     /// The audit log's writer.
     pub auditor: Auditor,
     /// `[gateway]`.
@@ -156,6 +156,16 @@ impl Gateway {
     /// The object store.
     pub fn objects(&self) -> &Arc<ObjectStore> {
         &self.inner.parts.objects
+    }
+
+    /// The upstream routes in force now.
+    pub fn upstreams(&self) -> Arc<Upstreams> {
+        self.inner.parts.upstreams.current()
+    }
+
+    /// The table of upstream routes, which a reload replaces.
+    pub fn upstream_table(&self) -> &UpstreamTable {
+        &self.inner.parts.upstreams
     }
 
     /// The audit log's writer.

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use quorate_api::objects::{ByteRange, ListQuery, Precondition, is_media_type};
+use quorate_api::objects::{ByteRange, Forward, ListQuery, Precondition, is_media_type};
 use quorate_api::refusal::Refusal;
 use quorate_api::signature::ExpectedDigest;
 use quorate_contracts::{Action, ResourcePath};
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::Gateway;
 use super::accounting::Audited;
 use super::downloads::{DOWNLOAD_IDLE_MAX, Download, Ticket};
-use super::read::Chunk;
+use super::read::{Asked, Chunk};
 use super::uploads::Upload;
 use super::write::{Incoming, WriteTerms};
 use crate::net;
@@ -82,7 +82,11 @@ impl Gateway {
                 range,
                 if_match,
                 purpose,
-            } => self.first_chunk(from, path, range, if_match, purpose).await,
+                query,
+            } => {
+                self.first_chunk(from, path, range, if_match, purpose, query)
+                    .await
+            }
             Request::Chunk { ticket, at } => self.next_chunk(from, &ticket, at).await,
             Request::Put {
                 path,
@@ -118,7 +122,14 @@ impl Gateway {
                 purpose,
             } => match self.parse_path(from, &path, Action::Delete).await {
                 Ok(path) => self
-                    .delete(from, P2P, &path, purpose.as_deref(), precondition)
+                    .delete(
+                        from,
+                        P2P,
+                        &path,
+                        purpose.as_deref(),
+                        precondition,
+                        &Forward::default(),
+                    )
                     .await
                     .map(|()| Response::Deleted),
                 Err(refusal) => Err(refusal),
@@ -173,11 +184,23 @@ impl Gateway {
         range: Option<ByteRange>,
         if_match: Option<String>,
         purpose: Option<String>,
+        query: Option<String>,
     ) -> Result<Response, Refusal> {
         let path = self.parse_path(from, &path, Action::Read).await?;
-        let fetch = self.read_chunk(&path, range, if_match);
+        let forward = Forward {
+            query,
+            ..Forward::default()
+        };
+        let asked = Asked {
+            caller: from,
+            path: &path,
+            purpose: purpose.as_deref(),
+            forward: &forward,
+        };
         let (allowed, chunk) = self
-            .admit_read(from, P2P, &path, purpose.as_deref(), fetch)
+            .admit_read(&asked, P2P, |allowed| {
+                self.read_chunk(&asked, allowed, range, if_match)
+            })
             .await?;
         let Chunk {
             info,

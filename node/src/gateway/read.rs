@@ -8,8 +8,9 @@ use std::io::Read as _;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::http::StatusCode;
 use futures::StreamExt as _;
-use quorate_api::objects::{ByteRange, ObjectBody, ObjectInfo};
+use quorate_api::objects::{ByteRange, Forward, ObjectBody, ObjectInfo};
 use quorate_api::refusal::{Refusal, UpstreamFailure};
 use quorate_contracts::{Action, ResourcePath};
 use quorate_did::Did;
@@ -18,6 +19,7 @@ use tokio_util::io::ReaderStream;
 use super::accounting::Audited;
 use super::decide::Allowed;
 use super::objects::ObjectStore;
+use super::upstream::{Call, Upstreams, Verb};
 use super::{Gateway, storage_failed};
 use crate::net::protocol::OBJECT_CHUNK_BYTES;
 
@@ -39,6 +41,39 @@ pub(super) struct Chunk {
     pub(super) data: Vec<u8>,
 }
 
+/// Who asks for what: the parts of a read every step needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Asked<'a> {
+    pub(super) caller: &'a Did,
+    pub(super) path: &'a ResourcePath,
+    pub(super) purpose: Option<&'a str>,
+    pub(super) forward: &'a Forward,
+}
+
+impl<'a> Asked<'a> {
+    /// The call an upstream route makes for this read, once allowed.
+    fn call(&self, allowed: Allowed) -> Call<'a> {
+        Call {
+            verb: if self.forward.head {
+                Verb::Head
+            } else {
+                Verb::Get
+            },
+            path: self.path,
+            query: self.forward.query.as_deref(),
+            headers: &self.forward.headers,
+            caller: self.caller,
+            grant: allowed.grant,
+            purpose: self.purpose,
+            body: None,
+        }
+    }
+}
+
+/// A query string on a path no upstream route serves.
+pub(super) const QUERY_ON_STORED: Refusal =
+    Refusal::BadRequest("a query string is for upstream routes; a stored object takes none");
+
 impl Gateway {
     /// The pipeline for a read over HTTP; the body streams the range.
     pub async fn read(
@@ -48,17 +83,25 @@ impl Gateway {
         path: &ResourcePath,
         range: Option<ByteRange>,
         purpose: Option<&str>,
+        forward: &Forward,
     ) -> Result<ObjectBody, Refusal> {
-        let fetch = async {
-            if self.inner.parts.upstreams.serves(path) {
-                self.proxy(path).await
+        let asked = Asked {
+            caller,
+            path,
+            purpose,
+            forward,
+        };
+        let upstreams = self.upstreams();
+        let fetch = |allowed: Allowed| async move {
+            if upstreams.serves(path) {
+                proxy(&upstreams, asked.call(allowed)).await
+            } else if forward.query.is_some() {
+                Err(QUERY_ON_STORED)
             } else {
                 open_range(&self.inner.parts.objects, path, range).await
             }
         };
-        let (allowed, object) = self
-            .admit_read(caller, transport, path, purpose, fetch)
-            .await?;
+        let (allowed, object) = self.admit_read(&asked, transport, fetch).await?;
         let request = Audited::read(transport, caller, path, purpose);
         let bytes = object.span.1 - object.span.0;
         self.record_allowed(request, Some(allowed.grant), bytes, None)
@@ -67,41 +110,47 @@ impl Gateway {
     }
 
     /// The front half of every read: decide, then `fetch` what to serve
-    /// (awaited only once allowed: an upstream is never asked on behalf of
+    /// (called only once allowed: an upstream is never asked on behalf of
     /// a refused request). A refusal at either step is audited here; the
     /// caller accounts for an allowed read once it knows its bytes.
-    pub(super) async fn admit_read<T>(
+    pub(super) async fn admit_read<T, F>(
         &self,
-        caller: &Did,
+        asked: &Asked<'_>,
         transport: &str,
-        path: &ResourcePath,
-        purpose: Option<&str>,
-        fetch: impl Future<Output = Result<T, Refusal>>,
-    ) -> Result<(Allowed, T), Refusal> {
+        fetch: impl FnOnce(Allowed) -> F,
+    ) -> Result<(Allowed, T), Refusal>
+    where
+        F: Future<Output = Result<T, Refusal>>,
+    {
         let outcome = async {
-            let allowed = self.decide(caller, Action::Read, path, purpose)?;
-            Ok((allowed, fetch.await?))
+            let allowed = self.decide(asked.caller, Action::Read, asked.path, asked.purpose)?;
+            Ok((allowed, fetch(allowed).await?))
         }
         .await;
         if let Err(refusal) = &outcome {
-            let request = Audited::read(transport, caller, path, purpose);
+            let request = Audited::read(transport, asked.caller, asked.path, asked.purpose);
             self.record_refused(request, refusal).await;
         }
         outcome
     }
 
-    /// Up to one chunk of `range` of `path`, from its upstream or the
-    /// store (the libp2p path).
+    /// Up to one chunk of `range` of what `asked` names, from its
+    /// upstream or the store (the libp2p path), once `allowed`.
     pub(super) async fn read_chunk(
         &self,
-        path: &ResourcePath,
+        asked: &Asked<'_>,
+        allowed: Allowed,
         range: Option<ByteRange>,
         if_match: Option<String>,
     ) -> Result<Chunk, Refusal> {
-        if self.inner.parts.upstreams.serves(path) {
-            return self.proxy_chunk(path, range).await;
+        let upstreams = self.upstreams();
+        if upstreams.serves(asked.path) {
+            return proxy_chunk(&upstreams, asked.call(allowed), range).await;
         }
-        self.read_stored_chunk(path, range, if_match).await
+        if asked.forward.query.is_some() {
+            return Err(QUERY_ON_STORED);
+        }
+        self.read_stored_chunk(asked.path, range, if_match).await
     }
 
     /// Up to one chunk of `range` of the stored object `path`, if it still
@@ -128,51 +177,54 @@ impl Gateway {
         .await
         .map_err(|_| Refusal::Internal)?
     }
+}
 
-    /// An upstream's answer as an object body (streamed, whole: `Range`
-    /// is not forwarded, which RFC 9110 allows).
-    async fn proxy(&self, path: &ResourcePath) -> Result<ObjectBody, Refusal> {
-        let response = self.inner.parts.upstreams.get(path).await?;
-        let size = response.length.unwrap_or(0);
-        Ok(ObjectBody {
-            info: ObjectInfo {
-                path: path.to_string(),
-                size,
-                etag: String::new(),
-                content_type: response.content_type,
-                modified_ms: 0,
-            },
-            span: (0, size),
-            partial: false,
-            sized: response.length.is_some(),
-            body: response.body,
-        })
-    }
+/// An upstream's answer as an object body (streamed, whole: `Range` is
+/// not forwarded, which RFC 9110 allows).
+pub(super) async fn proxy(upstreams: &Upstreams, call: Call<'_>) -> Result<ObjectBody, Refusal> {
+    let path = call.path.to_string();
+    let response = upstreams.call(call).await?;
+    let size = response.length.unwrap_or(0);
+    Ok(ObjectBody {
+        info: ObjectInfo {
+            path,
+            size,
+            etag: String::new(),
+            content_type: response.content_type,
+            modified_ms: 0,
+        },
+        span: (0, size),
+        partial: false,
+        sized: response.length.is_some(),
+        body: response.body,
+        status: (response.status != StatusCode::OK).then_some(response.status),
+        passed: response.headers,
+    })
+}
 
-    /// An upstream's answer for the libp2p path: buffered, so at most one
-    /// chunk, with an ETag of its content; `range` applied here.
-    async fn proxy_chunk(
-        &self,
-        path: &ResourcePath,
-        range: Option<ByteRange>,
-    ) -> Result<Chunk, Refusal> {
-        let object = self.proxy(path).await?;
-        let mut data = buffered(object.body, OBJECT_CHUNK_BYTES).await?;
-        let info = ObjectInfo {
-            size: data.len() as u64,
-            etag: blake3::hash(&data).to_hex().to_string(),
-            ..object.info
-        };
-        let (start, end) = span(range, info.size)?;
-        data.truncate(end as usize);
-        data.drain(..start as usize);
-        Ok(Chunk {
-            info,
-            start,
-            end,
-            data,
-        })
-    }
+/// An upstream's answer for the libp2p path: buffered, so at most one
+/// chunk, with an ETag of its content; `range` applied here.
+async fn proxy_chunk(
+    upstreams: &Upstreams,
+    call: Call<'_>,
+    range: Option<ByteRange>,
+) -> Result<Chunk, Refusal> {
+    let object = proxy(upstreams, call).await?;
+    let mut data = buffered(object.body, OBJECT_CHUNK_BYTES).await?;
+    let info = ObjectInfo {
+        size: data.len() as u64,
+        etag: blake3::hash(&data).to_hex().to_string(),
+        ..object.info
+    };
+    let (start, end) = span(range, info.size)?;
+    data.truncate(end as usize);
+    data.drain(..start as usize);
+    Ok(Chunk {
+        info,
+        start,
+        end,
+        data,
+    })
 }
 
 /// `body` in memory, refused past `limit` bytes.
@@ -225,6 +277,8 @@ pub async fn open_range(
         partial: range.is_some(),
         sized: true,
         body,
+        status: None,
+        passed: axum::http::HeaderMap::new(),
     })
 }
 

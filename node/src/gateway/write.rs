@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use quorate_api::gateway::Upload;
-use quorate_api::objects::{Precondition, Written};
+use quorate_api::gateway::{Upload, Wrote};
+use quorate_api::objects::{Forward, ObjectBody, Precondition, Written};
 use quorate_api::refusal::Refusal;
 use quorate_api::signature::{ExpectedDigest, StreamingDigest, sha256_field};
 use quorate_contracts::{Action, GrantId, ResourcePath};
@@ -28,11 +28,17 @@ use tokio::io::AsyncWriteExt as _;
 use super::accounting::Audited;
 use super::decide::Allowed;
 use super::objects::{Committed, Content, Deleted, ObjectStore};
+use super::upstream::{Call, Upstreams, Verb};
 use super::{Gateway, storage_failed};
 
 /// How long a write's body may send nothing before the write is refused
 /// (a client that stalls cannot hold an upload open for ever).
 pub const WRITE_IDLE_MAX: Duration = Duration::from_secs(30);
+
+/// The largest body written to an upstream route's service: held in memory
+/// until its digest is checked, so that the service never sees a byte of a
+/// body that does not match.
+pub const UPSTREAM_WRITE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// An upload being received: its file in the store's upload directory and
 /// its hashes so far.
@@ -129,7 +135,7 @@ impl Gateway {
         let outcome = self
             .decide(caller, Action::Write, path, purpose)
             .and_then(|allowed| {
-                if self.inner.parts.upstreams.serves(path) {
+                if self.upstreams().serves(path) {
                     return Err(Refusal::NotWritable(path.clone()));
                 }
                 if declared.is_some_and(|length| length > limit) {
@@ -144,15 +150,23 @@ impl Gateway {
         outcome
     }
 
-    /// A write over HTTP: admitted, its body streamed to an upload file,
-    /// then committed if it matches its digest.
+    /// A write over HTTP: to an upstream route's service if one serves the
+    /// path, else admitted, its body streamed to an upload file, then
+    /// committed if it matches its digest.
     pub async fn write(
         &self,
         caller: &Did,
         transport: &str,
         path: &ResourcePath,
         upload: Upload,
-    ) -> Result<Written, Refusal> {
+    ) -> Result<Wrote, Refusal> {
+        let upstreams = self.upstreams();
+        if upstreams.serves(path) {
+            return self
+                .forward_write(&upstreams, caller, transport, path, upload)
+                .await
+                .map(Wrote::Forwarded);
+        }
         let Upload {
             body,
             length,
@@ -160,7 +174,17 @@ impl Gateway {
             content_type,
             purpose,
             precondition,
+            post,
+            forward: _,
         } = upload;
+        if post {
+            let refusal = Refusal::PostToStored(path.clone());
+            let request =
+                Audited::change(transport, caller, Action::Write, path, purpose.as_deref());
+            self.record_refused(request, &refusal).await;
+            drop(body);
+            return Err(refusal);
+        }
         let allowed = self
             .admit_write(caller, transport, path, purpose.as_deref(), length)
             .await?;
@@ -211,6 +235,105 @@ impl Gateway {
         }
         self.finish_write(path, request, allowed.grant, incoming, &digest, &terms)
             .await
+            .map(Wrote::Stored)
+    }
+
+    /// A write to an upstream route's service (signed HTTP only): decided
+    /// like any write, its body read into memory (at most
+    /// [`UPSTREAM_WRITE_BYTES_MAX`]) and checked against its digest before
+    /// the service sees a byte, then sent as PUT or POST with the query and
+    /// the headers the route allows; the service's answer goes back. One
+    /// audit record names the writer, the bytes and their sha-256.
+    async fn forward_write(
+        &self,
+        upstreams: &Upstreams,
+        caller: &Did,
+        transport: &str,
+        path: &ResourcePath,
+        upload: Upload,
+    ) -> Result<ObjectBody, Refusal> {
+        let Upload {
+            body,
+            length,
+            digest,
+            content_type,
+            purpose,
+            post,
+            forward,
+            ..
+        } = upload;
+        let request = Audited::change(transport, caller, Action::Write, path, purpose.as_deref());
+        let limit = self.write_limit().min(UPSTREAM_WRITE_BYTES_MAX);
+        let admitted = self
+            .decide(caller, Action::Write, path, purpose.as_deref())
+            .and_then(|allowed| match length {
+                Some(length) if length > limit => Err(Refusal::TooLarge { max: limit }),
+                _ => Ok(allowed),
+            });
+        let allowed = match admitted {
+            Ok(allowed) => allowed,
+            Err(refusal) => {
+                self.record_refused(request, &refusal).await;
+                drop(body);
+                return Err(refusal);
+            }
+        };
+        let grant = allowed.grant;
+        let mut hashed = StreamingDigest::new(Some(&digest));
+        let mut data: Vec<u8> = Vec::new();
+        let mut stream = body.into_data_stream();
+        let received = loop {
+            let piece = match tokio::time::timeout(WRITE_IDLE_MAX, stream.next()).await {
+                Ok(None) => break Ok(()),
+                Ok(Some(Ok(piece))) => piece,
+                Ok(Some(Err(_))) => {
+                    break Err(Refusal::BadRequest("the body broke off before its end"));
+                }
+                Err(_) => break Err(Refusal::BadRequest("the body sent nothing for 30 s")),
+            };
+            if (data.len() + piece.len()) as u64 > limit {
+                break Err(Refusal::TooLarge { max: limit });
+            }
+            hashed.update(&piece);
+            data.extend_from_slice(&piece);
+        };
+        let size = data.len() as u64;
+        let checked = received.and_then(|()| {
+            let sha256 = hashed.finish(&digest).map_err(Refusal::Digest)?;
+            self.ready()?;
+            self.grant_still_holds(grant)?;
+            Ok(sha256)
+        });
+        let sha256 = match checked {
+            Ok(sha256) => sha256,
+            Err(refusal) => {
+                self.record_write_refused(request, Some(grant), size, &refusal)
+                    .await;
+                return Err(refusal);
+            }
+        };
+        let call = Call {
+            verb: if post { Verb::Post } else { Verb::Put },
+            path,
+            query: forward.query.as_deref(),
+            headers: &forward.headers,
+            caller,
+            grant,
+            purpose: purpose.as_deref(),
+            body: Some((content_type, data.into())),
+        };
+        match super::read::proxy(upstreams, call).await {
+            Ok(answer) => {
+                self.record_written(request, grant, size, sha256_field(&sha256))
+                    .await;
+                Ok(answer)
+            }
+            Err(refusal) => {
+                self.record_write_refused(request, Some(grant), size, &refusal)
+                    .await;
+                Err(refusal)
+            }
+        }
     }
 
     /// Ends a write without storing it: the upload removed, the refusal
@@ -324,12 +447,29 @@ impl Gateway {
         path: &ResourcePath,
         purpose: Option<&str>,
         precondition: Precondition,
+        forward: &Forward,
     ) -> Result<(), Refusal> {
         let request = Audited::change(transport, caller, Action::Delete, path, purpose);
+        let upstreams = self.upstreams();
         let outcome = async {
             let allowed = self.decide(caller, Action::Delete, path, purpose)?;
-            if self.inner.parts.upstreams.serves(path) {
-                return Err(Refusal::NotWritable(path.clone()));
+            if upstreams.serves(path) {
+                // The service decides; its answer's body is not passed on.
+                let call = Call {
+                    verb: Verb::Delete,
+                    path,
+                    query: forward.query.as_deref(),
+                    headers: &forward.headers,
+                    caller,
+                    grant: allowed.grant,
+                    purpose,
+                    body: None,
+                };
+                super::read::proxy(&upstreams, call).await?;
+                return Ok(allowed);
+            }
+            if forward.query.is_some() {
+                return Err(super::read::QUERY_ON_STORED);
             }
             let store = self.inner.parts.objects.clone();
             let owned = path.clone();

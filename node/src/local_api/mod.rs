@@ -310,6 +310,30 @@ impl Node for LocalNode {
         }
     }
 
+    async fn upstreams(&self) -> Result<quorate_api::local::responses::UpstreamsView, Problem> {
+        Ok(self.gateway.upstreams().view())
+    }
+
+    async fn reload_upstreams(
+        &self,
+    ) -> Result<quorate_api::local::responses::UpstreamsView, Problem> {
+        let table = self.gateway.upstream_table().clone();
+        let reloaded = tokio::task::spawn_blocking(move || table.reload())
+            .await
+            .map_err(|e| internal("reloading the upstream routes", &e))?;
+        match reloaded {
+            Ok(upstreams) => Ok(upstreams.view()),
+            Err(e) => {
+                tracing::warn!(target: "upstream", error = %e, "reload refused; the routes in force are kept");
+                Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "config-invalid",
+                    format!("{e}; the routes in force are kept"),
+                ))
+            }
+        }
+    }
+
     async fn jwt_revocations(
         &self,
     ) -> Result<quorate_api::local::responses::JwtRevocations, Problem> {
@@ -657,6 +681,7 @@ impl Node for LocalNode {
         path: ResourcePath,
         range: Option<ByteRange>,
         purpose: Option<String>,
+        query: Option<String>,
     ) -> Result<ObjectBody, Problem> {
         let peer = self.peer_did(&peer)?;
         let first = Request::Object {
@@ -664,6 +689,7 @@ impl Node for LocalNode {
             range,
             if_match: None,
             purpose,
+            query,
         };
         let unexpected = |detail: &str| {
             Problem::new(
@@ -724,6 +750,8 @@ impl Node for LocalNode {
             partial: range.is_some(),
             sized: true,
             body: Body::from_stream(first.chain(rest)),
+            status: None,
+            passed: axum::http::HeaderMap::new(),
         })
     }
 

@@ -85,6 +85,10 @@ pub enum Request {
         /// serves only requests that declare it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<String>,
+        /// The query string for an upstream route (without `?`; at most
+        /// `upstream::QUERY_BYTES_MAX` bytes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
     },
     /// The next chunk of a download the gateway already authorized (its
     /// first answer was [`Response::Download`]): no new authorization,

@@ -361,6 +361,8 @@ fn the_route_table_is_the_documented_policy() {
         ("POST", "/v1/tokens", &[]),
         ("GET", "/v1/jwt-revocations", &[]),
         ("POST", "/v1/jwt-revocations", &[]),
+        ("GET", "/v1/upstreams", &[]),
+        ("POST", "/v1/upstreams/reload", &[]),
         ("DELETE", "/v1/tokens/{name}", &[]),
         ("GET", "/metrics", &["metrics"]),
     ];

@@ -239,6 +239,12 @@ impl Node for Fake {
     ) -> Result<crate::local::responses::JwtRevocationView, Problem> {
         self.answer(revocation())
     }
+    async fn upstreams(&self) -> Result<crate::local::responses::UpstreamsView, Problem> {
+        self.answer(upstreams())
+    }
+    async fn reload_upstreams(&self) -> Result<crate::local::responses::UpstreamsView, Problem> {
+        self.answer(upstreams())
+    }
     async fn status(&self) -> NodeStatus {
         NodeStatus {
             tip_hash: HEX.into(),
@@ -323,6 +329,8 @@ impl Node for Fake {
             partial: false,
             sized: true,
             body: Body::from("a,b\n1"),
+            status: None,
+            passed: axum::http::HeaderMap::new(),
         })
     }
     async fn head_object(&self, _: ResourcePath) -> Result<ObjectInfo, Problem> {
@@ -339,6 +347,7 @@ impl Node for Fake {
         peer: String,
         path: ResourcePath,
         range: Option<ByteRange>,
+        _: Option<String>,
         _: Option<String>,
     ) -> Result<ObjectBody, Problem> {
         let _ = peer;
@@ -604,6 +613,7 @@ impl crate::gateway::Pipeline for Fake {
         _: ResourcePath,
         _: Option<ByteRange>,
         _: Option<String>,
+        _: crate::objects::Forward,
     ) -> Result<ObjectBody, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
@@ -620,7 +630,7 @@ impl crate::gateway::Pipeline for Fake {
         _: Did,
         _: ResourcePath,
         _: crate::gateway::Upload,
-    ) -> Result<crate::objects::Written, crate::refusal::Refusal> {
+    ) -> Result<crate::gateway::Wrote, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
     async fn delete(
@@ -629,6 +639,7 @@ impl crate::gateway::Pipeline for Fake {
         _: ResourcePath,
         _: Option<String>,
         _: crate::objects::Precondition,
+        _: crate::objects::Forward,
     ) -> Result<(), crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
@@ -645,6 +656,25 @@ impl crate::gateway::Pipeline for Fake {
         _: String,
         _: &crate::refusal::Refusal,
     ) {
+    }
+}
+
+fn upstreams() -> crate::local::responses::UpstreamsView {
+    use crate::local::responses::{UpstreamRouteView, UpstreamUrlView, UpstreamsView};
+    UpstreamsView {
+        routes: vec![UpstreamRouteView {
+            prefix: "erp".into(),
+            balance: "round-robin".into(),
+            timeout_ms: 10_000,
+            request_headers: vec!["accept".into()],
+            response_headers: vec!["etag".into()],
+            urls: vec![UpstreamUrlView {
+                url: "http://127.0.0.1:9000".into(),
+                in_flight: 0,
+                failures: 0,
+                open: false,
+            }],
+        }],
     }
 }
 

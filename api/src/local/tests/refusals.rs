@@ -68,6 +68,12 @@ impl Node for Empty {
     ) -> Result<crate::local::responses::JwtRevocationView, Problem> {
         none()
     }
+    async fn upstreams(&self) -> Result<crate::local::responses::UpstreamsView, Problem> {
+        none()
+    }
+    async fn reload_upstreams(&self) -> Result<crate::local::responses::UpstreamsView, Problem> {
+        none()
+    }
     async fn status(&self) -> NodeStatus {
         if let Some(gate) = &self.gate {
             let _pass = gate.acquire().await;
@@ -168,6 +174,7 @@ impl Node for Empty {
         _: String,
         _: ResourcePath,
         _: Option<ByteRange>,
+        _: Option<String>,
         _: Option<String>,
     ) -> Result<ObjectBody, Problem> {
         none()
@@ -656,6 +663,7 @@ impl crate::gateway::Pipeline for Empty {
         _: ResourcePath,
         _: Option<ByteRange>,
         _: Option<String>,
+        _: crate::objects::Forward,
     ) -> Result<ObjectBody, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
@@ -672,7 +680,7 @@ impl crate::gateway::Pipeline for Empty {
         _: Did,
         _: ResourcePath,
         _: crate::gateway::Upload,
-    ) -> Result<crate::objects::Written, crate::refusal::Refusal> {
+    ) -> Result<crate::gateway::Wrote, crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }
     async fn delete(
@@ -681,6 +689,7 @@ impl crate::gateway::Pipeline for Empty {
         _: ResourcePath,
         _: Option<String>,
         _: crate::objects::Precondition,
+        _: crate::objects::Forward,
     ) -> Result<(), crate::refusal::Refusal> {
         Err(crate::refusal::Refusal::Internal)
     }

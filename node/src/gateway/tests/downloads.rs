@@ -26,6 +26,7 @@ fn big_object() -> Vec<u8> {
 fn ask_object(at: &str) -> Request {
     Request::Object {
         purpose: None,
+        query: None,
         path: at.to_owned(),
         range: None,
         if_match: None,
@@ -219,6 +220,7 @@ async fn small_reads_ranges_and_bad_paths_over_libp2p() {
     let grantee = f.did(GRANTEE);
     let ranged = Request::Object {
         purpose: None,
+        query: None,
         path: "reports/q3.csv".into(),
         range: Some(ByteRange::Suffix(8)),
         if_match: None,

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::audit::{self, Auditor, Record};
 use super::objects::ObjectStore;
-use super::upstream::Upstreams;
+use super::upstream::{UpstreamTable, Upstreams};
 use super::{Gateway, Parts};
 use crate::agreement::driver::Status;
 use crate::home::config::GatewaySection;
@@ -118,7 +118,7 @@ impl Fixture {
             state: state_rx,
             status: status_rx,
             objects: Arc::new(objects),
-            upstreams: Arc::new(Upstreams::new(&[]).unwrap()),
+            upstreams: UpstreamTable::new(Upstreams::new(&[]).unwrap(), None),
             auditor,
             config,
         };

@@ -3,7 +3,7 @@
 //! grant and bytes. Method: the pipeline's read and list, called directly.
 
 use quorate_api::gateway::status;
-use quorate_api::objects::{ByteRange, ListQuery, ObjectBody};
+use quorate_api::objects::{ByteRange, Forward, ListQuery, ObjectBody};
 use quorate_api::problem::Problem;
 use quorate_api::refusal::{Code, Refusal, UpstreamFailure};
 use quorate_contracts::{Action, DenyReason};
@@ -16,7 +16,7 @@ const REPORT: &[u8] = b"quarter,revenue\nq3,1000000\n";
 async fn read(fixture: &Fixture, caller: &Did, at: &str) -> Result<ObjectBody, Refusal> {
     fixture
         .gateway
-        .read(caller, "http", &path(at), None, None)
+        .read(caller, "http", &path(at), None, None, &Forward::default())
         .await
 }
 
@@ -42,6 +42,7 @@ async fn an_allowed_read_is_served_and_audited_with_its_grant_and_bytes() {
             &path("reports/q3.csv"),
             Some(ByteRange::Bounded(0, 6)),
             None,
+            &Forward::default(),
         )
         .await
         .unwrap();
@@ -150,6 +151,7 @@ async fn every_refusal_of_the_pipeline_has_its_reason_serves_nothing_and_is_audi
             &path("reports/q3.csv"),
             Some(ByteRange::From(1_000)),
             None,
+            &Forward::default(),
         )
         .await
         .unwrap_err();
@@ -374,7 +376,7 @@ async fn a_purpose_bound_grant_serves_and_lists_only_for_its_declared_purpose() 
     for declared in [None, Some("marketing")] {
         let refused = f
             .gateway
-            .read(&grantee, "http", &at, None, declared)
+            .read(&grantee, "http", &at, None, declared, &Forward::default())
             .await
             .unwrap_err();
         assert_eq!(
@@ -391,7 +393,14 @@ async fn a_purpose_bound_grant_serves_and_lists_only_for_its_declared_purpose() 
     }
     let served = f
         .gateway
-        .read(&grantee, "http", &at, None, Some("customs clearance"))
+        .read(
+            &grantee,
+            "http",
+            &at,
+            None,
+            Some("customs clearance"),
+            &Forward::default(),
+        )
         .await
         .unwrap();
     assert_eq!(body(served).await, REPORT);
