@@ -63,7 +63,7 @@ pub use downloads::{DOWNLOAD_IDLE_MAX, DOWNLOADS_MAX, DOWNLOADS_PER_MEMBER_MAX};
 pub use read::open_range;
 pub(crate) use sharing::desk_refusal;
 pub use uploads::{UPLOAD_IDLE_MAX, UPLOADS_MAX, UPLOADS_PER_MEMBER_MAX};
-pub use write::{UPSTREAM_WRITE_BYTES_MAX, WRITE_IDLE_MAX};
+pub use write::{UPSTREAM_WRITE_BYTES_MAX, UPSTREAM_WRITES_MIB_MAX, WRITE_IDLE_MAX};
 
 /// The gateway of one node; cheap to clone.
 #[derive(Clone)]
@@ -103,6 +103,8 @@ struct Inner {
     downloads: Mutex<Downloads>,
     uploads: Mutex<Uploads>,
     permits: Arc<Semaphore>,
+    /// MiB of bodies bound for upstream services that may be held at once.
+    upstream_writes: Arc<Semaphore>,
     allowed: AtomicU64,
     denied: AtomicU64,
 }
@@ -132,6 +134,7 @@ impl Gateway {
                 downloads: Mutex::new(Downloads::default()),
                 uploads: Mutex::new(Uploads::default()),
                 permits,
+                upstream_writes: Arc::new(Semaphore::new(write::UPSTREAM_WRITES_MIB_MAX)),
                 allowed: AtomicU64::new(0),
                 denied: AtomicU64::new(0),
             }),

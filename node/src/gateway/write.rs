@@ -38,7 +38,12 @@ pub const WRITE_IDLE_MAX: Duration = Duration::from_secs(30);
 /// The largest body written to an upstream route's service: held in memory
 /// until its digest is checked, so that the service never sees a byte of a
 /// body that does not match.
-pub const UPSTREAM_WRITE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+pub const UPSTREAM_WRITE_BYTES_MAX: u64 = 16 * MIB;
+/// The bytes of bodies to upstream services held at once, in all
+/// (`UPSTREAM_WRITES_MIB_MAX` MiB): past it a write is refused with
+/// `too-many-uploads` (503, retry) before its body is read.
+pub const UPSTREAM_WRITES_MIB_MAX: usize = 64;
+const MIB: u64 = 1024 * 1024;
 
 /// An upload being received: its file in the store's upload directory and
 /// its hashes so far.
@@ -175,10 +180,14 @@ impl Gateway {
             purpose,
             precondition,
             post,
-            forward: _,
+            forward,
         } = upload;
-        if post {
-            let refusal = Refusal::PostToStored(path.clone());
+        if post || forward.query.is_some() {
+            let refusal = if post {
+                Refusal::PostToStored(path.clone())
+            } else {
+                super::read::QUERY_ON_STORED
+            };
             let request =
                 Audited::change(transport, caller, Action::Write, path, purpose.as_deref());
             self.record_refused(request, &refusal).await;
@@ -270,8 +279,20 @@ impl Gateway {
                 Some(length) if length > limit => Err(Refusal::TooLarge { max: limit }),
                 _ => Ok(allowed),
             });
-        let allowed = match admitted {
-            Ok(allowed) => allowed,
+        // The bodies held at once are bounded in all: what this one may
+        // take is reserved before a byte is read.
+        let reserved = admitted.and_then(|allowed| {
+            let mib = length.unwrap_or(limit).min(limit).div_ceil(MIB).max(1);
+            let units = u32::try_from(mib).unwrap_or(u32::MAX);
+            self.inner
+                .upstream_writes
+                .clone()
+                .try_acquire_many_owned(units)
+                .map(|permit| (allowed, permit))
+                .map_err(|_| Refusal::TooManyUploads)
+        });
+        let (allowed, _reserved) = match reserved {
+            Ok(reserved) => reserved,
             Err(refusal) => {
                 self.record_refused(request, &refusal).await;
                 drop(body);

@@ -53,6 +53,8 @@ pub const HEADERS_MAX: usize = 32;
 pub const QUERY_BYTES_MAX: usize = 2048;
 /// Routes one config may hold.
 pub const ROUTES_MAX: usize = 256;
+/// The longest wait for a connection to a URL.
+pub const CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// Headers that describe one connection or the message's framing, or that
 /// the gateway itself sets or consumes: never copied from one side to the
@@ -75,15 +77,24 @@ const NEVER_FORWARDED: &[&str] = &[
     "range",
     "if-range",
     "content-range",
-    // The member's credentials for this gateway, and who it is.
+    // The member's credentials for this gateway, and who it is: the
+    // gateway says who asks (and every `quorate-` name is its own).
     "authorization",
     "signature",
     "signature-input",
     "content-digest",
-    MEMBER_HEADER,
-    GRANT_HEADER,
-    quorate_api::purpose::PURPOSE_HEADER,
+    "cookie",
+    "set-cookie",
+    // Who the client is, as a proxy would say it: a member could forge it.
+    "forwarded",
+    "x-real-ip",
+    // Preconditions of writes travel always (see `Route::request`).
+    "if-match",
+    "if-none-match",
 ];
+
+/// Name prefixes never forwarded either way.
+const NEVER_FORWARDED_PREFIXES: &[&str] = &["quorate-", "x-forwarded-"];
 
 /// The member a forwarded call is made for (its `did:key`).
 pub const MEMBER_HEADER: &str = "quorate-member";
@@ -249,7 +260,24 @@ struct Target {
 #[derive(Default)]
 struct Breaker {
     failures: u32,
+    /// Open until then; past it, one trial call at a time decides.
     open_until: Option<Instant>,
+    /// When the trial call in flight began (a trial not settled within a
+    /// cool-down, its caller gone, is given up).
+    trial_since: Option<Instant>,
+}
+
+impl Breaker {
+    /// Whether a call may go to the URL at `now`.
+    fn admits(&self, now: Instant) -> bool {
+        match self.open_until {
+            None => true,
+            Some(until) if now < until => false,
+            Some(_) => self
+                .trial_since
+                .is_none_or(|since| now.saturating_duration_since(since) >= BREAKER_COOLDOWN),
+        }
+    }
 }
 
 struct Route {
@@ -282,6 +310,9 @@ impl std::fmt::Debug for Upstreams {
 #[derive(Clone)]
 pub struct UpstreamTable {
     current: Arc<std::sync::RwLock<Arc<Upstreams>>>,
+    /// Held across a reload's read, build and swap, so that of two at once
+    /// the later read is the one left in force.
+    reloading: Arc<Mutex<()>>,
     /// The config file a reload reads (none: the routes are fixed).
     config: Option<Arc<Path>>,
 }
@@ -306,6 +337,7 @@ impl UpstreamTable {
     pub fn new(upstreams: Upstreams, config: Option<&Path>) -> Self {
         Self {
             current: Arc::new(std::sync::RwLock::new(Arc::new(upstreams))),
+            reloading: Arc::default(),
             config: config.map(Arc::from),
         }
     }
@@ -334,6 +366,10 @@ impl UpstreamTable {
     /// effect at the next start. Blocking (it reads a file).
     pub fn reload(&self) -> Result<Arc<Upstreams>, ReloadError> {
         let path = self.config.as_deref().ok_or(ReloadError::NoConfig)?;
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let config = crate::home::config::Config::load(path)?;
         let upstreams = Upstreams::new(&config.upstream)?;
         let prefixes: Vec<&str> = upstreams.routes.iter().map(|r| r.prefix.as_str()).collect();
@@ -363,8 +399,12 @@ impl Upstreams {
             }
             routes.push(route);
         }
+        // Connecting takes at most half of the shortest route's timeout, so
+        // a URL that does not connect leaves time to try another.
+        let shortest = routes.iter().map(|r| r.timeout).min();
+        let connect = shortest.map_or(CONNECT_TIMEOUT_MAX, |t| (t / 2).min(CONNECT_TIMEOUT_MAX));
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_connect_timeout(Some(connect));
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { routes, client })
     }
@@ -402,9 +442,10 @@ impl Upstreams {
                     .targets
                     .iter()
                     .map(|target| {
-                        let (failures, open) = target.breaker.lock().map_or((0, true), |b| {
+                        let (failures, open) = {
+                            let b = target.breaker();
                             (b.failures, b.open_until.is_some_and(|until| now < until))
-                        });
+                        };
                         UpstreamUrlView {
                             url: target.base.clone(),
                             in_flight: target.in_flight.load(Ordering::Relaxed) as u64,
@@ -499,12 +540,16 @@ impl Upstreams {
             // The service is fine; the resource is not there.
             return Err(Attempt::Answered(UpstreamFailure::NotFound));
         }
-        if status.is_client_error() {
-            // The service is fine; the request is not (it says why to the
-            // member's status code).
+        // A 304 is a revalidation the service answered: passed on, bodiless.
+        let not_modified = status == StatusCode::NOT_MODIFIED;
+        let unsized_empty =
+            || Body::from_stream(futures::stream::empty::<Result<Bytes, std::io::Error>>());
+        if status.is_client_error() || (status.is_redirection() && !not_modified) {
+            // The service is fine; the request is not what it serves (the
+            // member is told its status).
             return Err(Attempt::Answered(UpstreamFailure::Status(status.as_u16())));
         }
-        if !status.is_success() {
+        if !status.is_success() && !not_modified {
             return Err(Attempt::Failed(UpstreamFailure::Status(status.as_u16())));
         }
         let headers = response.headers();
@@ -517,12 +562,7 @@ impl Upstreams {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let mut passed = HeaderMap::new();
-        for name in &route.response_headers {
-            for value in headers.get_all(name) {
-                passed.append(name.clone(), value.clone());
-            }
-        }
+        let passed = passed_headers(&route.response_headers, headers);
         let idle = route.timeout;
         let frames = futures::stream::unfold(
             (response.into_body(), in_flight),
@@ -549,15 +589,28 @@ impl Upstreams {
         Ok(UpstreamResponse {
             status,
             content_type,
-            length,
+            length: if not_modified { None } else { length },
             headers: passed,
-            body: if outgoing.method == Method::HEAD {
-                Body::empty()
-            } else {
-                Body::from_stream(frames)
+            body: match (outgoing.method == Method::HEAD, not_modified, length) {
+                (false, false, _) => Body::from_stream(frames),
+                // HEAD: no body, and the length the service said (an empty
+                // body would say 0; one of unknown size says nothing).
+                (true, false, Some(_)) => Body::empty(),
+                (_, true, _) | (true, false, None) => unsized_empty(),
             },
         })
     }
+}
+
+/// The headers of `from` that `allowed` names.
+fn passed_headers(allowed: &[HeaderName], from: &HeaderMap) -> HeaderMap {
+    let mut passed = HeaderMap::new();
+    for name in allowed {
+        for value in from.get_all(name) {
+            passed.append(name.clone(), value.clone());
+        }
+    }
+    passed
 }
 
 /// A request built once for every URL it may be tried on.
@@ -667,7 +720,13 @@ impl Route {
             return Err(UpstreamFailure::BadQuery(QUERY_BYTES_MAX));
         }
         let mut headers = HeaderMap::new();
-        for name in &self.request_headers {
+        let preconditions: &[HeaderName] = match call.verb {
+            // A member's condition on what it replaces or removes is the
+            // service's to check: it always travels with a change.
+            Verb::Put | Verb::Post | Verb::Delete => &[header::IF_MATCH, header::IF_NONE_MATCH],
+            Verb::Get | Verb::Head => &[],
+        };
+        for name in self.request_headers.iter().chain(preconditions) {
             for value in call.headers.get_all(name) {
                 headers.append(name.clone(), value.clone());
             }
@@ -724,7 +783,7 @@ impl Route {
         let retry_after = self
             .targets
             .iter()
-            .filter_map(|t| t.breaker.lock().ok()?.open_until)
+            .filter_map(|t| t.breaker().open_until)
             .map(|until| until.saturating_duration_since(now))
             .min()
             .unwrap_or(BREAKER_COOLDOWN);
@@ -737,42 +796,47 @@ impl Route {
 }
 
 impl Target {
-    /// Whether a call may go to this URL now (closed, or cooled down).
-    fn available(&self, now: Instant) -> bool {
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        // A breaker's state is a few counters, valid whatever panicked.
         self.breaker
             .lock()
-            .is_ok_and(|b| b.open_until.is_none_or(|until| now >= until))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a call may go to this URL now: closed, or cooled down with
+    /// no trial in flight.
+    fn available(&self, now: Instant) -> bool {
+        self.breaker().admits(now)
     }
 
     fn admit(&self) -> Result<(), Attempt> {
-        let Ok(mut breaker) = self.breaker.lock() else {
-            // A poisoned breaker: refuse as if open rather than guess.
+        let now = Instant::now();
+        let mut breaker = self.breaker();
+        if !breaker.admits(now) {
             return Err(Attempt::NotConnected);
-        };
-        match breaker.open_until {
-            Some(until) if Instant::now() < until => Err(Attempt::NotConnected),
-            Some(_) => {
-                // Half-open: let this one call through as the trial.
-                breaker.open_until = None;
-                breaker.failures = BREAKER_FAILURES - 1;
-                Ok(())
-            }
-            None => Ok(()),
         }
+        if breaker.open_until.is_some() {
+            // Half-open: this call is the one trial.
+            breaker.trial_since = Some(now);
+        }
+        Ok(())
     }
 
     fn settle(&self, prefix: &str, ok: bool) {
-        let Ok(mut breaker) = self.breaker.lock() else {
-            return;
-        };
+        let mut breaker = self.breaker();
+        breaker.trial_since = None;
         if ok {
             breaker.failures = 0;
+            breaker.open_until = None;
             return;
         }
         breaker.failures = breaker.failures.saturating_add(1);
-        if breaker.failures >= BREAKER_FAILURES && breaker.open_until.is_none() {
+        if breaker.failures >= BREAKER_FAILURES {
+            if breaker.open_until.is_none() {
+                tracing::warn!(target: "upstream", prefix, url = self.base, "circuit open");
+            }
+            // Opened, or a failed trial: another cool-down.
             breaker.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
-            tracing::warn!(target: "upstream", prefix, url = self.base, "circuit open");
         }
     }
 }
@@ -794,7 +858,11 @@ fn allow_list(
     let mut out: Vec<HeaderName> = Vec::with_capacity(names.len());
     for name in names {
         let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| refuse(name))?;
-        if NEVER_FORWARDED.contains(&parsed.as_str()) {
+        if NEVER_FORWARDED.contains(&parsed.as_str())
+            || NEVER_FORWARDED_PREFIXES
+                .iter()
+                .any(|prefix| parsed.as_str().starts_with(prefix))
+        {
             return Err(refuse(name));
         }
         if !out.contains(&parsed) {

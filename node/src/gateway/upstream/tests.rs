@@ -93,6 +93,12 @@ fn allow_lists_refuse_what_is_never_forwarded() {
         "transfer-encoding",
         "Range",
         "quorate-member",
+        "Quorate-Audience",
+        "cookie",
+        "Set-Cookie",
+        "x-forwarded-for",
+        "forwarded",
+        "if-match",
         "content-length",
         "bad header",
         "",
@@ -149,6 +155,34 @@ fn a_request_carries_the_query_the_allowed_headers_and_who_asks() {
         GrantId([9; 32]).to_string().as_str()
     );
     assert_eq!(outgoing.headers["quorate-purpose"], "customs clearance");
+
+    // A change carries the member's preconditions, listed or not; a read
+    // does not.
+    let mut conditional = headers.clone();
+    conditional.insert("if-none-match", HeaderValue::from_static("*"));
+    let read = Call {
+        headers: &conditional,
+        body: None,
+        ..call
+    };
+    assert!(
+        route
+            .request(&read, rest)
+            .unwrap()
+            .headers
+            .get("if-none-match")
+            .is_none()
+    );
+    let post = Call {
+        verb: Verb::Post,
+        headers: &conditional,
+        body: None,
+        ..call
+    };
+    assert_eq!(
+        route.request(&post, rest).unwrap().headers["if-none-match"],
+        "*"
+    );
 
     let bad = Call {
         query: Some("a b"),
@@ -250,4 +284,30 @@ fn a_circuit_opens_after_consecutive_failures_and_a_success_closes_it() {
     assert!(target.admit().is_err());
     assert!(!target.available(Instant::now()));
     assert!(target.available(Instant::now() + BREAKER_COOLDOWN));
+}
+
+#[test]
+fn a_cooled_down_circuit_lets_one_trial_through_at_a_time() {
+    let upstreams = Upstreams::new(&[section("erp", "http://127.0.0.1:9")]).unwrap();
+    let target = &upstreams.routes[0].targets[0];
+    for _ in 0..BREAKER_FAILURES {
+        assert!(target.admit().is_ok());
+        target.settle("erp", false);
+    }
+    // Cool-down over: one trial is admitted, the others wait for it.
+    target.breaker().open_until = Some(Instant::now());
+    assert!(target.admit().is_ok());
+    assert!(target.admit().is_err());
+    assert!(!target.available(Instant::now()));
+    // A trial whose caller went away is given up after a cool-down.
+    assert!(target.available(Instant::now() + BREAKER_COOLDOWN));
+    // The trial fails: open again, for another cool-down.
+    target.settle("erp", false);
+    assert!(target.admit().is_err());
+    assert!(target.available(Instant::now() + BREAKER_COOLDOWN));
+    // A trial that succeeds closes the circuit for every call.
+    target.breaker().open_until = Some(Instant::now());
+    assert!(target.admit().is_ok());
+    target.settle("erp", true);
+    assert!(target.admit().is_ok() && target.admit().is_ok());
 }
