@@ -264,6 +264,52 @@ async fn a_write_without_a_write_grant_or_a_covered_matching_digest_stores_nothi
 }
 
 #[tokio::test]
+async fn a_query_or_a_post_to_a_stored_object_is_refused_and_audited() {
+    let mut f = Fixture::new();
+    f.grant(GRANTEE, writes());
+    let (owner, key) = (f.did(OWNER), f.consortium.keys[GRANTEE].clone());
+    let door = router(f.gateway.clone(), Settings::new(60, AUTHORITY, owner));
+
+    // A query string is for upstream routes: not dropped, refused.
+    let queried = put(
+        &key,
+        "/gateway/objects/inbox/a.csv?version=2",
+        &owner,
+        BODY,
+        "q",
+    );
+    let refused = answer(&door, queried).await;
+    assert_eq!(
+        (refused.0, refused.1.as_str()),
+        (StatusCode::BAD_REQUEST, "bad-request")
+    );
+    // POST is for upstream routes too; a stored object takes PUT.
+    let digest = content_digest_sha256(BODY);
+    let posted = signed(
+        &key,
+        "POST",
+        "/gateway/objects/inbox/a.csv",
+        &owner,
+        &[("content-digest", digest)],
+        BODY.to_vec(),
+        "p",
+    );
+    let refused = answer(&door, posted).await;
+    assert_eq!(
+        (refused.0, refused.1.as_str()),
+        (StatusCode::CONFLICT, "not-writable")
+    );
+    assert!(stored(&f, "inbox/a.csv").is_none());
+    let decisions: Vec<String> = f
+        .audit()
+        .await
+        .into_iter()
+        .map(|r| r.decision.decision)
+        .collect();
+    assert_eq!(decisions, ["deny", "deny"]);
+}
+
+#[tokio::test]
 async fn writes_over_the_limit_and_failed_preconditions_are_refused() {
     let config = GatewaySection {
         write_bytes_max: 16,
