@@ -213,6 +213,15 @@ impl Fixture {
     /// Every audit record written so far, in order. A marker record is
     /// written and waited for: the writer keeps order, so every earlier
     /// decision is on disk once it is (and so is counted, or not, exactly).
+    /// The decisions of the audit log so far (`allow`, `deny`), in order.
+    async fn decisions(&self) -> Vec<String> {
+        self.audit()
+            .await
+            .into_iter()
+            .map(|r| r.decision.decision)
+            .collect()
+    }
+
     async fn audit(&self) -> Vec<Record> {
         const MARKER: &str = "(test marker)";
         self.gateway

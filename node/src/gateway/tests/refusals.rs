@@ -277,12 +277,7 @@ async fn a_grant_rate_limit_refuses_past_its_burst_and_says_how_long_to_wait() {
         ),
         (429, "rate-limited", Some(retry_after_secs))
     );
-    let decisions: Vec<String> = f
-        .audit()
-        .await
-        .into_iter()
-        .map(|r| r.decision.decision)
-        .collect();
+    let decisions = f.decisions().await;
     assert_eq!(decisions, ["allow", "allow", "deny"]);
 }
 

@@ -300,12 +300,7 @@ async fn a_query_or_a_post_to_a_stored_object_is_refused_and_audited() {
         (StatusCode::CONFLICT, "not-writable")
     );
     assert!(stored(&f, "inbox/a.csv").is_none());
-    let decisions: Vec<String> = f
-        .audit()
-        .await
-        .into_iter()
-        .map(|r| r.decision.decision)
-        .collect();
+    let decisions = f.decisions().await;
     assert_eq!(decisions, ["deny", "deny"]);
 }
 

@@ -645,12 +645,6 @@ impl Attempt {
     }
 }
 
-impl From<UpstreamFailure> for Attempt {
-    fn from(failure: UpstreamFailure) -> Self {
-        Attempt::Failed(failure)
-    }
-}
-
 /// One call in flight on a URL, until its body has been read or dropped.
 struct InFlight(Arc<AtomicUsize>);
 
